@@ -1,0 +1,81 @@
+"""People and integrations: roles, API tokens and passwords."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+from dataclasses import dataclass
+
+ROLES = ("operator", "releaser", "head", "admin", "integration")
+
+PERMISSIONS: dict[str, frozenset[str]] = {
+    "operator": frozenset({"read", "record"}),
+    "releaser": frozenset({"read", "record", "release"}),
+    "head": frozenset({"read", "resolve"}),
+    "admin": frozenset({"read", "admin", "reference"}),
+    "integration": frozenset({"read", "feed", "reference"}),
+    # a command run on the node's own machine through its control socket
+    "local": frozenset({"read", "record", "release", "resolve", "admin", "reference", "feed"}),
+}
+
+TOKEN_PREFIX = "smt_"  # noqa: S105 (a prefix, not a secret)
+_LOGIN_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+_SCRYPT = {"n": 2**14, "r": 8, "p": 1}
+
+
+class AuthError(ValueError):
+    """A bad role, login or password as given by an administrator."""
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who makes a request: a person or an integration, with one role."""
+
+    name: str
+    role: str
+
+    def can(self, permission: str) -> bool:
+        """True when the role grants the permission."""
+        return permission in PERMISSIONS.get(self.role, frozenset())
+
+
+def check_role(role: str) -> str:
+    """The role, or AuthError naming the valid ones."""
+    if role not in ROLES:
+        raise AuthError(f"unknown role {role[:20]!r}: choose one of {', '.join(ROLES)}")
+    return role
+
+
+def check_login(login: str) -> str:
+    """A login: lower-case letters, digits, '.', '_' or '-'."""
+    if not _LOGIN_RE.match(login):
+        raise AuthError("a login is 1-64 lower-case letters, digits, '.', '_' or '-'")
+    return login
+
+
+def new_token() -> str:
+    """A fresh API token; only its hash is ever stored."""
+    return TOKEN_PREFIX + secrets.token_urlsafe(32)
+
+
+def token_hash(token: str) -> str:
+    """The stored form of a token."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def hash_password(password: str) -> dict[str, str]:
+    """A salted scrypt hash of a password."""
+    if len(password) < 8:
+        raise AuthError("a password has at least 8 characters")
+    salt = secrets.token_bytes(16)
+    digest = hashlib.scrypt(password.encode(), salt=salt, dklen=32, **_SCRYPT)
+    return {"alg": "scrypt-16384-8-1", "salt": salt.hex(), "hash": digest.hex()}
+
+
+def verify_password(password: str, stored: dict[str, str]) -> bool:
+    """True when the password matches its stored hash."""
+    salt = bytes.fromhex(stored["salt"])
+    digest = hashlib.scrypt(password.encode(), salt=salt, dklen=32, **_SCRYPT)
+    return hmac.compare_digest(digest.hex(), stored["hash"])

@@ -1,0 +1,312 @@
+"""The `sterimesh` command line."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+import json
+import logging
+import shutil
+import sys
+import zipfile
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import aiohttp
+import click
+
+import crdt_model as cm
+
+from ._auth import ROLES, AuthError, Principal
+from ._bundle import BundleError, read_bundle
+from ._layout import DEFAULT_LISTEN, DataDir, DataDirError
+from ._node import VERSION, Node, NodeError, init_node
+from ._sample import SCALES, write_sample
+from ._server import async_run, parse_hostport
+from ._store import StoreError
+
+T = TypeVar("T")
+
+CLI_PRINCIPAL = Principal(name="cli", role="local")
+
+data_option = click.option(
+    "--data",
+    "data_dir",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="The node's data directory.",
+)
+
+
+def _fail(message: str) -> click.ClickException:
+    return click.ClickException(message)
+
+
+def _run(coro: Awaitable[T]) -> T:
+    try:
+        return asyncio.run(coro)  # type: ignore[arg-type]
+    except (StoreError, DataDirError, NodeError, AuthError) as err:
+        raise _fail(str(err)) from None
+
+
+async def _offline(
+    data: DataDir, action: Callable[[Node], Awaitable[T]], *, readonly: bool = False
+) -> T:
+    node = Node(data)
+    await node.async_open(readonly=readonly)
+    try:
+        return await action(node)
+    finally:
+        await node.async_close()
+
+
+async def _control(
+    data: DataDir, method: str, path: str, *, body: Any = None, raw: bytes | None = None
+) -> Any:
+    """A request to the node serving `data`, over its control socket."""
+    connector = aiohttp.UnixConnector(path=str(data.socket))
+    async with aiohttp.ClientSession(connector=connector) as session:
+        kwargs: dict[str, Any] = {"json": body} if raw is None else {"data": raw}
+        try:
+            async with session.request(method, "http://node" + path, **kwargs) as resp:
+                answer = await resp.json(content_type=None)
+        except aiohttp.ClientError as err:
+            raise _fail(f"the node serving {data.root} does not answer: {err}") from None
+    if isinstance(answer, dict) and answer.get("ok") is False:
+        raise _fail(str(answer.get("error")))
+    return answer
+
+
+@click.group()
+@click.version_option(VERSION, prog_name="sterimesh")
+@click.option("--log-level", default="INFO", show_default=True, help="DEBUG, INFO, WARNING...")
+def cli(log_level: str) -> None:
+    """sterimesh: sterilization traceability that keeps working through outages."""
+    logging.basicConfig(
+        level=getattr(logging, log_level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+@cli.command("sample-data")
+@click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path))
+@click.option("--scale", type=click.Choice(SCALES), default="small", show_default=True)
+@click.option("--seed", type=int, default=1, show_default=True)
+@click.option(
+    "--encoding", type=click.Choice(["utf-8", "cp1252"]), default="utf-8", show_default=True
+)
+@click.option(
+    "--start",
+    type=click.DateTime(["%Y-%m-%d"]),
+    default=None,
+    help="First planning day (default today); with --seed it fixes every byte.",
+)
+def sample_data(out: Path, scale: str, seed: int, encoding: str, start: Any) -> None:
+    """Write a coherent sample export bundle (reference data) to --out."""
+    try:
+        write_sample(
+            out, scale=scale, seed=seed, encoding=encoding, start=start.date() if start else None
+        )
+    except ValueError as err:
+        raise _fail(str(err)) from None
+    click.echo(str(out))
+
+
+@cli.command()
+@data_option
+@click.option("--name", required=True, help="A name people recognise, e.g. 'Poste lavage'.")
+@click.option("--zone", type=click.Choice(cm.ZONES), default="office", show_default=True)
+@click.option("--new-cluster", is_flag=True, help="Start a new cluster with this node.")
+def init(data_dir: Path, name: str, zone: str, new_cluster: bool) -> None:
+    """Create a node's data directory."""
+    if not new_cluster:
+        raise click.UsageError("say --new-cluster to start a cluster with this node")
+    try:
+        identity = init_node(DataDir(data_dir), name=name, zone=zone)
+    except (DataDirError, StoreError) as err:
+        raise _fail(str(err)) from None
+    click.echo(f"node {identity['code']} ({identity['name']}) created in {data_dir}")
+
+
+@cli.command()
+@data_option
+@click.option("--listen", default=None, help=f"HOST:PORT of the web UI and API [{DEFAULT_LISTEN}]")
+def run(data_dir: Path, listen: str | None) -> None:
+    """Run the node until Ctrl-C or SIGTERM."""
+    data = DataDir(data_dir)
+    try:
+        config = data.read_config()
+        address = parse_hostport(listen or config.get("listen", DEFAULT_LISTEN), default_port=8700)
+    except (ValueError, DataDirError) as err:
+        raise click.UsageError(str(err)) from None
+    try:
+        _run(
+            async_run(data, listen=address, ready=f"listening on http://{address[0]}:{address[1]}")
+        )
+    except OSError as err:
+        raise _fail(f"cannot listen on {address[0]}:{address[1]}: {err.strerror}") from None
+    except KeyboardInterrupt:
+        pass
+
+
+def _zip_folder(path: Path) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        for item in sorted(path.iterdir()):
+            if item.is_file():
+                zf.write(item, item.name)
+    return buf.getvalue()
+
+
+@cli.command("import")
+@data_option
+@click.argument("path", type=click.Path(exists=True, path_type=Path))
+def import_(data_dir: Path, path: Path) -> None:
+    """Import an export bundle (folder or .zip): all of it, or nothing."""
+    data = DataDir(data_dir)
+    shown: dict[str, int] = {}
+
+    def progress(name: str, done: int, total: int) -> None:
+        if total >= 5000 and (done == total or done - shown.get(name, 0) >= 10000):
+            shown[name] = done
+            click.echo(f"  {name}: {done}/{total} rows", err=True)
+
+    try:
+        bundle = read_bundle(path, progress=progress)
+    except BundleError as err:
+        raise _fail(f"bundle refused, nothing imported: {err}") from None
+    if data.is_served():
+        raw = path.read_bytes() if path.is_file() else _zip_folder(path)
+        summary = _run(_control(data, "POST", "/api/reference", raw=raw))
+    else:
+        summary = _run(_offline(data, lambda node: node.async_import(bundle)))
+    if summary["status"] == "unchanged":
+        click.echo(f"export {summary['export_id']} was imported already; nothing changed")
+    else:
+        rows = sum(summary.get("rows", {}).values())
+        click.echo(f"imported export {summary['export_id']}: {rows} rows")
+
+
+@cli.command()
+@data_option
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def status(data_dir: Path, as_json: bool) -> None:
+    """Show the node's identity, data and health."""
+    data = DataDir(data_dir)
+    if data.is_served():
+        info = _run(_control(data, "GET", "/api/status"))
+        info["running"] = True
+    else:
+        info = _run(_offline(data, _status, readonly=True))
+        info["running"] = False
+    if as_json:
+        click.echo(json.dumps(info, indent=2, sort_keys=True))
+        return
+    ref = info["reference"]
+    click.echo(
+        f"node {info['node']} {info['name']} (zone {info['zone']})"
+        f" {'running' if info['running'] else 'stopped'}"
+    )
+    click.echo(f"events: {info['events']} over {len(info['days'])} days")
+    click.echo(
+        "reference: " + (f"{ref['export_id']} exported {ref['exported_at']}" if ref else "none")
+    )
+    if info.get("failure"):
+        click.echo(f"FAILED: {info['failure']}")
+
+
+async def _status(node: Node) -> dict[str, Any]:
+    return node.status()
+
+
+@cli.group()
+def token() -> None:
+    """API tokens for integrations and scripts."""
+
+
+@token.command("create")
+@data_option
+@click.option("--name", required=True)
+@click.option("--role", required=True, type=click.Choice(ROLES))
+def token_create(data_dir: Path, name: str, role: str) -> None:
+    """Create a token and print it alone (it is shown once)."""
+    data = DataDir(data_dir)
+    if data.is_served():
+        answer = _run(_control(data, "POST", "/api/tokens", body={"name": name, "role": role}))
+        click.echo(answer["token"])
+        return
+    click.echo(_run(_offline(data, lambda n: n.async_create_token(name, role, CLI_PRINCIPAL.name))))
+
+
+@cli.group()
+def user() -> None:
+    """People who log in to the web UI."""
+
+
+@user.command("add")
+@data_option
+@click.option("--login", required=True)
+@click.option("--role", required=True, type=click.Choice(ROLES))
+def user_add(data_dir: Path, login: str, role: str) -> None:
+    """Create or replace a user; the password is read from standard input."""
+    password = sys.stdin.readline().rstrip("\r\n")
+    if not password:
+        raise _fail("give the password on standard input")
+    data = DataDir(data_dir)
+    body = {"login": login, "role": role, "password": password}
+    if data.is_served():
+        _run(_control(data, "POST", "/api/users", body=body))
+    else:
+        _run(_offline(data, lambda n: n.async_add_user(login, role, password, CLI_PRINCIPAL.name)))
+    click.echo(f"user {login} ({role}) saved")
+
+
+@cli.command()
+@click.option(
+    "--dir",
+    "base",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("demo-data"),
+    show_default=True,
+)
+@click.option("--listen", default=DEFAULT_LISTEN, show_default=True)
+def demo(base: Path, listen: str) -> None:
+    """One node with small sample data on --listen; prints an admin token."""
+    try:
+        address = parse_hostport(listen, default_port=8700)
+    except ValueError as err:
+        raise click.UsageError(str(err)) from None
+    if base.exists():
+        if not (base / "demo.marker").exists():
+            raise _fail(f"{base} exists and is not a demo folder; choose another --dir")
+        shutil.rmtree(base)
+    base.mkdir(parents=True)
+    (base / "demo.marker").write_text("made by sterimesh demo; removed by the next demo\n")
+    bundle_dir = write_sample(base / "bundle", scale="small", seed=1)
+    data = DataDir(base / "node-a")
+    try:
+        init_node(data, name="Stérilisation A", zone="sterile")
+    except (DataDirError, StoreError) as err:
+        raise _fail(str(err)) from None
+    bundle = read_bundle(bundle_dir)
+
+    async def prepare(node: Node) -> str:
+        await node.async_import(bundle)
+        return await node.async_create_token("demo-admin", "admin", "demo")
+
+    admin = _run(_offline(data, prepare))
+    operator = _run(_offline(data, lambda n: n.async_create_token("demo-op", "operator", "demo")))
+    click.echo(f"node A: http://{address[0]}:{address[1]}  (data in {data.root})")
+    click.echo(f"admin token:    {admin}")
+    click.echo(f"operator token: {operator}")
+    click.echo("Ctrl-C stops the demo.")
+    with contextlib.suppress(KeyboardInterrupt):
+        _run(async_run(data, listen=address))
+
+
+def main() -> None:
+    """Entry point of the `sterimesh` command."""
+    cli()

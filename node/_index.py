@@ -1,0 +1,102 @@
+"""In-memory index of the merged events: by day, by set, by load number."""
+
+from __future__ import annotations
+
+import bisect
+import re
+from collections import defaultdict
+from collections.abc import Iterator
+from typing import Any
+
+from crdt_model import ZERO, Timestamp, events_doc_name, split_event_id
+
+_LOAD_RE = re.compile(r"^([A-Z]{1,3})-(\d{6})-(\d{3,})$")
+
+
+def _insert(ids: list[str], event_id: str) -> None:
+    if not ids or ids[-1] < event_id:
+        ids.append(event_id)  # the common case: events arrive in clock order
+    else:
+        pos = bisect.bisect_left(ids, event_id)
+        if pos == len(ids) or ids[pos] != event_id:
+            ids.insert(pos, event_id)
+
+
+class EventIndex:
+    """Sorted event ids per day and per set; load numbers; the node's own clock high-water."""
+
+    def __init__(self, node_code: str) -> None:
+        self.node_code = node_code
+        self.by_day: dict[str, list[str]] = {}
+        self.by_set: dict[str, list[str]] = defaultdict(list)
+        self.loads: dict[str, str] = {}
+        self.own_max = ZERO
+        self.count = 0
+        self._load_counters: dict[str, int] = defaultdict(int)
+
+    def add(self, day: str, event: dict[str, Any]) -> None:
+        """Index one event of the given UTC day."""
+        event_id = event["id"]
+        ids = self.by_day.setdefault(day, [])
+        before = len(ids)
+        _insert(ids, event_id)
+        if len(ids) == before:
+            return
+        self.count += 1
+        sets = event.get("sets") or ([event["set"]] if "set" in event else [])
+        for set_code in sets:
+            _insert(self.by_set[set_code], event_id)
+        load = event.get("load")
+        if load is not None and event["type"].endswith(".loaded"):
+            self.loads.setdefault(load, event_id)
+            match = _LOAD_RE.match(load)
+            if match and match.group(1) == self.node_code:
+                day_key = match.group(2)
+                self._load_counters[day_key] = max(
+                    self._load_counters[day_key], int(match.group(3))
+                )
+        if event.get("node") == self.node_code:
+            self.own_max = max(self.own_max, Timestamp.parse(event["hlc"]))
+
+    def next_load_number(self, yymmdd: str) -> str:
+        """The next load number of this node for a local day, e.g. A-261128-004."""
+        self._load_counters[yymmdd] += 1
+        return f"{self.node_code}-{yymmdd}-{self._load_counters[yymmdd]:03d}"
+
+    def days(self) -> list[str]:
+        """Days holding events, oldest first."""
+        return sorted(self.by_day)
+
+    def ids(self, *, day: str | None = None, set_code: str | None = None) -> Iterator[str]:
+        """Event ids in (hlc, id) order, narrowed to a day and/or a set."""
+        if set_code is not None:
+            ids = self.by_set.get(set_code, [])
+            if day is None:
+                yield from ids
+            else:
+                yield from (i for i in ids if self.day_of(i) == day)
+            return
+        for d in [day] if day is not None else self.days():
+            yield from self.by_day.get(d, [])
+
+    def ids_after(
+        self, after: str | None, *, day: str | None = None, set_code: str | None = None
+    ) -> Iterator[str]:
+        """Like ids(), starting just past `after`."""
+        if after is None:
+            yield from self.ids(day=day, set_code=set_code)
+            return
+        if set_code is not None:
+            ids = self.by_set.get(set_code, [])
+            start = bisect.bisect_right(ids, after)
+            for event_id in ids[start:]:
+                if day is None or self.day_of(event_id) == day:
+                    yield event_id
+            return
+        for d in [day] if day is not None else self.days():
+            ids = self.by_day.get(d, [])
+            yield from ids[bisect.bisect_right(ids, after) :]
+
+    def day_of(self, event_id: str) -> str:
+        """The UTC day (document) of an indexed event id."""
+        return events_doc_name(split_event_id(event_id)[0]).split("/", 1)[1]

@@ -1,0 +1,86 @@
+"""Where a node keeps its files inside its data directory."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+DEFAULT_LISTEN = "127.0.0.1:8700"
+
+
+class DataDirError(Exception):
+    """The data directory is missing, locked by a running node, or its config is bad."""
+
+
+class NodeRunningError(DataDirError):
+    """A node process holds this data directory."""
+
+
+@dataclass(frozen=True)
+class DataDir:
+    """Paths of one node's data directory."""
+
+    root: Path
+
+    @property
+    def store(self) -> Path:
+        """The LMDB environment."""
+        return self.root / "store"
+
+    @property
+    def lock(self) -> Path:
+        """Held (flock) by the process that owns the store."""
+        return self.root / "node.lock"
+
+    @property
+    def socket(self) -> Path:
+        """The control socket a running node serves for local commands."""
+        return self.root / "node.sock"
+
+    @property
+    def config(self) -> Path:
+        """Optional settings of this node (TOML)."""
+        return self.root / "node.toml"
+
+    def read_config(self) -> dict[str, Any]:
+        """The node.toml settings, or {} when there is none."""
+        try:
+            with self.config.open("rb") as fh:
+                return tomllib.load(fh)
+        except FileNotFoundError:
+            return {}
+        except (OSError, tomllib.TOMLDecodeError) as err:
+            raise DataDirError(f"{self.config}: {err}") from None
+
+    def write_config(self, listen: str = DEFAULT_LISTEN) -> None:
+        """Write the default node.toml."""
+        self.config.write_text(
+            f'# sterimesh node settings; command-line options override them\nlisten = "{listen}"\n'
+        )
+
+    def acquire(self) -> IO[bytes]:
+        """Take the exclusive lock of this data directory; NodeRunningError when held."""
+        if not self.root.is_dir():
+            raise DataDirError(f"{self.root} does not exist: run `sterimesh init` first")
+        fh = self.lock.open("ab")
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.close()
+            raise NodeRunningError(f"a node is running on {self.root}") from None
+        os.set_inheritable(fh.fileno(), False)
+        return fh
+
+    def is_served(self) -> bool:
+        """True when a running node holds this directory."""
+        try:
+            self.acquire().close()
+        except NodeRunningError:
+            return True
+        except DataDirError:
+            return False
+        return False

@@ -1,0 +1,75 @@
+"""Prometheus metrics of one node (a registry per node, so several can share a process)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+if TYPE_CHECKING:
+    from ._node import Node
+
+
+class _NodeCollector(Collector):
+    def __init__(self, node: Node) -> None:
+        self._node = node
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        node = self._node
+        yield GaugeMetricFamily("sterimesh_events", "Events held (merged)", value=node.index.count)
+        stat = node.store.stat() if node._store is not None else {}
+        yield GaugeMetricFamily(
+            "sterimesh_store_log_entries",
+            "Update log entries not yet compacted",
+            value=stat.get("log_entries", 0),
+        )
+        yield GaugeMetricFamily(
+            "sterimesh_store_bytes", "Bytes used by the store", value=stat.get("bytes_used", 0)
+        )
+        yield GaugeMetricFamily(
+            "sterimesh_store_commits",
+            "Durable commits since start",
+            value=node.store.commits if node._store is not None else 0,
+        )
+        yield GaugeMetricFamily(
+            "sterimesh_up", "1 while the node takes writes", value=0 if node.failed else 1
+        )
+
+
+class Metrics:
+    """The counters and histograms a node updates."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.events_recorded = Counter(
+            "sterimesh_events_recorded",
+            "Events recorded on this node",
+            ["type"],
+            registry=self.registry,
+        )
+        self.commit_seconds = Histogram(
+            "sterimesh_commit_seconds",
+            "Time from a local change to its durable commit",
+            buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0),
+            registry=self.registry,
+        )
+        self.http_requests = Counter(
+            "sterimesh_http_requests",
+            "HTTP requests answered",
+            ["method", "route", "status"],
+            registry=self.registry,
+        )
+        self._bound = False
+
+    def bind(self, node: Node) -> None:
+        """Expose the node's gauges."""
+        if not self._bound:
+            self.registry.register(_NodeCollector(node))
+            self._bound = True
+
+    def render(self) -> bytes:
+        """The Prometheus text format."""
+        return generate_latest(self.registry)

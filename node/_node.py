@@ -1,0 +1,504 @@
+"""The node: documents in memory, durable local writes, queries, reference imports."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from typing import IO, TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import pycrdt
+from pycrdt import Doc
+
+import crdt_model as cm
+
+from ._auth import Principal, check_login, check_role, hash_password, new_token, token_hash
+from ._index import EventIndex
+from ._layout import DataDir, DataDirError
+from ._metrics import Metrics
+from ._store import Store, StoreDamagedError, StoreError
+
+if TYPE_CHECKING:
+    from ._bundle import Bundle
+
+_LOGGER = logging.getLogger(__name__)
+
+VERSION = "0.1.0"
+COMPACT_EVERY = 1000
+"""Log entries of one document that trigger its compaction into a snapshot."""
+KEEP_REFERENCES = 3
+"""Reference exports kept; older ones are retired."""
+DEFAULT_TIMEZONE = "Europe/Paris"
+
+
+class NodeError(Exception):
+    """A request the node refuses; `status` is the HTTP status it maps to."""
+
+    status = 400
+
+
+class ConflictError(NodeError):
+    """The request clashes with what the node already holds."""
+
+    status = 409
+
+
+class NodeFailedError(NodeError):
+    """The node lost its durable storage and takes no more writes until restarted."""
+
+    status = 503
+
+
+def wall_clock_ms() -> int:
+    """Milliseconds since the epoch, from the system clock."""
+    return time.time_ns() // 1_000_000
+
+
+def _sv_clients(state: bytes) -> set[int]:
+    """Client ids present in an encoded Yjs state vector."""
+    clients: set[int] = set()
+    pos = 0
+
+    def varint() -> int:
+        nonlocal pos
+        shift = value = 0
+        while True:
+            byte = state[pos]
+            pos += 1
+            value |= (byte & 0x7F) << shift
+            shift += 7
+            if byte < 0x80:
+                return value
+
+    for _ in range(varint()):
+        clients.add(varint())
+        varint()
+    return clients
+
+
+def init_node(data: DataDir, *, name: str, zone: str, now_ms: int | None = None) -> dict[str, Any]:
+    """Create a new cluster with this node as its first member (node code A)."""
+    if zone not in cm.ZONES:
+        raise DataDirError(f"unknown zone {zone[:20]!r}: choose one of {', '.join(cm.ZONES)}")
+    if not name.strip() or len(name) > 64:
+        raise DataDirError("a node name has 1 to 64 characters")
+    data.root.mkdir(parents=True, exist_ok=True)
+    lock = data.acquire()
+    try:
+        store = Store(data.store)
+        try:
+            if store.is_initialised():
+                raise DataDirError(f"{data.root} holds a node already")
+            at = datetime.fromtimestamp((now_ms or wall_clock_ms()) / 1000, UTC).isoformat()
+            identity = {
+                "node_id": uuid.uuid4().hex,
+                "code": "A",
+                "name": name.strip(),
+                "zone": zone,
+                "cluster_id": uuid.uuid4().hex,
+                "created_at": at,
+            }
+            doc: Doc[Any] = Doc()
+            with doc.transaction():
+                cm.cluster_put(
+                    doc,
+                    "members",
+                    identity["node_id"],
+                    {"name": identity["name"], "code": "A", "zone": zone, "joined_at": at},
+                )
+                cm.cluster_put(doc, "settings", "site", {"timezone": DEFAULT_TIMEZONE})
+            store.initialise(
+                {**identity, "incarnation": 0, "client_ids": []},
+                {cm.CLUSTER_DOC: doc.get_update()},
+            )
+        finally:
+            store.close()
+        if not data.config.exists():
+            data.write_config()
+    finally:
+        lock.close()
+    return identity
+
+
+class Node:
+    """One node's state and services; the API and CLI stay thin on top of it."""
+
+    def __init__(self, data: DataDir, *, clock: Callable[[], int] = wall_clock_ms) -> None:
+        self.data = data
+        self._clock = clock
+        self.docs: dict[str, Doc[Any]] = {}
+        self.metrics = Metrics()
+        self.failed: str | None = None
+        self._lock: IO[bytes] | None = None
+        self._store: Store | None = None
+        self._captured: list[bytes] = []
+        self._subs: list[Any] = []
+        self._compacting: set[str] = set()
+        self._log_counts: dict[str, int] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self.started_at = ""
+
+    # -- lifecycle --------------------------------------------------------
+
+    @property
+    def store(self) -> Store:
+        """The open store."""
+        if self._store is None:
+            raise StoreError("the node is not open")
+        return self._store
+
+    async def async_open(self, *, readonly: bool = False) -> None:
+        """Lock the data directory, load the store, and get ready to write (or only read)."""
+        self._lock = self.data.acquire()
+        try:
+            self._store = Store(self.data.store)
+            self.store.check_format()
+            self._load_identity()
+            records = self.store.load()
+            self.client_id = self._fresh_client_id()
+            retired = set()
+            if cm.CLUSTER_DOC in records:
+                self.docs[cm.CLUSTER_DOC] = self._build_doc(cm.CLUSTER_DOC, records)
+                retired = set(cm.cluster_map(self.docs[cm.CLUSTER_DOC], "retired").keys())
+            for name in sorted(records):
+                if name == cm.CLUSTER_DOC:
+                    continue
+                if not cm.is_doc_name(name):
+                    raise StoreDamagedError(f"the store holds an unknown document {name[:60]!r}")
+                if name.startswith(cm.REF_PREFIX) and name[len(cm.REF_PREFIX) :] in retired:
+                    continue
+                self.docs[name] = self._build_doc(name, records)
+                self._log_counts[name] = len(records[name].updates)
+            self.index = EventIndex(self.code)
+            for name, doc in self.docs.items():
+                if name.startswith(cm.EVENTS_PREFIX):
+                    day = name[len(cm.EVENTS_PREFIX) :]
+                    for _, event in cm.iter_events(doc):
+                        self.index.add(day, event)
+                self._watch(name, doc)
+            self.hlc = cm.HybridClock(self.index.own_max)
+            self.incarnation = int(self.store.get_meta("incarnation") or 0)
+            if not readonly:
+                self.store.start()
+                self.incarnation += 1
+                used = list(self.store.get_meta("client_ids") or [])
+                await self.store.async_put_meta(
+                    {"incarnation": self.incarnation, "client_ids": [*used, self.client_id]}
+                )
+            self.timezone = self._timezone()
+            self.started_at = datetime.now(UTC).isoformat(timespec="seconds")
+            self.metrics.bind(self)
+            if not readonly:
+                for name in list(self.docs):
+                    self._maybe_compact(name)
+        except BaseException:
+            await self.async_close()
+            raise
+        _LOGGER.info(
+            "node %s (%s) open: %d events, incarnation %d",
+            self.code,
+            self.name,
+            self.index.count,
+            self.incarnation,
+        )
+
+    async def async_close(self) -> None:
+        """Finish pending writes and release the data directory."""
+        for task in list(self._tasks):
+            await asyncio.gather(task, return_exceptions=True)
+        if self._store is not None:
+            await asyncio.to_thread(self._store.close)
+            self._store = None
+        if self._lock is not None:
+            self._lock.close()
+            self._lock = None
+
+    def _load_identity(self) -> None:
+        store = self.store
+        self.node_id: str = store.get_meta("node_id")
+        self.code: str = store.get_meta("code")
+        self.name: str = store.get_meta("name")
+        self.zone: str = store.get_meta("zone")
+        self.cluster_id: str = store.get_meta("cluster_id")
+        if not all(isinstance(v, str) for v in (self.node_id, self.code, self.name, self.zone)):
+            raise StoreDamagedError("the node identity in the store is incomplete")
+
+    def _fresh_client_id(self) -> int:
+        used = set(self.store.get_meta("client_ids") or [])
+        while True:
+            candidate = secrets.randbits(52) + 1
+            if candidate not in used:
+                return candidate
+
+    def _build_doc(self, name: str, records: dict[str, Any]) -> Doc[Any]:
+        rec = records[name]
+        doc: Doc[Any] = Doc(client_id=self.client_id)
+        try:
+            for update in ([rec.snapshot] if rec.snapshot else []) + rec.updates:
+                doc.apply_update(update)
+        except ValueError as err:
+            raise StoreDamagedError(f"document {name} cannot be rebuilt: {err}") from None
+        if self.client_id in _sv_clients(doc.get_state()):
+            # our fresh id was seen before in this document: never reuse (client, clock) pairs
+            raise StoreDamagedError(f"client id collision in {name}; restart the node")
+        return doc
+
+    def _timezone(self) -> ZoneInfo:
+        site = cm.cluster_get(self.docs[cm.CLUSTER_DOC], "settings", "site") or {}
+        try:
+            return ZoneInfo(str(site.get("timezone", DEFAULT_TIMEZONE)))
+        except (ZoneInfoNotFoundError, ValueError):
+            _LOGGER.warning("unknown time zone in settings; using %s", DEFAULT_TIMEZONE)
+            return ZoneInfo(DEFAULT_TIMEZONE)
+
+    def _watch(self, name: str, doc: Doc[Any]) -> None:
+        self._subs.append(doc.observe(lambda ev: self._captured.append(ev.update)))
+        if name.startswith(cm.EVENTS_PREFIX):
+            day = name[len(cm.EVENTS_PREFIX) :]
+
+            def on_events(ev: Any) -> None:
+                for key, change in ev.keys.items():
+                    if change.get("action") == "add":
+                        self.index.add(day, cm.decode_map(change["newValue"]))
+                        del key
+
+            self._subs.append(cm.events_map(doc).observe(on_events))
+
+    def _doc(self, name: str) -> Doc[Any]:
+        doc = self.docs.get(name)
+        if doc is None:
+            doc = Doc(client_id=self.client_id)
+            self.docs[name] = doc
+            self._watch(name, doc)
+        return doc
+
+    # -- durable local writes ---------------------------------------------
+
+    async def _commit(self, name: str, mutate: Callable[[Doc[Any]], None]) -> None:
+        """Apply a local change to a document and return once it is durable."""
+        if self.failed is not None:
+            raise NodeFailedError(self.failed)
+        doc = self._doc(name)
+        self._captured.clear()
+        with doc.transaction(origin="local"):
+            mutate(doc)
+        if not self._captured:
+            return
+        update = (
+            self._captured[0] if len(self._captured) == 1 else pycrdt.merge_updates(*self._captured)
+        )
+        self._captured.clear()
+        started = time.perf_counter()
+        try:
+            await self.store.async_append(name, update)
+        except StoreError as err:
+            # memory now holds what the disk may not: refuse every write until a restart
+            self.failed = f"storage failed, restart the node: {err}"
+            _LOGGER.critical("%s", self.failed)
+            raise NodeFailedError(self.failed) from None
+        self.metrics.commit_seconds.observe(time.perf_counter() - started)
+        self._log_counts[name] = self._log_counts.get(name, 0) + 1
+        self._maybe_compact(name)
+
+    def _maybe_compact(self, name: str) -> None:
+        if self._log_counts.get(name, 0) < COMPACT_EVERY or name in self._compacting:
+            return
+        self._compacting.add(name)
+        self._log_counts[name] = 0
+
+        async def run() -> None:
+            try:
+                merged = await asyncio.to_thread(self.store.compact, name)
+                _LOGGER.debug("compacted %d log entries of %s", merged, name)
+            except StoreError:
+                _LOGGER.exception("compaction of %s failed; the log is kept", name)
+            finally:
+                self._compacting.discard(name)
+
+        task = asyncio.get_running_loop().create_task(run())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # -- events -------------------------------------------------------------
+
+    async def async_record(self, body: Any, principal: Principal) -> dict[str, Any]:
+        """Validate, stamp and durably store a new event; returns it as stored."""
+        submission = cm.validate_submission(body)
+        event_type = cm.EVENT_TYPES[submission["type"]]
+        wall = self._clock()
+        ts = self.hlc.now(wall)
+        at = datetime.fromtimestamp(wall / 1000, self.timezone)
+        event: dict[str, Any] = {
+            "id": cm.make_event_id(ts, self.code),
+            "hlc": str(ts),
+            "at": at.isoformat(timespec="milliseconds"),
+            "node": self.code,
+            "user": principal.name,
+            "zone": self.zone,
+            **submission,
+        }
+        if event_type.is_load:
+            load = submission.get("load")
+            if load is None:
+                event["load"] = self.index.next_load_number(at.strftime("%y%m%d"))
+            elif load in self.index.loads:
+                raise ConflictError(f"load {load} exists already")
+        event = cm.validate_event(event)
+        await self._commit(cm.events_doc_name(ts), lambda doc: cm.add_event(doc, event))
+        self.metrics.events_recorded.labels(event["type"]).inc()
+        return event
+
+    def get_event(self, event_id: str) -> dict[str, Any] | None:
+        """One event by id, or None."""
+        try:
+            ts, _ = cm.split_event_id(event_id)
+        except cm.ClockError:
+            return None
+        doc = self.docs.get(cm.events_doc_name(ts))
+        if doc is None:
+            return None
+        raw = cm.events_map(doc).get(event_id)
+        return None if raw is None else cm.decode_map(raw)
+
+    def iter_events(
+        self,
+        *,
+        day: str | None = None,
+        set_code: str | None = None,
+        event_type: str | None = None,
+        after: str | None = None,
+    ) -> Iterator[dict[str, Any]]:
+        """Events in (hlc, id) order, filtered."""
+        for event_id in self.index.ids_after(after, day=day, set_code=set_code):
+            event = self.get_event(event_id)
+            if event is not None and (event_type is None or event["type"] == event_type):
+                yield event
+
+    # -- reference data -------------------------------------------------------
+
+    def references(self) -> list[dict[str, Any]]:
+        """Manifests of the reference exports held, newest first."""
+        found = []
+        for name, doc in self.docs.items():
+            if name.startswith(cm.REF_PREFIX):
+                manifest = cm.read_manifest(doc)
+                if manifest is not None:
+                    found.append(manifest)
+        return sorted(found, key=lambda m: (m["exported_at"], m["export_id"]), reverse=True)
+
+    def current_reference(self) -> dict[str, Any] | None:
+        """The manifest of the export with the greatest exported_at."""
+        refs = self.references()
+        return refs[0] if refs else None
+
+    async def async_import(self, bundle: Bundle) -> dict[str, Any]:
+        """Store a read and checked bundle as a reference document; all or nothing."""
+        name = cm.ref_doc_name(bundle.export_id)
+        retired = cm.cluster_map(self.docs[cm.CLUSTER_DOC], "retired")
+        if bundle.export_id in retired:
+            raise ConflictError(f"export {bundle.export_id} was retired; it cannot come back")
+        existing = self.docs.get(name)
+        if existing is not None:
+            if cm.read_manifest(existing) == bundle.manifest:
+                return {"export_id": bundle.export_id, "status": "unchanged"}
+            raise ConflictError(f"export {bundle.export_id} was imported with other content")
+        await self._commit(
+            name, lambda doc: cm.write_reference(doc, bundle.manifest, bundle.tables)
+        )
+        retiring = self.references()[KEEP_REFERENCES:]
+        if retiring:
+            now = datetime.now(UTC).isoformat(timespec="seconds")
+
+            def retire(doc: Doc[Any]) -> None:
+                for manifest in retiring:
+                    cm.cluster_put(
+                        doc,
+                        "retired",
+                        manifest["export_id"],
+                        {"exported_at": manifest["exported_at"], "retired_at": now},
+                    )
+
+            await self._commit(cm.CLUSTER_DOC, retire)
+            for manifest in retiring:
+                old = cm.ref_doc_name(manifest["export_id"])
+                self.docs.pop(old, None)
+                await self.store.async_delete_doc(old)
+        rows = {table: len(rows) for table, rows in bundle.tables.items()}
+        _LOGGER.info("imported reference export %s", bundle.export_id)
+        return {
+            "export_id": bundle.export_id,
+            "status": "imported",
+            "rows": rows,
+            "retired": [m["export_id"] for m in retiring],
+        }
+
+    # -- people and tokens ------------------------------------------------------
+
+    async def async_create_token(self, name: str, role: str, created_by: str) -> str:
+        """A new API token; only its hash is stored (in the cluster document)."""
+        check_role(role)
+        if not name.strip() or len(name) > 64:
+            raise NodeError("a token name has 1 to 64 characters")
+        token = new_token()
+        entry = {
+            "name": name.strip(),
+            "role": role,
+            "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "created_by": created_by,
+        }
+        await self._commit(
+            cm.CLUSTER_DOC, lambda doc: cm.cluster_put(doc, "tokens", token_hash(token), entry)
+        )
+        return token
+
+    async def async_add_user(self, login: str, role: str, password: str, by: str) -> None:
+        """Create or replace a user with a role and a password."""
+        check_login(login)
+        check_role(role)
+        entry = {
+            "role": role,
+            "password": hash_password(password),
+            "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "created_by": by,
+        }
+        await self._commit(cm.CLUSTER_DOC, lambda doc: cm.cluster_put(doc, "users", login, entry))
+
+    def authenticate(self, token: str) -> Principal | None:
+        """The principal of an API token, or None."""
+        entry = cm.cluster_get(self.docs[cm.CLUSTER_DOC], "tokens", token_hash(token))
+        if entry is None or entry.get("revoked"):
+            return None
+        return Principal(name=str(entry["name"]), role=str(entry["role"]))
+
+    # -- status -----------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        """What an operator or IT needs to see at a glance."""
+        ref = self.current_reference()
+        members = cm.cluster_items(self.docs[cm.CLUSTER_DOC], "members")
+        return {
+            "ok": self.failed is None,
+            "failure": self.failed,
+            "node": self.code,
+            "node_id": self.node_id,
+            "name": self.name,
+            "zone": self.zone,
+            "cluster_id": self.cluster_id,
+            "version": VERSION,
+            "incarnation": self.incarnation,
+            "started_at": self.started_at,
+            "timezone": str(self.timezone),
+            "events": self.index.count,
+            "days": {day: len(ids) for day, ids in sorted(self.index.by_day.items())},
+            "reference": None
+            if ref is None
+            else {k: ref[k] for k in ("export_id", "exported_at", "site")},
+            "references": [m["export_id"] for m in self.references()],
+            "members": len(members),
+            "store": self.store.stat(),
+        }

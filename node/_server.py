@@ -1,0 +1,87 @@
+"""Running a node: HTTP listener, local control socket, graceful stop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+
+from aiohttp import web
+
+from ._api import make_app
+from ._layout import DataDir
+from ._node import Node
+
+_LOGGER = logging.getLogger(__name__)
+
+
+def parse_hostport(value: str, *, default_port: int) -> tuple[str, int]:
+    """HOST:PORT (IPv6 in brackets) -> (host, port); ValueError when malformed."""
+    host, sep, port = value.rpartition(":")
+    if not sep:
+        host, port = value, str(default_port)
+    host = host.strip("[]")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"not HOST:PORT: {value[:60]!r}")
+    return host, int(port)
+
+
+class NodeServer:
+    """A node with its HTTP site and control socket, started and stopped together."""
+
+    def __init__(self, data: DataDir, *, listen: tuple[str, int]) -> None:
+        self.data = data
+        self.listen = listen
+        self.node = Node(data)
+        self._runners: list[web.AppRunner] = []
+
+    async def async_start(self) -> None:
+        """Open the node and start serving."""
+        await self.node.async_open()
+        try:
+            runner = web.AppRunner(make_app(self.node), access_log=None)
+            await runner.setup()
+            self._runners.append(runner)
+            await web.TCPSite(runner, self.listen[0], self.listen[1]).start()
+            control = web.AppRunner(make_app(self.node, control=True), access_log=None)
+            await control.setup()
+            self._runners.append(control)
+            with contextlib.suppress(FileNotFoundError):
+                self.data.socket.unlink()  # left by a node that died; we hold the lock
+            old_umask = os.umask(0o077)
+            try:
+                await web.UnixSite(control, str(self.data.socket)).start()
+            finally:
+                os.umask(old_umask)
+        except BaseException:
+            await self.async_stop()
+            raise
+        _LOGGER.info("node %s serving http://%s:%d", self.node.code, *self.listen)
+
+    async def async_stop(self) -> None:
+        """Stop serving, finish pending writes, release the data directory."""
+        for runner in reversed(self._runners):
+            await runner.cleanup()
+        self._runners.clear()
+        with contextlib.suppress(FileNotFoundError):
+            self.data.socket.unlink()
+        await self.node.async_close()
+
+
+async def async_run(data: DataDir, *, listen: tuple[str, int], ready: str | None = None) -> None:
+    """Serve until SIGINT or SIGTERM; prints `ready` once listening, if given."""
+    server = NodeServer(data, listen=listen)
+    await server.async_start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    if ready:
+        print(ready, flush=True)  # noqa: T201
+    try:
+        await stop.wait()
+    finally:
+        _LOGGER.info("stopping node %s", server.node.code)
+        await server.async_stop()
