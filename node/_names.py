@@ -17,8 +17,8 @@ class Department(NamedTuple):
     prion: bool
 
 
+BASE_SIZES = ("GRANDE", "MOYENNE", "PETITE")
 GENERIC_SETS = (
-    "BASE",
     "BOITE COMPLEMENTAIRE",
     "ECARTEURS",
     "PINCES",
@@ -26,7 +26,6 @@ GENERIC_SETS = (
     "SUTURE",
     "PETITE CHIRURGIE",
 )
-SET_SIZES = ("GRANDE", "PETITE", "MOYENNE", "")
 
 DEPARTMENTS = (
     Department(

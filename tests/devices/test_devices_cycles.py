@@ -1,0 +1,367 @@
+"""Machine cycles: three formats fed byte by byte, flagged records, events, capture."""
+
+from __future__ import annotations
+
+import queue
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from devices_helpers import wait_for
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from devices import (
+    CycleFlag,
+    CycleFormatError,
+    CycleKind,
+    CycleRecord,
+    DacParser,
+    DropFolderWatcher,
+    GenericParser,
+    ImsCsvParser,
+    SerialCycleCapture,
+    TestKind,
+    cycle_formats,
+    cycle_parser,
+    parse_cycle_bytes,
+    sniff_cycle_format,
+)
+from devices.simulators import (
+    BOWIE_DICK,
+    SterilizerSimulator,
+    VirtualSerial,
+    WasherSimulator,
+    dac_cycle_text,
+    generic_cycle_text,
+    ims_cycle_csv,
+)
+
+START = datetime(2026, 11, 28, 8, 15, 2)
+
+
+def _bytewise(parser: DacParser | ImsCsvParser | GenericParser, data: bytes) -> list[CycleRecord]:
+    records: list[CycleRecord] = []
+    for byte in data:
+        records += parser.feed(bytes([byte]))
+    return records + parser.flush()
+
+
+def test_dac_record_fed_one_byte_at_a_time() -> None:
+    text = dac_cycle_text(1234, START)
+    (record,) = _bytewise(DacParser("STE-01"), text.encode("cp1252"))
+    assert record.complete
+    assert record.verdict == "pass"
+    assert (record.machine, record.serial, record.cycle_no) == ("STE-01", "STE-4711", "01234")
+    assert record.program == "134C PRION 18MIN"
+    assert record.kind is CycleKind.STERILIZER
+    assert record.started == START
+    assert record.ended == START + timedelta(minutes=13 + 18 + 15)
+    assert [p.name for p in record.phases][:2] == ["PRE-VACUUM 1", "PRE-VACUUM 2"]
+    assert all(p.ok for p in record.phases)
+    assert len(record.hold_samples) == 19
+    assert record.t_min is not None
+    assert 134.2 <= record.t_min <= record.t_max <= 135.1
+    assert record.t_min == min(s.temp_c for s in record.hold_samples)  # type: ignore[type-var]
+    assert record.p_max == max(s.pressure_bar for s in record.hold_samples)  # type: ignore[type-var]
+    assert record.hold_s == 1080
+    assert record.raw == text
+
+
+def test_dac_cycle_event() -> None:
+    (record,) = parse_cycle_bytes(dac_cycle_text(7, START).encode(), machine="STE-01")
+    event = record.to_event()
+    assert event["type"] == "steri.cycle"
+    assert {"machine", "cycle_no", "result"} <= set(event)
+    assert set(event) <= {
+        "type",
+        "machine",
+        "cycle_no",
+        "result",
+        "load",
+        "program",
+        "started",
+        "ended",
+        "phases",
+        "t_min",
+        "t_max",
+        "p_max",
+        "hold_s",
+        "raw",
+    }
+    assert event["result"] == "pass"
+    assert event["started"] == "2026-11-28T08:15:02"
+    assert event["phases"][0] == {"name": "PRE-VACUUM 1", "at": "2026-11-28T08:15:02", "ok": True}
+    assert event["raw"] == record.raw
+
+
+def test_dac_failed_cycle() -> None:
+    (record,) = parse_cycle_bytes(dac_cycle_text(8, START, fail=True).encode(), fmt="dac")
+    assert record.result == "fail"
+    assert record.verdict == "fail"
+    assert record.t_min == 132.8
+    assert not record.flags
+    assert record.to_event()["result"] == "fail"
+
+
+def test_dac_bowie_dick_is_a_test_event() -> None:
+    (record,) = parse_cycle_bytes(dac_cycle_text(9, START, program=BOWIE_DICK).encode())
+    assert record.kind is CycleKind.TEST
+    assert record.test_kind is TestKind.BOWIE_DICK
+    event = record.to_event()
+    assert event == {
+        "type": "steri.test",
+        "machine": "STE-4711",
+        "kind": "bowie_dick",
+        "result": "pass",
+        "raw": record.raw,
+    }
+
+
+def test_power_cut_record_is_kept_raw_and_flagged() -> None:
+    first = dac_cycle_text(10, START)
+    cut = first[: len(first) // 2]
+    second = dac_cycle_text(11, START + timedelta(hours=1))
+    parser = DacParser("STE-01")
+    records = parser.feed((cut + second).encode())
+    assert len(records) == 2
+    broken, good = records
+    assert broken.raw == cut
+    assert CycleFlag.TRUNCATED in broken.flags
+    assert broken.cycle_no == "00010"
+    assert broken.result is None
+    assert broken.verdict == "fail"
+    assert broken.to_event()["result"] == "fail"
+    assert good.complete
+    assert good.cycle_no == "00011"
+    # End of stream in the middle of a record: flushed, flagged, never dropped.
+    assert parser.feed(cut.encode()) == []
+    (tail,) = parser.flush()
+    assert tail.raw == cut
+    assert CycleFlag.TRUNCATED in tail.flags
+
+
+def test_garbled_and_unframed_text_is_kept() -> None:
+    text = dac_cycle_text(12, START)
+    lines = text.split("\r\n")
+    lines[9] = "HO\x00LD 08:\xff9:00 ###"
+    garbled = "\r\n".join(lines).encode("latin-1")
+    noise = b"...3.07 BAR\r\nPHASE 07:59:00 DRYING OK\r\n*** CYCLE END ***\r\n"
+    records = parse_cycle_bytes(noise + b"\x00\x13 line noise\r\n" + garbled, fmt="dac")
+    fragment, stray, damaged = records
+    assert CycleFlag.UNFRAMED in fragment.flags
+    assert CycleFlag.TRUNCATED not in fragment.flags
+    assert fragment.raw == noise.decode()
+    assert CycleFlag.UNFRAMED in stray.flags
+    assert CycleFlag.TRUNCATED in stray.flags
+    assert CycleFlag.GARBLED in damaged.flags
+    assert damaged.result == "pass"
+    assert damaged.verdict == "fail"
+    assert any("not understood" in p for p in damaged.problems)
+    assert damaged.raw == garbled.decode("cp1252", "replace")
+
+
+def test_inconsistent_pass_with_failed_phase() -> None:
+    text = dac_cycle_text(13, START).replace("HOLD END           OK", "HOLD END           FAIL")
+    (record,) = parse_cycle_bytes(text.encode())
+    assert CycleFlag.INCONSISTENT in record.flags
+    assert record.verdict == "fail"
+
+
+def test_ims_csv_fed_one_byte_at_a_time() -> None:
+    text = ims_cycle_csv(812, START)
+    (record,) = _bytewise(ImsCsvParser(), text.encode("cp1252"))
+    assert record.complete
+    assert record.verdict == "pass"
+    assert (record.machine, record.cycle_no, record.kind) == ("LD-02", "000812", CycleKind.WASHER)
+    assert record.started == START
+    assert record.t_min is not None
+    assert record.t_min >= 90
+    assert record.hold_s == 300
+    assert record.a0 is not None
+    assert record.a0 > 3000
+    assert [p.name for p in record.phases] == [
+        "Prelavage",
+        "Lavage",
+        "Rincage",
+        "Desinfection",
+        "Sechage",
+    ]
+    event = record.to_event()
+    assert event["type"] == "wash.cycle"
+    assert event["a0"] == record.a0
+    assert event["params"]["t_min"] == record.t_min
+    assert set(event) <= {
+        "type",
+        "machine",
+        "cycle_no",
+        "result",
+        "load",
+        "program",
+        "started",
+        "ended",
+        "a0",
+        "params",
+        "raw",
+    }
+
+
+def test_ims_computes_a0_when_the_logger_does_not() -> None:
+    text = "\r\n".join(
+        ["IMS-LOG,1", "Cycle,5", "Start,2026-11-28 10:00:00", "Time,Phase,Temp,P (bar)"]
+        + [f"10:0{i}:00,Disinfection,{t},1.0" for i, t in enumerate([80, 90, 90, 90])]
+        + ["10:04:00,Drying,110,1.0", "Result,OK", ""]
+    )
+    (record,) = parse_cycle_bytes(text.encode(), machine="LD-09")
+    assert record.machine == "LD-09"
+    assert record.a0 == pytest.approx(60 * 1 + 3 * 60 * 10)
+    assert record.hold_s == 240
+
+
+def test_ims_failed_and_truncated() -> None:
+    (failed,) = parse_cycle_bytes(ims_cycle_csv(813, START, fail=True).encode())
+    assert failed.verdict == "fail"
+    assert failed.result == "fail"
+    text = ims_cycle_csv(814, START)
+    (cut,) = parse_cycle_bytes(text[:300].encode())
+    assert CycleFlag.TRUNCATED in cut.flags
+    assert cut.raw == text[:300]
+    assert cut.to_event()["result"] == "fail"
+    assert cut.to_event()["params"]["flags"] == ["truncated"]
+
+
+def test_generic_format_fed_one_byte_at_a_time() -> None:
+    text = generic_cycle_text(55, START, machine="STE-02")
+    (record,) = _bytewise(GenericParser(tz=UTC), text.encode())
+    assert record.complete, record.problems
+    assert (record.machine, record.cycle_no, record.program) == ("STE-02", "55", "NORMAL 134°")
+    assert record.started == START.replace(tzinfo=UTC)
+    assert record.hold_s == 180
+    assert record.t_max == pytest.approx(134.6)
+    assert record.to_event()["started"] == "2026-11-28T08:15:02+00:00"
+
+
+def test_generic_test_and_washer_and_errors() -> None:
+    text = (
+        "# leak test\nBEGIN CYCLE\nkind: test\ntest: leak\ncycle: 3\nresult: pass\nEND CYCLE\n"
+        "BEGIN CYCLE\nkind: washer\ncycle: 4\na0: 3000\nresult: fail\ncolour: blue\nEND CYCLE\n"
+        "BEGIN CYCLE\ncycle 5\nphase: ;;;\nresult: maybe\nEND CYCLE\n"
+    )
+    leak, wash, bad = parse_cycle_bytes(text.encode(), machine="M")
+    assert leak.to_event()["kind"] == "leak"
+    assert leak.to_event()["type"] == "steri.test"
+    assert wash.a0 == 3000
+    assert wash.verdict == "fail"
+    assert "unknown key colour ignored" in wash.problems
+    assert not wash.flags
+    assert CycleFlag.GARBLED in bad.flags
+    assert len(bad.problems) == 3
+
+
+def test_registry_and_sniffing() -> None:
+    assert {"dac", "ims_csv", "generic"} <= set(cycle_formats())
+    assert sniff_cycle_format(dac_cycle_text(1, START).encode()) == "dac"
+    assert sniff_cycle_format(b"\xef\xbb\xbf" + ims_cycle_csv(1, START).encode()) == "ims_csv"
+    assert sniff_cycle_format(generic_cycle_text(1, START).encode()) == "generic"
+    assert sniff_cycle_format(b"hello") is None
+    with pytest.raises(CycleFormatError, match="unknown cycle format"):
+        cycle_parser("nope")
+    (unknown,) = parse_cycle_bytes(b"Zyklus 42 \xe4 OK\r\n", machine="X")
+    assert unknown.flags == {CycleFlag.UNKNOWN_FORMAT}
+    assert unknown.raw == "Zyklus 42 ä OK\r\n"
+    assert parse_cycle_bytes(b"  \r\n") == []
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    st.lists(st.integers(min_value=1, max_value=97), max_size=12),
+    st.sampled_from(["dac", "ims_csv", "generic"]),
+)
+def test_chunking_never_changes_the_records(cuts: list[int], fmt: str) -> None:
+    text = {
+        "dac": dac_cycle_text(1, START) + dac_cycle_text(2, START)[:200],
+        "ims_csv": ims_cycle_csv(1, START) + ims_cycle_csv(2, START)[:150],
+        "generic": generic_cycle_text(1, START) + generic_cycle_text(2, START)[:90],
+    }[fmt].encode()
+    whole = parse_cycle_bytes(text, fmt=fmt)
+    parser = cycle_parser(fmt)
+    records: list[CycleRecord] = []
+    pos = 0
+    for cut in sorted(cuts):
+        records += parser.feed(text[pos : pos + cut])
+        pos += cut
+    records += parser.feed(text[pos:]) + parser.flush()
+    assert records == whole
+    assert "".join(r.raw for r in records) == text.decode()
+
+
+def test_serial_capture_on_a_pty_survives_unplug(tmp_path: Path) -> None:
+    records: queue.Queue[CycleRecord] = queue.Queue()
+    port = VirtualSerial(tmp_path / "ste1")
+    try:
+        sterilizer = SterilizerSimulator(port)
+        capture = SerialCycleCapture(
+            port.path, machine="STE-01", on_record=records.put, reconnect_delay=0.05
+        )
+        with capture:
+            assert capture.stream.wait_connected(5)
+            sterilizer.run_cycle(100, START, chunk=7)
+            assert records.get(timeout=5).cycle_no == "00100"
+            sent = sterilizer.run_cycle(101, START, cut_after=500)  # power cut, cable pulled
+            assert wait_for(lambda: port.pending() == 0)
+            port.unplug()
+            port.plug()
+            assert wait_for(lambda: capture.stream.connects == 2)
+            assert capture.stream.wait_connected(5)
+            sterilizer.run_cycle(102, START + timedelta(hours=1))
+            cut = records.get(timeout=5)
+            assert cut.raw == sent
+            assert CycleFlag.TRUNCATED in cut.flags
+            assert records.get(timeout=5).cycle_no == "00102"
+            sterilizer.run_cycle(103, START, cut_after=300)
+            assert wait_for(lambda: port.pending() == 0)
+        left = records.get(timeout=5)  # stop() flushes the open record
+        assert left.cycle_no == "00103"
+        assert CycleFlag.TRUNCATED in left.flags
+    finally:
+        port.close()
+
+
+def test_drop_folder(tmp_path: Path) -> None:
+    drop = tmp_path / "drop"
+    washer = WasherSimulator(drop, machine="LD-02")
+    seen: list[CycleRecord] = []
+    watcher = DropFolderWatcher(drop, machine="LD-02", on_record=seen.append)
+    washer.drop_cycle(1, START)
+    washer.drop_text("broken.txt", b"\x00\x01garbage")
+    (drop / ".partial.tmp").write_bytes(b"IMS-LOG;1")
+    assert watcher.poll_once() == []  # not yet stable
+    records = watcher.poll_once()
+    assert [r.cycle_no for r in records] == ["000001", None]
+    assert records[1].flags == {CycleFlag.UNKNOWN_FORMAT}
+    assert seen == records
+    assert sorted(p.name for p in (drop / "processed").iterdir()) == [
+        "LD-02_000001.csv",
+        "broken.txt",
+    ]
+    washer.drop_cycle(1, START)  # same name again: kept beside the first
+    watcher.poll_once()
+    assert len(watcher.poll_once()) == 1
+    assert (drop / "processed" / "LD-02_000001.1.csv").exists()
+    assert sorted(p.name for p in drop.iterdir()) == [".partial.tmp", "processed"]
+
+
+def test_drop_folder_keeps_a_file_whose_handler_failed(tmp_path: Path) -> None:
+    calls: list[CycleRecord] = []
+
+    def handler(record: CycleRecord) -> None:
+        calls.append(record)
+        if len(calls) == 1:
+            raise RuntimeError("store busy")
+
+    WasherSimulator(tmp_path).drop_cycle(2, START)
+    watcher = DropFolderWatcher(tmp_path, machine=None, on_record=handler, poll_interval=0.02)
+    with watcher:
+        assert wait_for(lambda: len(calls) == 2)
+    assert calls[0] == calls[1]  # delivered again, not lost
+    assert (tmp_path / "processed" / "LD-02_000002.csv").exists()

@@ -1,0 +1,190 @@
+from __future__ import annotations
+
+import asyncio
+import tempfile
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import crdt_model as cm
+import node._node as node_module
+from node import Node, NodeRunningError, StoreDamagedError, StoreError
+from tests.helpers import submission
+from tests.node.nodes import OPERATOR, StepClock, doc_contents, new_data_dir, open_node
+
+DAY_MS = 86_400_000
+
+ops = st.lists(
+    st.tuples(
+        st.sampled_from(["note", "set.received", "wash.loaded", "steri.test", "compact"]),
+        st.integers(0, 3),  # which day
+    ),
+    min_size=1,
+    max_size=40,
+)
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(ops)
+def test_restart_gives_back_exactly_the_state_before(steps: list[tuple[str, int]]) -> None:
+    async def scenario(tmp: Path) -> None:
+        data = new_data_dir(tmp)
+        clock = StepClock()
+        node = await open_node(data, clock=clock)
+        for kind, day in steps:
+            if kind == "compact":
+                for name in list(node.docs):
+                    await asyncio.to_thread(node.store.compact, name)
+                continue
+            clock.now = clock.now + day * DAY_MS
+            await node.async_record(submission(kind), OPERATOR)
+        before = doc_contents(node)
+        ids_before = [e["id"] for e in node.iter_events()]
+        await node.async_close()
+        again = await open_node(data)
+        assert doc_contents(again) == before
+        assert [e["id"] for e in again.iter_events()] == ids_before
+        await again.async_close()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        asyncio.run(scenario(Path(tmp)))
+
+
+async def test_compaction_keeps_every_event(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(node_module, "COMPACT_EVERY", 50)
+    data = new_data_dir(tmp_path)
+    node = await open_node(data, clock=StepClock())
+    await asyncio.gather(
+        *(node.async_record(submission("note", text=f"n{i}"), OPERATOR) for i in range(180))
+    )
+    for task in list(node._tasks):
+        await task
+    before = doc_contents(node)
+    stat = node.store.stat()
+    assert stat["snapshots"] >= 1
+    assert stat["log_entries"] < 180  # merged entries left the log
+    await node.async_close()
+    again = await open_node(data)
+    assert doc_contents(again) == before
+    assert len(before[next(n for n in before if n.startswith("events/"))]["events"]) == 180
+    await again.async_close()
+
+
+async def test_compaction_racing_new_writes_loses_nothing(tmp_path: Path) -> None:
+    data = new_data_dir(tmp_path)
+    node = await open_node(data, clock=StepClock())
+    name = cm.events_doc_name(cm.Timestamp(StepClock().now, 0))
+    await node.async_record(submission("note"), OPERATOR)
+    writes = [node.async_record(submission("note", text=f"n{i}"), OPERATOR) for i in range(100)]
+    compactions = [asyncio.to_thread(node.store.compact, name) for _ in range(5)]
+    await asyncio.gather(*writes, *compactions)
+    before = doc_contents(node)
+    await node.async_close()
+    again = await open_node(data)
+    assert doc_contents(again) == before
+    assert again.index.count == 101
+    await again.async_close()
+
+
+async def test_concurrent_writers_share_commits(tmp_path: Path) -> None:
+    node = await open_node(new_data_dir(tmp_path), clock=StepClock())
+    commits_before = node.store.commits
+    await asyncio.gather(*(node.async_record(submission("note"), OPERATOR) for _ in range(200)))
+    commits = node.store.commits - commits_before
+    assert node.index.count == 200
+    assert commits < 100, f"{commits} commits for 200 concurrent events: no group commit"
+    await node.async_close()
+
+
+async def test_each_incarnation_writes_with_a_fresh_client_id(tmp_path: Path) -> None:
+    data = new_data_dir(tmp_path)
+    seen = []
+    for _ in range(3):
+        node = await open_node(data, clock=StepClock(start=StepClock().now + len(seen) * 1000))
+        seen.append((node.client_id, node.incarnation))
+        await node.async_record(submission("note"), OPERATOR)
+        doc = next(d for n, d in node.docs.items() if n.startswith("events/"))
+        clients = node_module._sv_clients(doc.get_state())
+        await node.async_close()
+    assert len({cid for cid, _ in seen}) == 3
+    assert [inc for _, inc in seen] == [1, 2, 3]
+    assert {cid for cid, _ in seen} <= clients
+
+
+async def test_clock_stays_monotonic_across_restart_with_clock_set_back(tmp_path: Path) -> None:
+    data = new_data_dir(tmp_path)
+    node = await open_node(data, clock=StepClock(start=2_000_000_000_000))
+    first = await node.async_record(submission("note"), OPERATOR)
+    await node.async_close()
+    node = await open_node(data, clock=StepClock(start=1_000_000_000_000))  # clock set back
+    second = await node.async_record(submission("note"), OPERATOR)
+    await node.async_close()
+    assert second["id"] > first["id"]
+
+
+def _flip_byte_of(path: Path, marker: bytes) -> None:
+    """Damage every copy of marker (LMDB leaves stale copies in freed pages)."""
+    raw = bytearray(path.read_bytes())
+    pos = raw.find(marker)
+    assert pos >= 0, "marker not found in the store file"
+    while pos >= 0:
+        raw[pos] ^= 0xFF
+        pos = raw.find(marker, pos + 1)
+    path.write_bytes(bytes(raw))
+
+
+async def test_damaged_update_is_detected_at_start(tmp_path: Path) -> None:
+    data = new_data_dir(tmp_path)
+    node = await open_node(data)
+    await node.async_record(submission("note", text="MARKER-7f3a9c"), OPERATOR)
+    await node.async_close()
+    _flip_byte_of(data.store / "data.mdb", b"MARKER-7f3a9c")
+    with pytest.raises(StoreDamagedError, match="fails its checksum"):
+        await open_node(data)
+    assert not data.is_served()  # the failed start released the lock
+
+
+async def test_damaged_snapshot_is_detected_at_start(tmp_path: Path) -> None:
+    data = new_data_dir(tmp_path)
+    node = await open_node(data)
+    event = await node.async_record(submission("note", text="SNAPMARK-1b2c"), OPERATOR)
+    await asyncio.to_thread(
+        node.store.compact, cm.events_doc_name(cm.split_event_id(event["id"])[0])
+    )
+    await node.async_close()
+    _flip_byte_of(data.store / "data.mdb", b"SNAPMARK-1b2c")
+    with pytest.raises(StoreDamagedError, match="snapshot .* fails its checksum"):
+        await open_node(data)
+
+
+async def test_truncated_store_file_is_refused_clearly(tmp_path: Path) -> None:
+    data = new_data_dir(tmp_path)
+    node = await open_node(data)
+    await node.async_record(submission("note"), OPERATOR)
+    await node.async_close()
+    path = data.store / "data.mdb"
+    path.write_bytes(path.read_bytes()[:4096])
+    with pytest.raises(StoreError, match="damaged|cannot be opened|checksum"):
+        node = await open_node(data)
+        await node.async_close()
+
+
+async def test_uninitialised_directory_is_refused(tmp_path: Path) -> None:
+    from node import DataDir
+
+    data = DataDir(tmp_path / "empty")
+    data.root.mkdir()
+    with pytest.raises(StoreError, match="sterimesh init"):
+        await open_node(data)
+
+
+async def test_second_process_on_same_data_is_refused(tmp_path: Path) -> None:
+    data = new_data_dir(tmp_path)
+    node = await open_node(data)
+    with pytest.raises(NodeRunningError):
+        await Node(data).async_open()
+    await node.async_close()
