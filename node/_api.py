@@ -23,7 +23,9 @@ _LOGGER = logging.getLogger(__name__)
 
 NODE_KEY: web.AppKey[Node] = web.AppKey("node", Node)
 CONTROL_KEY: web.AppKey[bool] = web.AppKey("control", bool)
-PRINCIPAL_KEY = "principal"
+PRINCIPAL_KEY: web.RequestKey[Principal] = web.RequestKey("principal", Principal)
+EVENT_PERMISSION = {"load.released": "release", "anomaly.resolved": "resolve"}
+"""Event types that need more than the `record` permission."""
 
 MAX_JSON_BODY = 1024 * 1024
 MAX_BUNDLE_BODY = 256 * 1024 * 1024
@@ -77,7 +79,10 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except web.HTTPException as err:
         if err.status < 400:
             raise
-        response = error_response(err.status, err.reason)
+        reason = {404: "no such endpoint", 405: "method not allowed here"}.get(
+            err.status, err.reason
+        )
+        response = error_response(err.status, reason)
     except (asyncio.CancelledError, KeyboardInterrupt):
         raise
     except Exception:
@@ -159,12 +164,9 @@ async def health(request: web.Request) -> web.Response:
 
 async def post_event(request: web.Request) -> web.Response:
     """Record an event; 201 once it is durable."""
-    principal = require(request, "record")
     body = await read_json(request)
-    if isinstance(body, dict) and body.get("type") == "load.released":
-        require(request, "release")
-    if isinstance(body, dict) and body.get("type") == "anomaly.resolved":
-        require(request, "resolve")
+    kind = body.get("type") if isinstance(body, dict) else None
+    principal = require(request, EVENT_PERMISSION.get(str(kind), "record"))
     event = await request.app[NODE_KEY].async_record(body, principal)
     answer = {"id": event["id"], "hlc": event["hlc"]}
     if "load" in event and event["type"].endswith(".loaded"):
@@ -294,11 +296,6 @@ async def metrics(request: web.Request) -> web.Response:
     return web.Response(body=body, headers={"Content-Type": "text/plain; version=0.0.4"})
 
 
-async def not_found(request: web.Request) -> web.Response:
-    """Unknown API paths."""
-    raise ApiError(404, "no such endpoint")
-
-
 def make_app(node: Node, *, control: bool = False) -> web.Application:
     """The HTTP application for a node; `control` for its local control socket."""
     app = web.Application(
@@ -315,5 +312,4 @@ def make_app(node: Node, *, control: bool = False) -> web.Application:
     app.router.add_post("/api/tokens", post_token)
     app.router.add_post("/api/users", post_user)
     app.router.add_get("/metrics", metrics)
-    app.router.add_route("*", "/api/{tail:.*}", not_found)
     return app

@@ -12,7 +12,7 @@ ROLES = ("operator", "releaser", "head", "admin", "integration")
 
 PERMISSIONS: dict[str, frozenset[str]] = {
     "operator": frozenset({"read", "record"}),
-    "releaser": frozenset({"read", "record", "release"}),
+    "releaser": frozenset({"read", "record", "release", "resolve"}),
     "head": frozenset({"read", "resolve"}),
     "admin": frozenset({"read", "admin", "reference"}),
     "integration": frozenset({"read", "feed", "reference"}),

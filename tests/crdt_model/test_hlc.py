@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -11,8 +12,6 @@ from crdt_model import (
     make_event_id,
     split_event_id,
 )
-
-import pytest
 
 wall = st.integers(min_value=0, max_value=10**13 - 1)
 

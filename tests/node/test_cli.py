@@ -1,0 +1,216 @@
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from node import DataDir
+from node._cli import cli
+from node._sample import write_sample
+
+STERIMESH = str(Path(sys.executable).parent / "sterimesh")
+
+
+def invoke(*args: str, input: str | None = None) -> tuple[int, str, str]:
+    result = CliRunner().invoke(cli, list(args), input=input)
+    return result.exit_code, result.stdout, result.stderr
+
+
+@pytest.fixture
+def node_dir(tmp_path: Path) -> Path:
+    data = tmp_path / "node"
+    code, out, err = invoke(
+        "init", "--data", str(data), "--name", "Poste lavage", "--zone", "sale", "--new-cluster"
+    )
+    assert code == 0, err
+    assert "node A (Poste lavage)" in out
+    return data
+
+
+def test_version() -> None:
+    code, out, _ = invoke("--version")
+    assert code == 0
+    assert "sterimesh" in out
+
+
+def test_init_needs_new_cluster(tmp_path: Path) -> None:
+    code, _, err = invoke("init", "--data", str(tmp_path / "n"), "--name", "x")
+    assert code == 2
+    assert "--new-cluster" in err
+
+
+def test_init_twice_is_refused(node_dir: Path) -> None:
+    code, _, err = invoke("init", "--data", str(node_dir), "--name", "x", "--new-cluster")
+    assert code == 1
+    assert "holds a node already" in err
+
+
+def test_sample_data_then_import_then_status(node_dir: Path, tmp_path: Path) -> None:
+    bundle = tmp_path / "bundle"
+    code, out, err = invoke(
+        "sample-data", "--out", str(bundle), "--seed", "4", "--start", "2026-11-30"
+    )
+    assert code == 0, err
+    code, out, err = invoke("import", "--data", str(node_dir), str(bundle))
+    assert code == 0, err
+    assert "imported export SAMPLE-SMALL-20261130-s4" in out
+    code, out, err = invoke("import", "--data", str(node_dir), str(bundle))
+    assert code == 0
+    assert "nothing changed" in out
+    code, out, err = invoke("status", "--data", str(node_dir), "--json")
+    assert code == 0, err
+    info = json.loads(out)
+    assert info["running"] is False
+    assert info["node"] == "A"
+    assert info["reference"]["export_id"] == "SAMPLE-SMALL-20261130-s4"
+    code, out, _ = invoke("status", "--data", str(node_dir))
+    assert code == 0
+    assert "node A Poste lavage (zone sale) stopped" in out
+
+
+def test_refused_bundle_leaves_the_node_exactly_as_before(node_dir: Path, tmp_path: Path) -> None:
+    bundle = write_sample(tmp_path / "bundle", scale="small", seed=2)
+    store = DataDir(node_dir).store / "data.mdb"
+    before = store.read_bytes()
+    path = bundle / "set_types.csv"
+    path.write_bytes(path.read_bytes().replace(b"\n", b"\nXX;broken\n", 1))
+    code, out, err = invoke("import", "--data", str(node_dir), str(bundle))
+    assert code == 1
+    assert "bundle refused, nothing imported: set_types.csv" in err
+    assert out == ""
+    assert store.read_bytes() == before
+
+
+def test_token_create_prints_the_token_alone(node_dir: Path) -> None:
+    code, out, err = invoke(
+        "token", "create", "--data", str(node_dir), "--name", "lims", "--role", "integration"
+    )
+    assert code == 0, err
+    lines = out.splitlines()
+    assert len(lines) == 1
+    assert lines[0].startswith("smt_")
+    assert len(lines[0]) > 40
+
+
+def test_token_with_unknown_role_is_a_usage_error(node_dir: Path) -> None:
+    code, _, err = invoke(
+        "token", "create", "--data", str(node_dir), "--name", "x", "--role", "king"
+    )
+    assert code == 2
+    assert "king" in err
+
+
+def test_user_add_reads_the_password_from_stdin(node_dir: Path) -> None:
+    code, out, err = invoke(
+        "user",
+        "add",
+        "--data",
+        str(node_dir),
+        "--login",
+        "mdupont",
+        "--role",
+        "releaser",
+        input="s3cret-pass\n",
+    )
+    assert code == 0, err
+    assert "user mdupont (releaser) saved" in out
+    assert "s3cret-pass" not in out + err
+    code, _, err = invoke(
+        "user",
+        "add",
+        "--data",
+        str(node_dir),
+        "--login",
+        "x",
+        "--role",
+        "operator",
+        input="short\n",
+    )
+    assert code == 1
+    assert "at least 8" in err
+
+
+def test_commands_on_a_missing_directory_fail_clearly(tmp_path: Path) -> None:
+    code, _, err = invoke("status", "--data", str(tmp_path / "nowhere"))
+    assert code == 1
+    assert "sterimesh init" in err
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def running_node(node_dir: Path) -> Iterator[tuple[Path, str]]:
+    port = _free_port()
+    proc = subprocess.Popen(
+        [STERIMESH, "run", "--data", str(node_dir), "--listen", f"127.0.0.1:{port}"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline().decode()
+        assert "listening on" in line, proc.stderr.read().decode() if proc.stderr else ""
+        yield node_dir, f"http://127.0.0.1:{port}"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.mark.slow
+def test_write_commands_go_through_the_running_node(
+    running_node: tuple[Path, str], tmp_path: Path
+) -> None:
+    node_dir, url = running_node
+    code, out, err = invoke(
+        "token", "create", "--data", str(node_dir), "--name", "ops", "--role", "operator"
+    )
+    assert code == 0, err
+    token = out.strip()
+    # the running node knows the token at once: it was made by that node, not beside it
+    req = urllib.request.Request(
+        url + "/api/events",
+        data=json.dumps({"type": "note", "text": "via token"}).encode(),
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        assert resp.status == 201
+    bundle = write_sample(tmp_path / "bundle", scale="small", seed=5)
+    code, out, err = invoke("import", "--data", str(node_dir), str(bundle))
+    assert code == 0, err
+    assert "imported export" in out
+    code, out, err = invoke(
+        "user",
+        "add",
+        "--data",
+        str(node_dir),
+        "--login",
+        "chef",
+        "--role",
+        "head",
+        input="longenough\n",
+    )
+    assert code == 0, err
+    code, out, err = invoke("status", "--data", str(node_dir), "--json")
+    info = json.loads(out)
+    assert info["running"] is True
+    assert info["events"] == 1
+    assert info["reference"]["export_id"].startswith("SAMPLE-SMALL-")
+    assert DataDir(node_dir).is_served()
