@@ -42,6 +42,11 @@ class DataDir:
         return self.root / "node.sock"
 
     @property
+    def pki(self) -> Path:
+        """Keys and certificates of the cluster and this node (mode 0700)."""
+        return self.root / "pki"
+
+    @property
     def config(self) -> Path:
         """Optional settings of this node (TOML)."""
         return self.root / "node.toml"

@@ -21,6 +21,7 @@ from ._auth import Principal, check_login, check_role, hash_password, new_token,
 from ._index import EventIndex
 from ._layout import DataDir, DataDirError
 from ._metrics import Metrics
+from ._pki import NodePki, create_ca, fingerprint, load_cert, make_csr, new_key, sign_node
 from ._store import Store, StoreDamagedError, StoreError
 
 if TYPE_CHECKING:
@@ -103,13 +104,29 @@ def init_node(data: DataDir, *, name: str, zone: str, now_ms: int | None = None)
                 "cluster_id": uuid.uuid4().hex,
                 "created_at": at,
             }
+            pki = NodePki(data.pki)
+            ca_key, ca_cert = create_ca(identity["cluster_id"])
+            node_key, node_key_pem = new_key()
+            node_cert = sign_node(
+                ca_key, ca_cert, make_csr(node_key, identity["node_id"]), identity["node_id"]
+            )
+            pki.write(pki.ca_key, ca_key)
+            pki.write(pki.ca_cert, ca_cert)
+            pki.write(pki.key, node_key_pem)
+            pki.write(pki.cert, node_cert)
             doc: Doc[Any] = Doc()
             with doc.transaction():
                 cm.cluster_put(
                     doc,
                     "members",
                     identity["node_id"],
-                    {"name": identity["name"], "code": "A", "zone": zone, "joined_at": at},
+                    {
+                        "name": identity["name"],
+                        "code": "A",
+                        "zone": zone,
+                        "joined_at": at,
+                        "cert_fingerprint": fingerprint(load_cert(node_cert)),
+                    },
                 )
                 cm.cluster_put(doc, "settings", "site", {"timezone": DEFAULT_TIMEZONE})
             store.initialise(

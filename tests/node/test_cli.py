@@ -214,3 +214,16 @@ def test_write_commands_go_through_the_running_node(
     assert info["events"] == 1
     assert info["reference"]["export_id"].startswith("SAMPLE-SMALL-")
     assert DataDir(node_dir).is_served()
+
+
+def test_new_cluster_has_its_own_ca_and_node_certificate(node_dir: Path) -> None:
+    from node._pki import NodePki, issued_by, load_cert, node_id_of
+
+    pki = NodePki(DataDir(node_dir).pki)
+    for path in (pki.ca_key, pki.ca_cert, pki.key, pki.cert):
+        assert path.stat().st_mode & 0o777 == 0o600, path
+    ca = load_cert(pki.ca_cert.read_bytes())
+    cert = load_cert(pki.cert.read_bytes())
+    assert issued_by(cert, ca)
+    code, out, _ = invoke("status", "--data", str(node_dir), "--json")
+    assert node_id_of(cert) == json.loads(out)["node_id"]
