@@ -250,6 +250,9 @@ _MACHINE = code(64)
 _PROGRAM = text(128)
 _RESULT = one_of("pass", "fail")
 
+_FLAGS = list_of(code(64), max_items=32, unique=True)
+"""What a cycle capture noticed (truncated, garbled, power cut...)."""
+
 _ENDO_OPTIONAL: dict[str, Check] = {
     "result": _RESULT,
     "machine": _MACHINE,
@@ -284,6 +287,7 @@ EVENT_TYPES: dict[str, EventType] = {
                 "a0": number(0),
                 "params": plain_map(),
                 "raw": text(MAX_RAW, multiline=True),
+                "flags": _FLAGS,
             },
         ),
         EventType(
@@ -318,6 +322,7 @@ EVENT_TYPES: dict[str, EventType] = {
                 "p_max": number(),
                 "hold_s": number(0),
                 "raw": text(MAX_RAW, multiline=True),
+                "flags": _FLAGS,
             },
         ),
         EventType(
@@ -327,7 +332,7 @@ EVENT_TYPES: dict[str, EventType] = {
                 "kind": one_of("bowie_dick", "leak", "bi"),
                 "result": _RESULT,
             },
-            {"lot": code(64), "raw": text(MAX_RAW, multiline=True)},
+            {"lot": code(64), "raw": text(MAX_RAW, multiline=True), "flags": _FLAGS},
         ),
         EventType(
             "load.released",

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from PIL import Image
 
 from devices import LabelData
 
@@ -47,8 +48,6 @@ def pdftoppm() -> str:
 
 def rasterize(pdf: bytes, tmp_path: Path, dpi: int = 300) -> Any:
     """Render page 1 of `pdf` to a grayscale PIL image with pdftoppm."""
-    from PIL import Image
-
     src = tmp_path / "label.pdf"
     src.write_bytes(pdf)
     subprocess.run(

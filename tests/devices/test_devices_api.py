@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import ast
+import os
 import re
 import signal
 import subprocess
 import sys
 from pathlib import Path
 
-from devices_helpers import label
-
 import devices
 from devices import TcpPrinter, render_zpl
+from tests.devices.devices_helpers import label, wait_for
 
 ROOT = Path(devices.__file__).parent
 
@@ -176,16 +176,12 @@ def test_printer_simulator_cli(tmp_path: Path) -> None:
     try:
         host, port = address.split(":")
         TcpPrinter(host, int(port)).send(render_zpl(label()))
-        from devices_helpers import wait_for
-
         assert wait_for(lambda: len(list(tmp_path.glob("*.zpl"))) == 1)
     finally:
         _end(proc)
 
 
 def test_sterilizer_simulator_cli() -> None:
-    import os
-
     proc, path = _start("sterilizer", "--pty", "--interval", "0", "--cycles", "1")
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOCTTY)

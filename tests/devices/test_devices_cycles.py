@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import queue
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
-from devices_helpers import wait_for
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -36,6 +35,7 @@ from devices.simulators import (
     generic_cycle_text,
     ims_cycle_csv,
 )
+from tests.devices.devices_helpers import wait_for
 
 START = datetime(2026, 11, 28, 8, 15, 2)
 
@@ -61,6 +61,7 @@ def test_dac_record_fed_one_byte_at_a_time() -> None:
     assert all(p.ok for p in record.phases)
     assert len(record.hold_samples) == 19
     assert record.t_min is not None
+    assert record.t_max is not None
     assert 134.2 <= record.t_min <= record.t_max <= 135.1
     assert record.t_min == min(s.temp_c for s in record.hold_samples)  # type: ignore[type-var]
     assert record.p_max == max(s.pressure_bar for s in record.hold_samples)  # type: ignore[type-var]
@@ -70,7 +71,7 @@ def test_dac_record_fed_one_byte_at_a_time() -> None:
 
 def test_dac_cycle_event() -> None:
     (record,) = parse_cycle_bytes(dac_cycle_text(7, START).encode(), machine="STE-01")
-    event = record.to_event()
+    event = record.to_event(timezone(timedelta(hours=1)))
     assert event["type"] == "steri.cycle"
     assert {"machine", "cycle_no", "result"} <= set(event)
     assert set(event) <= {
@@ -90,8 +91,13 @@ def test_dac_cycle_event() -> None:
         "raw",
     }
     assert event["result"] == "pass"
-    assert event["started"] == "2026-11-28T08:15:02"
-    assert event["phases"][0] == {"name": "PRE-VACUUM 1", "at": "2026-11-28T08:15:02", "ok": True}
+    assert event["started"] == "2026-11-28T08:15:02+01:00"
+    assert event["phases"][0] == {
+        "name": "PRE-VACUUM 1",
+        "at": "2026-11-28T08:15:02+01:00",
+        "ok": True,
+    }
+    assert "started" not in record.to_event()  # no offset known: left out, not guessed
     assert event["raw"] == record.raw
 
 
@@ -227,7 +233,7 @@ def test_ims_failed_and_truncated() -> None:
     assert CycleFlag.TRUNCATED in cut.flags
     assert cut.raw == text[:300]
     assert cut.to_event()["result"] == "fail"
-    assert cut.to_event()["params"]["flags"] == ["truncated"]
+    assert cut.to_event()["params"]["flags"] == "truncated"
 
 
 def test_generic_format_fed_one_byte_at_a_time() -> None:
@@ -305,21 +311,23 @@ def test_serial_capture_on_a_pty_survives_unplug(tmp_path: Path) -> None:
         )
         with capture:
             assert capture.stream.wait_connected(5)
-            sterilizer.run_cycle(100, START, chunk=7)
+            first = sterilizer.run_cycle(100, START, chunk=7)
             assert records.get(timeout=5).cycle_no == "00100"
             sent = sterilizer.run_cycle(101, START, cut_after=500)  # power cut, cable pulled
-            assert wait_for(lambda: port.pending() == 0)
+            total = len(first) + len(sent)
+            assert wait_for(lambda: capture.stream.bytes_read == total)
             port.unplug()
             port.plug()
             assert wait_for(lambda: capture.stream.connects == 2)
             assert capture.stream.wait_connected(5)
-            sterilizer.run_cycle(102, START + timedelta(hours=1))
+            third = sterilizer.run_cycle(102, START + timedelta(hours=1))
             cut = records.get(timeout=5)
             assert cut.raw == sent
             assert CycleFlag.TRUNCATED in cut.flags
             assert records.get(timeout=5).cycle_no == "00102"
-            sterilizer.run_cycle(103, START, cut_after=300)
-            assert wait_for(lambda: port.pending() == 0)
+            last = sterilizer.run_cycle(103, START, cut_after=300)
+            total += len(third) + len(last)
+            assert wait_for(lambda: capture.stream.bytes_read == total)
         left = records.get(timeout=5)  # stop() flushes the open record
         assert left.cycle_no == "00103"
         assert CycleFlag.TRUNCATED in left.flags
@@ -365,3 +373,45 @@ def test_drop_folder_keeps_a_file_whose_handler_failed(tmp_path: Path) -> None:
         assert wait_for(lambda: len(calls) == 2)
     assert calls[0] == calls[1]  # delivered again, not lost
     assert (tmp_path / "processed" / "LD-02_000002.csv").exists()
+
+
+def test_events_pass_the_event_model() -> None:
+    """Every record, damaged or not, gives an event the node accepts (crdt_model rules)."""
+    from crdt_model import validate_submission
+
+    tz = timezone(timedelta(hours=1))
+    start = datetime(2026, 11, 28, 8, 0)
+    data = [
+        dac_cycle_text(1, start).encode(),
+        dac_cycle_text(2, start, program=BOWIE_DICK).encode(),
+        dac_cycle_text(3, start, fail=True).encode()[:700],
+        b"junk \x00\x01 " * 10 + dac_cycle_text(4, start).encode(),
+        ims_cycle_csv(5, start).encode(),
+        ims_cycle_csv(6, start).encode()[:250],
+        generic_cycle_text(7, start).encode(),
+        "BEGIN CYCLE\ncycle: N°8 (reprise)\nprogram: \x07x\nEND CYCLE\n".encode(),
+        b"\xff unknown format \x00",
+    ]
+    for blob in data:
+        for record in parse_cycle_bytes(blob, machine="STE-01", tz=tz):
+            for zone in (tz, None):
+                event = record.to_event(zone)
+                checked = validate_submission(event)
+                assert checked["result"] == record.verdict
+
+
+def test_huge_records_are_split_to_fit_an_event() -> None:
+    hold = "HOLD  08:29:00  134.6 C   3.08 BAR\r\n" * 3000
+    text = (
+        "*** CYCLE START ***\r\nCYCLE NO : 9\r\n"
+        + hold
+        + "RESULT : PASSED\r\n*** CYCLE END ***\r\n"
+    )
+    records = parse_cycle_bytes(text.encode(), fmt="dac")
+    assert len(records) == 2
+    assert all(len(r.raw) <= 64 * 1024 for r in records)
+    assert "".join(r.raw for r in records) == text
+    assert CycleFlag.TRUNCATED in records[0].flags
+    assert CycleFlag.UNFRAMED in records[1].flags
+    big = parse_cycle_bytes(b"x" * 150_000)
+    assert [len(r.raw) for r in big] == [60_000, 60_000, 30_000]

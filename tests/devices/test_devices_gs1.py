@@ -6,7 +6,7 @@ import contextlib
 from datetime import date
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from devices import (
@@ -155,6 +155,7 @@ def _messages(draw: st.DrawFn) -> GS1Message:
     return GS1Message.build(pairs)
 
 
+@settings(deadline=None)
 @given(_messages())
 def test_element_string_round_trip(msg: GS1Message) -> None:
     text = msg.element_string()
@@ -162,6 +163,7 @@ def test_element_string_round_trip(msg: GS1Message) -> None:
     assert parse_element_string(GS + text) == msg
 
 
+@settings(deadline=None)
 @given(_messages())
 def test_human_round_trip(msg: GS1Message) -> None:
     if any("(" in e.value or ")" in e.value for e in msg.elements):
@@ -171,6 +173,7 @@ def test_human_round_trip(msg: GS1Message) -> None:
     assert parse_human(msg.human()) == msg
 
 
+@settings(deadline=None)
 @given(st.text(max_size=40))
 def test_internal_escape_round_trip(text: str) -> None:
     escaped = escape_internal(text)
@@ -178,6 +181,7 @@ def test_internal_escape_round_trip(text: str) -> None:
     assert unescape_internal(escaped) == text
 
 
+@settings(deadline=None)
 @given(st.text(max_size=60))
 def test_parser_never_fails_but_with_barcode_error(text: str) -> None:
     with contextlib.suppress(BarcodeError):

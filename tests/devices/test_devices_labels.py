@@ -6,7 +6,6 @@ from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
-from devices_helpers import label, rasterize, zxing
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -22,6 +21,7 @@ from devices import (
 )
 from devices._gs1 import GS
 from devices.simulators import datamatrix_element_string, parse_zpl
+from tests.devices.devices_helpers import label, rasterize, zxing
 
 GTIN = "03453120000011"
 

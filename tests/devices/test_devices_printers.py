@@ -10,8 +10,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from devices_helpers import label
 
+import devices._printers as printers
 from devices import (
     CupsPrinter,
     FolderPrinter,
@@ -24,6 +24,7 @@ from devices import (
     render_zpl,
 )
 from devices.simulators import PrinterMode, VirtualSerial, ZplPrinterSimulator
+from tests.devices.devices_helpers import label
 
 
 @pytest.fixture
@@ -71,7 +72,7 @@ def test_tcp_print_without_status_check_cannot_see_paper_out(printer: ZplPrinter
 
 def test_tcp_printer_that_hangs_up_or_is_off(printer: ZplPrinterSimulator) -> None:
     printer.set_mode(PrinterMode.REFUSE)
-    with pytest.raises(PrinterUnavailableError, match="closed the connection|reset"):
+    with pytest.raises(PrinterUnavailableError, match=r"closed the connection|reset"):
         TcpPrinter(printer.host, printer.port).send(b"^XA^XZ")
     with pytest.raises(PrinterUnavailableError, match="unreachable"):
         TcpPrinter("127.0.0.1", _free_port(), timeout=1).send(b"^XA^XZ")
@@ -81,8 +82,6 @@ def test_tcp_printer_that_never_answers_status() -> None:
     server = socket.create_server(("127.0.0.1", 0))
     try:
         port = server.getsockname()[1]
-        import devices._printers as printers
-
         old, printers.STATUS_TIMEOUT = printers.STATUS_TIMEOUT, 0.2
         try:
             with pytest.raises(PrinterUnavailableError, match="timeout"):

@@ -7,7 +7,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from devices_helpers import label, wait_for
 
 from devices import (
     DuplicatePrintError,
@@ -21,6 +20,7 @@ from devices import (
     render_zpl,
 )
 from devices.simulators import PrinterMode, ZplPrinterSimulator
+from tests.devices.devices_helpers import label, wait_for
 
 
 class Clock:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from devices import BarcodeError, Scan, ScanFramer, ScanKind, decode_label_code, parse_scan
@@ -102,6 +102,7 @@ def test_framer_cuts_a_runaway_stream() -> None:
     assert framer.feed(b"B\r") == [b"B"]
 
 
+@settings(deadline=None)
 @given(
     st.lists(st.text(alphabet="ABCDEFGH0123456789#-", min_size=1, max_size=12), max_size=8),
     st.integers(min_value=1, max_value=7),

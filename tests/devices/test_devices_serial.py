@@ -7,10 +7,10 @@ import queue
 from pathlib import Path
 
 import pytest
-from devices_helpers import wait_for
 
 from devices import BarcodeError, Scan, ScanKind, ScannerReader, SerialStream
 from devices.simulators import ScannerSimulator, VirtualSerial
+from tests.devices.devices_helpers import wait_for
 
 GTIN = "03453120000011"
 DELAY = 0.05
@@ -62,7 +62,7 @@ def test_reader_reconnects_after_unplug(tmp_path: Path) -> None:
             device.scan("JDIGELAP01")
             assert scans.get(timeout=5).text == "JDIGELAP01"
             port.write(b"JDIGE")  # half a scan, then the cable is pulled
-            assert wait_for(lambda: port.pending() == 0)
+            assert wait_for(lambda: reader.stream.bytes_read == len(b"JDIGELAP01\r") + 5)
             port.unplug()
             assert wait_for(lambda: not reader.connected)
             err, raw = errors.get(timeout=5)

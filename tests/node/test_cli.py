@@ -225,5 +225,5 @@ def test_new_cluster_has_its_own_ca_and_node_certificate(node_dir: Path) -> None
     ca = load_cert(pki.ca_cert.read_bytes())
     cert = load_cert(pki.cert.read_bytes())
     assert issued_by(cert, ca)
-    code, out, _ = invoke("status", "--data", str(node_dir), "--json")
+    _, out, _ = invoke("status", "--data", str(node_dir), "--json")
     assert node_id_of(cert) == json.loads(out)["node_id"]

@@ -1,0 +1,141 @@
+"""Devices of a sterilization department: barcodes, scanners, labels, printers, machine cycles.
+
+A library: it never imports the node. Blocking I/O (pyserial, sockets, lp) runs in threads
+or is left to the caller's executor; parsers are sans-I/O.
+"""
+
+from __future__ import annotations
+
+from ._cycles import (
+    CycleFlag,
+    CycleFormat,
+    CycleKind,
+    CycleParser,
+    CycleRecord,
+    DacParser,
+    DropFolderWatcher,
+    GenericParser,
+    ImsCsvParser,
+    Phase,
+    Sample,
+    SerialCycleCapture,
+    TestKind,
+    cycle_formats,
+    cycle_parser,
+    parse_cycle_bytes,
+    register_cycle_format,
+    sniff_cycle_format,
+)
+from ._errors import (
+    BarcodeError,
+    CycleFormatError,
+    DeviceError,
+    DuplicatePrintError,
+    JobNotFoundError,
+    LabelError,
+    PrinterError,
+    PrinterStatusError,
+    PrinterUnavailableError,
+    PrintQueueError,
+)
+from ._gs1 import (
+    GS1Element,
+    GS1Message,
+    escape_internal,
+    gtin_check_digit,
+    normalize_gtin,
+    parse_element_string,
+    parse_gs1_date,
+    parse_human,
+    unescape_internal,
+)
+from ._labels import (
+    LabelCode,
+    LabelData,
+    LabelLayout,
+    LabelPlan,
+    decode_label_code,
+    label_payload,
+    plan_label,
+)
+from ._pdf import render_pdf
+from ._printers import (
+    CupsPrinter,
+    FolderPrinter,
+    Printer,
+    PrinterStatus,
+    SerialPrinter,
+    TcpPrinter,
+    parse_host_status,
+)
+from ._queue import JobState, PrintJob, PrintQueue
+from ._sanitize import sanitize
+from ._scan import Scan, ScanFramer, ScanKind, parse_scan
+from ._serial import ScannerReader, SerialStream
+from ._zpl import render_zpl
+
+__all__ = [
+    "BarcodeError",
+    "CupsPrinter",
+    "CycleFlag",
+    "CycleFormat",
+    "CycleFormatError",
+    "CycleKind",
+    "CycleParser",
+    "CycleRecord",
+    "DacParser",
+    "DeviceError",
+    "DropFolderWatcher",
+    "DuplicatePrintError",
+    "FolderPrinter",
+    "GS1Element",
+    "GS1Message",
+    "GenericParser",
+    "ImsCsvParser",
+    "JobNotFoundError",
+    "JobState",
+    "LabelCode",
+    "LabelData",
+    "LabelError",
+    "LabelLayout",
+    "LabelPlan",
+    "Phase",
+    "PrintJob",
+    "PrintQueue",
+    "PrintQueueError",
+    "Printer",
+    "PrinterError",
+    "PrinterStatus",
+    "PrinterStatusError",
+    "PrinterUnavailableError",
+    "Sample",
+    "Scan",
+    "ScanFramer",
+    "ScanKind",
+    "ScannerReader",
+    "SerialCycleCapture",
+    "SerialPrinter",
+    "SerialStream",
+    "TcpPrinter",
+    "TestKind",
+    "cycle_formats",
+    "cycle_parser",
+    "decode_label_code",
+    "escape_internal",
+    "gtin_check_digit",
+    "label_payload",
+    "normalize_gtin",
+    "parse_cycle_bytes",
+    "parse_element_string",
+    "parse_gs1_date",
+    "parse_host_status",
+    "parse_human",
+    "parse_scan",
+    "plan_label",
+    "register_cycle_format",
+    "render_pdf",
+    "render_zpl",
+    "sanitize",
+    "sniff_cycle_format",
+    "unescape_internal",
+]

@@ -1,0 +1,284 @@
+"""What the cycle parsers share: line framing, the record draft, dates and numbers."""
+
+from __future__ import annotations
+
+import re
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from datetime import date, datetime, time, timedelta, tzinfo
+from typing import ClassVar, Protocol
+
+from .._sanitize import sanitize
+from ._model import CycleFlag, CycleKind, CycleRecord, Phase, Sample, TestKind
+
+MAX_LINE = 4096
+MAX_RECORD_LINES = 20_000
+MAX_RECORD_CHARS = 60_000  # the raw text must fit an event (64 KiB)
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0e-\x1f\x7f\ufffd]")
+_DATE_FORMATS = ("%Y-%m-%d", "%d.%m.%Y", "%d/%m/%Y", "%d-%m-%Y", "%d.%m.%y", "%d/%m/%y")
+_TIME_FORMATS = ("%H:%M:%S", "%H:%M")
+_PASS = {"pass", "passed", "ok", "conforme", "good", "success", "cycle ok", "reussi"}
+_FAIL = {
+    "fail",
+    "failed",
+    "nok",
+    "not ok",
+    "non conforme",
+    "aborted",
+    "abort",
+    "error",
+    "erreur",
+    "echec",
+    "défaut",
+    "defaut",
+    "interrompu",
+    "bad",
+}
+
+
+class CycleParser(Protocol):
+    """Sans-I/O cycle parser: bytes in, finished records out."""
+
+    @property
+    def format_name(self) -> str:
+        """The registry name of the format."""
+
+    def feed(self, data: bytes) -> list[CycleRecord]:
+        """Add received bytes; return the records they completed."""
+
+    def flush(self) -> list[CycleRecord]:
+        """End of stream: return what is pending, flagged (a record is never dropped)."""
+
+
+@dataclass
+class Draft:
+    """A record being assembled line by line."""
+
+    lines: list[str] = field(default_factory=list)
+    kind: CycleKind = CycleKind.STERILIZER
+    machine: str | None = None
+    cycle_no: str | None = None
+    program: str | None = None
+    serial: str | None = None
+    day: date | None = None
+    started: datetime | None = None
+    ended: datetime | None = None
+    phases: list[Phase] = field(default_factory=list)
+    samples: list[Sample] = field(default_factory=list)
+    summary: dict[str, float] = field(default_factory=dict)
+    result: str | None = None
+    test_kind: TestKind | None = None
+    flags: set[CycleFlag] = field(default_factory=set)
+    problems: list[str] = field(default_factory=list)
+    last_at: datetime | None = None
+    chars: int = 0
+
+    def add(self, text: str) -> None:
+        """Append one raw line."""
+        self.lines.append(text)
+        self.chars += len(text)
+
+    @property
+    def full(self) -> bool:
+        """True when the record reached the size an event can carry."""
+        return self.chars >= MAX_RECORD_CHARS or len(self.lines) >= MAX_RECORD_LINES
+
+    def problem(self, flag: CycleFlag | None, message: str) -> None:
+        """Note a problem (bounded), with its flag if it taints the record."""
+        if flag is not None:
+            self.flags.add(flag)
+        if len(self.problems) < 20:
+            self.problems.append(sanitize(message, 160))
+
+    def moment(self, text: str) -> datetime | None:
+        """Return the datetime of a time or datetime field, rolling over midnight."""
+        moment = parse_datetime(text)
+        if moment is None:
+            clock = parse_time(text)
+            base = self.day or (self.started.date() if self.started else None)
+            if clock is None or base is None:
+                return None
+            moment = datetime.combine(base, clock)
+            if self.last_at is not None and moment < self.last_at - timedelta(hours=1):
+                moment += timedelta(days=1)
+        self.last_at = moment
+        return moment
+
+
+class LineParser(ABC):
+    """Base of line-oriented parsers: decoding, line framing, flush."""
+
+    format_name: ClassVar[str] = "?"
+    encoding: ClassVar[str] = "cp1252"
+
+    def __init__(self, machine: str | None = None, tz: tzinfo | None = None) -> None:
+        """Records carry `machine` (else the name the record gives); times get `tz`."""
+        self.machine = machine
+        self.tz = tz
+        self._buffer = bytearray()
+
+    def feed(self, data: bytes) -> list[CycleRecord]:
+        """Add received bytes; return the records they completed."""
+        self._buffer += data
+        records: list[CycleRecord] = []
+        while True:
+            end = self._buffer.find(b"\n")
+            if end < 0:
+                if len(self._buffer) <= MAX_LINE:
+                    break
+                end = MAX_LINE - 1
+            chunk = bytes(self._buffer[: end + 1])
+            del self._buffer[: end + 1]
+            records += self.line(self.decode(chunk))
+        return records
+
+    def flush(self) -> list[CycleRecord]:
+        """End of stream: return what is pending, flagged (a record is never dropped)."""
+        records: list[CycleRecord] = []
+        if self._buffer:
+            records += self.line(self.decode(bytes(self._buffer)))
+            self._buffer.clear()
+        return records + self.end_of_stream()
+
+    def decode(self, chunk: bytes) -> str:
+        """Decode one line of bytes with the format's encoding, marking undecodable bytes."""
+        return chunk.decode(self.encoding, "replace")
+
+    @abstractmethod
+    def line(self, text: str) -> list[CycleRecord]:
+        """Handle one line (with its line end, if any)."""
+
+    @abstractmethod
+    def end_of_stream(self) -> list[CycleRecord]:
+        """Close whatever is open, flagged."""
+
+    def finish(self, draft: Draft) -> CycleRecord:
+        """Turn a draft into a record: derive min/max, hold time, flags."""
+        hold = [s for s in draft.samples]
+        temps = [s.temp_c for s in hold if s.temp_c is not None]
+        press = [s.pressure_bar for s in hold if s.pressure_bar is not None]
+        t_min = draft.summary.get("t_min", min(temps) if temps else None)
+        t_max = draft.summary.get("t_max", max(temps) if temps else None)
+        p_min = draft.summary.get("p_min", min(press) if press else None)
+        p_max = draft.summary.get("p_max", max(press) if press else None)
+        hold_s = draft.summary.get("hold_s")
+        if hold_s is None and len(hold) > 1 and hold[0].at and hold[-1].at:
+            hold_s = (hold[-1].at - hold[0].at).total_seconds()
+        if draft.result == "pass" and any(p.ok is False for p in draft.phases):
+            draft.problem(CycleFlag.INCONSISTENT, "a phase failed but the result says pass")
+        machine = self.machine or draft.machine or draft.serial or "unknown"
+        return CycleRecord(
+            format=self.format_name,
+            machine=machine,
+            kind=draft.kind,
+            raw="".join(draft.lines),
+            cycle_no=draft.cycle_no,
+            program=draft.program,
+            serial=draft.serial,
+            started=self._tz(draft.started),
+            ended=self._tz(draft.ended),
+            phases=tuple(Phase(p.name, self._tz(p.at), p.ok) for p in draft.phases),
+            hold_samples=tuple(Sample(self._tz(s.at), s.temp_c, s.pressure_bar) for s in hold),
+            t_min=t_min,
+            t_max=t_max,
+            p_min=p_min,
+            p_max=p_max,
+            hold_s=None if hold_s is None else round(hold_s),
+            a0=draft.summary.get("a0"),
+            result=draft.result,
+            test_kind=draft.test_kind,
+            flags=frozenset(draft.flags),
+            problems=tuple(draft.problems),
+        )
+
+    def _tz(self, moment: datetime | None) -> datetime | None:
+        if moment is None or self.tz is None or moment.tzinfo is not None:
+            return moment
+        return moment.replace(tzinfo=self.tz)
+
+
+def is_garbled(text: str) -> bool:
+    """True when a line holds undecodable bytes or stray control characters."""
+    return bool(_CONTROL.search(text.rstrip("\r\n\f")))
+
+
+def parse_result(text: str) -> str | None:
+    """Map a printed result to "pass"/"fail"; None when it is neither."""
+    word = " ".join(text.strip().lower().replace("_", " ").split())
+    word = word.removeprefix("cycle ").strip(" .!:")
+    if word in _PASS:
+        return "pass"
+    if word in _FAIL:
+        return "fail"
+    return None
+
+
+def parse_ok(text: str) -> bool | None:
+    """Map a phase status word to True/False; None when absent or unknown."""
+    result = parse_result(text)
+    return None if result is None else result == "pass"
+
+
+def detect_test_kind(program: str) -> TestKind | None:
+    """Recognise a test cycle from its program name."""
+    name = program.upper()
+    if "BOWIE" in name or "B&D" in name or "B-D" in name or name.startswith("BD "):
+        return TestKind.BOWIE_DICK
+    if "LEAK" in name or "VACUUM TEST" in name or "ETANCH" in name or "TEST DE VIDE" in name:
+        return TestKind.LEAK
+    return None
+
+
+def parse_number(text: str) -> float | None:
+    """Parse 134.2, 134,2 or 134.2C; None when there is no number."""
+    match = re.search(r"-?\d+(?:[.,]\d+)?", text)
+    return None if match is None else float(match.group().replace(",", "."))
+
+
+def parse_duration(text: str) -> float | None:
+    """Parse mm:ss, hh:mm:ss, or a number of seconds (optionally with s/sec)."""
+    text = text.strip().lower().removesuffix("sec").removesuffix("s").strip()
+    if re.fullmatch(r"\d+:\d{2}(?::\d{2})?", text):
+        parts = [int(p) for p in text.split(":")]
+        return (
+            float(parts[0] * 60 + parts[1])
+            if len(parts) == 2
+            else float(parts[0] * 3600 + parts[1] * 60 + parts[2])
+        )
+    if re.fullmatch(r"\d+(?:[.,]\d+)?", text):
+        return float(text.replace(",", "."))
+    return None
+
+
+def parse_date(text: str) -> date | None:
+    """Parse a date in ISO, dd.mm.yyyy, dd/mm/yyyy or dd-mm-yyyy form."""
+    text = text.strip()
+    for fmt in _DATE_FORMATS:
+        try:
+            return datetime.strptime(text, fmt).date()
+        except ValueError:
+            continue
+    return None
+
+
+def parse_time(text: str) -> time | None:
+    """Parse hh:mm:ss or hh:mm."""
+    text = text.strip()
+    for fmt in _TIME_FORMATS:
+        try:
+            return datetime.strptime(text, fmt).time()
+        except ValueError:
+            continue
+    return None
+
+
+def parse_datetime(text: str) -> datetime | None:
+    """Parse an ISO datetime, or a date and a time separated by a space."""
+    text = text.strip()
+    try:
+        return datetime.fromisoformat(text) if "T" in text or text.count(" ") == 1 else None
+    except ValueError:
+        pass
+    day_part, _, time_part = text.partition(" ")
+    day, clock = parse_date(day_part), parse_time(time_part)
+    return None if day is None or clock is None else datetime.combine(day, clock)

@@ -1,0 +1,198 @@
+"""Cycle capture: a serial printer-port tap and a drop folder of per-cycle files."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Callable
+from datetime import tzinfo
+from pathlib import Path
+
+from .._sanitize import sanitize
+from .._serial import RECONNECT_DELAY, SerialStream
+from ._model import CycleKind, CycleRecord
+from ._registry import cycle_parser, parse_cycle_bytes
+
+_LOGGER = logging.getLogger(__name__)
+
+POLL_INTERVAL = 2.0
+PROCESSED = "processed"
+RecordHandler = Callable[[CycleRecord], None]
+
+
+class SerialCycleCapture:
+    """Reads a machine's printer port and hands out each finished cycle record."""
+
+    def __init__(
+        self,
+        port: str,
+        *,
+        machine: str,
+        on_record: RecordHandler,
+        fmt: str = "dac",
+        baudrate: int = 9600,
+        tz: tzinfo | None = None,
+        reconnect_delay: float = RECONNECT_DELAY,
+    ) -> None:
+        """Parse `fmt` from `port`; `on_record` runs in the reader thread."""
+        self.machine = machine
+        self._parser = cycle_parser(fmt, machine=machine, tz=tz)
+        self._on_record = on_record
+        self._lock = threading.Lock()
+        self.stream = SerialStream(
+            port, self._data, baudrate=baudrate, reconnect_delay=reconnect_delay, name=machine
+        )
+
+    @property
+    def connected(self) -> bool:
+        """True while the port is open."""
+        return self.stream.connected
+
+    def start(self) -> None:
+        """Start reading."""
+        self.stream.start()
+
+    def stop(self) -> None:
+        """Stop reading; a record still open is handed out flagged truncated."""
+        self.stream.stop()
+        with self._lock:
+            records = self._parser.flush()
+        self._emit(records)
+
+    def __enter__(self) -> SerialCycleCapture:
+        """Start reading."""
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        """Stop reading."""
+        self.stop()
+
+    def _data(self, chunk: bytes) -> None:
+        with self._lock:
+            records = self._parser.feed(chunk)
+        self._emit(records)
+
+    def _emit(self, records: list[CycleRecord]) -> None:
+        for record in records:
+            if record.flags:
+                _LOGGER.warning(
+                    "%s: cycle %s flagged %s",
+                    self.machine,
+                    sanitize(record.cycle_no or "?", 20),
+                    ",".join(sorted(record.flags)),
+                )
+            self._on_record(record)
+
+
+class DropFolderWatcher:
+    """Parses per-cycle files a machine drops in a folder, then moves them to processed/.
+
+    A file is read once its size and modification time are unchanged between two polls;
+    names starting with "." or ending in .tmp/.part are skipped. The file is moved only after
+    `on_record` returned for all its records, so a crash re-delivers rather than loses.
+    """
+
+    def __init__(
+        self,
+        folder: str | os.PathLike[str],
+        *,
+        machine: str | None,
+        on_record: RecordHandler,
+        fmt: str | None = None,
+        tz: tzinfo | None = None,
+        kind: CycleKind = CycleKind.WASHER,
+        poll_interval: float = POLL_INTERVAL,
+    ) -> None:
+        """Watch `folder`; `fmt` None sniffs each file."""
+        self.folder = Path(folder)
+        self.processed = self.folder / PROCESSED
+        self.machine = machine
+        self.fmt = fmt
+        self.tz = tz
+        self.kind = kind
+        self.poll_interval = poll_interval
+        self._on_record = on_record
+        self._seen: dict[str, tuple[int, int]] = {}
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def poll_once(self) -> list[CycleRecord]:
+        """Handle every file that is stable since the previous poll; return their records."""
+        out: list[CycleRecord] = []
+        try:
+            entries = sorted(os.scandir(self.folder), key=lambda e: e.name)
+        except OSError as err:
+            _LOGGER.warning("drop folder %s: %s", self.folder, err)
+            return out
+        current: dict[str, tuple[int, int]] = {}
+        for entry in entries:
+            name = entry.name
+            if name.startswith(".") or name.endswith((".tmp", ".part")) or not entry.is_file():
+                continue
+            stat = entry.stat()
+            current[name] = (stat.st_size, stat.st_mtime_ns)
+            if self._seen.get(name) != current[name]:
+                continue
+            records = self._handle(Path(entry.path))
+            if records is not None:
+                out += records
+                current.pop(name)
+        self._seen = current
+        return out
+
+    def start(self) -> None:
+        """Poll in a daemon thread until stop()."""
+        if self._thread is not None:
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="drop-folder", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop polling."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+
+    def __enter__(self) -> DropFolderWatcher:
+        """Start polling."""
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        """Stop polling."""
+        self.stop()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.poll_interval):
+            try:
+                self.poll_once()
+            except Exception:
+                _LOGGER.exception("drop folder %s: poll failed", self.folder)
+
+    def _handle(self, path: Path) -> list[CycleRecord] | None:
+        try:
+            data = path.read_bytes()
+        except OSError as err:
+            _LOGGER.warning("drop folder: cannot read %s: %s", path.name, err)
+            return None
+        records = parse_cycle_bytes(
+            data, machine=self.machine, fmt=self.fmt, tz=self.tz, kind=self.kind
+        )
+        try:
+            for record in records:
+                self._on_record(record)
+        except Exception:
+            _LOGGER.exception("drop folder: handler failed for %s: kept for retry", path.name)
+            return None
+        self.processed.mkdir(exist_ok=True)
+        target = self.processed / path.name
+        n = 1
+        while target.exists():
+            target = self.processed / f"{path.stem}.{n}{path.suffix}"
+            n += 1
+        os.replace(path, target)
+        return records
