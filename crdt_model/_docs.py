@@ -18,7 +18,7 @@ CLUSTER_DOC = "cluster"
 REF_CHUNK_ROWS = 2000
 """Rows of a reference table per stored value, to keep each value small."""
 
-CLUSTER_MAPS = ("members", "users", "tokens", "settings", "retired")
+CLUSTER_MAPS = ("members", "users", "tokens", "settings", "retired", "invites")
 
 _DAY_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _EXPORT_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")

@@ -322,6 +322,10 @@ class Node:
         self._log_counts[name] = self._log_counts.get(name, 0) + 1
         self._maybe_compact(name)
 
+    async def commit_cluster(self, mutate: Callable[[Doc[Any]], None]) -> None:
+        """Change the cluster document durably (members, users, tokens, settings)."""
+        await self._commit(cm.CLUSTER_DOC, mutate)
+
     def _maybe_compact(self, name: str) -> None:
         if self._log_counts.get(name, 0) < COMPACT_EVERY or name in self._compacting:
             return

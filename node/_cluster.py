@@ -1,0 +1,276 @@
+"""Cluster membership: invitations, joining, listing and revoking nodes."""
+
+from __future__ import annotations
+
+import base64
+import logging
+import ssl
+import time
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import aiohttp
+from cryptography import x509
+from pycrdt import Doc
+
+import crdt_model as cm
+
+from ._layout import DataDir, DataDirError
+from ._node import ConflictError, NodeError
+from ._pki import (
+    Invite,
+    NodePki,
+    PkiError,
+    fingerprint,
+    issued_by,
+    join_client_context,
+    load_cert,
+    make_csr,
+    new_invite,
+    new_key,
+    sign_node,
+)
+from ._store import Store
+
+if TYPE_CHECKING:
+    from ._node import Node
+
+_LOGGER = logging.getLogger(__name__)
+
+_LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+
+
+def code_sequence() -> list[str]:
+    """Node short codes in the order they are given: A..Z, AA..ZZ."""
+    return list(_LETTERS) + [a + b for a in _LETTERS for b in _LETTERS]
+
+
+def next_code(taken: set[str]) -> str:
+    """The first short code nobody holds or has been promised."""
+    for code in code_sequence():
+        if code not in taken:
+            return code
+    raise NodeError("no node code left")
+
+
+def taken_codes(node: Node, now_s: int) -> set[str]:
+    """Codes held by members or promised by an unexpired, unused invitation."""
+    doc = node.docs[cm.CLUSTER_DOC]
+    taken = {str(m["code"]) for m in cm.cluster_items(doc, "members").values()}
+    for invite in cm.cluster_items(doc, "invites").values():
+        if invite.get("used_by") or int(invite.get("expires", 0)) > now_s:
+            taken.add(str(invite["code"]))
+    return taken
+
+
+def members(node: Node) -> list[dict[str, Any]]:
+    """Every member, by code: node id, name, zone, state, certificate fingerprint."""
+    out = []
+    for node_id, entry in cm.cluster_items(node.docs[cm.CLUSTER_DOC], "members").items():
+        out.append(
+            {
+                "node_id": node_id,
+                "code": entry.get("code"),
+                "name": entry.get("name"),
+                "zone": entry.get("zone"),
+                "state": "revoked" if entry.get("revoked") else "member",
+                "cert_fingerprint": entry.get("cert_fingerprint"),
+                "joined_at": entry.get("joined_at"),
+                "revoked_at": entry.get("revoked_at"),
+                "self": node_id == node.node_id,
+            }
+        )
+    return sorted(out, key=lambda m: (len(str(m["code"])), str(m["code"])))
+
+
+def member_by_cert(node: Node, node_id: str, cert_fp: str) -> dict[str, Any] | None:
+    """The member a peer certificate belongs to, if it is one and is not revoked."""
+    entry = cm.cluster_get(node.docs[cm.CLUSTER_DOC], "members", node_id)
+    if entry is None or entry.get("revoked") or entry.get("cert_fingerprint") != cert_fp:
+        return None
+    return entry
+
+
+async def async_invite(node: Node, by: str, now_s: int | None = None) -> str:
+    """A one-time join token for a new node, valid for an hour."""
+    pki = NodePki(node.data.pki)
+    if not pki.ca_key.exists():
+        raise NodeError("this node holds no cluster CA key and cannot invite")
+    now_s = int(time.time()) if now_s is None else now_s
+    invite = new_invite(node.cluster_id, node.node_id, pki.ca_fingerprint(), now_s)
+    code = next_code(taken_codes(node, now_s))
+    entry = {"code": code, "expires": invite.expires, "by": by, "inviter": node.node_id}
+    await node.commit_cluster(lambda doc: cm.cluster_put(doc, "invites", invite.secret_hash, entry))
+    return invite.encode()
+
+
+async def async_accept_join(
+    node: Node, request: dict[str, Any], now_s: int | None = None
+) -> dict[str, Any]:
+    """Admit a joining node that presents a valid, unused invitation secret."""
+    now_s = int(time.time()) if now_s is None else now_s
+    keys = ("secret", "csr", "name", "zone", "node_id")
+    if not all(isinstance(request.get(k), str) for k in keys):
+        raise NodeError("a join request carries secret, csr, name, zone and node_id")
+    secret, csr, name, zone, new_id = (str(request[k]) for k in keys)
+    if zone not in cm.ZONES or not name.strip() or len(name) > 64 or len(new_id) != 32:
+        raise NodeError("bad name, zone or node id in the join request")
+    invite_hash = Invite(node.cluster_id, node.node_id, "", secret, 0).secret_hash
+    doc = node.docs[cm.CLUSTER_DOC]
+    invite = cm.cluster_get(doc, "invites", invite_hash)
+    # the invitation is accepted only by the node that made it: single use holds in a split
+    if invite is None or invite.get("inviter") != node.node_id:
+        raise PermissionError("unknown join token")
+    if invite.get("used_by"):
+        raise PermissionError("this join token was used already")
+    if int(invite["expires"]) < now_s:
+        raise PermissionError("this join token has expired")
+    if cm.cluster_get(doc, "members", new_id) is not None:
+        raise ConflictError("a node with this id is a member already")
+    pki = NodePki(node.data.pki)
+    try:
+        cert_pem = sign_node(
+            pki.ca_key.read_bytes(), pki.ca_cert.read_bytes(), csr.encode(), new_id
+        )
+    except PkiError as err:
+        raise NodeError(str(err)) from None
+    code = str(invite["code"])
+    at = datetime.now(UTC).isoformat(timespec="seconds")
+    member = {
+        "name": name.strip(),
+        "code": code,
+        "zone": zone,
+        "joined_at": at,
+        "cert_fingerprint": fingerprint(load_cert(cert_pem)),
+        "invited_by": node.node_id,
+    }
+
+    def admit(d: Doc[Any]) -> None:
+        cm.cluster_put(d, "invites", invite_hash, {**invite, "used_by": new_id, "used_at": at})
+        cm.cluster_put(d, "members", new_id, member)
+
+    await node.commit_cluster(admit)
+    _LOGGER.info("node %s (%s) joined the cluster", code, name.strip()[:64])
+    return {
+        "cluster_id": node.cluster_id,
+        "node_id": new_id,
+        "code": code,
+        "ca_cert": pki.ca_cert.read_text(),
+        "ca_key": pki.ca_key.read_text(),
+        "cert": cert_pem.decode(),
+        "cluster": base64.b64encode(doc.get_update()).decode(),
+    }
+
+
+async def async_revoke(node: Node, which: str, by: str) -> dict[str, Any]:
+    """Revoke a member by node id or code: every peer refuses it from then on."""
+    doc = node.docs[cm.CLUSTER_DOC]
+    for node_id, entry in cm.cluster_items(doc, "members").items():
+        if which in (node_id, entry.get("code")):
+            if node_id == node.node_id:
+                raise NodeError("a node cannot revoke itself; revoke it from another node")
+            if entry.get("revoked"):
+                return {"node_id": node_id, "code": entry.get("code"), "state": "revoked"}
+            revoked = {
+                **entry,
+                "revoked": True,
+                "revoked_at": datetime.now(UTC).isoformat(timespec="seconds"),
+                "revoked_by": by,
+            }
+            await node.commit_cluster(_put_member(node_id, revoked))
+            return {"node_id": node_id, "code": entry.get("code"), "state": "revoked"}
+    raise NodeError(f"no member {which[:40]!r}")
+
+
+def _put_member(node_id: str, entry: dict[str, Any]) -> Callable[[Doc[Any]], None]:
+    return lambda doc: cm.cluster_put(doc, "members", node_id, entry)
+
+
+async def async_join(
+    data: DataDir, *, name: str, zone: str, token: str, peer: str
+) -> dict[str, Any]:
+    """Join an existing cluster through the inviting node's sync address."""
+    invite = Invite.decode(token)
+    if invite.expires < int(time.time()):
+        raise PkiError("this join token has expired; ask for a new one (sterimesh invite)")
+    if zone not in cm.ZONES:
+        raise DataDirError(f"unknown zone {zone[:20]!r}: choose one of {', '.join(cm.ZONES)}")
+    data.root.mkdir(parents=True, exist_ok=True)
+    lock = data.acquire()
+    try:
+        store = Store(data.store)
+        try:
+            if store.is_initialised():
+                raise DataDirError(f"{data.root} holds a node already")
+            node_id = uuid.uuid4().hex
+            key, key_pem = new_key()
+            base = f"https://{peer}"
+            timeout = aiohttp.ClientTimeout(total=30)
+            connector = aiohttp.TCPConnector(ssl=join_client_context())
+            async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
+                ca_pem, server_der = await _fetch_ca(session, base + "/join/ca")
+                ca = load_cert(ca_pem)
+                if fingerprint(ca) != invite.ca_fingerprint:
+                    raise PkiError("the peer's cluster CA is not the one of the token: refusing")
+                if not issued_by(x509.load_der_x509_certificate(server_der), ca):
+                    raise PkiError("the peer's certificate is not from the token's cluster CA")
+                body = {
+                    "secret": invite.secret,
+                    "csr": make_csr(key, node_id).decode(),
+                    "name": name,
+                    "zone": zone,
+                    "node_id": node_id,
+                }
+                async with session.post(base + "/join", json=body) as resp:
+                    answer = await resp.json(content_type=None)
+                    if resp.status != 200:
+                        raise PkiError(
+                            f"the peer refused to admit this node: {answer.get('error')}"
+                        )
+            if fingerprint(load_cert(answer["ca_cert"].encode())) != invite.ca_fingerprint:
+                raise PkiError("the peer answered with another CA: refusing")
+            pki = NodePki(data.pki)
+            pki.write(pki.key, key_pem)
+            pki.write(pki.cert, answer["cert"].encode())
+            pki.write(pki.ca_cert, answer["ca_cert"].encode())
+            pki.write(pki.ca_key, answer["ca_key"].encode())
+            identity = {
+                "node_id": node_id,
+                "code": answer["code"],
+                "name": name.strip(),
+                "zone": zone,
+                "cluster_id": answer["cluster_id"],
+                "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            }
+            store.initialise(
+                {**identity, "incarnation": 0, "client_ids": []},
+                {cm.CLUSTER_DOC: base64.b64decode(answer["cluster"])},
+            )
+        finally:
+            store.close()
+        if not data.config.exists():
+            data.write_config()
+    finally:
+        lock.close()
+    return identity
+
+
+async def _fetch_ca(session: aiohttp.ClientSession, url: str) -> tuple[bytes, bytes]:
+    """The CA certificate a peer serves, and the DER certificate its TLS presented."""
+    try:
+        async with session.get(url) as resp:
+            conn = resp.connection
+            ssl_obj = (
+                conn.transport.get_extra_info("ssl_object") if conn and conn.transport else None
+            )
+            if not isinstance(ssl_obj, ssl.SSLObject) and not isinstance(ssl_obj, ssl.SSLSocket):
+                raise PkiError("the peer did not speak TLS")
+            server_der = ssl_obj.getpeercert(binary_form=True)
+            ca_pem = await resp.read()
+            if resp.status != 200 or not server_der:
+                raise PkiError("the peer did not hand out its cluster CA")
+            return ca_pem, server_der
+    except aiohttp.ClientError as err:
+        raise PkiError(f"cannot reach the peer: {err}") from None
