@@ -17,7 +17,9 @@ import crdt_model as cm
 
 from ._auth import AuthError, Principal
 from ._bundle import BundleError, read_bundle
+from ._cluster import async_invite, async_revoke, members
 from ._node import VERSION, Node, NodeError
+from ._pki import PkiError
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -74,7 +76,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         response = error_response(422, "the event is not valid", [e.as_dict() for e in err.errors])
     except NodeError as err:
         response = error_response(err.status, str(err))
-    except AuthError as err:
+    except (AuthError, PkiError) as err:
         response = error_response(422, str(err))
     except web.HTTPException as err:
         if err.status < 400:
@@ -289,6 +291,26 @@ async def post_user(request: web.Request) -> web.Response:
     return web.json_response({"login": body["login"], "role": body["role"]}, status=201)
 
 
+async def post_invite(request: web.Request) -> web.Response:
+    """A one-time join token for a new node (admin)."""
+    principal = require(request, "admin")
+    token = await async_invite(request.app[NODE_KEY], principal.name)
+    return web.json_response({"token": token}, status=201)
+
+
+async def get_nodes(request: web.Request) -> web.Response:
+    """Cluster members."""
+    require(request, "read")
+    return web.json_response({"nodes": members(request.app[NODE_KEY])})
+
+
+async def post_revoke(request: web.Request) -> web.Response:
+    """Revoke a member (admin): every peer refuses it from then on."""
+    principal = require(request, "admin")
+    answer = await async_revoke(request.app[NODE_KEY], request.match_info["node"], principal.name)
+    return web.json_response(answer)
+
+
 async def metrics(request: web.Request) -> web.Response:
     """Prometheus text format."""
     require(request, "read")
@@ -311,5 +333,8 @@ def make_app(node: Node, *, control: bool = False) -> web.Application:
     app.router.add_post("/api/reference", post_reference)
     app.router.add_post("/api/tokens", post_token)
     app.router.add_post("/api/users", post_user)
+    app.router.add_post("/api/invites", post_invite)
+    app.router.add_get("/api/nodes", get_nodes)
+    app.router.add_post("/api/nodes/{node}/revoke", post_revoke)
     app.router.add_get("/metrics", metrics)
     return app

@@ -21,8 +21,10 @@ import crdt_model as cm
 
 from ._auth import ROLES, AuthError, Principal
 from ._bundle import BundleError, read_bundle
-from ._layout import DEFAULT_LISTEN, DataDir, DataDirError
+from ._cluster import async_invite, async_join, async_revoke, members
+from ._layout import DEFAULT_LISTEN, DEFAULT_SYNC_LISTEN, DataDir, DataDirError
 from ._node import VERSION, Node, NodeError, init_node
+from ._pki import PkiError
 from ._sample import SCALES, write_sample
 from ._server import async_run, parse_hostport
 from ._store import StoreError
@@ -47,7 +49,7 @@ def _fail(message: str) -> click.ClickException:
 def _run(coro: Awaitable[T]) -> T:
     try:
         return asyncio.run(coro)  # type: ignore[arg-type]
-    except (StoreError, DataDirError, NodeError, AuthError) as err:
+    except (StoreError, DataDirError, NodeError, AuthError, PkiError) as err:
         raise _fail(str(err)) from None
 
 
@@ -134,20 +136,33 @@ def init(data_dir: Path, name: str, zone: str, new_cluster: bool) -> None:
 @cli.command()
 @data_option
 @click.option("--listen", default=None, help=f"HOST:PORT of the web UI and API [{DEFAULT_LISTEN}]")
-def run(data_dir: Path, listen: str | None) -> None:
+@click.option(
+    "--sync-listen",
+    default=None,
+    help=f"HOST:PORT where peers connect (mutual TLS) [{DEFAULT_SYNC_LISTEN}]",
+)
+def run(data_dir: Path, listen: str | None, sync_listen: str | None) -> None:
     """Run the node until Ctrl-C or SIGTERM."""
     data = DataDir(data_dir)
     try:
         config = data.read_config()
         address = parse_hostport(listen or config.get("listen", DEFAULT_LISTEN), default_port=8700)
+        sync_address = parse_hostport(
+            sync_listen or config.get("sync_listen", DEFAULT_SYNC_LISTEN), default_port=8701
+        )
     except (ValueError, DataDirError) as err:
         raise click.UsageError(str(err)) from None
     try:
         _run(
-            async_run(data, listen=address, ready=f"listening on http://{address[0]}:{address[1]}")
+            async_run(
+                data,
+                listen=address,
+                sync_listen=sync_address,
+                ready=f"listening on http://{address[0]}:{address[1]}",
+            )
         )
     except OSError as err:
-        raise _fail(f"cannot listen on {address[0]}:{address[1]}: {err.strerror}") from None
+        raise _fail(f"cannot listen: {err.strerror}") from None
     except KeyboardInterrupt:
         pass
 
@@ -265,6 +280,70 @@ def user_add(data_dir: Path, login: str, role: str) -> None:
 
 
 @cli.command()
+@data_option
+def invite(data_dir: Path) -> None:
+    """Print a one-time join token for a new node (valid one hour)."""
+    data = DataDir(data_dir)
+    if data.is_served():
+        click.echo(_run(_control(data, "POST", "/api/invites"))["token"])
+        return
+    click.echo(_run(_offline(data, lambda n: async_invite(n, CLI_PRINCIPAL.name))))
+
+
+@cli.command()
+@data_option
+@click.option("--name", required=True, help="A name people recognise, e.g. 'Poste stérile'.")
+@click.option("--zone", type=click.Choice(cm.ZONES), default="office", show_default=True)
+@click.option("--token", required=True, help="The token printed by `sterimesh invite`.")
+@click.option("--peer", required=True, help="HOST:PORT of the inviting node's sync listener.")
+def join(data_dir: Path, name: str, zone: str, token: str, peer: str) -> None:
+    """Join an existing cluster with a one-time token."""
+    try:
+        host, port = parse_hostport(peer, default_port=8701)
+    except ValueError as err:
+        raise click.UsageError(str(err)) from None
+    target = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    identity = _run(async_join(DataDir(data_dir), name=name, zone=zone, token=token, peer=target))
+    click.echo(f"node {identity['code']} ({identity['name']}) joined the cluster in {data_dir}")
+
+
+@cli.command()
+@data_option
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def nodes(data_dir: Path, as_json: bool) -> None:
+    """List the cluster's members."""
+    data = DataDir(data_dir)
+    if data.is_served():
+        found = _run(_control(data, "GET", "/api/nodes"))["nodes"]
+    else:
+        found = _run(_offline(data, _members, readonly=True))
+    if as_json:
+        click.echo(json.dumps(found, indent=2, sort_keys=True))
+        return
+    for m in found:
+        mark = " (this node)" if m["self"] else ""
+        fp = (m["cert_fingerprint"] or "")[:16]
+        click.echo(f"{m['code']:<3} {m['state']:<8} {m['zone']:<8} {m['name']}{mark}  cert {fp}")
+
+
+async def _members(node: Node) -> list[dict[str, Any]]:
+    return members(node)
+
+
+@cli.command()
+@data_option
+@click.argument("node_ref", metavar="NODE")
+def revoke(data_dir: Path, node_ref: str) -> None:
+    """Revoke a node (code or id): a lost or stolen PC leaves the cluster."""
+    data = DataDir(data_dir)
+    if data.is_served():
+        answer = _run(_control(data, "POST", f"/api/nodes/{node_ref}/revoke"))
+    else:
+        answer = _run(_offline(data, lambda n: async_revoke(n, node_ref, CLI_PRINCIPAL.name)))
+    click.echo(f"node {answer['code']} revoked")
+
+
+@cli.command()
 @click.option(
     "--dir",
     "base",
@@ -304,7 +383,7 @@ def demo(base: Path, listen: str) -> None:
     click.echo(f"operator token: {operator}")
     click.echo("Ctrl-C stops the demo.")
     with contextlib.suppress(KeyboardInterrupt):
-        _run(async_run(data, listen=address))
+        _run(async_run(data, listen=address, sync_listen=(address[0], 0)))
 
 
 def main() -> None:

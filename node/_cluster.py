@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import logging
 import ssl
@@ -207,10 +208,17 @@ async def async_join(
             node_id = uuid.uuid4().hex
             key, key_pem = new_key()
             base = f"https://{peer}"
+            host, _, port = peer.rpartition(":")
+            server_der = await _peer_leaf(host.strip("[]"), int(port))
             timeout = aiohttp.ClientTimeout(total=30)
-            connector = aiohttp.TCPConnector(ssl=join_client_context())
-            async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
-                ca_pem, server_der = await _fetch_ca(session, base + "/join/ca")
+            async with aiohttp.ClientSession(timeout=timeout) as session:
+                try:
+                    async with session.get(base + "/join/ca", ssl=join_client_context()) as resp:
+                        ca_pem = await resp.read()
+                        if resp.status != 200:
+                            raise PkiError("the peer did not hand out its cluster CA")
+                except aiohttp.ClientError as err:
+                    raise PkiError(f"cannot reach the peer: {err}") from None
                 ca = load_cert(ca_pem)
                 if fingerprint(ca) != invite.ca_fingerprint:
                     raise PkiError("the peer's cluster CA is not the one of the token: refusing")
@@ -223,12 +231,18 @@ async def async_join(
                     "zone": zone,
                     "node_id": node_id,
                 }
-                async with session.post(base + "/join", json=body) as resp:
-                    answer = await resp.json(content_type=None)
-                    if resp.status != 200:
-                        raise PkiError(
-                            f"the peer refused to admit this node: {answer.get('error')}"
-                        )
+                # the secret goes only to a server whose certificate our pinned CA signed
+                trusted = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+                trusted.load_verify_locations(cadata=ca_pem.decode())
+                trusted.check_hostname = False
+                try:
+                    async with session.post(base + "/join", json=body, ssl=trusted) as resp:
+                        answer = await resp.json(content_type=None)
+                except aiohttp.ClientError as err:
+                    raise PkiError(f"cannot reach the peer: {err}") from None
+                if resp.status != 200:
+                    error = answer.get("error") if isinstance(answer, dict) else None
+                    raise PkiError(f"the peer refused to admit this node: {error}")
             if fingerprint(load_cert(answer["ca_cert"].encode())) != invite.ca_fingerprint:
                 raise PkiError("the peer answered with another CA: refusing")
             pki = NodePki(data.pki)
@@ -257,20 +271,19 @@ async def async_join(
     return identity
 
 
-async def _fetch_ca(session: aiohttp.ClientSession, url: str) -> tuple[bytes, bytes]:
-    """The CA certificate a peer serves, and the DER certificate its TLS presented."""
+async def _peer_leaf(host: str, port: int) -> bytes:
+    """The DER certificate a peer presents on its sync listener."""
     try:
-        async with session.get(url) as resp:
-            conn = resp.connection
-            ssl_obj = (
-                conn.transport.get_extra_info("ssl_object") if conn and conn.transport else None
-            )
-            if not isinstance(ssl_obj, ssl.SSLObject) and not isinstance(ssl_obj, ssl.SSLSocket):
-                raise PkiError("the peer did not speak TLS")
-            server_der = ssl_obj.getpeercert(binary_form=True)
-            ca_pem = await resp.read()
-            if resp.status != 200 or not server_der:
-                raise PkiError("the peer did not hand out its cluster CA")
-            return ca_pem, server_der
-    except aiohttp.ClientError as err:
-        raise PkiError(f"cannot reach the peer: {err}") from None
+        _, writer = await asyncio.wait_for(
+            asyncio.open_connection(host, port, ssl=join_client_context()), timeout=15
+        )
+    except (OSError, TimeoutError, ssl.SSLError) as err:
+        raise PkiError(f"cannot reach the peer over TLS: {err}") from None
+    try:
+        ssl_obj = writer.get_extra_info("ssl_object")
+        der = ssl_obj.getpeercert(binary_form=True) if ssl_obj is not None else None
+    finally:
+        writer.close()
+    if not der:
+        raise PkiError("the peer presented no certificate")
+    return bytes(der)

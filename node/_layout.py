@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import IO, Any
 
 DEFAULT_LISTEN = "127.0.0.1:8700"
+DEFAULT_SYNC_LISTEN = "0.0.0.0:8701"
 
 
 class DataDirError(Exception):

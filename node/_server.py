@@ -13,6 +13,7 @@ from aiohttp import web
 from ._api import make_app
 from ._layout import DataDir
 from ._node import Node
+from ._peering import make_sync_app, server_ssl
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -31,9 +32,16 @@ def parse_hostport(value: str, *, default_port: int) -> tuple[str, int]:
 class NodeServer:
     """A node with its HTTP site and control socket, started and stopped together."""
 
-    def __init__(self, data: DataDir, *, listen: tuple[str, int]) -> None:
+    def __init__(
+        self,
+        data: DataDir,
+        *,
+        listen: tuple[str, int],
+        sync_listen: tuple[str, int] | None = None,
+    ) -> None:
         self.data = data
         self.listen = listen
+        self.sync_listen = sync_listen
         self.node = Node(data)
         self._runners: list[web.AppRunner] = []
 
@@ -45,6 +53,16 @@ class NodeServer:
             await runner.setup()
             self._runners.append(runner)
             await web.TCPSite(runner, self.listen[0], self.listen[1]).start()
+            if self.sync_listen is not None:
+                sync_runner = web.AppRunner(make_sync_app(self.node), access_log=None)
+                await sync_runner.setup()
+                self._runners.append(sync_runner)
+                await web.TCPSite(
+                    sync_runner,
+                    self.sync_listen[0],
+                    self.sync_listen[1],
+                    ssl_context=server_ssl(self.node),
+                ).start()
             control = web.AppRunner(make_app(self.node, control=True), access_log=None)
             await control.setup()
             self._runners.append(control)
@@ -70,9 +88,15 @@ class NodeServer:
         await self.node.async_close()
 
 
-async def async_run(data: DataDir, *, listen: tuple[str, int], ready: str | None = None) -> None:
+async def async_run(
+    data: DataDir,
+    *,
+    listen: tuple[str, int],
+    sync_listen: tuple[str, int] | None = None,
+    ready: str | None = None,
+) -> None:
     """Serve until SIGINT or SIGTERM; prints `ready` once listening, if given."""
-    server = NodeServer(data, listen=listen)
+    server = NodeServer(data, listen=listen, sync_listen=sync_listen)
     await server.async_start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

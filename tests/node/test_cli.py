@@ -22,6 +22,8 @@ STERIMESH = str(Path(sys.executable).parent / "sterimesh")
 
 def invoke(*args: str, input: str | None = None) -> tuple[int, str, str]:
     result = CliRunner().invoke(cli, list(args), input=input)
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception
     return result.exit_code, result.stdout, result.stderr
 
 
@@ -152,10 +154,20 @@ def _free_port() -> int:
 
 
 @pytest.fixture
-def running_node(node_dir: Path) -> Iterator[tuple[Path, str]]:
+def running_node(node_dir: Path) -> Iterator[tuple[Path, str, str]]:
     port = _free_port()
+    sync_port = _free_port()
     proc = subprocess.Popen(
-        [STERIMESH, "run", "--data", str(node_dir), "--listen", f"127.0.0.1:{port}"],
+        [
+            STERIMESH,
+            "run",
+            "--data",
+            str(node_dir),
+            "--listen",
+            f"127.0.0.1:{port}",
+            "--sync-listen",
+            f"127.0.0.1:{sync_port}",
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
@@ -164,7 +176,7 @@ def running_node(node_dir: Path) -> Iterator[tuple[Path, str]]:
         assert proc.stdout is not None
         line = proc.stdout.readline().decode()
         assert "listening on" in line, proc.stderr.read().decode() if proc.stderr else ""
-        yield node_dir, f"http://127.0.0.1:{port}"
+        yield node_dir, f"http://127.0.0.1:{port}", f"127.0.0.1:{sync_port}"
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
@@ -176,9 +188,9 @@ def running_node(node_dir: Path) -> Iterator[tuple[Path, str]]:
 
 @pytest.mark.slow
 def test_write_commands_go_through_the_running_node(
-    running_node: tuple[Path, str], tmp_path: Path
+    running_node: tuple[Path, str, str], tmp_path: Path
 ) -> None:
-    node_dir, url = running_node
+    node_dir, url, _ = running_node
     code, out, err = invoke(
         "token", "create", "--data", str(node_dir), "--name", "ops", "--role", "operator"
     )
@@ -227,3 +239,103 @@ def test_new_cluster_has_its_own_ca_and_node_certificate(node_dir: Path) -> None
     assert issued_by(cert, ca)
     _, out, _ = invoke("status", "--data", str(node_dir), "--json")
     assert node_id_of(cert) == json.loads(out)["node_id"]
+
+
+@pytest.mark.slow
+def test_invite_join_list_and_revoke(running_node: tuple[Path, str, str], tmp_path: Path) -> None:
+    node_dir, _, sync = running_node
+    code, out, err = invoke("invite", "--data", str(node_dir))
+    assert code == 0, err
+    token = out.strip()
+    assert token.startswith("smj_")
+    joined = tmp_path / "b"
+    code, out, err = invoke(
+        "join",
+        "--data",
+        str(joined),
+        "--name",
+        "Poste stérile",
+        "--zone",
+        "sterile",
+        "--token",
+        token,
+        "--peer",
+        sync,
+    )
+    assert code == 0, err
+    assert "node B (Poste stérile) joined" in out
+    # the token was used once: a second node gets nothing
+    code, _, err = invoke(
+        "join", "--data", str(tmp_path / "c"), "--name", "Intrus", "--token", token, "--peer", sync
+    )
+    assert code == 1
+    assert "used already" in err
+    assert not (tmp_path / "c" / "pki" / "node.pem").exists()
+    code, out, err = invoke("nodes", "--data", str(node_dir), "--json")
+    assert code == 0, err
+    found = {m["code"]: m for m in json.loads(out)}
+    assert set(found) == {"A", "B"}
+    assert found["B"]["state"] == "member"
+    assert found["A"]["self"] is True
+    code, out, err = invoke("nodes", "--data", str(joined))
+    assert code == 0, err
+    assert "B   member   sterile  Poste stérile (this node)" in out
+    code, out, err = invoke("revoke", "--data", str(node_dir), "B")
+    assert code == 0, err
+    code, out, _ = invoke("nodes", "--data", str(node_dir), "--json")
+    assert {m["code"]: m["state"] for m in json.loads(out)} == {"A": "member", "B": "revoked"}
+
+
+@pytest.mark.slow
+def test_join_refuses_a_peer_of_another_ca(
+    running_node: tuple[Path, str, str], tmp_path: Path
+) -> None:
+    from dataclasses import replace
+
+    from node._pki import Invite
+
+    node_dir, _, sync = running_node
+    _, out, _ = invoke("invite", "--data", str(node_dir))
+    forged = replace(Invite.decode(out.strip()), ca_fingerprint="00" * 32).encode()
+    code, _, err = invoke(
+        "join", "--data", str(tmp_path / "b"), "--name", "X", "--token", forged, "--peer", sync
+    )
+    assert code == 1
+    assert "not the one of the token" in err
+    # the secret was never sent: the genuine token still works
+    code, _, err = invoke(
+        "join", "--data", str(tmp_path / "c"), "--name", "Y", "--token", out.strip(), "--peer", sync
+    )
+    assert code == 0, err
+
+
+def test_damaged_or_expired_token_is_refused(tmp_path: Path) -> None:
+    from node._pki import new_invite
+
+    code, _, err = invoke(
+        "join",
+        "--data",
+        str(tmp_path / "b"),
+        "--name",
+        "X",
+        "--token",
+        "smj_garbage!",
+        "--peer",
+        "127.0.0.1:9",
+    )
+    assert code == 1
+    assert "damaged" in err
+    expired = new_invite("c", "n", "f" * 64, now=1000).encode()
+    code, _, err = invoke(
+        "join",
+        "--data",
+        str(tmp_path / "b"),
+        "--name",
+        "X",
+        "--token",
+        expired,
+        "--peer",
+        "127.0.0.1:9",
+    )
+    assert code == 1
+    assert "expired" in err

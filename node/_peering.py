@@ -1,0 +1,70 @@
+"""The sync listener: mutual TLS for peers, plus the two join endpoints."""
+
+from __future__ import annotations
+
+import logging
+import ssl
+from typing import Any
+
+from aiohttp import web
+from cryptography import x509
+
+from ._api import NODE_KEY, ApiError, error_middleware, read_json
+from ._cluster import async_accept_join, member_by_cert
+from ._node import Node
+from ._pki import NodePki, fingerprint, node_id_of
+
+_LOGGER = logging.getLogger(__name__)
+
+
+def peer_certificate(request: web.Request) -> x509.Certificate | None:
+    """The verified client certificate of a TLS request, if the peer sent one."""
+    transport = request.transport
+    ssl_obj = transport.get_extra_info("ssl_object") if transport is not None else None
+    if ssl_obj is None:
+        return None
+    der = ssl_obj.getpeercert(binary_form=True)
+    return x509.load_der_x509_certificate(der) if der else None
+
+
+def authenticate_peer(node: Node, cert: x509.Certificate | None) -> dict[str, Any]:
+    """The member a certificate proves; ApiError 401/403 otherwise."""
+    if cert is None:
+        raise ApiError(401, "a cluster certificate is required")
+    node_id = node_id_of(cert)
+    member = member_by_cert(node, node_id, fingerprint(cert))
+    if member is None:
+        raise ApiError(403, "this certificate is not of a current member")
+    return {"node_id": node_id, **member}
+
+
+async def join_ca(request: web.Request) -> web.Response:
+    """The cluster CA certificate, for a joining node to check against its token."""
+    pki = NodePki(request.app[NODE_KEY].data.pki)
+    return web.Response(body=pki.ca_cert.read_bytes(), content_type="application/x-pem-file")
+
+
+async def join(request: web.Request) -> web.Response:
+    """Admit a node with a valid one-time invitation."""
+    body = await read_json(request)
+    if not isinstance(body, dict):
+        raise ApiError(422, "send a JSON object")
+    try:
+        answer = await async_accept_join(request.app[NODE_KEY], body)
+    except PermissionError as err:
+        raise ApiError(403, str(err)) from None
+    return web.json_response(answer)
+
+
+def make_sync_app(node: Node) -> web.Application:
+    """The application served on --sync-listen."""
+    app = web.Application(middlewares=[error_middleware], client_max_size=1024 * 1024)
+    app[NODE_KEY] = node
+    app.router.add_get("/join/ca", join_ca)
+    app.router.add_post("/join", join)
+    return app
+
+
+def server_ssl(node: Node) -> ssl.SSLContext:
+    """TLS context of the sync listener."""
+    return NodePki(node.data.pki).server_context()
