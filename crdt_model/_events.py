@@ -461,6 +461,12 @@ def validate_event(event: Any) -> dict[str, Any]:
     return {"type": event_type.name, **out}
 
 
+def check_event_size(event: Mapping[str, Any]) -> None:
+    """EventError when an event's CBOR form is over MAX_EVENT_BYTES."""
+    if len(encode(event)) > MAX_EVENT_BYTES:
+        raise EventError([FieldError("event", f"is larger than {MAX_EVENT_BYTES} bytes")])
+
+
 def make_event_id(ts: Timestamp, node: str) -> str:
     """An event id: unique without coordination, sorting by clock then node."""
     return f"{ts}-{node}"

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import multiprocessing
 import secrets
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor
 from datetime import UTC, datetime
 from typing import IO, TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -158,6 +160,9 @@ class Node:
         self._compacting: set[str] = set()
         self._log_counts: dict[str, int] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._merge_pool: ProcessPoolExecutor | None = None
+        self._principals: dict[str, Principal | None] = {}
+        self._pending_local: dict[str, dict[str, Any]] = {}
         self.started_at = ""
 
     # -- lifecycle --------------------------------------------------------
@@ -231,6 +236,9 @@ class Node:
         if self._store is not None:
             await asyncio.to_thread(self._store.close)
             self._store = None
+        if self._merge_pool is not None:
+            await asyncio.to_thread(self._merge_pool.shutdown)
+            self._merge_pool = None
         if self._lock is not None:
             self._lock.close()
             self._lock = None
@@ -275,14 +283,16 @@ class Node:
 
     def _watch(self, name: str, doc: Doc[Any]) -> None:
         self._subs.append(doc.observe(lambda ev: self._captured.append(ev.update)))
+        if name == cm.CLUSTER_DOC:
+            self._subs.append(doc.observe(lambda _ev: self._principals.clear()))
         if name.startswith(cm.EVENTS_PREFIX):
             day = name[len(cm.EVENTS_PREFIX) :]
 
             def on_events(ev: Any) -> None:
                 for key, change in ev.keys.items():
                     if change.get("action") == "add":
-                        self.index.add(day, cm.decode_map(change["newValue"]))
-                        del key
+                        event = self._pending_local.pop(key, None)
+                        self.index.add(day, event or cm.decode_map(change["newValue"]))
 
             self._subs.append(cm.events_map(doc).observe(on_events))
 
@@ -332,9 +342,19 @@ class Node:
         self._compacting.add(name)
         self._log_counts[name] = 0
 
+        if self._merge_pool is None:
+            # pycrdt's merge holds the GIL: run it in another process, not beside the API
+            self._merge_pool = ProcessPoolExecutor(
+                max_workers=1, mp_context=multiprocessing.get_context("spawn")
+            )
+        pool = self._merge_pool
+
+        def merge(*parts: bytes) -> bytes:
+            return pool.submit(pycrdt.merge_updates, *parts).result()
+
         async def run() -> None:
             try:
-                merged = await asyncio.to_thread(self.store.compact, name)
+                merged = await asyncio.to_thread(self.store.compact, name, merge)
                 _LOGGER.debug("compacted %d log entries of %s", merged, name)
             except StoreError:
                 _LOGGER.exception("compaction of %s failed; the log is kept", name)
@@ -369,8 +389,12 @@ class Node:
                 event["load"] = self.index.next_load_number(at.strftime("%y%m%d"))
             elif load in self.index.loads:
                 raise ConflictError(f"load {load} exists already")
-        event = cm.validate_event(event)
-        await self._commit(cm.events_doc_name(ts), lambda doc: cm.add_event(doc, event))
+        cm.check_event_size(event)
+        self._pending_local[event["id"]] = event
+        try:
+            await self._commit(cm.events_doc_name(ts), lambda doc: cm.add_event(doc, event))
+        finally:
+            self._pending_local.pop(event["id"], None)
         self.metrics.events_recorded.labels(event["type"]).inc()
         return event
 
@@ -490,11 +514,18 @@ class Node:
         await self._commit(cm.CLUSTER_DOC, lambda doc: cm.cluster_put(doc, "users", login, entry))
 
     def authenticate(self, token: str) -> Principal | None:
-        """The principal of an API token, or None."""
-        entry = cm.cluster_get(self.docs[cm.CLUSTER_DOC], "tokens", token_hash(token))
-        if entry is None or entry.get("revoked"):
-            return None
-        return Principal(name=str(entry["name"]), role=str(entry["role"]))
+        """The principal of an API token, or None (cached until the cluster document changes)."""
+        key = token_hash(token)
+        if key in self._principals:
+            return self._principals[key]
+        entry = cm.cluster_get(self.docs[cm.CLUSTER_DOC], "tokens", key)
+        principal = None
+        if entry is not None and not entry.get("revoked"):
+            principal = Principal(name=str(entry["name"]), role=str(entry["role"]))
+        if len(self._principals) > 1000:
+            self._principals.clear()  # bounded: keys come from whoever calls the API
+        self._principals[key] = principal
+        return principal
 
     # -- status -----------------------------------------------------------------
 

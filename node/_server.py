@@ -97,11 +97,11 @@ async def async_run(
 ) -> None:
     """Serve until SIGINT or SIGTERM; prints `ready` once listening, if given."""
     server = NodeServer(data, listen=listen, sync_listen=sync_listen)
-    await server.async_start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(sig, stop.set)  # before start: a stop while starting is clean
+    await server.async_start()
     if ready:
         print(ready, flush=True)  # noqa: T201
     try:

@@ -295,11 +295,12 @@ class Store:
             txn.put(_log_key(doc, seq), _pack_update(update))
         return seq
 
-    def compact(self, doc: str) -> int:
+    def compact(self, doc: str, merge: Callable[..., bytes] = pycrdt.merge_updates) -> int:
         """Merge a document's snapshot and log into a new snapshot; returns entries merged.
 
         Runs in any thread: the merge happens outside the write transaction and
         the install step checks that nothing it merged changed meanwhile.
+        `merge` may hand the work to another process (pycrdt holds the GIL).
         """
         prefix = doc.encode() + b"\x00"
         with self._env.begin() as txn:
@@ -319,7 +320,7 @@ class Store:
                     parts.append(bytes(value[_HEAD.size :]))
         if not keys:
             return 0
-        merged = pycrdt.merge_updates(*parts) if len(parts) > 1 else parts[0]
+        merged = merge(*parts) if len(parts) > 1 else parts[0]
         (upto,) = _SEQ.unpack(keys[-1][-_SEQ.size :])
         snap_value = _pack_snapshot(upto, merged)
 
