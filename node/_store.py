@@ -73,6 +73,8 @@ def _pack_snapshot(seq: int, payload: bytes) -> bytes:
 
 
 Op = Callable[[lmdb.Transaction], Any]
+Waiter = Future[Any] | asyncio.Future[Any]
+"""Who hears of an operation's commit: a thread (Future) or a coroutine (asyncio.Future)."""
 
 
 class Store:
@@ -101,7 +103,7 @@ class Store:
                 "backup or from another node"
             ) from None
         self._seq: dict[str, int] = {}
-        self._queue: queue.SimpleQueue[tuple[Op, Future[Any]] | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[tuple[Op, Waiter] | None] = queue.SimpleQueue()
         self._writer: threading.Thread | None = None
         self.commits = 0
         self.committed_ops = 0
@@ -176,7 +178,7 @@ class Store:
             for key, value in encoded.items():
                 txn.put(key, value, db=self._meta)
 
-        await asyncio.wrap_future(self.submit(op))
+        await self._async_submit(op)
 
     async def async_delete_doc(self, doc: str) -> None:
         """Remove a document's snapshot and log, durably (retired reference exports)."""
@@ -190,7 +192,7 @@ class Store:
                     if not cursor.delete():
                         break
 
-        await asyncio.wrap_future(self.submit(op))
+        await self._async_submit(op)
         self._seq.pop(doc, None)
 
     # -- reading ------------------------------------------------------------
@@ -265,6 +267,14 @@ class Store:
 
     # -- writing ------------------------------------------------------------
 
+    def _async_submit(self, op: Op) -> asyncio.Future[Any]:
+        """Queue an operation; the returned asyncio future resolves once durable."""
+        if self._writer is None:
+            raise StoreError("the store writer is not running")
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._queue.put((op, fut))
+        return fut
+
     def submit(self, op: Op) -> Future[Any]:
         """Queue an operation for the writer thread; its future resolves once durable."""
         if self._writer is None:
@@ -284,7 +294,7 @@ class Store:
             txn.put(key, value, db=self._log)
             return seq
 
-        result: int = await asyncio.wrap_future(self.submit(op))
+        result: int = await self._async_submit(op)
         return result
 
     def append_now(self, doc: str, update: bytes) -> int:
@@ -361,19 +371,46 @@ class Store:
             if stop:
                 return
 
-    def _commit(self, batch: list[tuple[Op, Future[Any]]]) -> None:
-        results: list[Any] = []
+    def _commit(self, batch: list[tuple[Op, Waiter]]) -> None:
+        outcome: list[tuple[Waiter, Any, BaseException | None]]
         try:
             with self._env.begin(write=True) as txn:
                 results = [op(txn) for op, _ in batch]
         except Exception as err:  # every waiter hears of the failed commit
             _LOGGER.exception("durable commit of %d operations failed", len(batch))
-            for _, fut in batch:
-                if not fut.cancelled():
-                    fut.set_exception(StoreError(f"durable commit failed: {err}"))
-            return
-        self.commits += 1
-        self.committed_ops += len(batch)
-        for (_, fut), result in zip(batch, results, strict=True):
-            if not fut.cancelled():
-                fut.set_result(result)
+            failure = StoreError(f"durable commit failed: {err}")
+            outcome = [(waiter, None, failure) for _, waiter in batch]
+        else:
+            self.commits += 1
+            self.committed_ops += len(batch)
+            outcome = [
+                (waiter, result, None) for (_, waiter), result in zip(batch, results, strict=True)
+            ]
+        by_loop: dict[
+            asyncio.AbstractEventLoop, list[tuple[Waiter, Any, BaseException | None]]
+        ] = {}
+        for waiter, result, error in outcome:
+            if isinstance(waiter, asyncio.Future):
+                by_loop.setdefault(waiter.get_loop(), []).append((waiter, result, error))
+            else:
+                _settle(waiter, result, error)
+        for loop, items in by_loop.items():
+            # one wake-up of each event loop per commit, not one per waiter
+            try:
+                loop.call_soon_threadsafe(_settle_all, items)
+            except RuntimeError:
+                _LOGGER.warning("an event loop closed before hearing of its commit")
+
+
+def _settle(waiter: Waiter, result: Any, error: BaseException | None) -> None:
+    if waiter.cancelled():
+        return
+    if error is not None:
+        waiter.set_exception(error)
+    else:
+        waiter.set_result(result)
+
+
+def _settle_all(items: list[tuple[Waiter, Any, BaseException | None]]) -> None:
+    for waiter, result, error in items:
+        _settle(waiter, result, error)
