@@ -21,6 +21,7 @@ from ._docs import (
     read_manifest,
     read_table,
     ref_doc_name,
+    table_names,
     write_reference,
 )
 from ._events import (
@@ -80,6 +81,7 @@ __all__ = [
     "read_table",
     "ref_doc_name",
     "split_event_id",
+    "table_names",
     "validate_event",
     "validate_submission",
     "write_reference",

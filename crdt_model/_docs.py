@@ -108,6 +108,12 @@ def read_manifest(doc: Doc[Any]) -> dict[str, Any] | None:
     return decode_map(meta["manifest"])
 
 
+def table_names(doc: Doc[Any]) -> list[str]:
+    """The tables a reference document holds."""
+    meta = doc.get("manifest", type=Map)
+    return sorted(decode_map(meta["tables"])) if "tables" in meta else []
+
+
 def read_table(doc: Doc[Any], name: str) -> list[Any]:
     """All rows of one reference table, in their export order."""
     meta = doc.get("manifest", type=Map)

@@ -53,7 +53,7 @@ def doc_contents(node: Node) -> dict[str, Any]:
             manifest = cm.read_manifest(doc)
             out[name] = {
                 "manifest": manifest,
-                "tables": {t: cm.read_table(doc, t) for t in (manifest or {}).get("files", {})},
+                "tables": {t: cm.read_table(doc, t) for t in cm.table_names(doc)},
             }
     return out
 

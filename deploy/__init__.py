@@ -1,0 +1,1 @@
+"""Deployment helpers: the network lab (and, later, the systemd unit and install script)."""

@@ -1,0 +1,121 @@
+"""Importing export bundles into a node: all or nothing, three snapshots kept."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from node import DataDir
+from node._bundle import read_bundle
+from node._cli import cli
+from node._sample import write_sample
+from tests.node.nodes import doc_contents, new_data_dir, open_node
+from tests.node.test_bundle import build, edited, zip_folder
+
+
+def _break(kind: str, folder: Path) -> Path:
+    """A bundle broken in one way."""
+    if kind == "checksum":
+        build(folder)
+        path = folder / "set_types.csv"
+        path.write_bytes(path.read_bytes() + b"EXTRA;row;;;;;\n")
+    elif kind == "missing_file":
+        build(folder)
+        (folder / "instruments.csv").unlink()
+    elif kind == "missing_column":
+        build(
+            folder,
+            tables={"set_types.csv": [r[:-1] for r in edited("set_types.csv", 1)["set_types.csv"]]},
+        )
+    elif kind == "bad_date":
+        build(folder, tables=edited("or_planning.csv", 1, date="31-02-2026"))
+    elif kind == "bad_value":
+        build(folder, tables=edited("set_types.csv", 1, shelf_life_days="beaucoup"))
+    elif kind == "bad_manifest":
+        build(folder, manifest_edit=lambda m: m.update(format="other/9"))
+    elif kind == "not_a_zip":
+        folder.mkdir(parents=True)
+        bad = folder / "export.zip"
+        bad.write_bytes(b"PK\x03\x04 this is not a zip")
+        return bad
+    return folder
+
+
+KINDS = [
+    "checksum",
+    "missing_file",
+    "missing_column",
+    "bad_date",
+    "bad_value",
+    "bad_manifest",
+    "not_a_zip",
+]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_refused_bundle_leaves_the_node_exactly_as_before(tmp_path: Path, kind: str) -> None:
+    data = new_data_dir(tmp_path)
+    runner = CliRunner()
+    good = write_sample(tmp_path / "good", scale="small", seed=1, start=None)
+    assert runner.invoke(cli, ["import", "--data", str(data.root), str(good)]).exit_code == 0
+    files = {p.name: p.read_bytes() for p in data.store.iterdir()}
+    bad = _break(kind, tmp_path / "bad")
+    result = runner.invoke(cli, ["import", "--data", str(data.root), str(bad)])
+    assert result.exit_code == 1, result.output
+    assert result.stderr.startswith("Error: bundle refused, nothing imported: ")
+    assert len(result.stderr.strip().splitlines()) == 1  # one clear line
+    assert {p.name: p.read_bytes() for p in data.store.iterdir()} == files
+
+
+async def test_import_is_one_durable_document(tmp_path: Path) -> None:
+    data = new_data_dir(tmp_path)
+    node = await open_node(data)
+    bundle = read_bundle(write_sample(tmp_path / "b", scale="small", seed=7))
+    summary = await node.async_import(bundle)
+    assert summary["status"] == "imported"
+    assert summary["rows"]["instruments"] == len(bundle.tables["instruments"])
+    before = doc_contents(node)
+    await node.async_close()
+    again = await open_node(data)
+    assert doc_contents(again) == before
+    ref = before[f"ref/{bundle.export_id}"]
+    assert ref["tables"]["or_planning"] == bundle.tables["or_planning"]
+    assert all("patient_name" not in row for row in ref["tables"]["or_planning"])
+    await again.async_close()
+
+
+async def test_the_newest_three_exports_are_kept(tmp_path: Path) -> None:
+    data = new_data_dir(tmp_path)
+    node = await open_node(data)
+    ids = []
+    for day in range(4):
+        folder = build(
+            tmp_path / f"x{day}",
+            manifest_edit=lambda m, d=day: m.update(
+                export_id=f"XL-2026112{d}", exported_at=f"2026-11-2{d}T22:00:00+01:00"
+            ),
+        )
+        ids.append((await node.async_import(read_bundle(folder)))["export_id"])
+    assert [m["export_id"] for m in node.references()] == ids[:0:-1]
+    assert node.current_reference()["export_id"] == ids[-1]
+    await node.async_close()
+    again = await open_node(data)
+    assert [m["export_id"] for m in again.references()] == ids[:0:-1]
+    assert f"ref/{ids[0]}" not in again.docs
+    with pytest.raises(Exception, match="retired"):
+        await again.async_import(read_bundle(tmp_path / "x0"))
+    await again.async_close()
+
+
+def test_zip_and_cp1252_bundle_import_through_the_cli(tmp_path: Path) -> None:
+    data = new_data_dir(tmp_path)
+    folder = write_sample(tmp_path / "b", scale="small", seed=9, encoding="cp1252")
+    archive = zip_folder(folder, tmp_path / "export.zip")
+    result = CliRunner().invoke(cli, ["import", "--data", str(data.root), str(archive)])
+    assert result.exit_code == 0, result.output
+    status = CliRunner().invoke(cli, ["status", "--data", str(data.root), "--json"])
+    assert json.loads(status.output)["reference"]["export_id"] == read_bundle(folder).export_id
+    assert DataDir(data.root).store.exists()
