@@ -156,6 +156,8 @@ class Node:
         self._lock: IO[bytes] | None = None
         self._store: Store | None = None
         self._captured: list[bytes] = []
+        self._capturing = False
+        self._listeners: list[Callable[[str, bytes, str | None], None]] = []
         self._subs: list[Any] = []
         self._compacting: set[str] = set()
         self._log_counts: dict[str, int] = {}
@@ -282,19 +284,29 @@ class Node:
             return ZoneInfo(DEFAULT_TIMEZONE)
 
     def _watch(self, name: str, doc: Doc[Any]) -> None:
-        self._subs.append(doc.observe(lambda ev: self._captured.append(ev.update)))
+        self._subs.append(doc.observe(self._capture))
         if name == cm.CLUSTER_DOC:
             self._subs.append(doc.observe(lambda _ev: self._principals.clear()))
         if name.startswith(cm.EVENTS_PREFIX):
             day = name[len(cm.EVENTS_PREFIX) :]
 
             def on_events(ev: Any) -> None:
+                wall = None
                 for key, change in ev.keys.items():
-                    if change.get("action") == "add":
-                        event = self._pending_local.pop(key, None)
-                        self.index.add(day, event or cm.decode_map(change["newValue"]))
+                    if change.get("action") != "add":
+                        continue
+                    event = self._pending_local.pop(key, None)
+                    if event is None:  # from a peer: let our clock hear of its time
+                        event = cm.decode_map(change["newValue"])
+                        wall = self._clock() if wall is None else wall
+                        self.hlc.observe(cm.Timestamp.parse(event["hlc"]), wall)
+                    self.index.add(day, event)
 
             self._subs.append(cm.events_map(doc).observe(on_events))
+
+    def _capture(self, ev: Any) -> None:
+        if self._capturing:
+            self._captured.append(ev.update)
 
     def _doc(self, name: str) -> Doc[Any]:
         doc = self.docs.get(name)
@@ -312,8 +324,12 @@ class Node:
             raise NodeFailedError(self.failed)
         doc = self._doc(name)
         self._captured.clear()
-        with doc.transaction(origin="local"):
-            mutate(doc)
+        self._capturing = True
+        try:
+            with doc.transaction(origin="local"):
+                mutate(doc)
+        finally:
+            self._capturing = False
         if not self._captured:
             return
         update = (
@@ -329,8 +345,50 @@ class Node:
             _LOGGER.critical("%s", self.failed)
             raise NodeFailedError(self.failed) from None
         self.metrics.commit_seconds.observe(time.perf_counter() - started)
+        self._after_commit(name, update, None)
+
+    def _after_commit(self, name: str, update: bytes, origin: str | None) -> None:
         self._log_counts[name] = self._log_counts.get(name, 0) + 1
         self._maybe_compact(name)
+        for listener in list(self._listeners):
+            try:
+                listener(name, update, origin)
+            except Exception:
+                _LOGGER.exception("a change listener failed")
+
+    def add_listener(
+        self, listener: Callable[[str, bytes, str | None], None]
+    ) -> Callable[[], None]:
+        """Call `listener(doc, update, origin peer or None)` after each durable change."""
+        self._listeners.append(listener)
+
+        def unsubscribe() -> None:
+            if listener in self._listeners:
+                self._listeners.remove(listener)
+
+        return unsubscribe
+
+    def is_retired(self, name: str) -> bool:
+        """True for a reference document this cluster has retired."""
+        if not name.startswith(cm.REF_PREFIX):
+            return False
+        retired = cm.cluster_map(self.docs[cm.CLUSTER_DOC], "retired")
+        return name[len(cm.REF_PREFIX) :] in retired
+
+    async def async_store_remote(self, name: str, change: bytes, peer: str) -> None:
+        """Durably store, then apply, a peer's checked change; listeners hear of it."""
+        if self.failed is not None:
+            raise NodeFailedError(self.failed)
+        try:
+            await self.store.async_append(name, change)
+        except StoreError as err:
+            self.failed = f"storage failed, restart the node: {err}"
+            _LOGGER.critical("%s", self.failed)
+            raise NodeFailedError(self.failed) from None
+        doc = self._doc(name)
+        with doc.transaction(origin=peer):
+            doc.apply_update(change)
+        self._after_commit(name, change, peer)
 
     async def commit_cluster(self, mutate: Callable[[Doc[Any]], None]) -> None:
         """Change the cluster document durably (members, users, tokens, settings)."""
