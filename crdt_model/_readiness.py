@@ -1,0 +1,439 @@
+"""What a station asks before it records: checks, warnings, label data, readiness.
+
+Settings (the cluster document's `settings` map, passed as a mapping) read here:
+``shelf_life_by_packaging``: {packaging name: days}, overriding a set type's
+shelf_life_days for sets packed that way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import date, timedelta
+from typing import TYPE_CHECKING, Any
+
+from ._anomalies import WHY, SetState, effective, load_problem, out_of_order
+from ._views import LOADED, FoldError, LabelInfo, SetView, cycle_day
+
+if TYPE_CHECKING:
+    from ._fold import Fold
+
+END = "\uffff"
+"""Greater than every event id: "as of now"."""
+
+ENDO_TURNAROUND_MINUTES = 60
+"""An endoscope used for a procedure is ready again this long after its start."""
+
+AVAILABLE = frozenset({"sterile", "dispatched"})
+_IN_REPAIR = "en réparation"
+_TO_REPROCESS = "à retraiter"
+_MACHINE_PHASE = frozenset({"washing", "washed", "in_sterilizer", "sterilized"})
+
+
+class Reference:
+    """The current reference snapshot, indexed for the fold's questions."""
+
+    def __init__(
+        self,
+        tables: Mapping[str, Sequence[Mapping[str, Any]]],
+        *,
+        export_id: str = "",
+        exported_at: str = "",
+    ) -> None:
+        t = {name.removesuffix(".csv"): rows for name, rows in tables.items()}
+        self.export_id = export_id
+        self.exported_at = exported_at
+        self.set_types: dict[str, Mapping[str, Any]] = {
+            r["code"]: r for r in t.get("set_types", ())
+        }
+        self.instance_type: dict[str, str] = {}
+        self.locations: dict[str, str] = {}
+        self.instances_by_type: dict[str, list[str]] = {}
+        for row in t.get("set_instances", ()):
+            self.instance_type[row["instance"]] = row["type_code"]
+            self.instances_by_type.setdefault(row["type_code"], []).append(row["instance"])
+            if row.get("location"):
+                self.locations[row["instance"]] = row["location"]
+        for instances in self.instances_by_type.values():
+            instances.sort()
+        self.profiles: dict[str, list[Mapping[str, Any]]] = {}
+        for row in t.get("profiles", ()):
+            self.profiles.setdefault(row["profile_code"], []).append(row)
+        self.or_planning = _by_date(t.get("or_planning", ()))
+        self.endo_planning = _by_date(t.get("endo_planning", ()))
+        self.endoscopes: dict[str, Mapping[str, Any]] = {}
+        self.endoscopes_by_type: dict[str, list[str]] = {}
+        for row in t.get("endoscopes", ()):
+            serial = str(row["serial"])
+            self.endoscopes[serial] = row
+            self.endoscopes_by_type.setdefault(row["type"], []).append(serial)
+
+    def type_code(self, instance: str) -> str | None:
+        """The set type of an instance; for an unlisted `TYPE#n`, TYPE when it is a known type."""
+        found = self.instance_type.get(instance)
+        if found is None and "#" in instance:
+            base = instance.split("#", 1)[0]
+            found = base if base in self.set_types else None
+        return found
+
+    def shelf_life_days(
+        self, instance: str, packaging: str | None, settings: Mapping[str, Any] | None = None
+    ) -> int | None:
+        """Days a sterile set keeps: the packaging rule of the settings, else its type's."""
+        rules = (settings or {}).get("shelf_life_by_packaging") or {}
+        type_row = self.set_types.get(self.type_code(instance) or "")
+        packaging = packaging or (type_row or {}).get("packaging") or None
+        if packaging is not None and isinstance(rules.get(packaging), int):
+            return int(rules[packaging])
+        days = None if type_row is None else type_row.get("shelf_life_days")
+        return days if isinstance(days, int) else None
+
+    def endoscope_codes(self, serial: str) -> tuple[str, ...]:
+        """The codes an endoscope may be scanned as: its serial, then model-serial."""
+        row = self.endoscopes.get(serial)
+        model = (row or {}).get("model")
+        return (serial, f"{model}-{serial}") if model else (serial,)
+
+
+def expiry(sterilized_on: str | None, days: int | None) -> str | None:
+    """The expiry date: the sterilization date plus the shelf life."""
+    if sterilized_on is None or days is None:
+        return None
+    return (date.fromisoformat(sterilized_on) + timedelta(days=days)).isoformat()
+
+
+def sterilized_on(fold: Fold, st: SetState) -> str | None:
+    """The date of the passed sterilization cycle of the set's current load."""
+    load = fold.load_state(st.load) if st.kind == "steri" else None
+    if load is None:
+        return None
+    cycle, _, _ = load.state_between(st.loaded, END)
+    return cycle_day(cycle) if cycle is not None and cycle.result == "pass" else None
+
+
+def set_expiry(fold: Fold, st: SetState, sterilized: str | None = None) -> str | None:
+    """A sterilized set's expiry: its label's date, else computed from the reference."""
+    sterilized = sterilized or sterilized_on(fold, st)
+    if sterilized is None:
+        return None
+    if st.label is not None:
+        printed = st.label.get("expires_on")
+        if isinstance(printed, str):
+            return printed
+    if fold.reference is None:
+        return None
+    days = fold.reference.shelf_life_days(st.code, st.packaging, fold.settings)
+    return expiry(sterilized, days)
+
+
+def set_view(fold: Fold, code: str, today: str | None) -> SetView:
+    """The view of a set; with `today`, a sterile set past its expiry is `expired`."""
+    ref = fold.reference
+    type_code = None if ref is None else ref.type_code(code)
+    storage = None if ref is None else ref.locations.get(code)
+    st = fold.set_state(code)
+    if st is None:
+        st = SetState(code)
+    status, reason, by = effective(fold, st, END)
+    since, since_day = (st.since, st.since_day) if by is None else (by.id, by.day)
+    sterilized = sterilized_on(fold, st)
+    expires_on = set_expiry(fold, st, sterilized)
+    expired = None if today is None or expires_on is None else today > expires_on
+    if status == "sterile" and expired:
+        status = "expired"
+    load = fold.load_state(st.load)
+    machine = load.loaded[0].machine if load is not None and load.loaded else None
+    if status in ("dispatched", "used"):
+        location = st.location
+    elif status in _MACHINE_PHASE:
+        location = machine
+    else:
+        location = storage if status in ("sterile", "expired", "unknown") else None
+    voided = fold.voided
+    return SetView(
+        set=code,
+        type_code=type_code,
+        status=status,
+        since=since,
+        day=since_day,
+        load=st.load,
+        load_kind=st.kind,
+        machine=machine,
+        reason=reason if status == "quarantined" else None,
+        location=location,
+        labelled=st.label is not None,
+        label=None if st.label is None else LabelInfo.of(st.label),
+        sterilized_on=sterilized,
+        expires_on=expires_on,
+        expired=expired,
+        packaging=st.packaging,
+        packer=st.packer,
+        events=tuple(r.id for r in st.items if r.id not in voided),
+        anomalies=tuple(a.id for a in st.anomalies),
+    )
+
+
+def label_data(
+    fold: Fold,
+    ref: Reference | None,
+    set_code: str,
+    load: str,
+    settings: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """What a label for `set_code` of `load` shows; a reprint keeps the first label's lot and expiry."""
+    state = fold.load_state(load)
+    if state is None or not state.loaded:
+        raise FoldError(f"unknown load {load}")
+    ref = ref if ref is not None else fold.reference
+    cycle, _, _ = state.state_between("", END)
+    st = fold.set_state(set_code)
+    type_code = None if ref is None else ref.type_code(set_code)
+    type_row: Mapping[str, Any] = {} if ref is None else ref.set_types.get(type_code or "", {})
+    packaging = (st.packaging if st is not None else None) or type_row.get("packaging") or None
+    days = None if ref is None else ref.shelf_life_days(set_code, packaging, settings)
+    sterilized = None if cycle is None else cycle_day(cycle)
+    previous = [r for r in state.labels if r.key == set_code]
+    first = previous[0] if previous else None
+    return {
+        "set": set_code,
+        "set_type": type_code,
+        "set_name": type_row.get("name"),
+        "load": load,
+        "lot": load if first is None else first.get("lot"),
+        "sterilized_on": sterilized,
+        "expires_on": expiry(sterilized, days) if first is None else first.get("expires_on"),
+        "shelf_life_days": days,
+        "packaging": packaging,
+        "sterilizer": state.loaded[0].machine,
+        "program": state.loaded[0].get("program"),
+        "cycle_no": None if cycle is None else cycle.get("cycle_no"),
+        "packer": None if st is None else st.packer,
+        "reprint": first is not None,
+        "previous_label": None if first is None else (first.get("label_id") or first.id),
+    }
+
+
+# -- safety rules the node can check before it records ---------------------------------
+
+
+def check_release(fold: Fold, load: str, decision: str = "released") -> str | None:
+    """Why `load` may not be released now (None when it may); a rejection is always allowed."""
+    state = fold.load_state(load)
+    if state is None or not state.loaded:
+        return f"unknown load {load}"
+    if decision != "released":
+        return None
+    cycle, released, rejected = state.state_between("", END)
+    if rejected is not None:
+        return f"load {load} was rejected"
+    if released is not None:
+        return f"load {load} is already released"
+    if cycle is None:
+        return f"load {load} has no cycle recorded"
+    if cycle.result != "pass":
+        number = cycle.get("cycle_no")
+        return f"the cycle{'' if number is None else ' ' + str(number)} of load {load} failed"
+    return None
+
+
+def check_label(fold: Fold, set_code: str, load: str) -> str | None:
+    """Why a label may not be issued for `set_code` of `load` (None when it may)."""
+    st = fold.set_state(set_code) or SetState(set_code)
+    state = fold.load_state(load)
+    if state is None or not state.loaded:
+        return f"unknown load {load}"
+    why, _ = load_problem(fold, st, load, END)
+    return None if why is None else f"set {set_code}, load {load}: {WHY[why][1]}"
+
+
+def check_use(fold: Fold, set_code: str, today: str) -> str | None:
+    """Why `set_code` may not be used on `today` (None when it may): not sterile, or expired."""
+    view = set_view(fold, set_code, today)
+    if view.expired:
+        return f"set {set_code} expired on {view.expires_on}"
+    if view.status not in AVAILABLE:
+        return f"set {set_code} is not sterile (status: {view.status})"
+    return None
+
+
+def warnings_for(fold: Fold, submission: Mapping[str, Any], today: str) -> list[str]:
+    """What a station warns about before recording a fact that breaks a rule."""
+    kind = str(submission.get("type"))
+    out: list[str] = []
+    if kind in LOADED:
+        for code in submission.get("sets") or ():
+            st = fold.set_state(code)
+            if st is None or (st.load is not None and st.load == submission.get("load")):
+                continue  # unknown set, or the same load named again
+            current = fold.load_state(st.load)
+            status, reason, _ = effective(fold, st, END)
+            if current is not None and current.open_at(st.loaded, END):
+                out.append(f"set {code} is still in open load {st.load}")
+            elif out_of_order(kind, status, reason):
+                out.append(_order_warning(code, kind, status))
+        machine = submission.get("machine")
+        tests = None if machine is None else fold.machine_tests(machine, today)
+        if kind == "steri.loaded" and tests is not None and tests.bowie_dick != "pass":
+            out.append(f"sterilizer {machine} has no passed Bowie-Dick test on {today}")
+    elif kind in ("set.received", "set.inspected", "set.used", "set.dispatched"):
+        code = str(submission.get("set"))
+        st = fold.set_state(code)
+        if st is None:
+            return out
+        status, reason, _ = effective(fold, st, END)
+        if kind == "set.dispatched":
+            why, _ = load_problem(fold, st, st.load, END)
+            if why is not None:
+                out.append(f"set {code}: {WHY[why][1]}")
+        elif out_of_order(kind, status, reason):
+            out.append(_order_warning(code, kind, status))
+    return out
+
+
+def _order_warning(code: str, step: str, status: str) -> str:
+    return f"{step} of set {code} is out of the usual order (status: {status})"
+
+
+# -- readiness -----------------------------------------------------------------------
+
+
+def readiness(fold: Fold, day: str, reference: Reference | None = None) -> dict[str, Any]:
+    """For each operation planned on `day`: the sets its profile needs and those available.
+
+    An instance is available when sterile or dispatched and not expired on `day`; each is
+    given to one operation only, earliest start first, the soonest to expire first.
+    """
+    ref = reference if reference is not None else fold.reference
+    if ref is None:
+        return {"date": day, "reference": None, "operations": [], "rooms": [], "summary": {}}
+    pools: dict[str, list[str]] = {}
+    operations = []
+    for row in _in_order(ref.or_planning.get(day, ())):
+        items = ref.profiles.get(row.get("profile_code") or "")
+        entry: dict[str, Any] = {
+            k: row.get(k)
+            for k in ("room", "start", "patient_code", "procedure", "surgeon", "profile_code")
+        }
+        if not items:
+            entry.update(status="no_profile", sets=[], instruments=[])
+            operations.append(entry)
+            continue
+        needs, short = [], False
+        for item in items:
+            if item["item_kind"] != "set":
+                continue
+            code = item["item_code"]
+            pool = pools.get(code)
+            if pool is None:
+                pool = pools[code] = _available_sets(fold, ref, code, day)
+            taken = [pool.pop() for _ in range(min(item["qty"], len(pool)))]
+            short = short or len(taken) < item["qty"]
+            name = ref.set_types.get(code, {}).get("name")
+            needs.append(
+                {
+                    "type_code": code,
+                    "name": name,
+                    "qty": item["qty"],
+                    "assigned": taken,
+                    "missing": item["qty"] - len(taken),
+                }
+            )
+        instruments = [
+            {"ref": i["item_code"], "qty": i["qty"]} for i in items if i["item_kind"] != "set"
+        ]
+        entry.update(status="short" if short else "ok", sets=needs, instruments=instruments)
+        operations.append(entry)
+    return {
+        "date": day,
+        "reference": ref.export_id,
+        "operations": operations,
+        "rooms": _rooms(operations),
+        "summary": _summary(operations),
+        "endoscopy": endoscopy_readiness(fold, day, ref),
+    }
+
+
+def endoscopy_readiness(fold: Fold, day: str, ref: Reference) -> dict[str, Any]:
+    """For each endoscopy planned on `day`: an endoscope of the type, ready by its start."""
+    free: dict[str, dict[str, int]] = {}
+    procedures = []
+    for row in _in_order(ref.endo_planning.get(day, ())):
+        kind = row.get("endoscope_type") or ""
+        entry = {k: row.get(k) for k in ("room", "start", "patient_code", "procedure")}
+        entry["endoscope_type"] = kind
+        pool = free.get(kind)
+        if pool is None:
+            pool = free[kind] = _endoscope_pool(fold, ref, kind)
+        start = _minutes(row.get("start") or "00:00")
+        ready = sorted((at, code) for code, at in pool.items() if at <= start)
+        if ready:
+            code = ready[0][1]
+            pool[code] = start + ENDO_TURNAROUND_MINUTES
+            entry.update(status="ok", endoscope=code)
+        else:
+            entry.update(status="short", endoscope=None)
+        procedures.append(entry)
+    return {"procedures": procedures, "rooms": _rooms(procedures), "summary": _summary(procedures)}
+
+
+def _available_sets(fold: Fold, ref: Reference, type_code: str, day: str) -> list[str]:
+    """Available instances of a type, the one to give first at the end."""
+    found: list[tuple[str, str]] = []
+    for code in ref.instances_by_type.get(type_code, ()):
+        st = fold.set_state(code)
+        if st is None or effective(fold, st, END)[0] not in AVAILABLE:
+            continue
+        expires = set_expiry(fold, st)
+        if expires is None or expires >= day:
+            found.append((expires or "9999-12-31", code))
+    found.sort(reverse=True)
+    return [code for _, code in found]
+
+
+def _endoscope_pool(fold: Fold, ref: Reference, kind: str) -> dict[str, int]:
+    """Endoscopes of a type and the minute of the day each is ready; those in repair left out."""
+    pool: dict[str, int] = {}
+    for serial in ref.endoscopes_by_type.get(kind, ()):
+        state = (ref.endoscopes[serial].get("state") or "").casefold()
+        ready: bool | None = None
+        for code in ref.endoscope_codes(serial):
+            view = fold.endoscope(code)
+            if view.ready is not None:
+                ready = view.ready
+                break
+        if ready is None:
+            if state == _IN_REPAIR:
+                continue
+            ready = state != _TO_REPROCESS
+        pool[serial] = 0 if ready else ENDO_TURNAROUND_MINUTES
+    return pool
+
+
+def _by_date(rows: Sequence[Mapping[str, Any]]) -> dict[str, list[Mapping[str, Any]]]:
+    out: dict[str, list[Mapping[str, Any]]] = {}
+    for row in rows:
+        out.setdefault(row["date"], []).append(row)
+    return out
+
+
+def _in_order(rows: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    indexed = sorted(enumerate(rows), key=lambda p: (p[1].get("start") or "", p[1]["room"], p[0]))
+    return [row for _, row in indexed]
+
+
+def _minutes(hhmm: str) -> int:
+    hours, _, minutes = hhmm.partition(":")
+    return int(hours) * 60 + int(minutes or 0)
+
+
+def _rooms(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    rooms: dict[str, list[dict[str, Any]]] = {}
+    for entry in entries:
+        rooms.setdefault(entry["room"], []).append(entry)
+    return [{"room": room, **_summary(rows)} for room, rows in sorted(rooms.items())]
+
+
+def _summary(entries: list[dict[str, Any]]) -> dict[str, int]:
+    counts = {"total": len(entries), "ok": 0, "short": 0, "no_profile": 0}
+    for entry in entries:
+        counts[entry["status"]] += 1
+    return counts

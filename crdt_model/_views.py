@@ -1,0 +1,519 @@
+"""What the fold keeps of each event (a slim record) and the views it answers with."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+if TYPE_CHECKING:
+    from ._anomalies import Anomaly
+
+WASH_LOADED = "wash.loaded"
+STERI_LOADED = "steri.loaded"
+WASH_CYCLE = "wash.cycle"
+STERI_CYCLE = "steri.cycle"
+LOADED = frozenset({WASH_LOADED, STERI_LOADED})
+CYCLES = frozenset({WASH_CYCLE, STERI_CYCLE})
+KIND_OF = {WASH_LOADED: "wash", STERI_LOADED: "steri", WASH_CYCLE: "wash", STERI_CYCLE: "steri"}
+SET_EVENTS = frozenset(
+    {"set.received", "set.inspected", "set.dispatched", "set.used", "label.printed"}
+)
+ENDO_EVENTS = frozenset(
+    {"endo.leak_test", "endo.cleaned", "endo.aer_cycle", "endo.stored", "endo.used"}
+)
+
+SET_STATES = (
+    "dirty",
+    "washing",
+    "washed",
+    "packed",
+    "in_sterilizer",
+    "sterilized",
+    "sterile",
+    "expired",
+    "dispatched",
+    "used",
+    "quarantined",
+    "unknown",
+)
+"""Set status: DESIGN.md's states, plus `expired` for a sterile set past its expiry date."""
+
+# Where each event type keeps its main subject (Record.key) and what else the views need.
+_KEY_FIELD = {
+    **{t: "set" for t in SET_EVENTS},
+    **{t: "endoscope" for t in ENDO_EVENTS},
+    "steri.test": "kind",
+    "event.voided": "target",
+    "anomaly.resolved": "anomaly",
+}
+_RESULT_FIELD = {"load.released": "decision", "anomaly.resolved": "decision"}
+_EXTRA: dict[str, tuple[str, ...]] = {
+    "set.received": ("from",),
+    WASH_LOADED: ("program",),
+    STERI_LOADED: ("program",),
+    WASH_CYCLE: ("cycle_no", "program", "started", "ended"),
+    STERI_CYCLE: ("cycle_no", "program", "started", "ended"),
+    "steri.test": ("lot",),
+    "load.released": ("user", "reason"),
+    "label.printed": ("lot", "expires_on", "label_id", "reprint", "printer"),
+    "set.inspected": ("packaging", "packer"),
+    "set.dispatched": ("to",),
+    "set.used": ("patient", "room", "procedure", "planning_ref"),
+    "endo.aer_cycle": ("cycle_no",),
+    "endo.used": ("patient", "room", "procedure"),
+    "anomaly.resolved": ("comment", "user"),
+}
+_INDEX = {t: {name: i for i, name in enumerate(fields)} for t, fields in _EXTRA.items()}
+_UNIQUE = frozenset({"patient", "reason", "comment", "label_id", "planning_ref"})
+"""Extra fields whose values seldom repeat: not kept once like the codes."""
+_WITH_LOAD = LOADED | CYCLES | {"load.released", "label.printed"}
+_WITH_MACHINE = LOADED | CYCLES | {"steri.test"} | ENDO_EVENTS
+
+
+class _Spec(NamedTuple):
+    """What a type's record keeps, worked out once per type."""
+
+    key: str
+    result: str
+    load: bool
+    machine: bool
+    fields: tuple[str, ...]
+    shared: tuple[int, ...]
+
+
+def _spec(kind: str) -> _Spec:
+    fields = _EXTRA.get(kind, ())
+    return _Spec(
+        key=_KEY_FIELD.get(kind, ""),
+        result=_RESULT_FIELD.get(kind, "result"),
+        load=kind in _WITH_LOAD,
+        machine=kind in _WITH_MACHINE,
+        fields=fields,
+        shared=tuple(i for i, name in enumerate(fields) if name not in _UNIQUE),
+    )
+
+
+_SPECS: dict[str, _Spec] = {}
+
+
+class Record:
+    """The slim form of one event kept by the fold (a few slots, no raw text)."""
+
+    __slots__ = ("data", "day", "id", "key", "load", "machine", "node", "result", "sets", "type")
+
+    def __init__(self, event: Any, intern: dict[str, str]) -> None:
+        keep = intern.setdefault
+        get = event.get
+        kind: str = event["type"]
+        spec = _SPECS.get(kind) or _SPECS.setdefault(kind, _spec(kind))
+        at: str = event["at"]
+        day = at[:10]
+        node: str = event["node"]
+        self.id: str = event["id"]
+        self.type: str = keep(kind, kind)
+        self.day: str = keep(day, day)
+        self.node: str = keep(node, node)
+        key = get(spec.key)
+        self.key: str | None = None if key is None else keep(key, key)
+        load = get("load") if spec.load else None
+        self.load: str | None = None if load is None else keep(load, load)
+        machine = get("machine") if spec.machine else None
+        self.machine: str | None = None if machine is None else keep(machine, machine)
+        result = get(spec.result)
+        self.result: str | None = None if result is None else keep(result, result)
+        sets = get("sets")
+        self.sets: tuple[str, ...] = () if sets is None else tuple([keep(c, c) for c in sets])
+        data = None
+        if spec.fields:
+            values = list(map(get, spec.fields))
+            if values.count(None) < len(values):
+                for i in spec.shared:
+                    value = values[i]
+                    if value.__class__ is str:
+                        values[i] = keep(value, value)
+                data = tuple(values)
+        self.data: tuple[Any, ...] | None = data
+
+    def get(self, name: str) -> Any:
+        """An extra field kept for the views (None when absent)."""
+        if self.data is None:
+            return None
+        index = _INDEX[self.type].get(name)
+        return None if index is None else self.data[index]
+
+    def __repr__(self) -> str:
+        return f"Record({self.id} {self.type})"
+
+
+def record_id(record: Record) -> str:
+    """Sort key of records: (hlc, id) order is the order of ids."""
+    return record.id
+
+
+def cycle_day(cycle: Record) -> str:
+    """The sterilization date of a cycle: the local date it ended, else the date it was recorded."""
+    ended = cycle.get("ended")
+    return ended[:10] if isinstance(ended, str) and len(ended) >= 10 else cycle.day
+
+
+class FoldError(LookupError):
+    """A question about something the fold does not know (e.g. an unknown load)."""
+
+
+# -- views ------------------------------------------------------------------------------
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, _View):
+        return value.as_dict()
+    if isinstance(value, tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+class _View:
+    """as_dict for the frozen view dataclasses: nested views and tuples become dicts and lists."""
+
+    __slots__ = ()
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON form."""
+        return {f.name: _plain(getattr(self, f.name)) for f in fields(self)}  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True, slots=True)
+class LabelInfo(_View):
+    """A printed label, as shown beside a set or a load."""
+
+    event: str
+    set: str
+    load: str
+    lot: str | None
+    expires_on: str | None
+    label_id: str | None
+    reprint: bool
+    day: str
+
+    @classmethod
+    def of(cls, rec: Record) -> LabelInfo:
+        """From a label.printed record."""
+        return cls(
+            rec.id,
+            rec.key or "",
+            rec.load or "",
+            rec.get("lot"),
+            rec.get("expires_on"),
+            rec.get("label_id"),
+            bool(rec.get("reprint")),
+            rec.day,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class SetView(_View):
+    """Where a set instance is and in what state (GET /api/sets/{instance})."""
+
+    set: str
+    type_code: str | None
+    status: str
+    since: str | None
+    day: str | None
+    load: str | None
+    load_kind: str | None
+    machine: str | None
+    reason: str | None
+    location: str | None
+    labelled: bool
+    label: LabelInfo | None
+    sterilized_on: str | None
+    expires_on: str | None
+    expired: bool | None
+    packaging: str | None
+    packer: str | None
+    events: tuple[str, ...]
+    anomalies: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class CycleInfo(_View):
+    """The machine cycle of a load."""
+
+    event: str
+    cycle_no: str | None
+    result: str | None
+    program: str | None
+    started: str | None
+    ended: str | None
+    day: str
+
+    @classmethod
+    def of(cls, rec: Record) -> CycleInfo:
+        """From a wash.cycle or steri.cycle record."""
+        return cls(
+            rec.id,
+            rec.get("cycle_no"),
+            rec.result,
+            rec.get("program"),
+            rec.get("started"),
+            rec.get("ended"),
+            cycle_day(rec),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ReleaseInfo(_View):
+    """The decision on a load."""
+
+    event: str
+    decision: str | None
+    user: str | None
+    reason: str | None
+    day: str
+
+    @classmethod
+    def of(cls, rec: Record) -> ReleaseInfo:
+        """From a load.released record."""
+        return cls(rec.id, rec.result, rec.get("user"), rec.get("reason"), rec.day)
+
+
+@dataclass(frozen=True, slots=True)
+class LoadView(_View):
+    """One machine load (GET /api/loads/{load}): contents, cycle, release, labels."""
+
+    load: str
+    kind: str | None
+    machine: str | None
+    program: str | None
+    loaded: str | None
+    day: str | None
+    node: str | None
+    sets: tuple[str, ...]
+    status: str
+    safe: bool
+    cycle: CycleInfo | None
+    cycles: tuple[str, ...]
+    release: ReleaseInfo | None
+    releases: tuple[str, ...]
+    labels: tuple[LabelInfo, ...]
+    anomalies: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class EndoscopeView(_View):
+    """An endoscope's reprocessing state; ready when reprocessed since its last use."""
+
+    endoscope: str
+    status: str
+    ready: bool | None
+    since: str | None
+    last_use: str | None
+    last_reprocessing: str | None
+    events: tuple[str, ...]
+    anomalies: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class TestInfo(_View):
+    """One machine test (Bowie-Dick, leak, biological indicator)."""
+
+    event: str
+    kind: str
+    result: str | None
+    lot: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class MachineDayView(_View):
+    """One machine on one local day: its tests, its loads, the Bowie-Dick verdict."""
+
+    machine: str
+    day: str
+    tests: tuple[TestInfo, ...]
+    bowie_dick: str | None
+    loads: tuple[str, ...]
+    anomalies: tuple[str, ...]
+
+
+def anomaly_ids(anomalies: list[Anomaly]) -> tuple[str, ...]:
+    """The ids of anomalies, in their order."""
+    return tuple(a.id for a in anomalies)
+
+
+# -- the state of a load and of a machine -------------------------------------------------
+
+
+class LoadState:
+    """The records of one load number (a loaded event, cycles, decisions, labels)."""
+
+    __slots__ = (
+        "anomalies",
+        "contents",
+        "cycles",
+        "labels",
+        "labels_all",
+        "loaded",
+        "loaded_all",
+        "no",
+        "releases",
+        "releases_all",
+    )
+
+    def __init__(self, no: str) -> None:
+        self.no = no
+        self.loaded_all: list[Record] = []  # voided included
+        self.releases_all: list[Record] = []
+        self.labels_all: list[Record] = []
+        self.loaded: list[Record] = []  # effective only
+        self.releases: list[Record] = []
+        self.labels: list[Record] = []
+        self.cycles: list[Record] = []  # attributed by the machine; effective only
+        self.contents: tuple[str, ...] = ()
+        self.anomalies: list[Anomaly] = []
+
+    @property
+    def kind(self) -> str | None:
+        """wash or steri (None while no loaded event is known)."""
+        return KIND_OF[self.loaded[0].type] if self.loaded else None
+
+    def state_between(
+        self, after: str, at: str
+    ) -> tuple[Record | None, Record | None, Record | None]:
+        """(last cycle, first release, first rejection) among records with after < id <= at."""
+        cycle = released = rejected = None
+        for rec in self.cycles:
+            if rec.id > at:
+                break
+            if rec.id > after:
+                cycle = rec
+        for rec in self.releases:
+            if rec.id > at:
+                break
+            if rec.id <= after:
+                continue
+            if rec.result == "rejected":
+                rejected = rejected or rec
+            else:
+                released = released or rec
+        return cycle, released, rejected
+
+    def open_at(self, after: str, at: str) -> bool:
+        """True while no cycle and no decision is recorded with after < id < at."""
+        for records in (self.cycles, self.releases):
+            for rec in records:
+                if rec.id >= at:
+                    break
+                if rec.id > after:
+                    return False
+        return True
+
+    def first_failure(self, after: str, at: str) -> Record | None:
+        """The first failed cycle or rejection with after < id <= at."""
+        found = None
+        for rec in self.cycles:
+            if after < rec.id <= at and rec.result != "pass":
+                found = rec
+                break
+        for rec in self.releases:
+            if after < rec.id <= at and rec.result == "rejected":
+                if found is None or rec.id < found.id:
+                    found = rec
+                break
+        return found
+
+
+Snapshot = tuple[tuple[str, ...], tuple[str, ...]]
+CHECKPOINT_EVERY = 32
+"""A machine keeps the state of its open loads every this many records, to replay from."""
+
+
+class MachineState:
+    """A washer's or sterilizer's loads and cycles: which load each cycle belongs to."""
+
+    __slots__ = ("attr", "checkpoints", "count", "items", "last", "loads_by_day", "name", "open")
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.items: list[Record] = []  # loaded and cycle records, voided included
+        self.loads_by_day: dict[str, list[Record]] = {}  # steri.loaded, voided included
+        self.attr: dict[str, str | None] = {}  # cycle id -> load number
+        self.checkpoints: list[tuple[str, Snapshot]] = []
+        self.restart("", ((), ()), 0)
+
+    def restart(self, last: str, snapshot: Snapshot, count: int) -> None:
+        """Go back to the state after record `last`."""
+        self.last = last
+        self.open = {"wash": list(snapshot[0]), "steri": list(snapshot[1])}
+        self.count = count
+
+    def step(self, rec: Record) -> str | None:
+        """Apply a loaded or cycle record; for a cycle, the load it belongs to.
+
+        A cycle naming no load belongs to the machine's latest load without a cycle yet.
+        """
+        stack = self.open[KIND_OF[rec.type]]
+        found: str | None = None
+        if rec.type in LOADED:
+            if rec.load is not None and rec.load not in stack:
+                stack.append(rec.load)
+        else:
+            found = rec.load
+            if found is None:
+                found = stack.pop() if stack else None
+            elif found in stack:
+                stack.remove(found)
+            self.attr[rec.id] = found
+        self.last = rec.id
+        self.count += 1
+        if self.count % CHECKPOINT_EVERY == 0:
+            self.checkpoints.append((rec.id, (tuple(self.open["wash"]), tuple(self.open["steri"]))))
+        return found
+
+
+def load_view(load: LoadState) -> LoadView:
+    """The view of a load."""
+    first = load.loaded[0] if load.loaded else None
+    cycle = load.cycles[-1] if load.cycles else None
+    decision = _decision(load)
+    return LoadView(
+        load=load.no,
+        kind=load.kind,
+        machine=None if first is None else first.machine,
+        program=None if first is None else first.get("program"),
+        loaded=None if first is None else first.id,
+        day=None if first is None else first.day,
+        node=None if first is None else first.node,
+        sets=load.contents,
+        status=_load_status(load, cycle, decision),
+        safe=first is not None and _safe(load.kind, cycle, decision),
+        cycle=None if cycle is None else CycleInfo.of(cycle),
+        cycles=tuple(r.id for r in load.cycles),
+        release=None if decision is None else ReleaseInfo.of(decision),
+        releases=tuple(r.id for r in load.releases),
+        labels=tuple(LabelInfo.of(r) for r in load.labels),
+        anomalies=anomaly_ids(load.anomalies),
+    )
+
+
+def _decision(load: LoadState) -> Record | None:
+    """The deciding release: the first rejection, else the first release."""
+    rejected = next((r for r in load.releases if r.result == "rejected"), None)
+    return rejected or (load.releases[0] if load.releases else None)
+
+
+def _safe(kind: str | None, cycle: Record | None, decision: Record | None) -> bool:
+    """A sterilizer load is safe once released with a passed cycle; a washer load once passed."""
+    if cycle is None or cycle.result != "pass":
+        return False
+    if decision is not None and decision.result == "rejected":
+        return False
+    return kind == "wash" or decision is not None
+
+
+def _load_status(load: LoadState, cycle: Record | None, decision: Record | None) -> str:
+    if not load.loaded:
+        return "unknown"
+    if decision is not None:
+        return "rejected" if decision.result == "rejected" else "released"
+    if cycle is not None:
+        return "passed" if cycle.result == "pass" else "failed"
+    return "open"
