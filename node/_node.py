@@ -10,7 +10,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import IO, TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -18,6 +18,7 @@ import pycrdt
 from pycrdt import Doc
 
 import crdt_model as cm
+import devices
 
 from ._auth import Principal, check_login, check_role, hash_password, new_token, token_hash
 from ._index import EventIndex
@@ -25,6 +26,7 @@ from ._layout import DataDir, DataDirError
 from ._metrics import Metrics
 from ._pki import NodePki, create_ca, fingerprint, load_cert, make_csr, new_key, sign_node
 from ._store import Store, StoreDamagedError, StoreError
+from ._trace import Traceability
 
 if TYPE_CHECKING:
     from ._bundle import Bundle
@@ -49,6 +51,12 @@ class ConflictError(NodeError):
     """The request clashes with what the node already holds."""
 
     status = 409
+
+
+class RuleError(NodeError):
+    """A safety rule forbids recording this now (e.g. releasing a load whose cycle failed)."""
+
+    status = 422
 
 
 class NodeFailedError(NodeError):
@@ -199,12 +207,19 @@ class Node:
                 self.docs[name] = self._build_doc(name, records)
                 self._log_counts[name] = len(records[name].updates)
             self.index = EventIndex(self.code)
+            self.timezone = self._timezone()
+            self.trace = Traceability(self.code, self.timezone)
             for name, doc in self.docs.items():
                 if name.startswith(cm.EVENTS_PREFIX):
                     day = name[len(cm.EVENTS_PREFIX) :]
-                    for _, event in cm.iter_events(doc):
+                    events = [event for _, event in cm.iter_events(doc)]
+                    for event in events:
                         self.index.add(day, event)
+                    self.trace.add_events(events)
+                    for key in cm.acks_map(doc).keys():  # noqa: SIM118 (pycrdt Map)
+                        self.trace.add_ack(key)
                 self._watch(name, doc)
+            self._refresh_views()
             self.hlc = cm.HybridClock(self.index.own_max)
             self.incarnation = int(self.store.get_meta("incarnation") or 0)
             if not readonly:
@@ -214,7 +229,6 @@ class Node:
                 await self.store.async_put_meta(
                     {"incarnation": self.incarnation, "client_ids": [*used, self.client_id]}
                 )
-            self.timezone = self._timezone()
             self.started_at = datetime.now(UTC).isoformat(timespec="seconds")
             self.metrics.bind(self)
             if not readonly:
@@ -301,8 +315,15 @@ class Node:
                         wall = self._clock() if wall is None else wall
                         self.hlc.observe(cm.Timestamp.parse(event["hlc"]), wall)
                     self.index.add(day, event)
+                    self.trace.add_event(event)
+
+            def on_acks(ev: Any) -> None:
+                for key, change in ev.keys.items():
+                    if change.get("action") == "add":
+                        self.trace.add_ack(key)
 
             self._subs.append(cm.events_map(doc).observe(on_events))
+            self._subs.append(cm.acks_map(doc).observe(on_acks))
 
     def _capture(self, ev: Any) -> None:
         if self._capturing:
@@ -347,7 +368,17 @@ class Node:
         self.metrics.commit_seconds.observe(time.perf_counter() - started)
         self._after_commit(name, update, None)
 
+    def _refresh_views(self) -> None:
+        """Point the views at the current reference export and settings."""
+        ref = self.current_reference()
+        doc = None if ref is None else self.docs.get(cm.ref_doc_name(ref["export_id"]))
+        self.trace.set_reference(ref, doc)
+        settings = cm.cluster_get(self.docs[cm.CLUSTER_DOC], "settings", "views") or {}
+        self.trace.set_settings(settings)
+
     def _after_commit(self, name: str, update: bytes, origin: str | None) -> None:
+        if name.startswith(cm.REF_PREFIX) or name == cm.CLUSTER_DOC:
+            self._refresh_views()
         self._log_counts[name] = self._log_counts.get(name, 0) + 1
         self._maybe_compact(name)
         for listener in list(self._listeners):
@@ -425,6 +456,22 @@ class Node:
 
     # -- events -------------------------------------------------------------
 
+    async def async_submit(
+        self, body: Any, principal: Principal
+    ) -> tuple[dict[str, Any], list[str]]:
+        """Record a station's event under the safety rules: (event, warnings).
+
+        What the node can see breaking a rule is refused (RuleError); a fact of the
+        physical world that breaks one is recorded, with warnings for the operator.
+        """
+        submission = cm.validate_submission(body)
+        today = self.trace.today(self._clock())
+        problem = self.trace.refusal(submission, today)
+        if problem is not None:
+            raise RuleError(problem)
+        warnings = self.trace.warnings(submission, today)
+        return await self.async_record(submission, principal), warnings
+
     async def async_record(self, body: Any, principal: Principal) -> dict[str, Any]:
         """Validate, stamp and durably store a new event; returns it as stored."""
         submission = cm.validate_submission(body)
@@ -455,6 +502,82 @@ class Node:
             self._pending_local.pop(event["id"], None)
         self.metrics.events_recorded.labels(event["type"]).inc()
         return event
+
+    async def async_ack(self, ids: list[str], by: str) -> int:
+        """Record the platform's acknowledgement of events (replicated); returns how many are new."""
+        at = datetime.now(UTC).isoformat(timespec="seconds")
+        by_doc: dict[str, list[str]] = {}
+        for event_id in ids:
+            if event_id not in self.trace.acked:
+                by_doc.setdefault(cm.events_doc_name(cm.split_event_id(event_id)[0]), []).append(
+                    event_id
+                )
+        for name, todo in sorted(by_doc.items()):
+
+            def write(doc: Doc[Any], todo: list[str] = todo) -> None:
+                acks = cm.acks_map(doc)
+                for event_id in todo:
+                    acks[f"{event_id}/{self.code}"] = cm.encode({"at": at, "by": by})
+
+            await self._commit(name, write)
+        return sum(len(todo) for todo in by_doc.values())
+
+    async def async_issue_label(
+        self, set_code: str, load: str, principal: Principal, printer: Any = None
+    ) -> dict[str, Any]:
+        """Issue a label for a set of a released load and record label.printed."""
+        problem = cm.check_label(self.trace.fold, set_code, load)
+        if problem is not None:
+            raise RuleError(problem)
+        data = cm.label_data(self.trace.fold, None, set_code, load, self.trace.fold.settings)
+        if data["expires_on"] is None:
+            raise RuleError(f"no shelf life known for {set_code}: import the reference data first")
+        local_day = datetime.fromtimestamp(self._clock() / 1000, self.timezone).date()
+        label_id = self.trace.next_label_id(local_day)
+        submission: dict[str, Any] = {
+            "type": "label.printed",
+            "set": set_code,
+            "load": load,
+            "lot": data["lot"],
+            "expires_on": data["expires_on"],
+            "label_id": label_id,
+            "reprint": bool(data["reprint"]),
+        }
+        if isinstance(printer, str) and printer.strip():
+            submission["printer"] = printer
+        event = await self.async_record(submission, principal)
+        return {
+            **data,
+            "label_id": label_id,
+            "event": event["id"],
+            "pdf": f"/api/labels/{label_id}.pdf",
+            "zpl": f"/api/labels/{label_id}.zpl",
+        }
+
+    def label_for_printing(self, label_id: str) -> devices.LabelData | None:
+        """What a recorded label shows, ready to render; None if unknown."""
+        event_id = self.trace.labels.get(label_id)
+        event = None if event_id is None else self.get_event(event_id)
+        if event is None:
+            return None
+        data = cm.label_data(
+            self.trace.fold, None, event["set"], event["load"], self.trace.fold.settings
+        )
+        expires = date.fromisoformat(event["expires_on"])
+        sterilized = date.fromisoformat(data["sterilized_on"]) if data["sterilized_on"] else expires
+        return devices.LabelData(
+            set_code=data["set_type"] or event["set"].split("#")[0],
+            set_name=data["set_name"] or event["set"],
+            instance=event["set"],
+            lot=event["lot"],
+            sterilized_on=sterilized,
+            expires_on=expires,
+            sterilizer=data["sterilizer"] or "-",
+            cycle_no=str(data["cycle_no"] or "-"),
+            packer=data["packer"] or "-",
+            label_id=label_id,
+            reprint=bool(event.get("reprint")),
+        )
 
     def get_event(self, event_id: str) -> dict[str, Any] | None:
         """One event by id, or None."""

@@ -9,8 +9,8 @@ from typing import Any
 from aiohttp import web
 from cryptography import x509
 
-from ._api import NODE_KEY, ApiError, error_middleware, read_json
 from ._cluster import async_accept_join, member_by_cert
+from ._http import NODE_KEY, ApiError, error_middleware, read_json
 from ._node import Node
 from ._pki import NodePki, fingerprint, node_id_of
 

@@ -1,0 +1,235 @@
+"""REST API of the traceability views: sets, loads, anomalies, readiness, recall, feed, labels."""
+
+from __future__ import annotations
+
+import re
+from datetime import date
+
+from aiohttp import web
+
+import crdt_model as cm
+import devices
+
+from ._http import NODE_KEY, PRINCIPAL_KEY, ApiError, read_json, require
+from ._node import Node
+
+DEFAULT_FEED_LIMIT = 1000
+MAX_FEED_LIMIT = 10000
+_DAY_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+def _node(request: web.Request) -> Node:
+    return request.app[NODE_KEY]
+
+
+def _today(node: Node) -> str:
+    return node.trace.today(node._clock())
+
+
+async def get_set(request: web.Request) -> web.Response:
+    """A set instance: status, location, label, history, content."""
+    require(request, "read")
+    node = _node(request)
+    code = request.match_info["instance"]
+    ref = node.trace.fold.reference
+    known = node.trace.fold.set_state(code) is not None
+    type_code = ref.type_code(code) if ref is not None else None
+    if not known and type_code is None:
+        raise ApiError(404, f"no set {code[:64]}")
+    view = node.trace.fold.set_status(code, _today(node)).as_dict()
+    view["history"] = [e for e in node.iter_events(set_code=code)]
+    if ref is not None and type_code is not None:
+        view["type"] = dict(ref.set_types.get(type_code, {}))
+        view["location"] = view.get("location") or ref.locations.get(code)
+        doc = node.docs.get(cm.ref_doc_name(ref.export_id))
+        if doc is not None:
+            view["contents"] = [
+                row for row in cm.read_table(doc, "set_contents") if row["type_code"] == type_code
+            ]
+    return web.json_response(view)
+
+
+async def get_load(request: web.Request) -> web.Response:
+    """A load: contents, cycle, release, labels."""
+    require(request, "read")
+    view = _node(request).trace.fold.load(request.match_info["load"])
+    if view is None:
+        raise ApiError(404, "no such load")
+    return web.json_response(view.as_dict())
+
+
+async def get_anomalies(request: web.Request) -> web.Response:
+    """Anomalies, all or only the open ones (?open=1)."""
+    require(request, "read")
+    open_only = request.query.get("open") in {"1", "true", "yes"}
+    found = _node(request).trace.fold.anomalies(open_only=open_only)
+    return web.json_response({"anomalies": [a.as_dict() for a in found]})
+
+
+async def post_resolve(request: web.Request) -> web.Response:
+    """Record a person's decision on an anomaly (releaser or head)."""
+    principal = require(request, "resolve")
+    body = await read_json(request)
+    if not isinstance(body, dict):
+        raise ApiError(422, 'send {"decision": ..., "comment": ...}')
+    submission = {
+        "type": "anomaly.resolved",
+        "anomaly": request.match_info["anomaly"],
+        "decision": body.get("decision"),
+    }
+    if body.get("comment") is not None:
+        submission["comment"] = body["comment"]
+    event, _ = await _node(request).async_submit(submission, principal)
+    return web.json_response({"id": event["id"], "hlc": event["hlc"]}, status=201)
+
+
+def _day_param(request: web.Request, name: str, default: str) -> str:
+    value = request.query.get(name) or default
+    if not _DAY_RE.match(value):
+        raise ApiError(
+            400, "bad query parameter", [{"field": name, "message": "must be YYYY-MM-DD"}]
+        )
+    try:
+        date.fromisoformat(value)
+    except ValueError:
+        raise ApiError(
+            400, "bad query parameter", [{"field": name, "message": "not a date"}]
+        ) from None
+    return value
+
+
+async def get_readiness(request: web.Request) -> web.Response:
+    """Per planned operation of a date: sets needed, sterile sets available, ok/short."""
+    require(request, "read")
+    node = _node(request)
+    day = _day_param(request, "date", _today(node))
+    ref = node.trace.fold.reference
+    if ref is None:
+        raise ApiError(409, "no reference data imported yet: import the platform's export first")
+    answer = cm.readiness(node.trace.fold, day, ref)
+    answer["endoscopy"] = cm.endoscopy_readiness(node.trace.fold, day, ref)
+    return web.json_response(answer)
+
+
+async def get_recall(request: web.Request) -> web.Response:
+    """Recall by lot (load), set, patient, or sterilizer since its last passed BI."""
+    principal = require(request, "read")
+    fold = _node(request).trace.fold
+    query = request.query
+    given = [k for k in ("lot", "set", "patient", "machine") if query.get(k)]
+    if len(given) != 1:
+        raise ApiError(400, "give exactly one of lot, set, patient, machine")
+    key = given[0]
+    if key == "patient" and principal.role not in {"releaser", "head", "admin", "local"}:
+        raise ApiError(403, "only a releaser, head or admin looks up a patient")
+    value = query[key]
+    if key == "lot":
+        return web.json_response(cm.recall_lot(fold, value))
+    if key == "set":
+        return web.json_response(cm.recall_set(fold, value))
+    if key == "patient":
+        return web.json_response(cm.recall_patient(fold, value))
+    return web.json_response(cm.recall_machine(fold, value))
+
+
+async def get_feed(request: web.Request) -> web.StreamResponse:
+    """Events as NDJSON in (hlc, id) order; ?after=ID&limit=N, or ?unacked=1."""
+    require(request, "feed") if request[PRINCIPAL_KEY].role == "integration" else require(
+        request, "read"
+    )
+    node = _node(request)
+    after = request.query.get("after") or None
+    if after is not None:
+        try:
+            cm.split_event_id(after)
+        except cm.ClockError:
+            raise ApiError(
+                400, "bad query parameter", [{"field": "after", "message": "must be an event id"}]
+            ) from None
+    raw_limit = request.query.get("limit", str(DEFAULT_FEED_LIMIT))
+    if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= MAX_FEED_LIMIT:
+        raise ApiError(
+            400, "bad query parameter", [{"field": "limit", "message": f"1 to {MAX_FEED_LIMIT}"}]
+        )
+    limit = int(raw_limit)
+    unacked = request.query.get("unacked") in {"1", "true", "yes"}
+    lines: list[bytes] = []
+    last = None
+    for event in node.iter_events(after=after):
+        if unacked and event["id"] in node.trace.acked:
+            continue
+        lines.append(cm.feed_line(event))
+        last = event["id"]
+        if len(lines) == limit:
+            break
+    headers = {"Sterimesh-Count": str(len(lines))}
+    if last is not None and len(lines) == limit:
+        headers["Sterimesh-Next-After"] = last
+    return web.Response(body=b"".join(lines), content_type="application/x-ndjson", headers=headers)
+
+
+async def post_feed_ack(request: web.Request) -> web.Response:
+    """Mark events as taken by the platform: {"up_to": ID} or {"ids": [...]}."""
+    principal = require(request, "feed")
+    body = await read_json(request)
+    node = _node(request)
+    if isinstance(body, dict) and isinstance(body.get("up_to"), str):
+        try:
+            cm.split_event_id(body["up_to"])
+        except cm.ClockError:
+            raise ApiError(422, "up_to must be an event id") from None
+        ids = [e["id"] for e in node.iter_events() if e["id"] <= body["up_to"]]
+    elif (
+        isinstance(body, dict) and isinstance(body.get("ids"), list) and len(body["ids"]) <= 100000
+    ):
+        ids = [str(i) for i in body["ids"]]
+        unknown = [i for i in ids if node.get_event(i) is None]
+        if unknown:
+            raise ApiError(422, f"unknown event ids, e.g. {unknown[0][:40]}")
+    else:
+        raise ApiError(422, 'send {"up_to": EVENT_ID} or {"ids": [EVENT_ID, ...]}')
+    done = await node.async_ack(ids, principal.name)
+    return web.json_response({"acked": done, "total_acked": len(node.trace.acked)})
+
+
+async def post_label(request: web.Request) -> web.Response:
+    """Issue a label for a set of a released load; records label.printed."""
+    principal = require(request, "record")
+    body = await read_json(request)
+    if (
+        not isinstance(body, dict)
+        or not isinstance(body.get("set"), str)
+        or not isinstance(body.get("load"), str)
+    ):
+        raise ApiError(422, 'send {"set": ..., "load": ...}')
+    label = await _node(request).async_issue_label(
+        body["set"], body["load"], principal, body.get("printer")
+    )
+    return web.json_response(label, status=201)
+
+
+async def get_label_file(request: web.Request) -> web.Response:
+    """A printed label as PDF or ZPL."""
+    require(request, "read")
+    node = _node(request)
+    label_id, fmt = request.match_info["label_id"], request.match_info["fmt"]
+    data = node.label_for_printing(label_id)
+    if data is None:
+        raise ApiError(404, "no such label")
+    if fmt == "pdf":
+        return web.Response(body=devices.render_pdf(data), content_type="application/pdf")
+    return web.Response(body=devices.render_zpl(data), content_type="application/zpl")
+
+
+def add_routes(app: web.Application) -> None:
+    """Register the traceability routes."""
+    app.router.add_get("/api/sets/{instance}", get_set)
+    app.router.add_get("/api/loads/{load}", get_load)
+    app.router.add_get("/api/anomalies", get_anomalies)
+    app.router.add_post("/api/anomalies/{anomaly}/resolve", post_resolve)
+    app.router.add_get("/api/readiness", get_readiness)
+    app.router.add_get("/api/recall", get_recall)
+    app.router.add_get("/api/feed", get_feed)
+    app.router.add_post("/api/feed/ack", post_feed_ack)
+    app.router.add_post("/api/labels", post_label)
+    app.router.add_get(r"/api/labels/{label_id}.{fmt:pdf|zpl}", get_label_file)

@@ -1,0 +1,149 @@
+"""HTTP plumbing shared by the API modules: keys, the error shape, auth, body reading."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+
+import crdt_model as cm
+
+from ._auth import AuthError, Principal
+from ._node import Node, NodeError
+from ._pki import PkiError
+
+_LOGGER = logging.getLogger(__name__)
+
+NODE_KEY: web.AppKey[Node] = web.AppKey("node", Node)
+CONTROL_KEY: web.AppKey[bool] = web.AppKey("control", bool)
+PRINCIPAL_KEY: web.RequestKey[Principal] = web.RequestKey("principal", Principal)
+EVENT_PERMISSION = {"load.released": "release", "anomaly.resolved": "resolve"}
+"""Event types that need more than the `record` permission."""
+
+MAX_JSON_BODY = 1024 * 1024
+MAX_BUNDLE_BODY = 256 * 1024 * 1024
+DEFAULT_LIMIT = 100
+MAX_LIMIT = 1000
+OPEN_ROUTES = frozenset({"/api/health"})
+
+DAY_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class ApiError(Exception):
+    """An answer other than success, in the one error shape."""
+
+    def __init__(self, status: int, error: str, errors: list[dict[str, str]] | None = None) -> None:
+        super().__init__(error)
+        self.status = status
+        self.error = error
+        self.errors = errors or []
+
+
+def error_response(
+    status: int, error: str, errors: list[dict[str, str]] | None = None
+) -> web.Response:
+    """The one error shape: {"ok": false, "error", "errors", "status"}."""
+    return web.json_response(
+        {"ok": False, "error": error, "errors": errors or [], "status": status}, status=status
+    )
+
+
+def _route_name(request: web.Request) -> str:
+    info = request.match_info.route.resource
+    return info.canonical if info is not None else "unmatched"
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Map every failure to the one error shape, and count answers."""
+    node = request.app[NODE_KEY]
+    try:
+        response = await handler(request)
+    except ApiError as err:
+        response = error_response(err.status, err.error, err.errors)
+    except cm.EventError as err:
+        response = error_response(422, "the event is not valid", [e.as_dict() for e in err.errors])
+    except NodeError as err:
+        response = error_response(err.status, str(err))
+    except (AuthError, PkiError) as err:
+        response = error_response(422, str(err))
+    except web.HTTPException as err:
+        if err.status < 400:
+            raise
+        reason = {404: "no such endpoint", 405: "method not allowed here"}.get(
+            err.status, err.reason
+        )
+        response = error_response(err.status, reason)
+    except (asyncio.CancelledError, KeyboardInterrupt):
+        raise
+    except Exception:
+        _LOGGER.exception(
+            "unexpected failure answering %s %s", request.method, _route_name(request)
+        )
+        response = error_response(500, "internal error; see the node's log")
+    node.metrics.http_requests.labels(request.method, _route_name(request), response.status).inc()
+    return response
+
+
+@web.middleware
+async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Bearer token for people and integrations; the control socket is the local machine."""
+    if request.app[CONTROL_KEY]:
+        request[PRINCIPAL_KEY] = Principal(name="local-admin", role="local")
+        return await handler(request)
+    if request.path in OPEN_ROUTES:
+        return await handler(request)
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise ApiError(401, "authentication required: send Authorization: Bearer TOKEN")
+    principal = request.app[NODE_KEY].authenticate(token.strip())
+    if principal is None:
+        raise ApiError(401, "unknown or revoked token")
+    request[PRINCIPAL_KEY] = principal
+    return await handler(request)
+
+
+def require(request: web.Request, permission: str) -> Principal:
+    """The caller, if its role grants the permission; 403 otherwise."""
+    principal: Principal = request[PRINCIPAL_KEY]
+    if not principal.can(permission):
+        raise ApiError(403, f"the role {principal.role} may not do this ({permission})")
+    return principal
+
+
+async def read_json(request: web.Request) -> Any:
+    """The JSON body of a request, size-limited."""
+    if request.content_length is not None and request.content_length > MAX_JSON_BODY:
+        raise ApiError(413, f"body larger than {MAX_JSON_BODY} bytes")
+    raw = await request.content.read(MAX_JSON_BODY + 1)
+    if len(raw) > MAX_JSON_BODY:
+        raise ApiError(413, f"body larger than {MAX_JSON_BODY} bytes")
+    try:
+        return json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise ApiError(400, "the body is not valid JSON") from None
+
+
+def int_param(request: web.Request, name: str, default: int, low: int, high: int) -> int:
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = low - 1
+    if not low <= value <= high:
+        raise ApiError(
+            400,
+            "bad query parameter",
+            [{"field": name, "message": f"must be a whole number from {low} to {high}"}],
+        )
+    return value

@@ -1,0 +1,108 @@
+"""Traceability views of a node: the fold over its merged events, reference lookups, acks."""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterable
+from datetime import date, datetime
+from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
+
+import crdt_model as cm
+
+if TYPE_CHECKING:
+    from pycrdt import Doc
+
+_LOGGER = logging.getLogger(__name__)
+
+_LABEL_RE = re.compile(r"^L([A-Z]{1,3})(\d{6})(\d{4,})$")
+
+
+class Traceability:
+    """The fold and everything answered from it, kept current as events arrive."""
+
+    def __init__(self, node_code: str, timezone: ZoneInfo) -> None:
+        self.node_code = node_code
+        self.timezone = timezone
+        self.fold = cm.Fold()
+        self.acked: set[str] = set()
+        self.labels: dict[str, str] = {}
+        """Label id -> event id of its label.printed."""
+        self._label_counters: dict[str, int] = {}
+        self._reference_id: str | None = None
+
+    # -- feeding ----------------------------------------------------------------
+
+    def add_events(self, events: Iterable[dict[str, Any]]) -> None:
+        """Fold a batch of events (start-up)."""
+        batch = list(events)
+        for event in batch:
+            self._note(event)
+        self.fold.add_many(batch)
+
+    def add_event(self, event: dict[str, Any]) -> None:
+        """Fold one event, local or from a peer."""
+        self._note(event)
+        self.fold.add(event)
+
+    def add_ack(self, key: str) -> None:
+        """An acks map entry: `<event id>` or `<event id>/<node code>`."""
+        self.acked.add(key.split("/", 1)[0])
+
+    def _note(self, event: dict[str, Any]) -> None:
+        if event["type"] != "label.printed" or "label_id" not in event:
+            return
+        self.labels.setdefault(event["label_id"], event["id"])
+        match = _LABEL_RE.match(event["label_id"])
+        if match and match.group(1) == self.node_code:
+            day = match.group(2)
+            self._label_counters[day] = max(self._label_counters.get(day, 0), int(match.group(3)))
+
+    def set_reference(self, manifest: dict[str, Any] | None, doc: Doc[Any] | None) -> None:
+        """Use the given reference export for expiry, set types and planning."""
+        export_id = None if manifest is None else manifest["export_id"]
+        if export_id == self._reference_id:
+            return
+        if manifest is None or doc is None:
+            self.fold.reference = None
+        else:
+            tables = {name: cm.read_table(doc, name) for name in cm.table_names(doc)}
+            self.fold.reference = cm.Reference(
+                tables, export_id=export_id or "", exported_at=manifest["exported_at"]
+            )
+            _LOGGER.info("views use reference export %s", export_id)
+        self._reference_id = export_id
+
+    def set_settings(self, settings: dict[str, Any]) -> None:
+        """Cluster settings the views read (shelf life by packaging)."""
+        self.fold.settings = settings
+
+    # -- questions ----------------------------------------------------------------
+
+    def today(self, now_ms: int) -> str:
+        """The hospital's local date."""
+        return datetime.fromtimestamp(now_ms / 1000, self.timezone).date().isoformat()
+
+    def next_label_id(self, local_day: date) -> str:
+        """A new label id of this node, e.g. LA2611280001."""
+        key = local_day.strftime("%y%m%d")
+        self._label_counters[key] = self._label_counters.get(key, 0) + 1
+        return f"L{self.node_code}{key}{self._label_counters[key]:04d}"
+
+    def refusal(self, submission: dict[str, Any], today: str) -> str | None:
+        """Why the node refuses to record this submission now (None when it may)."""
+        kind = submission["type"]
+        if kind == "load.released" and submission["decision"] == "released":
+            return cm.check_release(self.fold, submission["load"], "released")
+        if kind == "label.printed":
+            return cm.check_label(self.fold, submission["set"], submission["load"])
+        if kind == "set.used":
+            return cm.check_use(self.fold, submission["set"], today)
+        if kind == "anomaly.resolved" and self.fold.anomaly(submission["anomaly"]) is None:
+            return f"no anomaly {submission['anomaly']}"
+        return None
+
+    def warnings(self, submission: dict[str, Any], today: str) -> list[str]:
+        """Rules a physical fact breaks: recorded anyway, said to the operator."""
+        return cm.warnings_for(self.fold, submission, today)
