@@ -47,6 +47,14 @@ async def post_event(request: web.Request) -> web.Response:
     body = await read_json(request)
     kind = body.get("type") if isinstance(body, dict) else None
     principal = require(request, EVENT_PERMISSION.get(str(kind), "record"))
+    if kind == "event.voided" and isinstance(body.get("target"), str):
+        # undoing a decision takes the right to make it
+        target = request.app[NODE_KEY].get_event(body["target"])
+        if target is None:
+            raise ApiError(
+                422, "no such event to void", [{"field": "target", "message": "unknown event"}]
+            )
+        require(request, EVENT_PERMISSION.get(target["type"], "record"))
     event, warnings = await request.app[NODE_KEY].async_submit(body, principal)
     answer: dict[str, Any] = {"id": event["id"], "hlc": event["hlc"]}
     if "load" in event and event["type"].endswith(".loaded"):

@@ -40,7 +40,7 @@ async def get_set(request: web.Request) -> web.Response:
     view["history"] = [e for e in node.iter_events(set_code=code)]
     if ref is not None and type_code is not None:
         view["type"] = dict(ref.set_types.get(type_code, {}))
-        view["location"] = view.get("location") or ref.locations.get(code)
+        view["storage"] = ref.locations.get(code)
         doc = node.docs.get(cm.ref_doc_name(ref.export_id))
         if doc is not None:
             view["contents"] = [
@@ -107,7 +107,6 @@ async def get_readiness(request: web.Request) -> web.Response:
     if ref is None:
         raise ApiError(409, "no reference data imported yet: import the platform's export first")
     answer = cm.readiness(node.trace.fold, day, ref)
-    answer["endoscopy"] = cm.endoscopy_readiness(node.trace.fold, day, ref)
     return web.json_response(answer)
 
 

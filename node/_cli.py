@@ -22,6 +22,7 @@ import crdt_model as cm
 from ._auth import ROLES, AuthError, Principal
 from ._bundle import BundleError, read_bundle
 from ._cluster import async_invite, async_join, async_revoke, members
+from ._feed_cli import feed
 from ._layout import DEFAULT_LISTEN, DEFAULT_SYNC_LISTEN, DataDir, DataDirError
 from ._node import VERSION, Node, NodeError, init_node
 from ._pki import PkiError
@@ -91,6 +92,9 @@ def cli(log_level: str) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+
+
+cli.add_command(feed)
 
 
 @cli.command("sample-data")

@@ -72,6 +72,8 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         response = error_response(422, "the event is not valid", [e.as_dict() for e in err.errors])
     except NodeError as err:
         response = error_response(err.status, str(err))
+    except cm.FoldError as err:
+        response = error_response(404, str(err))
     except (AuthError, PkiError) as err:
         response = error_response(422, str(err))
     except web.HTTPException as err:

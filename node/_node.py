@@ -188,6 +188,10 @@ class Node:
         """Lock the data directory, load the store, and get ready to write (or only read)."""
         self._lock = self.data.acquire()
         try:
+            if readonly and not (self.data.store / "data.mdb").exists():
+                raise StoreError(
+                    f"{self.data.root} holds no sterimesh node: run `sterimesh init` first"
+                )
             self._store = Store(self.data.store)
             self.store.check_format()
             self._load_identity()
@@ -505,9 +509,9 @@ class Node:
 
     async def async_ack(self, ids: list[str], by: str) -> int:
         """Record the platform's acknowledgement of events (replicated); returns how many are new."""
-        at = datetime.now(UTC).isoformat(timespec="seconds")
+        at = datetime.fromtimestamp(self._clock() / 1000, UTC).isoformat(timespec="seconds")
         by_doc: dict[str, list[str]] = {}
-        for event_id in ids:
+        for event_id in dict.fromkeys(ids):
             if event_id not in self.trace.acked:
                 by_doc.setdefault(cm.events_doc_name(cm.split_event_id(event_id)[0]), []).append(
                     event_id

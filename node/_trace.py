@@ -96,7 +96,17 @@ class Traceability:
         if kind == "load.released" and submission["decision"] == "released":
             return cm.check_release(self.fold, submission["load"], "released")
         if kind == "label.printed":
-            return cm.check_label(self.fold, submission["set"], submission["load"])
+            problem = cm.check_label(self.fold, submission["set"], submission["load"])
+            if problem is not None:
+                return problem
+            data = cm.label_data(
+                self.fold, None, submission["set"], submission["load"], self.fold.settings
+            )
+            if (submission["lot"], submission["expires_on"]) != (data["lot"], data["expires_on"]):
+                return (
+                    f"a label of load {submission['load']} carries lot {data['lot']} and expiry "
+                    f"{data['expires_on']}: issue labels with POST /api/labels"
+                )
         if kind == "set.used":
             return cm.check_use(self.fold, submission["set"], today)
         if kind == "anomaly.resolved" and self.fold.anomaly(submission["anomaly"]) is None:
