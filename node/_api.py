@@ -30,6 +30,8 @@ from ._http import (
     require,
 )
 from ._node import VERSION, Node
+from ._replication import REPLICATION_KEY as REPLICATION_APP_KEY
+from ._replication import Replication
 
 # -- handlers ---------------------------------------------------------------
 
@@ -206,7 +208,17 @@ async def metrics(request: web.Request) -> web.Response:
     return web.Response(body=body, headers={"Content-Type": "text/plain; version=0.0.4"})
 
 
-def make_app(node: Node, *, control: bool = False) -> web.Application:
+async def get_peers(request: web.Request) -> web.Response:
+    """Sync status per peer."""
+    require(request, "read")
+    replication = request.app.get(REPLICATION_APP_KEY)
+    peers = [] if replication is None else replication.peers()
+    return web.json_response({"peers": peers, "sync": replication is not None})
+
+
+def make_app(
+    node: Node, *, control: bool = False, replication: Replication | None = None
+) -> web.Application:
     """The HTTP application for a node; `control` for its local control socket."""
     app = web.Application(
         middlewares=[error_middleware, auth_middleware], client_max_size=MAX_BUNDLE_BODY
@@ -224,6 +236,9 @@ def make_app(node: Node, *, control: bool = False) -> web.Application:
     app.router.add_post("/api/invites", post_invite)
     app.router.add_get("/api/nodes", get_nodes)
     app.router.add_post("/api/nodes/{node}/revoke", post_revoke)
+    app.router.add_get("/api/peers", get_peers)
+    if replication is not None:
+        app[REPLICATION_APP_KEY] = replication
     app.router.add_get("/metrics", metrics)
     add_routes(app)
     return app

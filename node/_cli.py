@@ -145,7 +145,20 @@ def init(data_dir: Path, name: str, zone: str, new_cluster: bool) -> None:
     default=None,
     help=f"HOST:PORT where peers connect (mutual TLS) [{DEFAULT_SYNC_LISTEN}]",
 )
-def run(data_dir: Path, listen: str | None, sync_listen: str | None) -> None:
+@click.option(
+    "--peer",
+    "peers",
+    multiple=True,
+    help="HOST:PORT of another node's sync listener (repeat; for segments without multicast).",
+)
+@click.option("--no-mdns", is_flag=True, help="Do not announce or browse on mDNS.")
+def run(
+    data_dir: Path,
+    listen: str | None,
+    sync_listen: str | None,
+    peers: tuple[str, ...],
+    no_mdns: bool,
+) -> None:
     """Run the node until Ctrl-C or SIGTERM."""
     data = DataDir(data_dir)
     try:
@@ -154,6 +167,11 @@ def run(data_dir: Path, listen: str | None, sync_listen: str | None) -> None:
         sync_address = parse_hostport(
             sync_listen or config.get("sync_listen", DEFAULT_SYNC_LISTEN), default_port=8701
         )
+        static = [*config.get("peers", []), *peers]
+        for peer in static:
+            parse_hostport(peer, default_port=8701)
+        mdns = bool(config.get("mdns", True)) and not no_mdns
+        interfaces = config.get("mdns_interfaces") or None
     except (ValueError, DataDirError) as err:
         raise click.UsageError(str(err)) from None
     try:
@@ -162,6 +180,9 @@ def run(data_dir: Path, listen: str | None, sync_listen: str | None) -> None:
                 data,
                 listen=address,
                 sync_listen=sync_address,
+                peers=static,
+                mdns=mdns,
+                mdns_interfaces=interfaces,
                 ready=f"listening on http://{address[0]}:{address[1]}",
             )
         )
@@ -387,7 +408,7 @@ def demo(base: Path, listen: str) -> None:
     click.echo(f"operator token: {operator}")
     click.echo("Ctrl-C stops the demo.")
     with contextlib.suppress(KeyboardInterrupt):
-        _run(async_run(data, listen=address, sync_listen=(address[0], 0)))
+        _run(async_run(data, listen=address, sync_listen=(address[0], 0), mdns=False))
 
 
 def main() -> None:

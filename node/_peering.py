@@ -13,6 +13,7 @@ from ._cluster import async_accept_join, member_by_cert
 from ._http import NODE_KEY, ApiError, error_middleware, read_json
 from ._node import Node
 from ._pki import NodePki, fingerprint, node_id_of
+from ._replication import REPLICATION_KEY, Replication, sync_endpoint
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -56,12 +57,23 @@ async def join(request: web.Request) -> web.Response:
     return web.json_response(answer)
 
 
-def make_sync_app(node: Node) -> web.Application:
+async def sync_socket(request: web.Request) -> web.StreamResponse:
+    """A peer's sync WebSocket: a current member's certificate, then the session."""
+    node = request.app[NODE_KEY]
+    cert = peer_certificate(request)
+    authenticate_peer(node, cert)
+    assert cert is not None
+    return await sync_endpoint(request, request.app[REPLICATION_KEY], cert)
+
+
+def make_sync_app(node: Node, replication: Replication) -> web.Application:
     """The application served on --sync-listen."""
     app = web.Application(middlewares=[error_middleware], client_max_size=1024 * 1024)
     app[NODE_KEY] = node
+    app[REPLICATION_KEY] = replication
     app.router.add_get("/join/ca", join_ca)
     app.router.add_post("/join", join)
+    app.router.add_get("/sync", sync_socket)
     return app
 
 

@@ -14,6 +14,7 @@ from ._api import make_app
 from ._layout import DataDir
 from ._node import Node
 from ._peering import make_sync_app, server_ssl
+from ._replication import Replication
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -38,10 +39,17 @@ class NodeServer:
         *,
         listen: tuple[str, int],
         sync_listen: tuple[str, int] | None = None,
+        peers: list[str] | None = None,
+        mdns: bool = False,
+        mdns_interfaces: list[str] | None = None,
     ) -> None:
         self.data = data
         self.listen = listen
         self.sync_listen = sync_listen
+        self.peers = peers or []
+        self.mdns = mdns
+        self.mdns_interfaces = mdns_interfaces
+        self.replication: Replication | None = None
         self.node = Node(data)
         self._runners: list[web.AppRunner] = []
 
@@ -49,21 +57,43 @@ class NodeServer:
         """Open the node and start serving."""
         await self.node.async_open()
         try:
-            runner = web.AppRunner(make_app(self.node), access_log=None)
+            if self.sync_listen is not None:
+                self.replication = Replication(
+                    self.node,
+                    static_peers=self.peers,
+                    mdns=self.mdns,
+                    mdns_interfaces=self.mdns_interfaces,
+                    sync_port=self.sync_listen[1],
+                )
+            runner = web.AppRunner(
+                make_app(self.node, replication=self.replication), access_log=None
+            )
             await runner.setup()
             self._runners.append(runner)
             await web.TCPSite(runner, self.listen[0], self.listen[1]).start()
-            if self.sync_listen is not None:
-                sync_runner = web.AppRunner(make_sync_app(self.node), access_log=None)
+            if self.sync_listen is not None and self.replication is not None:
+                sync_runner = web.AppRunner(
+                    make_sync_app(self.node, self.replication), access_log=None
+                )
                 await sync_runner.setup()
                 self._runners.append(sync_runner)
-                await web.TCPSite(
+                site = web.TCPSite(
                     sync_runner,
                     self.sync_listen[0],
                     self.sync_listen[1],
                     ssl_context=server_ssl(self.node),
-                ).start()
-            control = web.AppRunner(make_app(self.node, control=True), access_log=None)
+                )
+                await site.start()
+                if self.sync_listen[1] == 0:  # port chosen by the system: announce the real one
+                    server = site._server
+                    sockets = getattr(server, "sockets", None) or []
+                    if sockets:
+                        self.sync_listen = (self.sync_listen[0], sockets[0].getsockname()[1])
+                        self.replication.sync_port = self.sync_listen[1]
+                await self.replication.async_start()
+            control = web.AppRunner(
+                make_app(self.node, control=True, replication=self.replication), access_log=None
+            )
             await control.setup()
             self._runners.append(control)
             with contextlib.suppress(FileNotFoundError):
@@ -80,6 +110,9 @@ class NodeServer:
 
     async def async_stop(self) -> None:
         """Stop serving, finish pending writes, release the data directory."""
+        if self.replication is not None:
+            await self.replication.async_stop()
+            self.replication = None
         for runner in reversed(self._runners):
             await runner.cleanup()
         self._runners.clear()
@@ -93,10 +126,20 @@ async def async_run(
     *,
     listen: tuple[str, int],
     sync_listen: tuple[str, int] | None = None,
+    peers: list[str] | None = None,
+    mdns: bool = False,
+    mdns_interfaces: list[str] | None = None,
     ready: str | None = None,
 ) -> None:
     """Serve until SIGINT or SIGTERM; prints `ready` once listening, if given."""
-    server = NodeServer(data, listen=listen, sync_listen=sync_listen)
+    server = NodeServer(
+        data,
+        listen=listen,
+        sync_listen=sync_listen,
+        peers=peers,
+        mdns=mdns,
+        mdns_interfaces=mdns_interfaces,
+    )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

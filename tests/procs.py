@@ -180,6 +180,8 @@ class NodeProcess:
         host: str = "127.0.0.1",
         sync_port: int | None = None,
         extra_args: Sequence[str] = (),
+        peers: Sequence[str] = (),
+        mdns: bool = False,
     ) -> None:
         self.data = data if isinstance(data, DataDir) else DataDir(data)
         self.host = host
@@ -189,6 +191,9 @@ class NodeProcess:
         if run_has_option("sync-listen"):
             self.sync_port = sync_port if sync_port is not None else free_port(host)
         self.extra_args = list(extra_args)
+        self.peers = list(peers)
+        self.mdns = mdns
+        """mDNS stays off unless asked: tests send nothing beyond loopback and their namespaces."""
         self.stdout_path = self.data.root.parent / f"{self.data.root.name}.stdout.log"
         self.stderr_path = self.data.root.parent / f"{self.data.root.name}.stderr.log"
         self.proc: subprocess.Popen[bytes] | None = None
@@ -238,6 +243,8 @@ class NodeProcess:
             "--listen",
             f"{self.host}:{self.port}",
             *([] if self.sync_address is None else ["--sync-listen", self.sync_address]),
+            *([] if self.mdns else ["--no-mdns"]),
+            *(arg for peer in self.peers for arg in ("--peer", peer)),
             *self.extra_args,
         ]
         with self.stdout_path.open("ab") as out, self.stderr_path.open("ab") as err:

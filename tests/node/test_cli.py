@@ -167,6 +167,7 @@ def running_node(node_dir: Path) -> Iterator[tuple[Path, str, str]]:
             f"127.0.0.1:{port}",
             "--sync-listen",
             f"127.0.0.1:{sync_port}",
+            "--no-mdns",
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

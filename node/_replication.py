@@ -1,0 +1,239 @@
+"""The node's side of peer sync: its documents as a Replica, TLS WebSockets, discovery."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import defaultdict
+from collections.abc import Callable
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+from cryptography import x509
+
+import crdt_model as cm
+import sync
+from discovery import MdnsDiscovery, PeerCandidate
+
+from ._cluster import member_by_cert
+from ._node import Node
+from ._pki import NodePki, fingerprint, node_id_of
+
+_LOGGER = logging.getLogger(__name__)
+
+WS_MAX_MESSAGE = sync.MAX_FRAME_BYTES + 1024
+MDNS_PROTO_VERSION = sync.PROTOCOL_VERSION
+
+
+class NodeReplica:
+    """A node's documents as sync sees them: check, store durably, then apply."""
+
+    def __init__(self, node: Node) -> None:
+        self.node = node
+        self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+
+    def doc_names(self) -> list[str]:
+        """Documents held (retired reference exports are not offered)."""
+        return [name for name in sorted(self.node.docs) if not self.node.is_retired(name)]
+
+    def state_vector(self, name: str) -> bytes:
+        """A document's state vector; b"\\x00" when not held."""
+        doc = self.node.docs.get(name)
+        return b"\x00" if doc is None else doc.get_state()
+
+    def diff(self, name: str, state_vector: bytes) -> bytes:
+        """What the holder of `state_vector` lacks."""
+        doc = self.node.docs.get(name)
+        return b"\x00\x00" if doc is None else doc.get_update(state_vector)
+
+    async def async_apply_remote(self, name: str, update: bytes, peer: str) -> bool:
+        """Check a peer's update, store it durably, apply it; UpdateRefused changes nothing."""
+        if self.node.is_retired(name):
+            return False
+        async with self._locks[name]:
+            change = sync.check_update(self.node.docs.get(name), name, update)
+            if change is None:
+                return False
+            await self.node.async_store_remote(name, change, peer)
+        return True
+
+    def add_listener(self, listener: sync.Listener) -> Callable[[], None]:
+        """Hear of every durable change, local or remote."""
+        return self.node.add_listener(listener)
+
+
+class WebSocketChannel:
+    """A sync Channel over an aiohttp WebSocket (server or client side)."""
+
+    def __init__(
+        self,
+        ws: web.WebSocketResponse | aiohttp.ClientWebSocketResponse,
+        peer_node: str | None = None,
+    ) -> None:
+        self._ws = ws
+        self.peer_node = peer_node
+        """The node id the peer's certificate names: its HELLO must say the same."""
+        self._send_lock = asyncio.Lock()
+        self._closing: asyncio.Task[Any] | None = None
+
+    async def send(self, data: bytes) -> None:
+        """Send one binary message."""
+        async with self._send_lock:
+            if self._ws.closed:
+                raise sync.ChannelClosed("websocket closed")
+            try:
+                await self._ws.send_bytes(data)
+            except (ConnectionError, RuntimeError) as err:
+                raise sync.ChannelClosed(f"websocket closed: {err}") from None
+
+    async def recv(self) -> bytes:
+        """The next binary message."""
+        msg = await self._ws.receive()
+        if msg.type == aiohttp.WSMsgType.BINARY:
+            return bytes(msg.data)
+        if msg.type == aiohttp.WSMsgType.TEXT:
+            raise sync.RemoteProtocolError("text message on the sync channel")
+        raise sync.ChannelClosed("websocket closed")
+
+    def close(self) -> None:
+        """Close the WebSocket (in the background)."""
+        if self._closing is None and not self._ws.closed:
+            self._closing = asyncio.get_running_loop().create_task(self._ws.close())
+
+    async def wait_closed(self) -> None:
+        """Wait for a close begun by close()."""
+        if self._closing is not None:
+            await asyncio.gather(self._closing, return_exceptions=True)
+
+
+class Replication:
+    """Runs a node's peer sync: the manager, outgoing dials, the /sync endpoint, mDNS."""
+
+    def __init__(
+        self,
+        node: Node,
+        *,
+        static_peers: list[str],
+        mdns: bool,
+        mdns_interfaces: list[str] | None,
+        sync_port: int,
+    ) -> None:
+        self.node = node
+        self.pki = NodePki(node.data.pki)
+        identity = sync.NodeIdentity(
+            cluster_id=node.cluster_id, node_id=node.node_id, code=node.code, name=node.name
+        )
+        self.manager = sync.SyncManager(NodeReplica(node), identity)
+        self.static_peers = static_peers
+        self.mdns_enabled = mdns
+        self.mdns_interfaces = mdns_interfaces
+        self.sync_port = sync_port
+        self._client: aiohttp.ClientSession | None = None
+        self._mdns: MdnsDiscovery | None = None
+        self._unsubscribe: Callable[[], None] | None = None
+        self._client_ssl = self.pki.client_context()
+
+    async def async_start(self) -> None:
+        """Dial the static peers and start mDNS."""
+        self._client = aiohttp.ClientSession()
+        self._unsubscribe = self.node.add_listener(self._on_change)
+        for address in self.static_peers:
+            await self.manager.connect(address, self._dialer(address))
+        if self.mdns_enabled:
+            self._mdns = MdnsDiscovery(
+                node_id=self.node.node_id,
+                node_code=self.node.code,
+                ca_fingerprint=self.pki.ca_fingerprint(),
+                sync_port=self.sync_port,
+                interfaces=self.mdns_interfaces,
+                proto_version=MDNS_PROTO_VERSION,
+                on_peer=self._on_candidate,
+            )
+            await self._mdns.async_start()
+
+    async def async_stop(self) -> None:
+        """Say goodbye on mDNS, close every session."""
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+        if self._mdns is not None:
+            await self._mdns.async_stop()
+        await self.manager.close()
+        if self._client is not None:
+            await self._client.close()
+
+    def peers(self) -> list[dict[str, Any]]:
+        """Sync status per peer."""
+        members = {
+            m_id: m
+            for m_id, m in cm.cluster_items(self.node.docs[cm.CLUSTER_DOC], "members").items()
+        }
+        out = []
+        for peer in self.manager.peers():
+            member = members.get(str(peer.get("node_id") or ""))
+            state = None if member is None else "revoked" if member.get("revoked") else "member"
+            out.append({**peer, "member": state})
+        return out
+
+    # -- inside ---------------------------------------------------------------------
+
+    def _on_candidate(self, candidate: PeerCandidate) -> None:
+        """mDNS proposes; the TLS handshake decides."""
+        member = cm.cluster_get(self.node.docs[cm.CLUSTER_DOC], "members", str(candidate.node_id))
+        if member is None or member.get("revoked"):
+            _LOGGER.debug("mDNS peer %s is not a current member; ignored", candidate.code)
+            return
+        if str(candidate.node_id) < self.node.node_id:
+            return  # the smaller node id dials; a single connection per pair
+        asyncio.get_running_loop().create_task(
+            self.manager.connect(candidate.address, self._dialer(candidate.address))
+        )
+
+    def _dialer(self, address: str) -> sync._manager.Dial:
+        async def dial() -> sync.Channel:
+            assert self._client is not None
+            ws = await self._client.ws_connect(
+                f"wss://{address}/sync",
+                ssl=self._client_ssl,
+                max_msg_size=WS_MAX_MESSAGE,
+                autoping=True,
+            )
+            ssl_obj = ws.get_extra_info("ssl_object")
+            der = ssl_obj.getpeercert(binary_form=True) if ssl_obj is not None else None
+            cert = x509.load_der_x509_certificate(der) if der else None
+            if (
+                cert is None
+                or member_by_cert(self.node, node_id_of(cert), fingerprint(cert)) is None
+            ):
+                await ws.close()
+                raise sync.PeerRejected(f"{address} is not a current member of this cluster")
+            return WebSocketChannel(ws)
+
+        return dial
+
+    def _on_change(self, name: str, update: bytes, origin: str | None) -> None:
+        if name == cm.CLUSTER_DOC:
+            self._drop_revoked()
+
+    def _drop_revoked(self) -> None:
+        members = cm.cluster_items(self.node.docs[cm.CLUSTER_DOC], "members")
+        for node_id, member in members.items():
+            if member.get("revoked"):
+                self.manager.disconnect(node_id, "revoked")
+
+
+REPLICATION_KEY: web.AppKey[Replication] = web.AppKey("replication", Replication)
+
+
+async def sync_endpoint(
+    request: web.Request, replication: Replication, cert: x509.Certificate
+) -> web.WebSocketResponse:
+    """Run the session a peer opens on /sync (its certificate already checked)."""
+    ws = web.WebSocketResponse(max_msg_size=WS_MAX_MESSAGE, autoping=True)
+    await ws.prepare(request)
+    channel = WebSocketChannel(ws)
+    peer = request.transport.get_extra_info("peername") if request.transport else None
+    address = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else ""
+    await replication.manager.accept(channel, address=address, peer_node=node_id_of(cert))
+    await channel.wait_closed()
+    return ws

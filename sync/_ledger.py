@@ -1,0 +1,180 @@
+"""What we know of one peer's documents and what we sent it (sans-I/O)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import crdt_model as cm
+
+from ._replica import Replica
+from ._vectors import (
+    EMPTY_STATE,
+    covers,
+    encode_state_vector,
+    merge_vectors,
+    missing_clock,
+    parse_state_vector,
+)
+
+MAX_INFLIGHT = 10_000
+MAX_ASKED = 1024
+MAX_PUSH_WINDOW_BYTES = 16 * 1024 * 1024
+"""Catch-up bytes sent and not yet acknowledged before the next diff is made."""
+ALWAYS_PUSH = (cm.CLUSTER_DOC,)
+"""Documents with deletions, which state vectors do not show: their diff goes on every manifest."""
+
+
+@dataclass(slots=True)
+class Sent:
+    """An update sent and not yet acknowledged."""
+
+    doc: str
+    size: int
+    at: float
+    covers: dict[int, int] | None
+    """Our state vector when a catch-up diff was made: what the peer holds once it acks."""
+
+
+class Ledger:
+    """State vectors the peer told us, updates in flight, diffs to send."""
+
+    def __init__(self) -> None:
+        self.peer_svs: dict[str, dict[int, int]] | None = None
+        """Per document, the peer's state vector as last known; None before its manifest."""
+        self.inflight: dict[int, Sent] = {}
+        self.push_queue: dict[str, bytes] = {}
+        """Documents to send a diff of, with the state vector to diff from."""
+        self.pushing: dict[str, int] = {}
+        """Document -> ack id of the catch-up diff in flight."""
+        self._asked: dict[str, float] = {}
+        self._next_id = 1
+
+    def new_id(self) -> int:
+        """A fresh ack id or ping nonce."""
+        value = self._next_id
+        self._next_id += 1
+        return value
+
+    # -- what the peer tells us -----------------------------------------------------------
+
+    def on_manifest(self, docs: dict[str, bytes], replica: Replica) -> None:
+        """The peer's manifest: queue a diff of every document it lacks something of."""
+        self.peer_svs = {name: parse_state_vector(sv) for name, sv in docs.items()}
+        for name in sorted(set(replica.doc_names()) | docs.keys()):
+            ours = parse_state_vector(replica.state_vector(name))
+            lacking = not covers(self.peer_svs.get(name, {}), ours)
+            if (lacking or (name in ALWAYS_PUSH and ours)) and not self.in_flight(name):
+                self.push_queue[name] = docs.get(name, EMPTY_STATE)
+
+    def on_step1(self, doc: str, sv: bytes) -> None:
+        """The peer could not take in what we sent of `doc`: send a diff from its state."""
+        for ack, sent in list(self.inflight.items()):
+            if sent.doc == doc:
+                self.forget(ack)  # never acknowledged; the diff covers them
+        if self.peer_svs is not None:
+            self.peer_svs[doc] = parse_state_vector(sv)
+        self.push_queue[doc] = sv
+
+    def on_ack(self, ack: int) -> Sent | None:
+        """The peer stored what we sent under `ack`; what that was (None if unknown)."""
+        sent = self.inflight.get(ack)
+        if sent is None:
+            return None  # repeated or expired
+        if sent.covers is not None and self.peer_svs is not None:
+            known = self.peer_svs.get(sent.doc, {})
+            self.peer_svs[sent.doc] = merge_vectors(known, sent.covers)
+        self.forget(ack)
+        return sent
+
+    # -- what we send -----------------------------------------------------------------------
+
+    def sent(self, doc: str, size: int, now: float, ours: dict[int, int] | None) -> int:
+        """Record an update sent; its ack id."""
+        ack = self.new_id()
+        self.inflight[ack] = Sent(doc, size, now, ours)
+        while len(self.inflight) > MAX_INFLIGHT:
+            self.forget(next(iter(self.inflight)))
+        if ours is not None:
+            self.pushing[doc] = ack
+        return ack
+
+    def live(self, doc: str, size: int, max_live: int) -> str:
+        """How to send a live update: "update", "diff" (queued) or "skip"."""
+        if self.peer_svs is None or doc in self.push_queue:
+            return "skip"  # the catch-up diff, made when sent, carries it
+        if size > max_live:
+            self.push_queue[doc] = encode_state_vector(self.peer_svs.get(doc, {}))
+            return "diff"
+        return "update"
+
+    def next_push(self) -> tuple[str, bytes] | None:
+        """The next document to send a diff of, if the window allows."""
+        if not self.push_queue:
+            return None
+        window = sum(self.inflight[a].size for a in self.pushing.values() if a in self.inflight)
+        if window >= MAX_PUSH_WINDOW_BYTES:
+            return None
+        name = next(iter(self.push_queue))
+        return name, self.push_queue.pop(name)
+
+    def forget(self, ack: int) -> None:
+        """Stop waiting for an ack."""
+        sent = self.inflight.pop(ack, None)
+        if sent is not None and self.pushing.get(sent.doc) == ack:
+            del self.pushing[sent.doc]
+
+    def expire(self, now: float, timeout: float) -> None:
+        """Stop waiting for acks older than `timeout` (anti-entropy resends what was lost)."""
+        for ack, sent in list(self.inflight.items()):
+            if now - sent.at < timeout:
+                break
+            self.forget(ack)
+
+    def in_flight(self, name: str) -> bool:
+        """A diff of `name` is queued or unacknowledged."""
+        return name in self.push_queue or name in self.pushing
+
+    def should_ask(self, doc: str, now: float, interval: float) -> bool:
+        """Whether to send STEP1 for `doc` now (at most once per `interval`)."""
+        if now - self._asked.get(doc, -1e18) < interval:
+            return False
+        self._asked[doc] = now
+        while len(self._asked) > MAX_ASKED:
+            del self._asked[next(iter(self._asked))]
+        return True
+
+    def answered(self, doc: str) -> None:
+        """A diff of `doc` arrived: a new STEP1 may go at once."""
+        self._asked.pop(doc, None)
+
+    # -- figures ------------------------------------------------------------------------------
+
+    def synced(self, replica: Replica) -> bool:
+        """Each side holds all the other holds, but for live updates on their way."""
+        if self.peer_svs is None:
+            return False
+        on_way = {s.doc for s in self.inflight.values() if s.covers is None}
+        for name in set(replica.doc_names()) | self.peer_svs.keys():
+            ours = parse_state_vector(replica.state_vector(name))
+            theirs = self.peer_svs.get(name, {})
+            if not covers(ours, theirs):
+                return False
+            if not covers(theirs, ours) and name not in on_way:
+                return False
+        return True
+
+    def behind(self, replica: Replica) -> tuple[int, int] | None:
+        """(clock units, documents) we hold and the peer lacks; None before its manifest."""
+        if self.peer_svs is None:
+            return None
+        units = docs = 0
+        for name in replica.doc_names():
+            ours = parse_state_vector(replica.state_vector(name))
+            missing = missing_clock(self.peer_svs.get(name, {}), ours)
+            units += missing
+            docs += missing > 0
+        return units, docs
+
+    def unconfirmed(self) -> tuple[int, int]:
+        """(updates, bytes) sent and not acknowledged."""
+        return len(self.inflight), sum(s.size for s in self.inflight.values())

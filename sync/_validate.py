@@ -1,0 +1,219 @@
+"""The rules a remote update must pass before anything of it is kept (pure, no I/O).
+
+The update is applied to a scratch copy of the document while the root maps
+are observed; the live document is never touched. Rules by document:
+
+- `events/<day>`: grows only. No item of it may ever be deleted: not by a
+  delete, not by overwriting a key, not by an item that arrives already
+  deleted or is overwritten inside the update itself (a compromised peer
+  could otherwise slip a rewritten version of an event to a node that has
+  not seen the original yet). Seen as: the document's delete set must not
+  change. Each event added to map `events` passes `validate_event`, is stored
+  under its id in its canonical encoding, and belongs to that day; each entry
+  added to map `acks` is keyed by an event id of that day (optionally followed
+  by `/` and the acknowledging node's code, so that two nodes acknowledging
+  one event during a partition never write the same key) and holds a CBOR map.
+- `ref/<export_id>`: written once; nothing present may change, and nothing
+  may be added once the manifest is there. A value that would go without a
+  replacement is held back as incomplete (UpdateIncomplete), never applied:
+  when two nodes import the same export, the losing copy's deletion can be
+  relayed ahead of the winning copy.
+- `cluster`: small, rare writes; any well-formed change.
+
+Every document: the bytes must be a well-formed update within the size
+limit, and must integrate whole (no struct or deletion held back for a
+missing dependency), so that nothing unchecked can surface later.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pycrdt
+from pycrdt import Doc, Map, MapEvent
+
+import crdt_model as cm
+
+from ._errors import UpdateIncomplete, UpdateRefused
+from ._protocol import MAX_UPDATE_BYTES
+from ._text import sanitize
+from ._vectors import is_integrated
+
+MAX_ACK_BYTES = 4096
+EVENTS_ROOTS = ("events", "acks")
+REF_ROOTS = ("manifest", "tables")
+
+_DEFER = "defer: the update needs what it depends on"
+_Rule = Callable[[str, str, dict[str, Any], bool], "str | None"]
+
+
+def check_update(
+    doc: Doc[Any] | None, name: str, update: bytes, *, max_bytes: int = MAX_UPDATE_BYTES
+) -> bytes | None:
+    """Check a remote update against `doc` (None: not held yet) without changing `doc`.
+
+    Returns the part of the update that is new to the document (what to store,
+    apply and relay), or None when it changes nothing. Raises UpdateRefused when
+    a rule forbids it, UpdateIncomplete when it depends on changes not held here.
+    """
+    if not cm.is_doc_name(name):
+        raise UpdateRefused(f"unknown document {sanitize(name, 60)!r}")
+    if len(update) > max_bytes:
+        raise UpdateRefused(f"update of {len(update)} bytes exceeds {max_bytes}")
+    scratch: Doc[Any] = Doc()
+    if doc is not None:
+        scratch.apply_update(doc.get_update())
+    rule, roots = _rule_for(name)
+    watch = _Watch(scratch, roots)
+    deleted_before = _deletions(scratch)
+    captured: list[bytes] = []
+    sub = scratch.observe(lambda ev: captured.append(ev.update))
+    try:
+        scratch.apply_update(update)
+    except Exception as err:
+        raise UpdateRefused(f"malformed update: {sanitize(err, 80)}") from None
+    except BaseException as err:  # pyo3 panics derive from BaseException
+        if type(err).__name__ != "PanicException":
+            raise
+        raise UpdateRefused("malformed update") from None
+    finally:
+        scratch.unobserve(sub)
+        watch.close()
+    if roots:
+        extra = set(scratch.keys()) - set(roots)
+        if extra:
+            shown = ", ".join(sorted(sanitize(r, 40) for r in extra)[:3])
+            raise UpdateRefused(f"{name}: unexpected root {shown}")
+    deferred = False
+    for root, key, change in watch.changes:
+        problem = rule(root, key, change, watch.had_manifest)
+        if problem is _DEFER:
+            deferred = True
+        elif problem is not None:
+            raise UpdateRefused(f"{name}: {root} {sanitize(key, 60)!r} {problem}")
+    if name.startswith(cm.EVENTS_PREFIX) and _deletions(scratch) != deleted_before:
+        raise UpdateRefused(f"{name}: would delete or overwrite entries; events only grow")
+    if deferred or not is_integrated(update, scratch.get_state()):
+        raise UpdateIncomplete(f"{name}: the update depends on changes not held here")
+    if not captured:
+        return None
+    return captured[0] if len(captured) == 1 else pycrdt.merge_updates(*captured)
+
+
+def _deletions(doc: Doc[Any]) -> bytes:
+    """The encoded delete set of a document (an update with no structs)."""
+    return doc.get_update(doc.get_state())
+
+
+class _Watch:
+    """Records every key change of some root maps of a document."""
+
+    def __init__(self, doc: Doc[Any], roots: tuple[str, ...]) -> None:
+        self.changes: list[tuple[str, str, dict[str, Any]]] = []
+        self._subs: list[tuple[Map[Any], Any]] = []
+        self.had_manifest = False
+        for root in roots:
+            shared: Map[Any] = doc.get(root, type=Map)
+            if root == "manifest":
+                self.had_manifest = "manifest" in shared
+            self._subs.append((shared, shared.observe(self._recorder(root))))
+
+    def _recorder(self, root: str) -> Callable[[MapEvent], None]:
+        def record(event: MapEvent) -> None:
+            keys: dict[str, dict[str, Any]] = event.keys  # type: ignore[attr-defined]
+            self.changes.extend((root, key, change) for key, change in keys.items())
+
+        return record
+
+    def close(self) -> None:
+        for shared, sub in self._subs:
+            shared.unobserve(sub)
+        self._subs.clear()
+
+
+def _rule_for(name: str) -> tuple[_Rule, tuple[str, ...]]:
+    if name.startswith(cm.EVENTS_PREFIX):
+        return _events_rule(name), EVENTS_ROOTS
+    if name.startswith(cm.REF_PREFIX):
+        return _ref_rule, REF_ROOTS
+    return _any_change, ()
+
+
+def _any_change(root: str, key: str, change: dict[str, Any], had_manifest: bool) -> str | None:
+    del root, key, change, had_manifest
+    return None
+
+
+def _events_rule(name: str) -> _Rule:
+    def rule(root: str, key: str, change: dict[str, Any], had_manifest: bool) -> str | None:
+        del had_manifest
+        action = change.get("action")
+        if action == "delete":
+            return "would be deleted"
+        if action == "update":
+            return "would be rewritten"
+        if root == "events":
+            return _check_event(name, key, change.get("newValue"))
+        return _check_ack(name, key, change.get("newValue"))
+
+    return rule
+
+
+def _check_event(name: str, key: str, value: Any) -> str | None:
+    if not isinstance(value, bytes | bytearray):
+        return "is not an encoded event"
+    try:
+        event = cm.validate_event(cm.decode_map(value))
+    except (cm.CodecError, cm.EventError) as err:
+        return f"is not a valid event: {sanitize(err, 120)}"
+    if event["id"] != key:
+        return "is stored under another id"
+    if cm.events_doc_name(cm.Timestamp.parse(event["hlc"])) != name:
+        return "belongs to another day"
+    if cm.encode(event) != bytes(value):
+        return "is not in its canonical form"
+    return None
+
+
+def _check_ack(name: str, key: str, value: Any) -> str | None:
+    event_id, slash, node = key.partition("/")
+    if slash and not cm.is_node_code(node):
+        return "is not an event id, optionally followed by /<node code>"
+    try:
+        ts, _ = cm.split_event_id(event_id)
+    except cm.ClockError:
+        return "is not an event id"
+    if cm.events_doc_name(ts) != name:
+        return "acknowledges an event of another day"
+    if not isinstance(value, bytes | bytearray) or len(value) > MAX_ACK_BYTES:
+        return f"must be an encoded ack of at most {MAX_ACK_BYTES} bytes"
+    try:
+        cm.decode_map(value)
+    except cm.CodecError:
+        return "is not an encoded ack"
+    return None
+
+
+def _ref_rule(root: str, key: str, change: dict[str, Any], had_manifest: bool) -> str | None:
+    del root
+    action = change.get("action")
+    if action == "delete":
+        # Two nodes importing the same export write each key twice; a node that saw
+        # both may relay the loser's deletion before the winner arrives. Never
+        # applied; a full diff (STEP1) brings the winner along.
+        return _DEFER
+    if action == "update":
+        if change.get("oldValue") != change.get("newValue"):
+            return "would be rewritten in a written reference"
+        return None
+    if had_manifest:
+        return "would be added to a reference written already"
+    value = change.get("newValue")
+    if not isinstance(value, bytes | bytearray):
+        return "is not an encoded value"
+    try:
+        cm.decode(value)
+    except cm.CodecError:
+        return "is not an encoded value"
+    return None

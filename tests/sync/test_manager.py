@@ -1,0 +1,150 @@
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from typing import Any
+
+import crdt_model as cm
+from sync import Channel, MemoryReplica, PeerState, SyncManager
+
+from .sync_helpers import (
+    FAST,
+    ChaosNet,
+    Cluster,
+    doc_of,
+    event,
+    events_of,
+    identity,
+    record,
+    wait_until,
+)
+
+
+def live_peers(manager: SyncManager) -> list[dict[str, Any]]:
+    return [p for p in manager.peers() if p["state"] == "live"]
+
+
+async def test_two_connections_between_a_pair_become_one() -> None:
+    cluster = Cluster("AB")
+    await cluster.connect_all(both_ways=True)
+    a, b = cluster.managers["A"], cluster.managers["B"]
+    await wait_until(lambda: len(live_peers(a)) == 1 and len(live_peers(b)) == 1)
+    kept_a, kept_b = a._sessions["node-B"], b._sessions["node-A"]
+    await asyncio.sleep(FAST.backoff_max_s * 2)  # no churn: the other dialler waits
+    assert a._sessions["node-B"] is kept_a
+    assert b._sessions["node-A"] is kept_b
+    # the connection kept is the one opened by the smaller node id
+    assert kept_a.initiator
+    assert not kept_b.initiator
+    record(cluster.replicas["B"], event(1, "B"))
+    await wait_until(lambda: len(events_of(cluster.replicas["A"])) == 1)
+    await cluster.close()
+
+
+async def test_a_lost_connection_is_dialled_again_and_heals() -> None:
+    net = ChaosNet(random.Random(1))
+    net.chaos = False
+    cluster = Cluster("AB", net)
+    await cluster.connect_all()
+    a_mgr = cluster.managers["A"]
+    await wait_until(lambda: len(live_peers(a_mgr)) == 1)
+    first = a_mgr._sessions["node-B"]
+    net.cut_one()
+    record(cluster.replicas["A"], event(1, "A"))  # written while disconnected
+    await wait_until(lambda: a_mgr._sessions.get("node-B") not in (None, first))
+    await wait_until(lambda: len(events_of(cluster.replicas["B"])) == 1)
+    await wait_until(lambda: [p["node"] for p in live_peers(a_mgr)] == ["B"])
+    await cluster.close()
+
+
+async def test_dialling_backs_off_exponentially_with_jitter() -> None:
+    manager = SyncManager(MemoryReplica(), identity("A"), timing=FAST, rng=random.Random(3))
+    delays = [manager._backoff(n) for n in range(12)]
+    for n, delay in enumerate(delays):
+        base = min(FAST.backoff_max_s, FAST.backoff_min_s * 2**n)
+        assert base * 0.5 <= delay <= base
+    assert len({round(d, 6) for d in delays[6:]}) > 1  # jitter at the cap too
+
+    attempts: list[float] = []
+
+    async def failing() -> Channel:
+        attempts.append(time.monotonic())
+        raise OSError("connection refused \x1b[31m")
+
+    await manager.connect("10.0.0.9:8701", failing)
+    await wait_until(lambda: len(attempts) >= 6, timeout=3)
+    gaps = [b - a for a, b in zip(attempts, attempts[1:], strict=False)]
+    assert gaps[-1] > gaps[0]
+    [entry] = manager.peers()
+    assert entry["address"] == "10.0.0.9:8701"
+    assert entry["state"] == "connecting"
+    assert "connection refused" in entry["error"]
+    assert "\x1b" not in entry["error"]
+    await manager.close()
+
+
+async def test_a_compromised_node_is_flagged_and_the_others_carry_on() -> None:
+    cluster = Cluster("ABM")
+    evil = cluster.replicas["M"] = MemoryReplica(validate=False)
+    cluster.managers["M"] = SyncManager(evil, identity("M"), timing=FAST)
+    a, b = cluster.replicas["A"], cluster.replicas["B"]
+    for n in range(3):
+        record(a, event(n, "A"))
+        record(b, event(n, "B"))
+    await cluster.connect_all()
+    await wait_until(cluster.converged)
+    original = events_of(a)
+    target = event(1, "A")["id"]
+    # M rewrites one of A's events and erases one of B's
+    evil.write(
+        doc_of(event(1)),
+        lambda d: cm.events_map(d).__setitem__(
+            target, cm.encode({**event(1, "A"), "text": "forged"})
+        ),
+    )
+    evil.write(doc_of(event(1)), lambda d: cm.events_map(d).pop(event(2, "B")["id"]))
+    for code in "AB":
+        manager = cluster.managers[code]
+        await wait_until(lambda m=manager: "node-M" in m.flagged())  # type: ignore[misc]
+    assert events_of(a) == original
+    assert events_of(b) == original
+    assert events_of(evil) != original
+    flagged = {p["node_id"]: p for p in cluster.managers["A"].peers()}["node-M"]
+    assert flagged["state"] == "refused"
+    assert flagged["flagged"]
+    assert flagged["refused"]
+    # the honest nodes keep syncing
+    record(a, event(7, "A"))
+    record(b, event(8, "B"))
+    await wait_until(lambda: len(events_of(a)) == len(events_of(b)) == 8)
+    assert events_of(a) == events_of(b)
+    [peer_b] = [p for p in cluster.managers["A"].peers() if p["node"] == "B"]
+    assert peer_b["state"] == "live"
+    assert peer_b["last_sync"]
+    assert peer_b["name"] == "Poste B"
+    await wait_until(lambda: [p["unconfirmed"] for p in live_peers(cluster.managers["A"])] == [0])
+    # cut off for good: its new connections are turned down until the flag is cleared
+    await asyncio.sleep(FAST.backoff_max_s * 2)
+    assert all(
+        s.state is not PeerState.LIVE
+        for s in cluster.managers["A"]._running
+        if s.peer_node == "node-M"
+    )
+    assert events_of(a) == events_of(b)
+    await cluster.close()
+
+
+async def test_status_of_a_peer_behind() -> None:
+    cluster = Cluster("AB")
+    await cluster.connect_all()
+    await wait_until(lambda: len(live_peers(cluster.managers["A"])) == 1)
+    session = cluster.managers["A"]._sessions["node-B"]
+    session.ledger.peer_svs = {}  # as if B had told us it holds nothing
+    for n in range(4):
+        record(cluster.replicas["A"], event(n, "A"))
+    [entry] = cluster.managers["A"].peers()
+    assert entry["behind"] >= 4
+    assert entry["behind_docs"] == 1
+    await wait_until(lambda: cluster.managers["A"].peers()[0]["behind"] == 0)
+    await cluster.close()

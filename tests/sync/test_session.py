@@ -1,0 +1,230 @@
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+import crdt_model as cm
+from sync import (
+    Ack,
+    Bye,
+    Manifest,
+    MemoryChannel,
+    MemoryReplica,
+    PeerSession,
+    PeerState,
+    Ping,
+    Step2,
+    Update,
+    encode_frame,
+    memory_channel_pair,
+)
+
+from .sync_helpers import (
+    FAST,
+    RawPeer,
+    doc_of,
+    event,
+    events_of,
+    identity,
+    record,
+    snapshot,
+    wait_until,
+)
+
+
+class Pair:
+    """Two replicas, each with a session, over one in-memory connection."""
+
+    def __init__(self, a: MemoryReplica, b: MemoryReplica, ca: Any = None, cb: Any = None) -> None:
+        if ca is None:
+            ca, cb = memory_channel_pair()
+        self.a, self.b = a, b
+        self.sa = PeerSession(a, identity("A"), ca, timing=FAST, initiator=True, address="mem:b")
+        self.sb = PeerSession(b, identity("B"), cb, timing=FAST, address="mem:a")
+        self.tasks = [asyncio.create_task(self.sa.run()), asyncio.create_task(self.sb.run())]
+
+    async def close(self) -> list[str]:
+        self.sa.close()
+        return list(await asyncio.gather(*self.tasks))
+
+
+def replica_with(*events: dict[str, Any]) -> MemoryReplica:
+    replica = MemoryReplica()
+    for ev in events:
+        record(replica, ev)
+    return replica
+
+
+async def test_two_replicas_sync_every_document_both_ways() -> None:
+    a = replica_with(event(1, "A"), event(2, "A"))
+    a.write(
+        cm.ref_doc_name("EXP-1"),
+        lambda d: cm.write_reference(d, {"export_id": "EXP-1"}, {"sets": [{"n": 1}]}),
+    )
+    a.write(cm.CLUSTER_DOC, lambda d: cm.cluster_put(d, "members", "node-A", {"code": "A"}))
+    b = replica_with(event(1, "B", day=1))
+    b.write(cm.CLUSTER_DOC, lambda d: cm.cluster_put(d, "members", "node-B", {"code": "B"}))
+    pair = Pair(a, b)
+    await wait_until(lambda: pair.sa.state is PeerState.LIVE and pair.sb.state is PeerState.LIVE)
+    assert snapshot(a) == snapshot(b)
+    assert len(events_of(b)) == 3
+    status = pair.sa.status_dict()
+    assert status["node"] == "B"
+    assert status["name"] == "Poste B"
+    assert status["address"] == "mem:b"
+    assert status["last_sync"] is not None
+    assert status["behind"] == 0
+    await wait_until(lambda: pair.sa.status_dict()["unconfirmed"] == 0)
+    assert await pair.close() == ["closing", "peer closed: closing"]
+
+
+async def test_sync_over_a_channel_that_delivers_one_byte_at_a_time() -> None:
+    class Trickle(MemoryChannel):
+        async def send(self, data: bytes) -> None:
+            for i in range(len(data)):
+                await super().send(data[i : i + 1])
+
+    ca, cb = Trickle(), Trickle()
+    ca.peer, cb.peer = cb, ca
+    a = replica_with(*(event(n, "A") for n in range(5)))
+    b = replica_with(event(9, "B"))
+    pair = Pair(a, b, ca, cb)
+    await wait_until(lambda: len(events_of(a)) == len(events_of(b)) == 6)
+    record(b, event(10, "B"))
+    await wait_until(lambda: len(events_of(a)) == 7)
+    await pair.close()
+
+
+async def test_live_updates_are_acknowledged_once_durable() -> None:
+    a = replica_with(event(1, "A"))
+    b = MemoryReplica(store_delay=0.05)
+    pair = Pair(a, b)
+    await wait_until(lambda: pair.sa.state is PeerState.LIVE)
+    update = record(a, event(2, "A"))
+    assert pair.sa.status_dict()["unconfirmed"] == 1
+    await wait_until(lambda: pair.sa.status_dict()["unconfirmed"] == 0)
+    assert (doc_of(event(2)), update, "node-A") in b.stored  # stored before the ack came back
+    assert events_of(a) == events_of(b)
+    await pair.close()
+
+
+class Spy(MemoryChannel):
+    """Records every message it sends."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sent: list[Any] = []
+        self.raw = RawPeer(MemoryChannel())
+
+    async def send(self, data: bytes) -> None:
+        from sync import FrameDecoder, decode_message
+
+        self.sent.extend(decode_message(f) for f in FrameDecoder().feed(data))
+        await super().send(data)
+
+
+async def test_a_session_never_echoes_an_update_to_its_sender() -> None:
+    ca, cb = MemoryChannel(), Spy()
+    ca.peer, cb.peer = cb, ca
+    a, b = MemoryReplica(), MemoryReplica()
+    pair = Pair(a, b, ca, cb)
+    await wait_until(lambda: pair.sb.state is PeerState.LIVE)
+    for n in range(5):
+        record(a, event(n, "A"))
+    await wait_until(lambda: len(events_of(b)) == 5)
+    await asyncio.sleep(FAST.anti_entropy_s * 2)  # a few anti-entropy rounds
+    assert not [m for m in cb.sent if isinstance(m, Update | Step2)]
+    assert len([m for m in cb.sent if isinstance(m, Ack)]) == 5
+    await pair.close()
+
+
+async def test_updates_are_relayed_but_not_sent_back() -> None:
+    a, b, c = MemoryReplica(), MemoryReplica(), MemoryReplica()
+    ab_a, ab_b = MemoryChannel(), Spy()
+    ab_a.peer, ab_b.peer = ab_b, ab_a
+    ab = Pair(a, b, ab_a, ab_b)
+    bc = Pair(b, c)  # C talks to B only
+    await wait_until(lambda: ab.sb.state is PeerState.LIVE and bc.sb.state is PeerState.LIVE)
+    record(a, event(1, "A"))
+    record(c, event(2, "C"))
+    await wait_until(lambda: len(events_of(a)) == len(events_of(c)) == 2)
+    assert [m.doc for m in ab_b.sent if isinstance(m, Update)] == [doc_of(event(2))]  # C's only
+    await ab.close()
+    await bc.close()
+
+
+async def silent_peer(victim: MemoryReplica, **kw: Any) -> tuple[PeerSession, RawPeer, Any]:
+    mine, theirs = memory_channel_pair()
+    session = PeerSession(victim, identity("A"), mine, timing=FAST, **kw)
+    task = asyncio.create_task(session.run())
+    raw = RawPeer(theirs)
+    return session, raw, task
+
+
+async def test_heartbeats_find_a_silent_peer_dead() -> None:
+    session, raw, task = await silent_peer(MemoryReplica())
+    await raw.handshake(identity("B"))
+    await raw.send(Manifest({}))
+    await raw.expect(Ping)
+    started = asyncio.get_running_loop().time()
+    reason = await asyncio.wait_for(task, 3)
+    assert session.state is PeerState.DEAD
+    assert "no frame" in reason
+    assert asyncio.get_running_loop().time() - started <= FAST.dead_after_s + 0.3
+
+
+async def test_a_peer_answering_pings_stays_alive() -> None:
+    session, raw, task = await silent_peer(MemoryReplica())
+    await raw.handshake(identity("B"))
+    await raw.send(Manifest({}))
+    for _ in range(15):  # 1.5 dead_after_s worth of heartbeats
+        ping = await raw.expect(Ping)
+        await raw.send(Ack(ping.nonce))  # any frame shows life
+    assert session.state is PeerState.LIVE
+    session.close()
+    await task
+
+
+@pytest.mark.parametrize(
+    ("who", "version", "why"),
+    [
+        (identity("B", cluster="other"), 1, "another cluster"),
+        (identity("B"), 2, "protocol version"),
+        (identity("A"), 1, "ourselves"),
+        (identity("C"), 1, "certificate"),
+    ],
+)
+async def test_incompatible_peers_are_rejected_with_bye(who: Any, version: int, why: str) -> None:
+    session, raw, task = await silent_peer(MemoryReplica(), expected_node="node-B")
+    if who.code == "C":
+        who = identity("C")
+    await raw.handshake(who, version=version)
+    bye = await raw.expect(Bye)
+    assert why in bye.reason
+    await task
+    assert session.state is PeerState.REJECTED
+    assert why in (session.status.error or "")
+
+
+async def test_anti_entropy_heals_lost_updates() -> None:
+    class DropsUpdates(MemoryChannel):
+        async def send(self, data: bytes) -> None:
+            from sync import FrameDecoder, decode_message
+
+            kept = [
+                f for f in FrameDecoder().feed(data) if not isinstance(decode_message(f), Update)
+            ]
+            await super().send(b"".join(encode_frame(f) for f in kept))
+
+    ca, cb = DropsUpdates(), MemoryChannel()
+    ca.peer, cb.peer = cb, ca
+    a, b = MemoryReplica(), MemoryReplica()
+    pair = Pair(a, b, ca, cb)
+    await wait_until(lambda: pair.sa.state is PeerState.LIVE)
+    for n in range(3):
+        record(a, event(n, "A"))
+    assert not events_of(b)  # every live update is lost on the way...
+    await wait_until(lambda: len(events_of(b)) == 3, timeout=FAST.anti_entropy_s * 5)
+    await pair.close()  # ... and the next manifest brought them all
