@@ -11,6 +11,7 @@ import signal
 from aiohttp import web
 
 from ._api import make_app
+from ._devices import CycleCapture
 from ._layout import DataDir
 from ._node import Node
 from ._peering import make_sync_app, server_ssl
@@ -50,6 +51,7 @@ class NodeServer:
         self.mdns = mdns
         self.mdns_interfaces = mdns_interfaces
         self.replication: Replication | None = None
+        self.capture: CycleCapture | None = None
         self.node = Node(data)
         self._runners: list[web.AppRunner] = []
 
@@ -91,6 +93,8 @@ class NodeServer:
                         self.sync_listen = (self.sync_listen[0], sockets[0].getsockname()[1])
                         self.replication.sync_port = self.sync_listen[1]
                 await self.replication.async_start()
+            self.capture = CycleCapture(self.node, self.data.read_config())
+            self.capture.start()
             control = web.AppRunner(
                 make_app(self.node, control=True, replication=self.replication), access_log=None
             )
@@ -110,6 +114,9 @@ class NodeServer:
 
     async def async_stop(self) -> None:
         """Stop serving, finish pending writes, release the data directory."""
+        if self.capture is not None:
+            await self.capture.async_stop()
+            self.capture = None
         if self.replication is not None:
             await self.replication.async_stop()
             self.replication = None

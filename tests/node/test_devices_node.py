@@ -1,0 +1,112 @@
+"""Machine cycles captured by a running node: a real pty and a real drop folder."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from devices.simulators import SterilizerSimulator, VirtualSerial, WasherSimulator
+from node import NodeServer
+from tests.helpers import submission
+from tests.node.nodes import OPERATOR, new_data_dir
+
+
+async def _wait_for(predicate: Any, what: str, timeout: float = 20.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not predicate():
+        if loop.time() > deadline:
+            pytest.fail(f"timed out waiting for {what}")
+        await asyncio.sleep(0.05)
+
+
+def _events(server: NodeServer, kind: str) -> list[dict[str, Any]]:
+    return list(server.node.iter_events(event_type=kind))
+
+
+async def test_sterilizer_printout_on_a_pty_becomes_the_cycle_of_its_open_load(
+    tmp_path: Path,
+) -> None:
+    data = new_data_dir(tmp_path)
+    with VirtualSerial() as port:
+        data.config.write_text(
+            f'[[cycle_tap]]\nport = "{port.path}"\nmachine = "AUTO-2"\nformat = "dac"\n'
+        )
+        server = NodeServer(data, listen=("127.0.0.1", 0))
+        await server.async_start()
+        try:
+            node = server.node
+            loaded = await node.async_record(submission("steri.loaded", machine="AUTO-2"), OPERATOR)
+            sim = SterilizerSimulator(port, serial="AUTO-2")
+            await asyncio.to_thread(sim.run_cycle, 815, datetime(2026, 11, 28, 9, 0), chunk=7)
+            await _wait_for(lambda: _events(server, "steri.cycle"), "the cycle event")
+            [cycle] = _events(server, "steri.cycle")
+            assert cycle["machine"] == "AUTO-2"
+            assert int(cycle["cycle_no"]) == 815
+            assert cycle["result"] == "pass"
+            assert cycle["user"] == "device:AUTO-2"
+            assert "815" in cycle["raw"]
+            view = node.trace.fold.load(loaded["load"])
+            assert view is not None
+            assert view.as_dict()["status"] == "passed"
+            # a power cut in the middle of the next record: kept, flagged, never dropped
+            await asyncio.to_thread(
+                sim.run_cycle, 816, datetime(2026, 11, 28, 11, 0), cut_after=300
+            )
+            await asyncio.sleep(0.3)
+        finally:
+            await server.async_stop()  # the open record is handed out, flagged truncated
+        server = NodeServer(data, listen=("127.0.0.1", 0))
+        await server.async_start()
+        try:
+            kept = [
+                e
+                for e in server.node.iter_events()
+                if e["type"] in {"steri.cycle", "note"}
+                and "816" in (e.get("raw") or e.get("text") or "")
+            ]
+        finally:
+            await server.async_stop()
+    assert len(kept) == 1, kept
+    assert kept[0]["type"] == "note" or "truncated" in kept[0]["flags"]
+    if kept[0]["type"] == "steri.cycle":
+        assert kept[0]["result"] == "fail"
+
+
+async def test_washer_drop_folder_files_become_events_once(tmp_path: Path) -> None:
+    data = new_data_dir(tmp_path)
+    folder = tmp_path / "lavage"
+    folder.mkdir()
+    data.config.write_text(
+        f'[[cycle_folder]]\npath = "{folder}"\nmachine = "LD-02"\nkind = "washer"\n'
+    )
+    import devices._cycles._capture as capture
+
+    old, capture.POLL_INTERVAL = capture.POLL_INTERVAL, 0.05
+    server = NodeServer(data, listen=("127.0.0.1", 0))
+    await server.async_start()
+    try:
+        await server.node.async_record(submission("wash.loaded", machine="LD-02"), OPERATOR)
+        washer = WasherSimulator(folder, machine="LD-02")
+        washer.drop_cycle(42, datetime(2026, 11, 28, 7, 30))
+        await _wait_for(lambda: _events(server, "wash.cycle"), "the wash cycle event")
+        # the same cycle dropped again (at-least-once delivery) is not recorded twice
+        washer.drop_cycle(42, datetime(2026, 11, 28, 7, 30))
+        await _wait_for(
+            lambda: not list(folder.glob("*.txt")) and not list(folder.glob("*.csv")),
+            "the folder to be processed",
+            timeout=10,
+        )
+        capture_now = server.capture
+        assert capture_now is not None
+        await _wait_for(lambda: not capture_now._tasks, "the capture to record what it read")
+        cycles = _events(server, "wash.cycle")
+        assert len(cycles) == 1
+        assert int(cycles[0]["cycle_no"]) == 42
+    finally:
+        capture.POLL_INTERVAL = old
+        await server.async_stop()
