@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
@@ -37,6 +38,32 @@ class _NodeCollector(Collector):
         yield GaugeMetricFamily(
             "sterimesh_up", "1 while the node takes writes", value=0 if node.failed else 1
         )
+        peers = node.peer_status() if node.peer_status is not None else []
+        live = GaugeMetricFamily(
+            "sterimesh_peer_live", "1 while the peer is in sync", labels=["peer"]
+        )
+        unconfirmed = GaugeMetricFamily(
+            "sterimesh_peer_unconfirmed",
+            "Local updates the peer has not confirmed",
+            labels=["peer"],
+        )
+        behind = GaugeMetricFamily(
+            "sterimesh_peer_behind",
+            "Updates the peer lacks by its last state vectors",
+            labels=["peer"],
+        )
+        last = GaugeMetricFamily(
+            "sterimesh_peer_last_sync_timestamp_seconds", "Last complete sync", labels=["peer"]
+        )
+        for peer in peers:
+            name = str(peer.get("node") or peer.get("address") or "?")[:16]
+            live.add_metric([name], 1 if peer.get("state") == "live" else 0)
+            unconfirmed.add_metric([name], float(peer.get("unconfirmed") or 0))
+            behind.add_metric([name], float(peer.get("behind") or 0))
+            stamp = peer.get("last_sync")
+            if isinstance(stamp, str):
+                last.add_metric([name], datetime.fromisoformat(stamp).timestamp())
+        yield from (live, unconfirmed, behind, last)
 
 
 class Metrics:

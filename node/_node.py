@@ -171,6 +171,8 @@ class Node:
         self._log_counts: dict[str, int] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._merge_pool: ProcessPoolExecutor | None = None
+        self.peer_status: Callable[[], list[dict[str, Any]]] | None = None
+        """Set by the replication service: per-peer sync status for metrics."""
         self._principals: dict[str, Principal | None] = {}
         self._pending_local: dict[str, dict[str, Any]] = {}
         self.started_at = ""

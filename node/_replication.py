@@ -138,6 +138,7 @@ class Replication:
         """Dial the static peers and start mDNS."""
         self._client = aiohttp.ClientSession()
         self._unsubscribe = self.node.add_listener(self._on_change)
+        self.node.peer_status = self.peers
         for address in self.static_peers:
             await self.manager.connect(address, self._dialer(address))
         if self.mdns_enabled:
@@ -156,6 +157,7 @@ class Replication:
         """Say goodbye on mDNS, close every session."""
         if self._unsubscribe is not None:
             self._unsubscribe()
+        self.node.peer_status = None
         if self._mdns is not None:
             await self._mdns.async_stop()
         await self.manager.close()

@@ -173,6 +173,16 @@ async def test_peers_report_their_sync_state(cluster: Cluster) -> None:
             await asyncio.sleep(0.3)
     assert {p["node"] for p in live} == {"B", "C"}
     assert all(p["member"] == "member" for p in live)
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(
+            cluster.nodes[0].base_url + "/metrics", headers={"Authorization": f"Bearer {admin}"}
+        ) as resp,
+    ):
+        text = await resp.text()
+    assert 'sterimesh_peer_live{peer="B"} 1.0' in text
+    assert 'sterimesh_peer_live{peer="C"} 1.0' in text
+    assert "sterimesh_peer_unconfirmed" in text
 
 
 async def test_a_node_restarted_after_sigkill_catches_up(cluster: Cluster) -> None:
