@@ -476,11 +476,15 @@ class Node:
         if problem is not None:
             raise RuleError(problem)
         warnings = self.trace.warnings(submission, today)
-        return await self.async_record(submission, principal), warnings
+        return await self._record_valid(submission, principal), warnings
 
     async def async_record(self, body: Any, principal: Principal) -> dict[str, Any]:
         """Validate, stamp and durably store a new event; returns it as stored."""
-        submission = cm.validate_submission(body)
+        return await self._record_valid(cm.validate_submission(body), principal)
+
+    async def _record_valid(
+        self, submission: dict[str, Any], principal: Principal
+    ) -> dict[str, Any]:
         event_type = cm.EVENT_TYPES[submission["type"]]
         wall = self._clock()
         ts = self.hlc.now(wall)
