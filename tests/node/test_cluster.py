@@ -241,3 +241,39 @@ async def test_sync_port_gives_nothing_without_a_member_certificate(
     b_id = __import__("json").loads(status)["node_id"]
     run_cli("revoke", "--data", str(a.data.root), b_id)
     assert await _knock(a.sync_address, _tls(b.data.pki, None)) == ("refused", 403)
+
+
+async def test_a_revoked_node_is_refused_by_every_peer(cluster: Cluster) -> None:
+    a, b, c = cluster.nodes
+    b_id = __import__("json").loads(run_cli("status", "--data", str(b.data.root), "--json").stdout)[
+        "node_id"
+    ]
+    run_cli("revoke", "--data", str(a.data.root), "B")
+    admin = create_token(a.data, "admin", "it")  # replicated to C with the revocation
+    deadline = time.monotonic() + 30
+    async with aiohttp.ClientSession() as session:
+        while True:
+            async with session.get(
+                c.base_url + "/api/nodes", headers={"Authorization": f"Bearer {admin}"}
+            ) as resp:
+                states = (
+                    {n["code"]: n["state"] for n in (await resp.json())["nodes"]}
+                    if resp.status == 200
+                    else {}
+                )
+            if states.get("B") == "revoked":
+                break
+            if time.monotonic() > deadline:
+                pytest.fail(f"C never learned of the revocation: {states}")
+            await asyncio.sleep(0.3)
+    assert c.sync_address is not None
+    assert await _knock(c.sync_address, _tls(b.data.pki, None)) == ("refused", 403)
+    # B keeps working alone, but what it records no longer reaches the others
+    async with aiohttp.ClientSession() as session:
+        [late] = await _write(b, cluster.token, 1, "after-revocation", session)
+        await asyncio.sleep(3)
+        async with session.get(
+            f"{a.base_url}/api/events/{late}", headers={"Authorization": f"Bearer {cluster.token}"}
+        ) as resp:
+            assert resp.status == 404
+    assert b_id
