@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import multiprocessing
 import secrets
@@ -243,6 +244,8 @@ class Node:
         except BaseException:
             await self.async_close()
             raise
+        # what start-up built lives as long as the node: keep it out of the collector's scans
+        gc.freeze()
         _LOGGER.info(
             "node %s (%s) open: %d events, incarnation %d",
             self.code,
