@@ -11,7 +11,7 @@ from aiohttp import web
 
 import crdt_model as cm
 
-from ._api_trace import add_routes
+from ._api_trace import PRINTING_KEY, add_routes
 from ._bundle import BundleError, read_bundle
 from ._cluster import async_invite, async_revoke, members
 from ._http import (
@@ -30,6 +30,7 @@ from ._http import (
     require,
 )
 from ._node import VERSION, Node
+from ._printing import Printing
 from ._replication import REPLICATION_KEY as REPLICATION_APP_KEY
 from ._replication import Replication
 
@@ -217,7 +218,11 @@ async def get_peers(request: web.Request) -> web.Response:
 
 
 def make_app(
-    node: Node, *, control: bool = False, replication: Replication | None = None
+    node: Node,
+    *,
+    control: bool = False,
+    replication: Replication | None = None,
+    printing: Printing | None = None,
 ) -> web.Application:
     """The HTTP application for a node; `control` for its local control socket."""
     app = web.Application(
@@ -239,6 +244,8 @@ def make_app(
     app.router.add_get("/api/peers", get_peers)
     if replication is not None:
         app[REPLICATION_APP_KEY] = replication
+    if printing is not None:
+        app[PRINTING_KEY] = printing
     app.router.add_get("/metrics", metrics)
     add_routes(app)
     return app

@@ -12,6 +12,9 @@ import devices
 
 from ._http import NODE_KEY, PRINCIPAL_KEY, ApiError, read_json, require
 from ._node import Node
+from ._printing import Printing
+
+PRINTING_KEY: web.AppKey[Printing] = web.AppKey("printing", Printing)
 
 DEFAULT_FEED_LIMIT = 1000
 MAX_FEED_LIMIT = 10000
@@ -201,10 +204,32 @@ async def post_label(request: web.Request) -> web.Response:
         or not isinstance(body.get("load"), str)
     ):
         raise ApiError(422, 'send {"set": ..., "load": ...}')
-    label = await _node(request).async_issue_label(
-        body["set"], body["load"], principal, body.get("printer")
-    )
+    printer = body.get("printer")
+    printing = request.app.get(PRINTING_KEY)
+    if printer is not None and (printing is None or printer not in printing.formats):
+        raise ApiError(422, f"no printer {str(printer)[:40]!r} on this node")
+    label = await _node(request).async_issue_label(body["set"], body["load"], principal, printer)
+    if printer is not None and printing is not None:
+        label["job"] = printing.submit(label["label_id"], printer)
     return web.json_response(label, status=201)
+
+
+async def get_printers(request: web.Request) -> web.Response:
+    """Printers of this node and their unfinished jobs (errors shown to the operator)."""
+    require(request, "read")
+    printing = request.app.get(PRINTING_KEY)
+    return web.json_response(printing.status() if printing else {"printers": [], "jobs": []})
+
+
+async def post_print_job(request: web.Request) -> web.Response:
+    """Retry or cancel a print job."""
+    require(request, "record")
+    printing = request.app.get(PRINTING_KEY)
+    if printing is None:
+        raise ApiError(404, "no printers on this node")
+    job_id, action = request.match_info["job"], request.match_info["action"]
+    job = printing.queue.retry(job_id) if action == "retry" else printing.queue.cancel(job_id)
+    return web.json_response(job.to_json())
 
 
 async def get_label_file(request: web.Request) -> web.Response:
@@ -231,4 +256,6 @@ def add_routes(app: web.Application) -> None:
     app.router.add_get("/api/feed", get_feed)
     app.router.add_post("/api/feed/ack", post_feed_ack)
     app.router.add_post("/api/labels", post_label)
+    app.router.add_get("/api/printers", get_printers)
+    app.router.add_post(r"/api/print-jobs/{job}/{action:retry|cancel}", post_print_job)
     app.router.add_get(r"/api/labels/{label_id}.{fmt:pdf|zpl}", get_label_file)

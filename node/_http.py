@@ -12,6 +12,7 @@ from typing import Any
 from aiohttp import web
 
 import crdt_model as cm
+import devices
 
 from ._auth import AuthError, Principal
 from ._node import Node, NodeError
@@ -74,6 +75,10 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         response = error_response(err.status, str(err))
     except cm.FoldError as err:
         response = error_response(404, str(err))
+    except devices.JobNotFoundError as err:
+        response = error_response(404, str(err))
+    except devices.DeviceError as err:
+        response = error_response(409, str(err))
     except (AuthError, PkiError) as err:
         response = error_response(422, str(err))
     except web.HTTPException as err:

@@ -15,6 +15,7 @@ from ._devices import CycleCapture
 from ._layout import DataDir
 from ._node import Node
 from ._peering import make_sync_app, server_ssl
+from ._printing import Printing
 from ._replication import Replication
 
 _LOGGER = logging.getLogger(__name__)
@@ -52,6 +53,7 @@ class NodeServer:
         self.mdns_interfaces = mdns_interfaces
         self.replication: Replication | None = None
         self.capture: CycleCapture | None = None
+        self.printing: Printing | None = None
         self.node = Node(data)
         self._runners: list[web.AppRunner] = []
 
@@ -59,6 +61,8 @@ class NodeServer:
         """Open the node and start serving."""
         await self.node.async_open()
         try:
+            self.printing = Printing(self.node, self.data.read_config())
+            self.printing.start()
             if self.sync_listen is not None:
                 self.replication = Replication(
                     self.node,
@@ -68,7 +72,8 @@ class NodeServer:
                     sync_port=self.sync_listen[1],
                 )
             runner = web.AppRunner(
-                make_app(self.node, replication=self.replication), access_log=None
+                make_app(self.node, replication=self.replication, printing=self.printing),
+                access_log=None,
             )
             await runner.setup()
             self._runners.append(runner)
@@ -96,7 +101,13 @@ class NodeServer:
             self.capture = CycleCapture(self.node, self.data.read_config())
             self.capture.start()
             control = web.AppRunner(
-                make_app(self.node, control=True, replication=self.replication), access_log=None
+                make_app(
+                    self.node,
+                    control=True,
+                    replication=self.replication,
+                    printing=self.printing,
+                ),
+                access_log=None,
             )
             await control.setup()
             self._runners.append(control)
@@ -117,6 +128,9 @@ class NodeServer:
         if self.capture is not None:
             await self.capture.async_stop()
             self.capture = None
+        if self.printing is not None:
+            await self.printing.async_stop()
+            self.printing = None
         if self.replication is not None:
             await self.replication.async_stop()
             self.replication = None
