@@ -11,9 +11,10 @@ from aiohttp import web
 
 import crdt_model as cm
 
-from ._api_trace import PRINTING_KEY, add_routes
+from ._api_trace import PRINTING_KEY, SCANNERS_KEY, add_routes
 from ._bundle import BundleError, read_bundle
 from ._cluster import async_invite, async_revoke, members
+from ._devices import Scanners
 from ._http import (
     CONTROL_KEY,
     DAY_RE,
@@ -223,6 +224,7 @@ def make_app(
     control: bool = False,
     replication: Replication | None = None,
     printing: Printing | None = None,
+    scanners: Scanners | None = None,
 ) -> web.Application:
     """The HTTP application for a node; `control` for its local control socket."""
     app = web.Application(
@@ -246,6 +248,8 @@ def make_app(
         app[REPLICATION_APP_KEY] = replication
     if printing is not None:
         app[PRINTING_KEY] = printing
+    if scanners is not None:
+        app[SCANNERS_KEY] = scanners
     app.router.add_get("/metrics", metrics)
     add_routes(app)
     return app

@@ -10,11 +10,13 @@ from aiohttp import web
 import crdt_model as cm
 import devices
 
+from ._devices import Scanners
 from ._http import NODE_KEY, PRINCIPAL_KEY, ApiError, read_json, require
 from ._node import Node
 from ._printing import Printing
 
 PRINTING_KEY: web.AppKey[Printing] = web.AppKey("printing", Printing)
+SCANNERS_KEY: web.AppKey[Scanners] = web.AppKey("scanners", Scanners)
 
 DEFAULT_FEED_LIMIT = 1000
 MAX_FEED_LIMIT = 10000
@@ -245,6 +247,22 @@ async def get_label_file(request: web.Request) -> web.Response:
     return web.Response(body=devices.render_zpl(data), content_type="application/zpl")
 
 
+async def get_scans(request: web.Request) -> web.Response:
+    """A station's scans after `after`, waiting up to `wait` seconds for the next one."""
+    require(request, "read")
+    scanners = request.app.get(SCANNERS_KEY)
+    station = request.query.get("station", "")
+    try:
+        after = int(request.query.get("after", "0"))
+        wait = float(request.query.get("wait", "0"))
+    except ValueError:
+        raise ApiError(400, "after is a whole number, wait a number of seconds") from None
+    if scanners is None or station not in scanners.stations:
+        raise ApiError(404, f"no scanner at station {station[:40]!r}")
+    scans = await scanners.async_scans(station, after, max(0.0, wait))
+    return web.json_response({"scans": scans, "last": scans[-1]["seq"] if scans else after})
+
+
 def add_routes(app: web.Application) -> None:
     """Register the traceability routes."""
     app.router.add_get("/api/sets/{instance}", get_set)
@@ -257,5 +275,6 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post("/api/feed/ack", post_feed_ack)
     app.router.add_post("/api/labels", post_label)
     app.router.add_get("/api/printers", get_printers)
+    app.router.add_get("/api/scans", get_scans)
     app.router.add_post(r"/api/print-jobs/{job}/{action:retry|cancel}", post_print_job)
     app.router.add_get(r"/api/labels/{label_id}.{fmt:pdf|zpl}", get_label_file)

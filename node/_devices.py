@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import crdt_model as cm
@@ -156,3 +157,123 @@ class CycleCapture:
             f"Motif : {reason[:300]}\n---\n{record.raw[:3000]}"
         )
         return await self.node.async_record({"type": "note", "text": text, "ref": "cycle"}, who)
+
+
+TERMINATORS = {"cr": b"\r", "lf": b"\n", "crlf": b"\r\n", "tab": b"\t"}
+SCANS_KEPT = 200
+"""Scans kept per station for stations that look (a bounded ring)."""
+MAX_WAIT_S = 25.0
+
+
+class Scanners:
+    """Serial scanners of this node: each scan becomes input of its station.
+
+    node.toml:
+
+        [[scanner]]
+        port = "/dev/ttyACM0"
+        station = "sale-1"
+        terminator = "cr"      # cr | lf | crlf | tab
+        baud = 9600
+
+    A station (its web page, or any client) reads `GET /api/scans?station=&after=&wait=`.
+    """
+
+    def __init__(self, node: Node, config: dict[str, Any]) -> None:
+        self.node = node
+        self._entries = config.get("scanner", [])
+        self._readers: list[devices.ScannerReader] = []
+        self._scans: dict[str, list[dict[str, Any]]] = {}
+        self._seq = 0
+        self._changed: asyncio.Condition | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    @property
+    def stations(self) -> list[str]:
+        """Stations that have a scanner."""
+        return sorted({str(e.get("station")) for e in self._entries if isinstance(e, dict)})
+
+    def start(self) -> None:
+        """Open every scanner's port (reader threads)."""
+        self._loop = asyncio.get_running_loop()
+        self._changed = asyncio.Condition()
+        for entry in self._entries:
+            if not isinstance(entry, dict) or not entry.get("port") or not entry.get("station"):
+                raise DeviceConfigError("a [[scanner]] needs port and station")
+            terminator = TERMINATORS.get(str(entry.get("terminator", "cr")))
+            if terminator is None:
+                raise DeviceConfigError(f"scanner terminator is one of {', '.join(TERMINATORS)}")
+            station = str(entry["station"])
+            reader = devices.ScannerReader(
+                str(entry["port"]),
+                baudrate=int(entry.get("baud", 9600)),
+                terminator=terminator,
+                on_scan=self._scan_handler(station),
+                on_error=self._error_handler(station),
+            )
+            reader.start()
+            self._readers.append(reader)
+
+    def _scan_handler(self, station: str) -> Callable[[devices.Scan], None]:
+        return lambda scan: self._from_thread(station, scan, None)
+
+    def _error_handler(self, station: str) -> Callable[[devices.BarcodeError, bytes], None]:
+        return lambda err, _raw: self._from_thread(station, None, str(err))
+
+    async def async_stop(self) -> None:
+        """Close every scanner's port."""
+        for reader in self._readers:
+            await asyncio.to_thread(reader.stop)
+
+    def _from_thread(self, station: str, scan: devices.Scan | None, error: str | None) -> None:
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(self._add, station, scan, error)
+
+    def _add(self, station: str, scan: devices.Scan | None, error: str | None) -> None:
+        self._seq += 1
+        entry: dict[str, Any] = {"seq": self._seq, "station": station, "at": time.time()}
+        if scan is None:
+            entry.update(kind="error", error=(error or "unreadable scan")[:200])
+        else:
+            entry.update(kind=str(scan.kind), text=scan.text, **self._resolve(scan))
+        ring = self._scans.setdefault(station, [])
+        ring.append(entry)
+        del ring[:-SCANS_KEPT]
+        asyncio.get_running_loop().create_task(self._notify())
+
+    async def _notify(self) -> None:
+        assert self._changed is not None
+        async with self._changed:
+            self._changed.notify_all()
+
+    def _resolve(self, scan: devices.Scan) -> dict[str, Any]:
+        """What a scan names: a set instance, an instrument (and its set) or a plain code."""
+        if scan.kind is devices.ScanKind.INSTANCE:
+            return {"set": scan.text}
+        if scan.gs1 is None:
+            return {"code": scan.text}
+        gtin, serial = scan.gs1.get("01"), scan.gs1.get("21")
+        found: dict[str, Any] = {"gtin": gtin, "serial": serial}
+        ref = self.node.trace.fold.reference
+        doc = None if ref is None else self.node.docs.get(cm.ref_doc_name(ref.export_id))
+        if doc is not None and gtin is not None:
+            for row in cm.read_table(doc, "instruments"):
+                if row.get("gtin") == gtin and (serial is None or str(row.get("serial")) == serial):
+                    found.update(instrument=row.get("udi"), set=row.get("set_instance") or None)
+                    break
+        return found
+
+    async def async_scans(self, station: str, after: int, wait: float) -> list[dict[str, Any]]:
+        """Scans of a station newer than `after`, waiting up to `wait` seconds for one."""
+        deadline = time.monotonic() + min(wait, MAX_WAIT_S)
+        while True:
+            found = [s for s in self._scans.get(station, []) if s["seq"] > after]
+            left = deadline - time.monotonic()
+            if found or left <= 0 or self._changed is None:
+                return found
+            async with self._changed:
+                try:
+                    await asyncio.wait_for(self._changed.wait(), left)
+                except TimeoutError:
+                    return []

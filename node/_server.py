@@ -11,7 +11,7 @@ import signal
 from aiohttp import web
 
 from ._api import make_app
-from ._devices import CycleCapture
+from ._devices import CycleCapture, Scanners
 from ._layout import DataDir
 from ._node import Node
 from ._peering import make_sync_app, server_ssl
@@ -54,6 +54,7 @@ class NodeServer:
         self.replication: Replication | None = None
         self.capture: CycleCapture | None = None
         self.printing: Printing | None = None
+        self.scanners: Scanners | None = None
         self.node = Node(data)
         self._runners: list[web.AppRunner] = []
 
@@ -61,8 +62,11 @@ class NodeServer:
         """Open the node and start serving."""
         await self.node.async_open()
         try:
-            self.printing = Printing(self.node, self.data.read_config())
+            config = self.data.read_config()
+            self.printing = Printing(self.node, config)
             self.printing.start()
+            self.scanners = Scanners(self.node, config)
+            self.scanners.start()
             if self.sync_listen is not None:
                 self.replication = Replication(
                     self.node,
@@ -72,7 +76,12 @@ class NodeServer:
                     sync_port=self.sync_listen[1],
                 )
             runner = web.AppRunner(
-                make_app(self.node, replication=self.replication, printing=self.printing),
+                make_app(
+                    self.node,
+                    replication=self.replication,
+                    printing=self.printing,
+                    scanners=self.scanners,
+                ),
                 access_log=None,
             )
             await runner.setup()
@@ -106,6 +115,7 @@ class NodeServer:
                     control=True,
                     replication=self.replication,
                     printing=self.printing,
+                    scanners=self.scanners,
                 ),
                 access_log=None,
             )
@@ -131,6 +141,9 @@ class NodeServer:
         if self.printing is not None:
             await self.printing.async_stop()
             self.printing = None
+        if self.scanners is not None:
+            await self.scanners.async_stop()
+            self.scanners = None
         if self.replication is not None:
             await self.replication.async_stop()
             self.replication = None

@@ -110,3 +110,48 @@ async def test_washer_drop_folder_files_become_events_once(tmp_path: Path) -> No
     finally:
         capture.POLL_INTERVAL = old
         await server.async_stop()
+
+
+async def test_a_serial_scanner_feeds_its_station_and_survives_an_unplug(tmp_path: Path) -> None:
+    import aiohttp
+
+    from devices.simulators import ScannerSimulator
+
+    data = new_data_dir(tmp_path)
+    with VirtualSerial() as port:
+        data.config.write_text(f'[[scanner]]\nport = "{port.path}"\nstation = "sale-1"\n')
+        server = NodeServer(data, listen=("127.0.0.1", 0))
+        await server.async_start()
+        connector = aiohttp.UnixConnector(path=str(data.socket))
+        try:
+            async with aiohttp.ClientSession(connector=connector) as session:
+
+                async def scans(after: int, wait: float = 10) -> dict[str, Any]:
+                    url = f"http://node/api/scans?station=sale-1&after={after}&wait={wait}"
+                    async with session.get(url) as resp:
+                        assert resp.status == 200, await resp.text()
+                        answer: dict[str, Any] = await resp.json()
+                        return answer
+
+                scanner = ScannerSimulator(port)
+                waiting = asyncio.ensure_future(scans(0))
+                await asyncio.sleep(0.2)
+                scanner.scan("JDIGGRBA#111")
+                first = await waiting
+                assert [s["set"] for s in first["scans"]] == ["JDIGGRBA#111"]
+                assert server.scanners is not None
+                [reader] = server.scanners._readers
+                port.unplug()
+                await _wait_for(lambda: not reader.connected, "the reader to see the unplug")
+                port.plug()
+                await _wait_for(lambda: reader.connected, "the reader to reopen the port by itself")
+                scanner.scan("\x1d0103453120000011215ABC123", aim="]d2")
+                second = await scans(first["last"])
+                [gs1] = second["scans"]
+                assert gs1["kind"] == "gs1"
+                assert gs1["gtin"] == "03453120000011"
+                assert gs1["serial"] == "5ABC123"
+                async with session.get("http://node/api/scans?station=nowhere") as resp:
+                    assert resp.status == 404
+        finally:
+            await server.async_stop()
