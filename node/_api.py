@@ -34,6 +34,7 @@ from ._node import VERSION, Node
 from ._printing import Printing
 from ._replication import REPLICATION_KEY as REPLICATION_APP_KEY
 from ._replication import Replication
+from ._web import add_web_routes
 
 # -- handlers ---------------------------------------------------------------
 
@@ -252,4 +253,5 @@ def make_app(
         app[SCANNERS_KEY] = scanners
     app.router.add_get("/metrics", metrics)
     add_routes(app)
+    add_web_routes(app)
     return app

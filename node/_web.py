@@ -1,0 +1,475 @@
+"""Web UI: login, zone stations for operators, a live dashboard for heads (server-rendered)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+import jinja2
+from aiohttp import web
+
+import crdt_model as cm
+
+from ._auth import Principal, verify_password
+from ._http import NODE_KEY, PRINCIPAL_KEY, Handler
+from ._node import Node, NodeError
+from ._web_dash import dashboard_context
+from ._web_station import STEPS, async_perform, station_context
+from ._web_support import (
+    DEFAULT_LANGUAGE,
+    LANGUAGES,
+    LoginLimiter,
+    Signer,
+    load_catalogs,
+    local_time,
+    new_session,
+    node_secret,
+    translator,
+)
+
+_LOGGER = logging.getLogger(__name__)
+
+SESSION_COOKIE = "sm_session"
+LANG_COOKIE = "sm_lang"
+PRE_COOKIE = "sm_pre"
+FLASH_COOKIE = "sm_flash"
+STREAM_DEBOUNCE_S = 0.3
+STREAM_KEEPALIVE_S = 25.0
+STATIC_DIR = Path(__file__).parent / "static"
+TEMPLATES_DIR = Path(__file__).parent / "templates"
+_API_PREFIXES = ("/api/", "/metrics")
+_MAX_FORM = 64 * 1024
+_CSP = (
+    "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+    "connect-src 'self'; frame-ancestors 'none'; form-action 'self'"
+)
+
+
+@dataclass
+class WebState:
+    """What the web UI keeps per application."""
+
+    env: jinja2.Environment
+    catalogs: dict[str, dict[str, str]]
+    signer: Signer
+    limiter: LoginLimiter = field(default_factory=LoginLimiter)
+    clock: Callable[[], float] = time.time
+    streams: set[asyncio.Event] = field(default_factory=set)
+    closing: bool = False
+
+
+WEB_KEY: web.AppKey[WebState] = web.AppKey("web", WebState)
+SESSION_KEY: web.RequestKey[dict[str, Any]] = web.RequestKey("session", dict)
+
+
+def add_web_routes(app: web.Application) -> None:
+    """Register the web UI on a node's application (after the API routes)."""
+    node = app[NODE_KEY]
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(TEMPLATES_DIR),
+        autoescape=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    app[WEB_KEY] = WebState(env, load_catalogs(), Signer(node_secret(node.data.root)))
+    # the pages authenticate by session cookie, not by the API's bearer token
+    app.middlewares.insert(1, _web_middleware)
+    app.router.add_get("/", index)
+    app.router.add_get("/login", login_page)
+    app.router.add_post("/login", login_post)
+    app.router.add_post("/logout", logout)
+    app.router.add_get("/lang/{lang}", set_language)
+    app.router.add_get("/station", station_page)
+    app.router.add_post("/station", station_post)
+    app.router.add_get("/dashboard", dashboard_page)
+    app.router.add_get("/dashboard/body", dashboard_body)
+    app.router.add_get("/dashboard/stream", dashboard_stream)
+    app.router.add_post("/dashboard/resolve", resolve_post)
+    app.router.add_static("/static/", STATIC_DIR, name="static")
+    app.on_startup.append(_on_startup)
+    app.on_shutdown.append(_on_shutdown)
+
+
+# -- plumbing -------------------------------------------------------------------------
+
+
+@web.middleware
+async def _web_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Pages skip the bearer-token middleware: they check the session cookie themselves."""
+    if request.path.startswith(_API_PREFIXES) or request.app.get(WEB_KEY) is None:
+        return await handler(request)
+    match = request.match_info
+    if match.http_exception is not None:
+        raise match.http_exception
+    response = await match.handler(request)
+    response.headers.setdefault(
+        "Content-Security-Policy",
+        "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; connect-src 'self'; frame-ancestors 'none'",
+    )
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    response.headers.setdefault("Referrer-Policy", "same-origin")
+    return response
+
+
+async def _on_startup(app: web.Application) -> None:
+    state = app[WEB_KEY]
+
+    def changed(_name: str, _update: bytes, _origin: str | None) -> None:
+        for flag in list(state.streams):
+            flag.set()
+
+    unsubscribe = app[NODE_KEY].add_listener(changed)
+
+    async def stop(_app: web.Application) -> None:
+        unsubscribe()
+
+    app.on_cleanup.append(stop)
+
+
+async def _on_shutdown(app: web.Application) -> None:
+    state = app[WEB_KEY]
+    state.closing = True
+    for flag in list(state.streams):
+        flag.set()
+
+
+def _state(request: web.Request) -> WebState:
+    return request.app[WEB_KEY]
+
+
+def _node(request: web.Request) -> Node:
+    return request.app[NODE_KEY]
+
+
+def _lang(request: web.Request, session: dict[str, Any] | None = None) -> str:
+    lang = (session or {}).get("l") or request.cookies.get(LANG_COOKIE) or DEFAULT_LANGUAGE
+    return lang if lang in LANGUAGES else DEFAULT_LANGUAGE
+
+
+def _cookie(response: web.StreamResponse, request: web.Request, name: str, value: str) -> None:
+    response.set_cookie(
+        name, value, httponly=True, samesite="Strict", secure=request.secure, path="/"
+    )
+
+
+def _user(node: Node, login: str) -> dict[str, Any] | None:
+    entry = cm.cluster_get(node.docs[cm.CLUSTER_DOC], "users", login)
+    if not isinstance(entry, dict) or entry.get("revoked") or entry.get("disabled"):
+        return None
+    return entry
+
+
+def _principal(request: web.Request) -> Principal | None:
+    """The logged-in person (role read from the cluster document on every request)."""
+    state = _state(request)
+    session = state.signer.loads(request.cookies.get(SESSION_COOKIE))
+    if session is None or not isinstance(session.get("u"), str):
+        return None
+    if not isinstance(session.get("e"), int) or session["e"] < state.clock():
+        return None
+    entry = _user(_node(request), session["u"])
+    if entry is None:
+        return None
+    request[SESSION_KEY] = session
+    principal = Principal(name=session["u"], role=str(entry.get("role")))
+    request[PRINCIPAL_KEY] = principal
+    return principal
+
+
+def render(request: web.Request, template: str, status: int = 200, **context: Any) -> web.Response:
+    """A page in the person's language."""
+    state = _state(request)
+    session = request.get(SESSION_KEY)
+    lang = _lang(request, session)
+    node = _node(request)
+    gettext = translator(state.catalogs, lang)
+    principal = request.get(PRINCIPAL_KEY)
+    html = state.env.get_template(template).render(
+        _=gettext,
+        lang=lang,
+        languages=LANGUAGES,
+        node=node,
+        user=principal,
+        csrf=(session or {}).get("c", ""),
+        path=request.path_qs,
+        when=lambda value, fmt="%d/%m %H:%M": local_time(value, node.timezone, fmt),
+        **context,
+    )
+    return web.Response(text=html, status=status, content_type="text/html", charset="utf-8")
+
+
+def _deny(request: web.Request, principal: Principal | None) -> web.StreamResponse:
+    if principal is None:
+        raise web.HTTPSeeOther("/login?" + urlencode({"next": request.path_qs}))
+    gettext = translator(_state(request).catalogs, _lang(request, request.get(SESSION_KEY)))
+    return render(request, "error.html", 403, message=gettext("Your role may not use this page."))
+
+
+def _gate(request: web.Request, permission: str) -> Principal | web.StreamResponse:
+    principal = _principal(request)
+    if principal is None or not principal.can(permission):
+        return _deny(request, principal)
+    return principal
+
+
+async def _form(request: web.Request) -> dict[str, str]:
+    if request.content_length is not None and request.content_length > _MAX_FORM:
+        raise web.HTTPRequestEntityTooLarge(max_size=_MAX_FORM, actual_size=request.content_length)
+    data = await request.post()
+    return {k: v for k, v in data.items() if isinstance(v, str)}
+
+
+def _csrf_ok(request: web.Request, form: dict[str, str]) -> bool:
+    expected = (request.get(SESSION_KEY) or {}).get("c")
+    given = form.get("csrf", "")
+    return isinstance(expected, str) and bool(given) and secrets.compare_digest(expected, given)
+
+
+def _csrf_refused(request: web.Request) -> web.Response:
+    gettext = translator(_state(request).catalogs, _lang(request, request.get(SESSION_KEY)))
+    return render(
+        request,
+        "error.html",
+        403,
+        message=gettext("The form expired or did not come from this page: try again."),
+    )
+
+
+def _safe_next(value: str | None) -> str:
+    if value and value.startswith("/") and not value.startswith("//") and "\\" not in value:
+        return value
+    return "/"
+
+
+def _flash(request: web.Request) -> dict[str, Any] | None:
+    return _state(request).signer.loads(request.cookies.get(FLASH_COOKIE))
+
+
+def _redirect(request: web.Request, to: str, flash: dict[str, Any] | None = None) -> web.Response:
+    response = web.Response(status=303, headers={"Location": to})
+    if flash is not None:
+        _cookie(response, request, FLASH_COOKIE, _state(request).signer.dumps(flash))
+    return response
+
+
+def _home(principal: Principal) -> str:
+    return "/station" if principal.can("record") else "/dashboard"
+
+
+# -- login ----------------------------------------------------------------------------
+
+
+async def index(request: web.Request) -> web.StreamResponse:
+    """The person's home page, or the login page."""
+    principal = _principal(request)
+    raise web.HTTPSeeOther("/login" if principal is None else _home(principal))
+
+
+async def login_page(request: web.Request, error: str | None = None) -> web.Response:
+    """The login form (with a pre-session CSRF token, double-submitted)."""
+    token = request.cookies.get(PRE_COOKIE) or secrets.token_urlsafe(24)
+    response = render(
+        request,
+        "login.html",
+        401 if error else 200,
+        pre=token,
+        error=error,
+        next=_safe_next(request.query.get("next")),
+    )
+    _cookie(response, request, PRE_COOKIE, token)
+    return response
+
+
+async def login_post(request: web.Request) -> web.StreamResponse:
+    """Check user and password; rate-limited per login and address."""
+    state = _state(request)
+    gettext = translator(state.catalogs, _lang(request))
+    form = await _form(request)
+    pre = request.cookies.get(PRE_COOKIE, "")
+    if not pre or not secrets.compare_digest(pre, form.get("csrf", "")):
+        return await login_page(
+            request, gettext("The form expired or did not come from this page: try again.")
+        )
+    login = form.get("login", "").strip().lower()[:64]
+    address = request.remote or "?"
+    if state.limiter.blocked(login, address):
+        response = await login_page(
+            request, gettext("Too many failed attempts: wait 5 minutes and try again.")
+        )
+        response.set_status(429)
+        return response
+    entry = _user(_node(request), login)
+    password = form.get("password", "")
+    stored = None if entry is None else entry.get("password")
+    good = isinstance(stored, dict) and await asyncio.to_thread(verify_password, password, stored)
+    if not good or entry is None:
+        state.limiter.failed(login, address)
+        _LOGGER.info("failed web login for %r from %s", login, address)
+        return await login_page(request, gettext("Unknown user or wrong password."))
+    state.limiter.succeeded(login, address)
+    session = new_session(login, _lang(request), state.clock())
+    principal = Principal(name=login, role=str(entry.get("role")))
+    target = _safe_next(form.get("next"))
+    response = _redirect(request, _home(principal) if target == "/" else target)
+    _cookie(response, request, SESSION_COOKIE, state.signer.dumps(session))
+    response.del_cookie(PRE_COOKIE, path="/")
+    return response
+
+
+async def logout(request: web.Request) -> web.StreamResponse:
+    """End the session."""
+    _principal(request)
+    form = await _form(request)
+    if request.get(SESSION_KEY) is not None and not _csrf_ok(request, form):
+        return _csrf_refused(request)
+    response = _redirect(request, "/login")
+    response.del_cookie(SESSION_COOKIE, path="/")
+    return response
+
+
+async def set_language(request: web.Request) -> web.StreamResponse:
+    """Choose the language of this browser (and of the current session)."""
+    lang = request.match_info["lang"]
+    if lang not in LANGUAGES:
+        raise web.HTTPNotFound
+    response = _redirect(request, _safe_next(request.query.get("next")))
+    _cookie(response, request, LANG_COOKIE, lang)
+    state = _state(request)
+    session = state.signer.loads(request.cookies.get(SESSION_COOKIE))
+    if session is not None:
+        session["l"] = lang
+        _cookie(response, request, SESSION_COOKIE, state.signer.dumps(session))
+    return response
+
+
+# -- station --------------------------------------------------------------------------
+
+
+def _zone(request: web.Request, raw: str | None) -> str:
+    zone = raw if raw in {"sale", "propre", "sterile"} else _node(request).zone
+    return zone if zone in {"sale", "propre", "sterile"} else "sale"
+
+
+async def station_page(request: web.Request) -> web.StreamResponse:
+    """Scan or type a code; see what it is and the next step for this zone."""
+    principal = _gate(request, "record")
+    if not isinstance(principal, Principal):
+        return principal
+    zone = _zone(request, request.query.get("zone"))
+    code = request.query.get("code", "").strip()[:80]
+    context = station_context(_node(request), principal, zone, code)
+    response = render(
+        request, "station.html", zone=zone, code=code, flash=_flash(request), **context
+    )
+    response.del_cookie(FLASH_COOKIE, path="/")
+    return response
+
+
+async def station_post(request: web.Request) -> web.StreamResponse:
+    """Record the chosen step in one action, then show the set again."""
+    principal = _gate(request, "record")
+    if not isinstance(principal, Principal):
+        return principal
+    form = await _form(request)
+    if not _csrf_ok(request, form):
+        return _csrf_refused(request)
+    zone = _zone(request, form.get("zone"))
+    code = form.get("code", "").strip()[:80]
+    action = form.get("action", "")
+    back = "/station?" + urlencode({"zone": zone, "code": code})
+    if action not in STEPS:
+        return _redirect(request, back)
+    needed = STEPS[action].permission
+    if needed is not None and not principal.can(needed):
+        return _redirect(request, back, {"k": "error", "m": "Your role may not do this step."})
+    try:
+        result = await async_perform(_node(request), principal, action, code, form, zone=zone)
+    except cm.EventError as err:
+        detail = "; ".join(f"{e.field}: {e.message}" for e in err.errors)[:300]
+        return _redirect(request, back, {"k": "error", "m": "The step was refused.", "d": detail})
+    except NodeError as err:
+        return _redirect(
+            request, back, {"k": "error", "m": "The step was refused.", "d": str(err)[:300]}
+        )
+    return _redirect(request, back, {"k": "ok", "m": STEPS[action].done, **result})
+
+
+# -- dashboard ------------------------------------------------------------------------
+
+
+async def dashboard_page(request: web.Request) -> web.StreamResponse:
+    """The department head's view; its body refreshes live."""
+    principal = _gate(request, "read")
+    if not isinstance(principal, Principal):
+        return principal
+    return render(request, "dashboard.html", **dashboard_context(request))
+
+
+async def dashboard_body(request: web.Request) -> web.StreamResponse:
+    """The dashboard's body alone, fetched again on each change."""
+    principal = _gate(request, "read")
+    if not isinstance(principal, Principal):
+        return principal
+    return render(request, "dashboard_body.html", **dashboard_context(request))
+
+
+async def dashboard_stream(request: web.Request) -> web.StreamResponse:
+    """Server-sent events: `changed` after durable changes (local or from peers), debounced."""
+    principal = _gate(request, "read")
+    if not isinstance(principal, Principal):
+        return principal
+    state = _state(request)
+    response = web.StreamResponse(
+        headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
+    )
+    await response.prepare(request)
+    flag = asyncio.Event()
+    state.streams.add(flag)
+    try:
+        await response.write(b"retry: 2000\n: hello\n\n")
+        while not state.closing:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(flag.wait(), STREAM_KEEPALIVE_S)
+            if state.closing:
+                break
+            if not flag.is_set():
+                await response.write(b": keep-alive\n\n")
+                continue
+            await asyncio.sleep(STREAM_DEBOUNCE_S)
+            flag.clear()
+            await response.write(b"event: changed\ndata: 1\n\n")
+    except (ConnectionResetError, ConnectionError):
+        pass
+    finally:
+        state.streams.discard(flag)
+    return response
+
+
+async def resolve_post(request: web.Request) -> web.StreamResponse:
+    """Record a decision on an anomaly (releaser or head)."""
+    principal = _gate(request, "resolve")
+    if not isinstance(principal, Principal):
+        return principal
+    form = await _form(request)
+    if not _csrf_ok(request, form):
+        return _csrf_refused(request)
+    submission: dict[str, Any] = {
+        "type": "anomaly.resolved",
+        "anomaly": form.get("anomaly", ""),
+        "decision": form.get("decision", ""),
+    }
+    if form.get("comment", "").strip():
+        submission["comment"] = form["comment"].strip()[:500]
+    try:
+        await _node(request).async_submit(submission, principal)
+    except (cm.EventError, NodeError) as err:
+        _LOGGER.info("anomaly decision refused: %s", str(err)[:200])
+    return _redirect(request, "/dashboard")

@@ -1,0 +1,202 @@
+"""Web UI support: message catalogs, signed session cookies, login rate limit, SVG bars."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import os
+import secrets
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from html import escape
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+LANGUAGES = ("fr", "nl", "en")
+DEFAULT_LANGUAGE = "fr"
+LOCALES_DIR = Path(__file__).parent / "locales"
+SECRET_FILE = "web-secret"  # noqa: S105 (a file name, not a secret)
+SESSION_TTL_S = 12 * 3600
+LOGIN_FAILURES = 5
+LOGIN_WINDOW_S = 300.0
+_MAX_TRACKED = 10000
+
+# -- message catalogs ---------------------------------------------------------------
+
+
+def load_catalogs(directory: Path = LOCALES_DIR) -> dict[str, dict[str, str]]:
+    """Every catalog: language -> {English message id: translation}."""
+    return {
+        lang: json.loads((directory / f"{lang}.json").read_text(encoding="utf-8"))
+        for lang in LANGUAGES
+    }
+
+
+def translator(catalogs: dict[str, dict[str, str]], lang: str) -> Callable[..., str]:
+    """`_("message {name}", name=...)` in the language; the message id when untranslated."""
+    catalog = catalogs.get(lang, {})
+
+    def gettext(message: str, **values: Any) -> str:
+        text = catalog.get(message) or message
+        return text.format(**values) if values else text
+
+    return gettext
+
+
+def local_time(value: str | None, tz: ZoneInfo, fmt: str = "%d/%m %H:%M") -> str:
+    """An ISO 8601 time shown in the hospital's time zone; '' when absent or unreadable."""
+    if not value:
+        return ""
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        return value[:32]
+    if moment.tzinfo is None:
+        return moment.strftime(fmt)
+    return moment.astimezone(tz).strftime(fmt)
+
+
+# -- sessions -----------------------------------------------------------------------
+
+
+def node_secret(root: Path) -> bytes:
+    """The node's cookie-signing secret, created (mode 0600) in its data directory."""
+    path = root / SECRET_FILE
+    try:
+        return bytes.fromhex(path.read_text().strip())
+    except FileNotFoundError:
+        pass
+    secret = secrets.token_bytes(32)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(secret.hex())
+    return secret
+
+
+class Signer:
+    """HMAC-SHA256 signed, base64url JSON values for cookies."""
+
+    def __init__(self, secret: bytes) -> None:
+        self._secret = secret
+
+    def _mac(self, body: bytes) -> str:
+        digest = hmac.new(self._secret, body, hashlib.sha256).digest()
+        return base64.urlsafe_b64encode(digest).decode().rstrip("=")
+
+    def dumps(self, value: dict[str, Any]) -> str:
+        """The signed cookie value."""
+        body = base64.urlsafe_b64encode(json.dumps(value, separators=(",", ":")).encode())
+        return f"{body.decode().rstrip('=')}.{self._mac(body.rstrip(b'='))}"
+
+    def loads(self, raw: str | None) -> dict[str, Any] | None:
+        """The value of a cookie signed here, or None (absent, forged, malformed)."""
+        if not raw or raw.count(".") != 1 or len(raw) > 4096:
+            return None
+        body, mac = raw.split(".")
+        if not hmac.compare_digest(mac, self._mac(body.encode())):
+            return None
+        try:
+            value = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
+        except ValueError:
+            return None
+        return value if isinstance(value, dict) else None
+
+
+def new_session(login: str, lang: str, now: float) -> dict[str, Any]:
+    """A fresh session: user, per-session CSRF token, expiry, language."""
+    return {"u": login, "c": secrets.token_urlsafe(24), "e": int(now) + SESSION_TTL_S, "l": lang}
+
+
+class LoginLimiter:
+    """At most LOGIN_FAILURES failed logins per (login, address) per LOGIN_WINDOW_S, in memory."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._failures: dict[tuple[str, str], deque[float]] = {}
+
+    def _recent(self, key: tuple[str, str]) -> deque[float]:
+        found = self._failures.get(key, deque())
+        limit = self._clock() - LOGIN_WINDOW_S
+        while found and found[0] < limit:
+            found.popleft()
+        return found
+
+    def blocked(self, login: str, address: str) -> bool:
+        """True while the pair has used up its failures."""
+        return len(self._recent((login, address))) >= LOGIN_FAILURES
+
+    def failed(self, login: str, address: str) -> None:
+        """Count one failure."""
+        if len(self._failures) > _MAX_TRACKED:
+            self._failures.clear()  # bounded: keys come from whoever posts the form
+        key = (login, address)
+        self._failures[key] = self._recent(key)
+        self._failures[key].append(self._clock())
+
+    def succeeded(self, login: str, address: str) -> None:
+        """Forget the failures of a pair that logged in."""
+        self._failures.pop((login, address), None)
+
+
+# -- charts -------------------------------------------------------------------------
+
+
+def bar_chart(
+    labels: Sequence[str],
+    series: Sequence[tuple[str, str, Sequence[int]]],
+    *,
+    title: str,
+    width: int = 640,
+    height: int = 200,
+) -> str:
+    """Stacked bars as inline SVG; `series` is (name, css class, one value per label)."""
+    left, bottom, top = 30, 24, 10
+    plot_h = height - bottom - top
+    totals = [sum(s[2][i] for s in series) for i in range(len(labels))]
+    peak = max([*totals, 1])
+    slot = (width - left - 10) / max(len(labels), 1)
+    bar_w = max(slot * 0.7, 2)
+    parts = [
+        f'<svg class="chart" viewBox="0 0 {width} {height + 20}" role="img" '
+        f'aria-label="{escape(title)}">',
+        f"<title>{escape(title)}</title>",
+        f'<line x1="{left}" y1="{top + plot_h}" x2="{width - 5}" y2="{top + plot_h}" class="axis"/>',
+        f'<text x="{left - 4}" y="{top + 8}" class="tick" text-anchor="end">{peak}</text>',
+        f'<text x="{left - 4}" y="{top + plot_h}" class="tick" text-anchor="end">0</text>',
+    ]
+    for i, label in enumerate(labels):
+        x = left + i * slot + (slot - bar_w) / 2
+        y = float(top + plot_h)
+        for name, css, values in series:
+            value = values[i]
+            if not value:
+                continue
+            h = plot_h * value / peak
+            y -= h
+            parts.append(
+                f'<rect x="{x:.1f}" y="{y:.1f}" width="{bar_w:.1f}" height="{h:.1f}" '
+                f'class="{escape(css)}"><title>{escape(label)} {escape(name)}: {value}</title></rect>'
+            )
+        if totals[i]:
+            parts.append(
+                f'<text x="{x + bar_w / 2:.1f}" y="{y - 2:.1f}" class="val" '
+                f'text-anchor="middle">{totals[i]}</text>'
+            )
+        parts.append(
+            f'<text x="{x + bar_w / 2:.1f}" y="{top + plot_h + 16}" class="tick" '
+            f'text-anchor="middle">{escape(label)}</text>'
+        )
+    legend_x = left
+    for name, css, _ in series:
+        parts.append(
+            f'<rect x="{legend_x}" y="{height + 6}" width="12" height="12" class="{escape(css)}"/>'
+            f'<text x="{legend_x + 16}" y="{height + 16}" class="tick">{escape(name)}</text>'
+        )
+        legend_x += 16 + 9 * len(name) + 20
+    parts.append("</svg>")
+    return "".join(parts)

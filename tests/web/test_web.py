@@ -1,0 +1,308 @@
+"""The web UI in process: login, sessions, CSRF, roles, station steps, dashboard, offline."""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import json
+import re
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient
+
+import crdt_model as cm
+from node import Node, make_app
+from node import _web_support as support
+from node._web_station import STEPS
+from tests.node.nodes import StepClock, new_data_dir, open_node
+from tests.web.helpers import csrf_of, external_references
+
+PASSWORD = "correct horse battery"
+SET = "JDIGGRBA#111"
+ROLES = {"op": "operator", "rel": "releaser", "chef": "head", "adm": "admin"}
+
+
+@pytest.fixture
+async def node(tmp_path: Path) -> AsyncIterator[Node]:
+    node = await open_node(new_data_dir(tmp_path), clock=StepClock(step=1000))
+    for login, role in ROLES.items():
+        await node.async_add_user(login, role, PASSWORD, "test")
+    yield node
+    await node.async_close()
+
+
+@pytest.fixture
+async def client(node: Node, aiohttp_client: Any) -> TestClient:
+    client: TestClient = await aiohttp_client(make_app(node))
+    return client
+
+
+async def login(client: TestClient, user: str, password: str = PASSWORD) -> tuple[int, str]:
+    page = await client.get("/login")
+    token = csrf_of(await page.text())
+    resp = await client.post(
+        "/login", data={"csrf": token, "login": user, "password": password, "next": "/"}
+    )
+    return resp.status, html.unescape(await resp.text())
+
+
+async def step(client: TestClient, action: str, zone: str, code: str = SET, **fields: str) -> str:
+    page = await client.get("/station", params={"zone": zone, "code": code})
+    assert page.status == 200
+    resp = await client.post(
+        "/station",
+        data={
+            "csrf": csrf_of(await page.text()),
+            "zone": zone,
+            "code": code,
+            "action": action,
+            **fields,
+        },
+    )
+    assert resp.status == 200
+    return html.unescape(await resp.text())
+
+
+def status_of(node: Node, code: str = SET) -> str:
+    return node.trace.fold.set_status(code).status
+
+
+async def test_login_page_is_french_by_default(client: TestClient) -> None:
+    resp = await client.get("/login")
+    text = await resp.text()
+    assert resp.status == 200
+    assert '<html lang="fr">' in text
+    assert "Mot de passe" in text
+
+
+async def test_pages_need_a_session(client: TestClient) -> None:
+    for path in ("/station", "/dashboard", "/dashboard/body", "/dashboard/stream"):
+        resp = await client.get(path, allow_redirects=False)
+        assert resp.status == 303, path
+        assert resp.headers["Location"].startswith("/login")
+
+
+async def test_bad_password_is_refused_plainly(client: TestClient) -> None:
+    status, text = await login(client, "op", "wrong password")
+    assert status == 401
+    assert "Utilisateur inconnu ou mot de passe erroné." in text
+    assert "sm_session" not in {c.key for c in client.session.cookie_jar}
+
+
+async def test_unknown_user_is_refused(client: TestClient) -> None:
+    status, _ = await login(client, "nobody")
+    assert status == 401
+
+
+async def test_login_is_rate_limited_per_login(client: TestClient) -> None:
+    for _ in range(support.LOGIN_FAILURES):
+        status, _ = await login(client, "op", "wrong password")
+        assert status == 401
+    status, text = await login(client, "op")
+    assert status == 429
+    assert "Trop d'essais" in text
+    status, _ = await login(client, "rel")  # another login from the same place still works
+    assert status == 200
+
+
+def test_rate_limit_window_ends() -> None:
+    now = [1000.0]
+    limiter = support.LoginLimiter(clock=lambda: now[0])
+    for _ in range(support.LOGIN_FAILURES):
+        limiter.failed("op", "1.2.3.4")
+    assert limiter.blocked("op", "1.2.3.4")
+    assert not limiter.blocked("op", "5.6.7.8")
+    now[0] += support.LOGIN_WINDOW_S + 1
+    assert not limiter.blocked("op", "1.2.3.4")
+
+
+async def test_login_form_needs_its_csrf_token(client: TestClient) -> None:
+    await client.get("/login")
+    resp = await client.post("/login", data={"csrf": "forged", "login": "op", "password": PASSWORD})
+    assert resp.status == 401
+    assert "sm_session" not in {c.key for c in client.session.cookie_jar}
+
+
+async def test_session_cookie_is_httponly_and_strict(client: TestClient) -> None:
+    page = await client.get("/login")
+    resp = await client.post(
+        "/login",
+        data={"csrf": csrf_of(await page.text()), "login": "op", "password": PASSWORD},
+        allow_redirects=False,
+    )
+    assert resp.status == 303
+    assert resp.headers["Location"] == "/station"
+    cookie = resp.cookies["sm_session"]
+    assert cookie["httponly"]
+    assert cookie["samesite"] == "Strict"
+
+
+async def test_forged_session_is_ignored(client: TestClient) -> None:
+    await login(client, "op")
+    jar = client.session.cookie_jar
+    value = next(c.value for c in jar if c.key == "sm_session")
+    body, mac = value.split(".")
+    forged = json.loads(support.base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
+    forged["u"] = "adm"
+    raw = support.base64.urlsafe_b64encode(json.dumps(forged).encode()).decode().rstrip("=")
+    jar.clear()
+    jar.update_cookies({"sm_session": f"{raw}.{mac}"}, client.make_url("/"))
+    resp = await client.get("/dashboard", allow_redirects=False)
+    assert resp.status == 303
+
+
+async def test_post_without_csrf_is_refused_and_records_nothing(
+    client: TestClient, node: Node
+) -> None:
+    await login(client, "op")
+    resp = await client.post(
+        "/station", data={"zone": "sale", "code": SET, "action": "receive", "csrf": "nope"}
+    )
+    assert resp.status == 403
+    assert node.index.count == 0
+
+
+async def test_roles_are_enforced_on_the_server(client: TestClient, node: Node) -> None:
+    await login(client, "chef")
+    resp = await client.get("/station")
+    assert resp.status == 403
+    assert (await client.get("/dashboard")).status == 200
+    await client.post(
+        "/logout", data={"csrf": csrf_of(await (await client.get("/dashboard")).text())}
+    )
+    await login(client, "op")
+    for action in ("receive", "wash_load", "wash_pass"):
+        await step(client, action, "sale", machine="LAV-1", program="P", cycle_no="1")
+    await step(client, "inspect_ok", "propre")
+    await step(client, "steri_load", "sterile", machine="STE-1", program="P")
+    await step(client, "steri_pass", "sterile", cycle_no="2")
+    page = await (await client.get("/station", params={"zone": "sterile", "code": SET})).text()
+    assert re.search(r'id="do-release"[^>]*disabled', page)
+    text = await step(client, "release", "sterile")
+    assert "Votre rôle ne permet pas cette étape." in text
+    assert status_of(node) == "sterilized"
+
+
+async def test_api_still_wants_a_bearer_token(client: TestClient) -> None:
+    await login(client, "op")
+    resp = await client.get("/api/events")
+    assert resp.status == 401
+
+
+async def test_a_set_goes_from_reception_to_dispatch(client: TestClient, node: Node) -> None:
+    await login(client, "rel")
+    text = await step(client, "receive", "sale")
+    assert "Boîte réceptionnée." in text
+    assert status_of(node) == "dirty"
+    text = await step(client, "wash_load", "sale", machine="LAV-1", program="INSTRU")
+    assert status_of(node) == "washing"
+    await step(client, "wash_pass", "sale", cycle_no="101")
+    assert status_of(node) == "washed"
+    text = await (await client.get("/station", params={"zone": "sale", "code": SET})).text()
+    assert 'id="elsewhere"' in text
+    await step(client, "inspect_ok", "propre", packaging="CONTENEUR")
+    assert status_of(node) == "packed"
+    await step(client, "steri_load", "sterile", machine="STE-1", program="NORMAL 134")
+    await step(client, "steri_pass", "sterile", cycle_no="202")
+    assert status_of(node) == "sterilized"
+    text = await step(client, "release", "sterile")
+    assert "Charge libérée." in text
+    assert status_of(node) == "sterile"
+
+
+async def test_a_refused_step_is_said_in_the_operator_language(
+    client: TestClient, node: Node
+) -> None:
+    await login(client, "rel")
+    await client.get("/lang/nl")
+    text = await step(client, "release", "sterile", code="NOPE#1")
+    assert "De stap werd geweigerd." in text
+    assert node.index.count == 0
+
+
+async def test_dashboard_shows_sets_and_charts(client: TestClient) -> None:
+    await login(client, "rel")
+    await step(client, "receive", "sale")
+    await client.get("/lang/en")
+    text = await (await client.get("/dashboard")).text()
+    assert f'data-set="{SET}"' in text
+    assert 'data-status="dirty"' in text
+    assert text.count("<svg") == 2
+    assert "Sets by status and zone" in text
+
+
+async def test_stream_says_changed_after_an_event(client: TestClient, node: Node) -> None:
+    await login(client, "chef")
+    resp = await client.get("/dashboard/stream")
+    assert resp.headers["Content-Type"] == "text/event-stream"
+    assert b"hello" in await resp.content.readuntil(b"\n\n")
+    await node.async_submit({"type": "note", "text": "x"}, support_principal())
+    while True:
+        chunk = await asyncio.wait_for(resp.content.readuntil(b"\n\n"), 30)
+        if b"event: changed" in chunk:
+            break
+    resp.close()
+
+
+def support_principal() -> Any:
+    from node._auth import Principal
+
+    return Principal("op", "operator")
+
+
+async def test_no_page_refers_outside_the_node(client: TestClient) -> None:
+    await login(client, "rel")
+    await step(client, "receive", "sale")
+    pages = [
+        "/login",
+        "/station",
+        f"/station?zone=sale&code={SET}",
+        "/dashboard",
+        "/dashboard/body",
+        "/static/app.css",
+        "/static/station.js",
+        "/static/dashboard.js",
+    ]
+    for path in pages:
+        resp = await client.get(path)
+        assert resp.status == 200, path
+        text = await resp.text()
+        assert external_references(text) == [], path
+    await client.post(
+        "/logout", data={"csrf": csrf_of(await (await client.get("/station")).text())}
+    )
+    resp = await client.get("/login")
+    assert external_references(await resp.text()) == []
+
+
+def test_every_message_is_in_every_catalog() -> None:
+    catalogs = support.load_catalogs()
+    templates = Path(support.__file__).parent / "templates"
+    used = set()
+    for path in templates.glob("*.html"):
+        found = re.findall(r'_\(\s*"([^"]+)"', path.read_text(encoding="utf-8"))
+        used |= {m for m in found if not m.endswith(".") or " " in m}  # not a key prefix
+    for step_ in STEPS.values():
+        used |= {step_.label, step_.done, *(f"field.{f}" for f in step_.fields)}
+    used |= {f"status.{s}" for s in cm.SET_STATES} | {f"role.{r}" for r in ROLES.values()}
+    used |= {f"zone.{z}" for z in ("sale", "propre", "sterile")}
+    for lang, catalog in catalogs.items():
+        missing = sorted(used - set(catalog))
+        assert missing == [], lang
+    assert set(catalogs["fr"]) == set(catalogs["nl"]) == set(catalogs["en"])
+
+
+def test_secret_file_is_private(tmp_path: Path) -> None:
+    first = support.node_secret(tmp_path)
+    assert support.node_secret(tmp_path) == first
+    assert (tmp_path / support.SECRET_FILE).stat().st_mode & 0o777 == 0o600
+
+
+def test_bar_chart_is_plain_svg() -> None:
+    svg = support.bar_chart(["08", "09"], [("Sale", "z-sale", [3, 0])], title="<t>")
+    assert svg.startswith("<svg")
+    assert "&lt;t&gt;" in svg
+    assert "http" not in svg
