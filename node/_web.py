@@ -94,6 +94,14 @@ def add_web_routes(app: web.Application) -> None:
     app.router.add_get("/dashboard/stream", dashboard_stream)
     app.router.add_post("/dashboard/resolve", resolve_post)
     app.router.add_static("/static/", STATIC_DIR, name="static")
+    # the pages of loads, recall, reference and administration use this module's helpers
+    from ._web_admin import add_admin_routes  # noqa: PLC0415
+    from ._web_loads import add_load_routes  # noqa: PLC0415
+    from ._web_recall import add_recall_routes  # noqa: PLC0415
+
+    add_load_routes(app)
+    add_recall_routes(app)
+    add_admin_routes(app)
     app.on_startup.append(_on_startup)
     app.on_shutdown.append(_on_shutdown)
 

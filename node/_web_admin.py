@@ -1,0 +1,145 @@
+"""Web pages for the administrator: users, API tokens, cluster nodes (invite, revoke)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+import crdt_model as cm
+
+from ._auth import ROLES, AuthError, Principal
+from ._cluster import async_invite, async_revoke, members
+from ._node import NodeError
+from ._web import (
+    FLASH_COOKIE,
+    _csrf_ok,
+    _csrf_refused,
+    _flash,
+    _form,
+    _gate,
+    _node,
+    _redirect,
+    render,
+)
+
+USER_ROLES = ("operator", "releaser", "head", "admin")
+
+
+def _admin_page(request: web.Request, status: int = 200, **extra: Any) -> web.Response:
+    doc = _node(request).docs[cm.CLUSTER_DOC]
+    users = sorted(cm.cluster_items(doc, "users").items())
+    tokens = sorted(cm.cluster_items(doc, "tokens").values(), key=lambda t: str(t.get("name")))
+    context: dict[str, Any] = {
+        "users": [(login, entry) for login, entry in users],
+        "tokens": tokens,
+        "members": members(_node(request)),
+        "user_roles": USER_ROLES,
+        "token_roles": ROLES,
+        "flash": _flash(request),
+        "secret": None,
+        "error": None,
+        **extra,
+    }
+    response = render(request, "admin.html", status, **context)
+    response.del_cookie(FLASH_COOKIE, path="/")
+    return response
+
+
+async def admin_page(request: web.Request) -> web.StreamResponse:
+    """Users, tokens and nodes of the cluster."""
+    principal = _gate(request, "admin")
+    if not isinstance(principal, Principal):
+        return principal
+    return _admin_page(request)
+
+
+async def _checked(request: web.Request) -> tuple[Principal, dict[str, str]] | web.StreamResponse:
+    principal = _gate(request, "admin")
+    if not isinstance(principal, Principal):
+        return principal
+    form = await _form(request)
+    if not _csrf_ok(request, form):
+        return _csrf_refused(request)
+    return principal, form
+
+
+async def user_post(request: web.Request) -> web.StreamResponse:
+    """Create (or replace) a user with a role and a password."""
+    checked = await _checked(request)
+    if not isinstance(checked, tuple):
+        return checked
+    principal, form = checked
+    login = form.get("login", "").strip().lower()[:64]
+    role = form.get("role", "")
+    if role not in USER_ROLES:
+        return _admin_page(request, 422, error="Choose a role.")
+    if form.get("password", "") != form.get("password2", ""):
+        return _admin_page(request, 422, error="The two passwords differ.")
+    try:
+        await _node(request).async_add_user(login, role, form.get("password", ""), principal.name)
+    except AuthError as err:
+        return _admin_page(request, 422, error="The user was refused.", detail=str(err)[:200])
+    return _redirect(request, "/admin", {"k": "ok", "m": "User saved.", "d": login})
+
+
+async def token_post(request: web.Request) -> web.StreamResponse:
+    """Create an API token and show it once."""
+    checked = await _checked(request)
+    if not isinstance(checked, tuple):
+        return checked
+    principal, form = checked
+    try:
+        token = await _node(request).async_create_token(
+            form.get("name", "").strip()[:64], form.get("role", ""), principal.name
+        )
+    except (AuthError, NodeError) as err:
+        return _admin_page(request, 422, error="The token was refused.", detail=str(err)[:200])
+    return _admin_page(
+        request,
+        secret={"what": "Token created: copy it now, it is shown only once.", "value": token},
+    )
+
+
+async def invite_post(request: web.Request) -> web.StreamResponse:
+    """Invite a new node: a one-time join token, shown once."""
+    checked = await _checked(request)
+    if not isinstance(checked, tuple):
+        return checked
+    principal, _ = checked
+    try:
+        token = await async_invite(_node(request), principal.name)
+    except NodeError as err:
+        return _admin_page(request, 409, error="The invitation failed.", detail=str(err)[:200])
+    return _admin_page(
+        request,
+        secret={
+            "what": "Join token for a new node (valid one hour): it is shown only once.",
+            "value": token,
+        },
+    )
+
+
+async def revoke_post(request: web.Request) -> web.StreamResponse:
+    """Revoke a node, once the administrator ticked the confirmation."""
+    checked = await _checked(request)
+    if not isinstance(checked, tuple):
+        return checked
+    principal, form = checked
+    which = form.get("node", "")[:64]
+    if form.get("confirm") != "yes":
+        return _admin_page(request, 422, error="Tick the confirmation to revoke a node.")
+    try:
+        await async_revoke(_node(request), which, principal.name)
+    except NodeError as err:
+        return _admin_page(request, 422, error="The node was not revoked.", detail=str(err)[:200])
+    return _redirect(request, "/admin", {"k": "ok", "m": "Node revoked.", "d": which})
+
+
+def add_admin_routes(app: web.Application) -> None:
+    """Register the administration pages."""
+    app.router.add_get("/admin", admin_page)
+    app.router.add_post("/admin/users", user_post)
+    app.router.add_post("/admin/tokens", token_post)
+    app.router.add_post("/admin/invite", invite_post)
+    app.router.add_post("/admin/revoke", revoke_post)

@@ -1,0 +1,288 @@
+"""Web pages for loads: today's loads, building one by scanning, release with password, labels."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from typing import Any
+from urllib.parse import quote
+
+from aiohttp import web
+
+import crdt_model as cm
+import devices
+
+from ._api_trace import PRINTING_KEY
+from ._auth import Principal, verify_password
+from ._node import NodeError
+from ._web import (
+    FLASH_COOKIE,
+    _csrf_ok,
+    _csrf_refused,
+    _flash,
+    _form,
+    _gate,
+    _node,
+    _redirect,
+    _user,
+    render,
+)
+from ._web_station import DEFAULT_MACHINES, DEFAULT_PROGRAMS
+
+KINDS = ("wash", "steri")
+MAX_SETS = 200
+_LABEL_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_PENDING = {"open", "passed", "failed"}
+
+
+def _pending(view: cm.LoadView) -> bool:
+    """A load still waiting: no cycle yet, or a sterilizer load not yet decided."""
+    return view.status == "open" or (view.kind == "steri" and view.status in _PENDING)
+
+
+def load_url(load: str) -> str:
+    """The page of a load."""
+    return "/loads/" + quote(load, safe="")
+
+
+async def loads_page(request: web.Request) -> web.StreamResponse:
+    """Today's loads, the ones still waiting first."""
+    principal = _gate(request, "read")
+    if not isinstance(principal, Principal):
+        return principal
+    node = _node(request)
+    fold = node.trace.fold
+    today = node.trace.today(node._clock())
+    loads = [v for n in fold.load_numbers() if (v := fold.load(n)) is not None and v.day == today]
+    loads.sort(key=lambda v: v.load, reverse=True)
+    loads.sort(key=lambda v: not _pending(v))
+    response = render(
+        request,
+        "loads.html",
+        loads=loads,
+        today=today,
+        pending={v.load for v in loads if _pending(v)},
+        flash=_flash(request),
+        url=load_url,
+    )
+    response.del_cookie(FLASH_COOKIE, path="/")
+    return response
+
+
+def _kind(raw: str | None) -> str:
+    return raw if raw in KINDS else "wash"
+
+
+async def new_load_page(request: web.Request) -> web.StreamResponse:
+    """The form: machine, program, then the sets scanned one per line."""
+    principal = _gate(request, "record")
+    if not isinstance(principal, Principal):
+        return principal
+    kind = _kind(request.query.get("kind"))
+    return _new_load_form(request, kind, {})
+
+
+def _new_load_form(
+    request: web.Request,
+    kind: str,
+    form: dict[str, str],
+    error: str | None = None,
+    detail: str | None = None,
+) -> web.Response:
+    return render(
+        request,
+        "load_new.html",
+        422 if error else 200,
+        kind=kind,
+        kinds=KINDS,
+        machine=form.get("machine") or DEFAULT_MACHINES[kind],
+        program=form.get("program") or DEFAULT_PROGRAMS[kind],
+        sets=form.get("sets", ""),
+        error=error,
+        detail=detail,
+    )
+
+
+def scanned_codes(text: str) -> list[str]:
+    """The set codes of a scanned list: one per line (or separated by spaces), each once."""
+    codes = [c.strip() for c in re.split(r"[\s,;]+", text) if c.strip()]
+    return list(dict.fromkeys(c[:80] for c in codes))
+
+
+async def new_load_post(request: web.Request) -> web.StreamResponse:
+    """Record the whole load as one wash.loaded or steri.loaded event."""
+    principal = _gate(request, "record")
+    if not isinstance(principal, Principal):
+        return principal
+    form = await _form(request)
+    if not _csrf_ok(request, form):
+        return _csrf_refused(request)
+    kind = _kind(form.get("kind"))
+    sets = scanned_codes(form.get("sets", ""))
+    if not sets:
+        return _new_load_form(request, kind, form, "Scan at least one set.")
+    if len(sets) > MAX_SETS:
+        return _new_load_form(request, kind, form, "Too many sets in one load.")
+    body = {
+        "type": f"{kind}.loaded",
+        "machine": form.get("machine", "").strip()[:120],
+        "program": form.get("program", "").strip()[:120],
+        "sets": sets,
+    }
+    try:
+        event, warnings = await _node(request).async_submit(body, principal)
+    except cm.EventError as err:
+        detail = "; ".join(f"{e.field}: {e.message}" for e in err.errors)[:300]
+        return _new_load_form(request, kind, form, "The load was refused.", detail)
+    except NodeError as err:
+        return _new_load_form(request, kind, form, "The load was refused.", str(err)[:300])
+    load = str(event["load"])
+    return _redirect(request, load_url(load), {"k": "ok", "m": "Load recorded.", "w": warnings[:5]})
+
+
+def _load_or_404(request: web.Request) -> cm.LoadView:
+    view = _node(request).trace.fold.load(request.match_info["load"])
+    if view is None or view.loaded is None:
+        raise web.HTTPNotFound(text="no such load")
+    return view
+
+
+async def load_page(request: web.Request) -> web.StreamResponse:
+    """A load: its sets, its cycle record (with the machine's raw text), release, labels."""
+    principal = _gate(request, "read")
+    if not isinstance(principal, Principal):
+        return principal
+    node = _node(request)
+    view = _load_or_404(request)
+    cycle = None if view.cycle is None else node.get_event(view.cycle.event)
+    details = {}
+    if cycle is not None:
+        hidden = {"id", "hlc", "raw", "type", "node", "zone", "load", "machine", "params", "phases"}
+        details = {k: v for k, v in cycle.items() if k not in hidden}
+    ref = node.trace.fold.reference
+    names = {}
+    for code in view.sets:
+        type_code = None if ref is None else ref.type_code(code)
+        if ref is not None and type_code is not None:
+            names[code] = ref.set_types.get(type_code, {}).get("name")
+    labels: dict[str, list[cm.LabelInfo]] = {}
+    for label in view.labels:
+        labels.setdefault(label.set, []).append(label)
+    printing = request.app.get(PRINTING_KEY)
+    response = render(
+        request,
+        "load.html",
+        load=view,
+        cycle=cycle,
+        details=details,
+        names=names,
+        labels=labels,
+        printers=sorted(printing.formats) if printing is not None else [],
+        flash=_flash(request),
+        url=load_url(view.load),
+        can_release=principal.can("release") and view.kind == "steri",
+        can_label=principal.can("record") and view.kind == "steri" and view.safe,
+    )
+    response.del_cookie(FLASH_COOKIE, path="/")
+    return response
+
+
+async def release_post(request: web.Request) -> web.StreamResponse:
+    """Release or reject a load; the releaser types the password again to confirm."""
+    principal = _gate(request, "release")
+    if not isinstance(principal, Principal):
+        return principal
+    form = await _form(request)
+    if not _csrf_ok(request, form):
+        return _csrf_refused(request)
+    node = _node(request)
+    view = _load_or_404(request)
+    back = load_url(view.load)
+    entry = _user(node, principal.name)
+    stored = None if entry is None else entry.get("password")
+    password = form.get("password", "")
+    good = (
+        isinstance(stored, dict)
+        and bool(password)
+        and await asyncio.to_thread(verify_password, password, stored)
+    )
+    if not good:
+        return _redirect(
+            request, back, {"k": "error", "m": "Wrong password: the load was not released."}
+        )
+    decision = form.get("decision")
+    if decision not in {"released", "rejected"}:
+        return _redirect(request, back)
+    body: dict[str, Any] = {"type": "load.released", "load": view.load, "decision": decision}
+    reason = form.get("reason", "").strip()[:500]
+    if decision == "rejected":
+        if not reason:
+            return _redirect(request, back, {"k": "error", "m": "Say why the load is rejected."})
+        body["reason"] = reason
+    try:
+        _, warnings = await node.async_submit(body, principal)
+    except cm.EventError as err:
+        detail = "; ".join(f"{e.field}: {e.message}" for e in err.errors)[:300]
+        return _redirect(request, back, {"k": "error", "m": "The step was refused.", "d": detail})
+    except NodeError as err:
+        return _redirect(
+            request, back, {"k": "error", "m": "The step was refused.", "d": str(err)[:300]}
+        )
+    done = "Load released." if decision == "released" else "Load rejected."
+    return _redirect(request, back, {"k": "ok", "m": done, "w": warnings[:5]})
+
+
+async def label_post(request: web.Request) -> web.StreamResponse:
+    """Issue (and print, when a printer is chosen) the label of one set of the load."""
+    principal = _gate(request, "record")
+    if not isinstance(principal, Principal):
+        return principal
+    form = await _form(request)
+    if not _csrf_ok(request, form):
+        return _csrf_refused(request)
+    view = _load_or_404(request)
+    back = load_url(view.load)
+    code = form.get("set", "")
+    if code not in view.sets:
+        return _redirect(request, back, {"k": "error", "m": "This set is not in this load."})
+    printing = request.app.get(PRINTING_KEY)
+    printer = form.get("printer") or None
+    if printer is not None and (printing is None or printer not in printing.formats):
+        return _redirect(request, back, {"k": "error", "m": "No such printer on this node."})
+    try:
+        label = await _node(request).async_issue_label(code, view.load, principal, printer)
+    except (cm.EventError, NodeError) as err:
+        return _redirect(
+            request, back, {"k": "error", "m": "The label was refused.", "d": str(err)[:300]}
+        )
+    if printer is not None and printing is not None:
+        printing.submit(label["label_id"], printer)
+    return _redirect(request, back, {"k": "ok", "m": "Label issued.", "label": label["label_id"]})
+
+
+async def label_pdf(request: web.Request) -> web.StreamResponse:
+    """A recorded label as PDF, for a logged-in person (the page's link)."""
+    principal = _gate(request, "read")
+    if not isinstance(principal, Principal):
+        return principal
+    label_id = request.match_info["label_id"]
+    data = None if not _LABEL_RE.match(label_id) else _node(request).label_for_printing(label_id)
+    if data is None:
+        raise web.HTTPNotFound(text="no such label")
+    pdf = await asyncio.to_thread(devices.render_pdf, data)
+    return web.Response(
+        body=pdf,
+        content_type="application/pdf",
+        headers={"Content-Disposition": f'inline; filename="{label_id}.pdf"'},
+    )
+
+
+def add_load_routes(app: web.Application) -> None:
+    """Register the load pages."""
+    app.router.add_get("/loads", loads_page)
+    app.router.add_get("/loads/new", new_load_page)
+    app.router.add_post("/loads/new", new_load_post)
+    app.router.add_get("/loads/{load}", load_page)
+    app.router.add_post("/loads/{load}/release", release_post)
+    app.router.add_post("/loads/{load}/label", label_post)
+    app.router.add_get("/labels/{label_id}.pdf", label_pdf)
