@@ -31,6 +31,10 @@ class Traceability:
         """Label id -> event id of its label.printed."""
         self._label_counters: dict[str, int] = {}
         self._reference_id: str | None = None
+        self.activity: dict[str, dict[str, list[int]]] = {}
+        """Local day -> zone -> events per local hour (0-23), kept as events arrive."""
+        self.loads_by_day: dict[str, set[str]] = {}
+        """Local day -> load numbers opened that day."""
 
     # -- feeding ----------------------------------------------------------------
 
@@ -51,6 +55,13 @@ class Traceability:
         self.acked.add(key.split("/", 1)[0])
 
     def _note(self, event: dict[str, Any]) -> None:
+        local = datetime.fromtimestamp(int(event["hlc"][:13]) / 1000, self.timezone)
+        day = local.date().isoformat()
+        zone = event.get("zone") or "office"
+        hours = self.activity.setdefault(day, {}).setdefault(zone, [0] * 24)
+        hours[local.hour] += 1
+        if event["type"].endswith(".loaded") and "load" in event:
+            self.loads_by_day.setdefault(day, set()).add(event["load"])
         if event["type"] != "label.printed" or "label_id" not in event:
             return
         self.labels.setdefault(event["label_id"], event["id"])

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from aiohttp import web
@@ -55,28 +55,21 @@ def dashboard_context(request: web.Request) -> dict[str, Any]:
         for v in sorted(views, key=lambda v: v.since or "", reverse=True)[:RECENT_SETS]
     ]
 
-    loads = [v for n in fold.load_numbers() if (v := fold.load(n)) is not None and v.day == today]
+    loads = [
+        v
+        for n in sorted(node.trace.loads_by_day.get(today, ()))
+        if (v := fold.load(n)) is not None and v.day == today
+    ]
     per_machine: Counter[str] = Counter(v.machine or "?" for v in loads if v.cycle is not None)
 
     # throughput: today's events per local hour and zone
     hours = [f"{h:02d}" for h in range(6, 22)]
     counts = {zone: [0] * len(hours) for zone in ZONES}
     tz = node.timezone
-    utc_days = {
-        datetime.fromtimestamp(now_ms / 1000 - offset, UTC).strftime("%Y-%m-%d")
-        for offset in (0, 86400)
-    }
-    for day in sorted(utc_days):
-        for event in node.iter_events(day=day):
-            try:
-                at = datetime.fromisoformat(event["at"]).astimezone(tz)
-            except (KeyError, ValueError):
-                continue
-            if at.date().isoformat() != today or event.get("zone") not in counts:
-                continue
-            index = at.hour - 6
-            if 0 <= index < len(hours):
-                counts[event["zone"]][index] += 1
+    activity = node.trace.activity.get(today, {})
+    for zone in ZONES:
+        per_hour = activity.get(zone, [0] * 24)
+        counts[zone] = [per_hour[int(h)] for h in hours]
 
     readiness = {}
     if fold.reference is not None:

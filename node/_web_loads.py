@@ -53,7 +53,11 @@ async def loads_page(request: web.Request) -> web.StreamResponse:
     node = _node(request)
     fold = node.trace.fold
     today = node.trace.today(node._clock())
-    loads = [v for n in fold.load_numbers() if (v := fold.load(n)) is not None and v.day == today]
+    loads = [
+        v
+        for n in sorted(node.trace.loads_by_day.get(today, ()))
+        if (v := fold.load(n)) is not None and v.day == today
+    ]
     loads.sort(key=lambda v: v.load, reverse=True)
     loads.sort(key=lambda v: not _pending(v))
     response = render(
