@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import io
 import json
 import logging
-import shutil
 import sys
 import zipfile
 from collections.abc import Awaitable, Callable
@@ -22,6 +20,7 @@ import crdt_model as cm
 from ._auth import ROLES, AuthError, Principal
 from ._bundle import BundleError, read_bundle
 from ._cluster import async_invite, async_join, async_revoke, members
+from ._cluster_demo import async_demo
 from ._feed_cli import feed
 from ._layout import DEFAULT_LISTEN, DEFAULT_SYNC_LISTEN, DataDir, DataDirError
 from ._node import VERSION, Node, NodeError, init_node
@@ -376,39 +375,28 @@ def revoke(data_dir: Path, node_ref: str) -> None:
     default=Path("demo-data"),
     show_default=True,
 )
-@click.option("--listen", default=DEFAULT_LISTEN, show_default=True)
-def demo(base: Path, listen: str) -> None:
-    """One node with small sample data on --listen; prints an admin token."""
+@click.option("--nodes", type=click.IntRange(1, 6), default=3, show_default=True)
+@click.option(
+    "--host", default="127.0.0.1", show_default=True, help="Address every node listens on."
+)
+@click.option(
+    "--first-port",
+    type=click.IntRange(1024, 65000),
+    default=8700,
+    show_default=True,
+    help="Node A's web port; its sync port is the next one, node B's web port the one after...",
+)
+@click.option("--scale", type=click.Choice(SCALES), default="hospital", show_default=True)
+def demo(base: Path, nodes: int, host: str, first_port: int, scale: str) -> None:
+    """A cluster of nodes on loopback with sample data and simulated devices."""
     try:
-        address = parse_hostport(listen, default_port=8700)
-    except ValueError as err:
-        raise click.UsageError(str(err)) from None
-    if base.exists():
-        if not (base / "demo.marker").exists():
-            raise _fail(f"{base} exists and is not a demo folder; choose another --dir")
-        shutil.rmtree(base)
-    base.mkdir(parents=True)
-    (base / "demo.marker").write_text("made by sterimesh demo; removed by the next demo\n")
-    bundle_dir = write_sample(base / "bundle", scale="small", seed=1)
-    data = DataDir(base / "node-a")
-    try:
-        init_node(data, name="Stérilisation A", zone="sterile")
-    except (DataDirError, StoreError) as err:
-        raise _fail(str(err)) from None
-    bundle = read_bundle(bundle_dir)
-
-    async def prepare(node: Node) -> str:
-        await node.async_import(bundle)
-        return await node.async_create_token("demo-admin", "admin", "demo")
-
-    admin = _run(_offline(data, prepare))
-    operator = _run(_offline(data, lambda n: n.async_create_token("demo-op", "operator", "demo")))
-    click.echo(f"node A: http://{address[0]}:{address[1]}  (data in {data.root})")
-    click.echo(f"admin token:    {admin}")
-    click.echo(f"operator token: {operator}")
-    click.echo("Ctrl-C stops the demo.")
-    with contextlib.suppress(KeyboardInterrupt):
-        _run(async_run(data, listen=address, sync_listen=(address[0], 0), mdns=False))
+        _run(async_demo(base, nodes=nodes, host=host, first_port=first_port, scale=scale))
+    except OSError as err:
+        raise _fail(
+            f"cannot listen ({err.strerror}): is another demo running? try --first-port"
+        ) from None
+    except KeyboardInterrupt:
+        pass
 
 
 def main() -> None:
