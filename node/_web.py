@@ -18,6 +18,7 @@ from aiohttp import web
 
 import crdt_model as cm
 
+from ._api_trace import SCANNERS_KEY
 from ._auth import Principal, verify_password
 from ._http import NODE_KEY, PRINCIPAL_KEY, Handler
 from ._node import Node, NodeError
@@ -89,6 +90,7 @@ def add_web_routes(app: web.Application) -> None:
     app.router.add_get("/lang/{lang}", set_language)
     app.router.add_get("/station", station_page)
     app.router.add_post("/station", station_post)
+    app.router.add_get("/station/scans", station_scans)
     app.router.add_get("/dashboard", dashboard_page)
     app.router.add_get("/dashboard/body", dashboard_body)
     app.router.add_get("/dashboard/stream", dashboard_stream)
@@ -375,10 +377,45 @@ async def station_page(request: web.Request) -> web.StreamResponse:
     code = request.query.get("code", "").strip()[:80]
     context = station_context(_node(request), principal, zone, code)
     response = render(
-        request, "station.html", zone=zone, code=code, flash=_flash(request), **context
+        request,
+        "station.html",
+        zone=zone,
+        code=code,
+        flash=_flash(request),
+        scanner_station=_scanner_station(request),
+        **context,
     )
     response.del_cookie(FLASH_COOKIE, path="/")
     return response
+
+
+def _scanner_station(request: web.Request) -> str | None:
+    """The serial scanner station this page follows: ?station=, or the node's only one."""
+    scanners = request.app.get(SCANNERS_KEY)
+    if scanners is None or not scanners.stations:
+        return None
+    wanted = request.query.get("station")
+    if wanted in scanners.stations:
+        return wanted
+    return scanners.stations[0] if len(scanners.stations) == 1 else None
+
+
+async def station_scans(request: web.Request) -> web.StreamResponse:
+    """Scans of a serial scanner station, for the station page (long poll, JSON)."""
+    principal = _gate(request, "record")
+    if not isinstance(principal, Principal):
+        return principal
+    scanners = request.app.get(SCANNERS_KEY)
+    station = request.query.get("station", "")
+    if scanners is None or station not in scanners.stations:
+        return web.json_response({"scans": [], "last": 0}, status=404)
+    try:
+        after = int(request.query.get("after", "0"))
+        wait = min(max(float(request.query.get("wait", "0")), 0.0), 20.0)
+    except ValueError:
+        return web.json_response({"scans": [], "last": 0}, status=400)
+    scans = await scanners.async_scans(station, after, wait)
+    return web.json_response({"scans": scans, "last": scans[-1]["seq"] if scans else after})
 
 
 async def station_post(request: web.Request) -> web.StreamResponse:
