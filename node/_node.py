@@ -315,6 +315,7 @@ class Node:
 
             def on_events(ev: Any) -> None:
                 wall = None
+                added = []
                 for key, change in ev.keys.items():
                     if change.get("action") != "add":
                         continue
@@ -324,7 +325,12 @@ class Node:
                         wall = self._clock() if wall is None else wall
                         self.hlc.observe(cm.Timestamp.parse(event["hlc"]), wall)
                     self.index.add(day, event)
-                    self.trace.add_event(event)
+                    added.append(event)
+                # one batch: a peer's catch-up arrives in no useful order, the fold sorts it once
+                if len(added) == 1:
+                    self.trace.add_event(added[0])
+                elif added:
+                    self.trace.add_events(added)
 
             def on_acks(ev: Any) -> None:
                 for key, change in ev.keys.items():

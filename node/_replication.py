@@ -24,6 +24,7 @@ _LOGGER = logging.getLogger(__name__)
 
 WS_MAX_MESSAGE = sync.MAX_FRAME_BYTES + 1024
 MDNS_PROTO_VERSION = sync.PROTOCOL_VERSION
+MAX_STRANGERS = 64
 
 
 class NodeReplica:
@@ -133,6 +134,9 @@ class Replication:
         self._mdns: MdnsDiscovery | None = None
         self._unsubscribe: Callable[[], None] | None = None
         self._client_ssl = self.pki.client_context()
+        self._strangers: dict[str, PeerCandidate] = {}
+        """mDNS candidates not (yet) known as members; proposed again when membership changes."""
+        self._tasks: set[asyncio.Task[None]] = set()
 
     async def async_start(self) -> None:
         """Dial the static peers and start mDNS."""
@@ -181,15 +185,22 @@ class Replication:
 
     def _on_candidate(self, candidate: PeerCandidate) -> None:
         """mDNS proposes; the TLS handshake decides."""
-        member = cm.cluster_get(self.node.docs[cm.CLUSTER_DOC], "members", str(candidate.node_id))
-        if member is None or member.get("revoked"):
-            _LOGGER.debug("mDNS peer %s is not a current member; ignored", candidate.code)
+        node_id = str(candidate.node_id)
+        member = cm.cluster_get(self.node.docs[cm.CLUSTER_DOC], "members", node_id)
+        if member is None:
+            # not a member as far as we know yet: look again when the cluster document changes
+            if len(self._strangers) < MAX_STRANGERS:
+                self._strangers[node_id] = candidate
+            _LOGGER.debug("mDNS peer %s is not a known member yet", str(candidate.code)[:8])
             return
-        if str(candidate.node_id) < self.node.node_id:
+        self._strangers.pop(node_id, None)
+        if member.get("revoked") or node_id < self.node.node_id:
             return  # the smaller node id dials; a single connection per pair
-        asyncio.get_running_loop().create_task(
+        task = asyncio.get_running_loop().create_task(
             self.manager.connect(candidate.address, self._dialer(candidate.address))
         )
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     def _dialer(self, address: str) -> sync._manager.Dial:
         async def dial() -> sync.Channel:
@@ -216,6 +227,8 @@ class Replication:
     def _on_change(self, name: str, update: bytes, origin: str | None) -> None:
         if name == cm.CLUSTER_DOC:
             self._drop_revoked()
+            for candidate in list(self._strangers.values()):
+                self._on_candidate(candidate)
 
     def _drop_revoked(self) -> None:
         members = cm.cluster_items(self.node.docs[cm.CLUSTER_DOC], "members")
