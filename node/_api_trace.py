@@ -243,8 +243,11 @@ async def get_label_file(request: web.Request) -> web.Response:
     if data is None:
         raise ApiError(404, "no such label")
     if fmt == "pdf":
-        return web.Response(body=devices.render_pdf(data), content_type="application/pdf")
-    return web.Response(body=devices.render_zpl(data), content_type="application/zpl")
+        body = devices.render_pdf(data, node.label_layout())
+        return web.Response(body=body, content_type="application/pdf")
+    return web.Response(
+        body=devices.render_zpl(data, node.label_layout()), content_type="application/zpl"
+    )
 
 
 async def get_scans(request: web.Request) -> web.Response:

@@ -573,6 +573,15 @@ class Node:
             "zpl": f"/api/labels/{label_id}.zpl",
         }
 
+    def label_layout(self) -> devices.LabelLayout:
+        """The label geometry: cluster setting `label` (mm, dpi), else 50x30 mm at 203 dpi."""
+        settings = cm.cluster_get(self.docs[cm.CLUSTER_DOC], "settings", "label") or {}
+        try:
+            return devices.LabelLayout.from_settings(settings)
+        except devices.LabelError as err:
+            _LOGGER.warning("label layout settings ignored: %s", err)
+            return devices.LabelLayout()
+
     def label_for_printing(self, label_id: str) -> devices.LabelData | None:
         """What a recorded label shows, ready to render; None if unknown."""
         event_id = self.trace.labels.get(label_id)

@@ -82,7 +82,10 @@ class Printing:
         fmt = self.formats.get(printer)
         if fmt is None:
             raise devices.PrintQueueError(f"unknown printer {printer[:40]!r}")
-        body = devices.render_pdf(data) if fmt == "pdf" else devices.render_zpl(data)
+        layout = self.node.label_layout()
+        body = (
+            devices.render_pdf(data, layout) if fmt == "pdf" else devices.render_zpl(data, layout)
+        )
         job = self.queue.submit(
             body, label_id=label_id, printer=printer, fmt=fmt, reprint=data.reprint
         )

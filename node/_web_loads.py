@@ -273,7 +273,7 @@ async def label_pdf(request: web.Request) -> web.StreamResponse:
     data = None if not _LABEL_RE.match(label_id) else _node(request).label_for_printing(label_id)
     if data is None:
         raise web.HTTPNotFound(text="no such label")
-    pdf = await asyncio.to_thread(devices.render_pdf, data)
+    pdf = await asyncio.to_thread(devices.render_pdf, data, _node(request).label_layout())
     return web.Response(
         body=pdf,
         content_type="application/pdf",

@@ -104,3 +104,28 @@ async def test_an_unknown_printer_is_refused_before_anything_is_recorded(
     )
     assert status == 422, body
     assert trace.count == before
+
+
+async def test_the_label_layout_comes_from_the_cluster_settings(
+    printed: tuple[Trace, ZplPrinterSimulator, Printing],
+) -> None:
+    import crdt_model as cm
+
+    trace, _, _ = printed
+    code = trace.instance(trace.kind())
+    load = await trace.make_sterile([code])
+    _, label = await trace.call("POST", "/api/labels", json={"set": code, "load": load})
+    await trace.node.commit_cluster(
+        lambda doc: cm.cluster_put(doc, "settings", "label", {"width_mm": 60, "height_mm": 40})
+    )
+    resp = await trace.client.get(
+        f"/api/labels/{label['label_id']}.pdf", headers=trace.headers("operator")
+    )
+    pdf = await resp.read()
+    # 60 x 40 mm = 170.08 x 113.39 points
+    assert b"/MediaBox [ 0 0 170.0787 113.3858 ]" in pdf or b"170.0787" in pdf, pdf[:400]
+    resp = await trace.client.get(
+        f"/api/labels/{label['label_id']}.zpl", headers=trace.headers("operator")
+    )
+    zpl = await resp.read()
+    assert b"^PW480" in zpl  # 60 mm at 203 dpi
