@@ -35,7 +35,7 @@ SCREENSHOTS = REPO_ROOT / "docs" / "screenshots"
 VIEWPORT = {"width": 1366, "height": 768}
 PASSWORD = "motdepasse-test"
 SYNC_WAIT_MS = 60_000
-USERS = {"alice": "operator", "rita": "releaser", "hugo": "head"}
+USERS = {"alice": "operator", "rita": "releaser", "hugo": "head", "ines": "admin"}
 
 
 def _playwright() -> Any:
@@ -180,6 +180,22 @@ def test_a_set_through_two_stations_appears_live_on_the_third_dashboard(
             dashboard.wait_for_selector(live % "sterile")
             assert dashboard.evaluate("window.__notReloaded") is True
             dashboard.screenshot(path=str(SCREENSHOTS / "dashboard.png"), full_page=True)
+
+            # the other pages, as the releaser and an administrator see them
+            station_b.goto(b.base_url + "/loads")
+            station_b.screenshot(path=str(SCREENSHOTS / "loads.png"), full_page=True)
+            station_b.click('a[href^="/loads/"]:not([href^="/loads/new"]) >> nth=-1')
+            load = station_b.url.rsplit("/", 1)[1]
+            station_b.screenshot(path=str(SCREENSHOTS / "load.png"), full_page=True)
+            station_b.goto(f"{b.base_url}/recall?lot={load}")
+            assert code in station_b.content()
+            station_b.screenshot(path=str(SCREENSHOTS / "recall.png"), full_page=True)
+            station_b.goto(b.base_url + "/reference")
+            station_b.screenshot(path=str(SCREENSHOTS / "reference.png"))
+            admin = new_page()
+            _login(admin, c.base_url, "ines")
+            admin.goto(c.base_url + "/admin")
+            admin.screenshot(path=str(SCREENSHOTS / "admin.png"), full_page=True)
             assert external == []
         finally:
             browser.close()
