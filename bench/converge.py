@@ -43,6 +43,7 @@ import aiohttp
 import pycrdt
 
 import crdt_model as cm
+import sync
 from bench._util import format_table, machine_info
 from node import DataDir, Node
 from node._auth import Principal
@@ -197,7 +198,7 @@ def measure_floor(holdings: list[dict[str, bytes]]) -> dict[str, Any]:
     started = time.perf_counter()
     while True:
         states = [{name: d[name].get_state() for name in names} for d in docs]
-        decoded = [{name: _clocks(sv) for name, sv in s.items()} for s in states]
+        decoded = [{name: sync.parse_state_vector(sv) for name, sv in s.items()} for s in states]
         if all(x == decoded[0] for x in decoded):
             break
         if rounds == MAX_ROUNDS:
@@ -215,24 +216,6 @@ def measure_floor(holdings: list[dict[str, bytes]]) -> dict[str, Any]:
     elapsed = time.perf_counter() - started
     events = {len(cm.events_map(d[name])) for d in docs for name in names}
     return {"seconds": elapsed, "bytes": sent, "rounds": rounds, "events_per_doc": sorted(events)}
-
-
-def _clocks(state_vector: bytes) -> dict[int, int]:
-    """Client id -> clock of an encoded state vector (its byte order is not canonical)."""
-    values: list[int] = []
-    pos = 0
-    while pos < len(state_vector):
-        value = shift = 0
-        while True:
-            byte = state_vector[pos]
-            pos += 1
-            value |= (byte & 0x7F) << shift
-            shift += 7
-            if byte < 0x80:
-                break
-        values.append(value)
-    pairs = values[1:]
-    return dict(zip(pairs[0::2], pairs[1::2], strict=True))
 
 
 # -- nodes --------------------------------------------------------------------------

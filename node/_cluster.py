@@ -18,8 +18,8 @@ from pycrdt import Doc
 
 import crdt_model as cm
 
-from ._layout import DataDir, DataDirError
-from ._node import ConflictError, NodeError
+from ._layout import DataDir
+from ._node import ConflictError, NodeError, creating_store
 from ._pki import (
     Invite,
     NodePki,
@@ -33,7 +33,6 @@ from ._pki import (
     new_key,
     sign_node,
 )
-from ._store import Store
 
 if TYPE_CHECKING:
     from ._node import Node
@@ -196,78 +195,64 @@ async def async_join(
     invite = Invite.decode(token)
     if invite.expires < int(time.time()):
         raise PkiError("this join token has expired; ask for a new one (sterimesh invite)")
-    if zone not in cm.ZONES:
-        raise DataDirError(f"unknown zone {zone[:20]!r}: choose one of {', '.join(cm.ZONES)}")
-    data.root.mkdir(parents=True, exist_ok=True)
-    lock = data.acquire()
-    try:
-        store = Store(data.store)
-        try:
-            if store.is_initialised():
-                raise DataDirError(f"{data.root} holds a node already")
-            node_id = uuid.uuid4().hex
-            key, key_pem = new_key()
-            base = f"https://{peer}"
-            host, _, port = peer.rpartition(":")
-            server_der = await _peer_leaf(host.strip("[]"), int(port))
-            timeout = aiohttp.ClientTimeout(total=30)
-            async with aiohttp.ClientSession(timeout=timeout) as session:
-                try:
-                    async with session.get(base + "/join/ca", ssl=join_client_context()) as resp:
-                        ca_pem = await resp.read()
-                        if resp.status != 200:
-                            raise PkiError("the peer did not hand out its cluster CA")
-                except aiohttp.ClientError as err:
-                    raise PkiError(f"cannot reach the peer: {err}") from None
-                ca = load_cert(ca_pem)
-                if fingerprint(ca) != invite.ca_fingerprint:
-                    raise PkiError("the peer's cluster CA is not the one of the token: refusing")
-                if not issued_by(x509.load_der_x509_certificate(server_der), ca):
-                    raise PkiError("the peer's certificate is not from the token's cluster CA")
-                body = {
-                    "secret": invite.secret,
-                    "csr": make_csr(key, node_id).decode(),
-                    "name": name,
-                    "zone": zone,
-                    "node_id": node_id,
-                }
-                # the secret goes only to a server whose certificate our pinned CA signed
-                trusted = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-                trusted.load_verify_locations(cadata=ca_pem.decode())
-                trusted.check_hostname = False
-                try:
-                    async with session.post(base + "/join", json=body, ssl=trusted) as resp:
-                        answer = await resp.json(content_type=None)
-                except aiohttp.ClientError as err:
-                    raise PkiError(f"cannot reach the peer: {err}") from None
-                if resp.status != 200:
-                    error = answer.get("error") if isinstance(answer, dict) else None
-                    raise PkiError(f"the peer refused to admit this node: {error}")
-            if fingerprint(load_cert(answer["ca_cert"].encode())) != invite.ca_fingerprint:
-                raise PkiError("the peer answered with another CA: refusing")
-            pki = NodePki(data.pki)
-            pki.write(pki.key, key_pem)
-            pki.write(pki.cert, answer["cert"].encode())
-            pki.write(pki.ca_cert, answer["ca_cert"].encode())
-            pki.write(pki.ca_key, answer["ca_key"].encode())
-            identity = {
-                "node_id": node_id,
-                "code": answer["code"],
-                "name": name.strip(),
+    with creating_store(data, name=name, zone=zone) as store:
+        node_id = uuid.uuid4().hex
+        key, key_pem = new_key()
+        base = f"https://{peer}"
+        host, _, port = peer.rpartition(":")
+        server_der = await _peer_leaf(host.strip("[]"), int(port))
+        timeout = aiohttp.ClientTimeout(total=30)
+        async with aiohttp.ClientSession(timeout=timeout) as session:
+            try:
+                async with session.get(base + "/join/ca", ssl=join_client_context()) as resp:
+                    ca_pem = await resp.read()
+                    if resp.status != 200:
+                        raise PkiError("the peer did not hand out its cluster CA")
+            except aiohttp.ClientError as err:
+                raise PkiError(f"cannot reach the peer: {err}") from None
+            ca = load_cert(ca_pem)
+            if fingerprint(ca) != invite.ca_fingerprint:
+                raise PkiError("the peer's cluster CA is not the one of the token: refusing")
+            if not issued_by(x509.load_der_x509_certificate(server_der), ca):
+                raise PkiError("the peer's certificate is not from the token's cluster CA")
+            body = {
+                "secret": invite.secret,
+                "csr": make_csr(key, node_id).decode(),
+                "name": name,
                 "zone": zone,
-                "cluster_id": answer["cluster_id"],
-                "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+                "node_id": node_id,
             }
-            store.initialise(
-                {**identity, "incarnation": 0, "client_ids": []},
-                {cm.CLUSTER_DOC: base64.b64decode(answer["cluster"])},
-            )
-        finally:
-            store.close()
-        if not data.config.exists():
-            data.write_config()
-    finally:
-        lock.close()
+            # the secret goes only to a server whose certificate our pinned CA signed
+            trusted = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+            trusted.load_verify_locations(cadata=ca_pem.decode())
+            trusted.check_hostname = False
+            try:
+                async with session.post(base + "/join", json=body, ssl=trusted) as resp:
+                    answer = await resp.json(content_type=None)
+            except aiohttp.ClientError as err:
+                raise PkiError(f"cannot reach the peer: {err}") from None
+            if resp.status != 200:
+                error = answer.get("error") if isinstance(answer, dict) else None
+                raise PkiError(f"the peer refused to admit this node: {error}")
+        if fingerprint(load_cert(answer["ca_cert"].encode())) != invite.ca_fingerprint:
+            raise PkiError("the peer answered with another CA: refusing")
+        pki = NodePki(data.pki)
+        pki.write(pki.key, key_pem)
+        pki.write(pki.cert, answer["cert"].encode())
+        pki.write(pki.ca_cert, answer["ca_cert"].encode())
+        pki.write(pki.ca_key, answer["ca_key"].encode())
+        identity = {
+            "node_id": node_id,
+            "code": answer["code"],
+            "name": name.strip(),
+            "zone": zone,
+            "cluster_id": answer["cluster_id"],
+            "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        }
+        store.initialise(
+            {**identity, "incarnation": 0, "client_ids": []},
+            {cm.CLUSTER_DOC: base64.b64decode(answer["cluster"])},
+        )
     return identity
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
 import multiprocessing
@@ -20,6 +21,7 @@ from pycrdt import Doc
 
 import crdt_model as cm
 import devices
+import sync
 
 from ._auth import Principal, check_login, check_role, hash_password, new_token, token_hash
 from ._index import EventIndex
@@ -71,30 +73,9 @@ def wall_clock_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-def _sv_clients(state: bytes) -> set[int]:
-    """Client ids present in an encoded Yjs state vector."""
-    clients: set[int] = set()
-    pos = 0
-
-    def varint() -> int:
-        nonlocal pos
-        shift = value = 0
-        while True:
-            byte = state[pos]
-            pos += 1
-            value |= (byte & 0x7F) << shift
-            shift += 7
-            if byte < 0x80:
-                return value
-
-    for _ in range(varint()):
-        clients.add(varint())
-        varint()
-    return clients
-
-
-def init_node(data: DataDir, *, name: str, zone: str, now_ms: int | None = None) -> dict[str, Any]:
-    """Create a new cluster with this node as its first member (node code A)."""
+@contextlib.contextmanager
+def creating_store(data: DataDir, *, name: str, zone: str) -> Iterator[Store]:
+    """Lock a data directory that holds no node yet and open its store to create one."""
     if zone not in cm.ZONES:
         raise DataDirError(f"unknown zone {zone[:20]!r}: choose one of {', '.join(cm.ZONES)}")
     if not name.strip() or len(name) > 64:
@@ -106,50 +87,56 @@ def init_node(data: DataDir, *, name: str, zone: str, now_ms: int | None = None)
         try:
             if store.is_initialised():
                 raise DataDirError(f"{data.root} holds a node already")
-            at = datetime.fromtimestamp((now_ms or wall_clock_ms()) / 1000, UTC).isoformat()
-            identity = {
-                "node_id": uuid.uuid4().hex,
-                "code": "A",
-                "name": name.strip(),
-                "zone": zone,
-                "cluster_id": uuid.uuid4().hex,
-                "created_at": at,
-            }
-            pki = NodePki(data.pki)
-            ca_key, ca_cert = create_ca(identity["cluster_id"])
-            node_key, node_key_pem = new_key()
-            node_cert = sign_node(
-                ca_key, ca_cert, make_csr(node_key, identity["node_id"]), identity["node_id"]
-            )
-            pki.write(pki.ca_key, ca_key)
-            pki.write(pki.ca_cert, ca_cert)
-            pki.write(pki.key, node_key_pem)
-            pki.write(pki.cert, node_cert)
-            doc: Doc[Any] = Doc()
-            with doc.transaction():
-                cm.cluster_put(
-                    doc,
-                    "members",
-                    identity["node_id"],
-                    {
-                        "name": identity["name"],
-                        "code": "A",
-                        "zone": zone,
-                        "joined_at": at,
-                        "cert_fingerprint": fingerprint(load_cert(node_cert)),
-                    },
-                )
-                cm.cluster_put(doc, "settings", "site", {"timezone": DEFAULT_TIMEZONE})
-            store.initialise(
-                {**identity, "incarnation": 0, "client_ids": []},
-                {cm.CLUSTER_DOC: doc.get_update()},
-            )
+            yield store
         finally:
             store.close()
         if not data.config.exists():
             data.write_config()
     finally:
         lock.close()
+
+
+def init_node(data: DataDir, *, name: str, zone: str, now_ms: int | None = None) -> dict[str, Any]:
+    """Create a new cluster with this node as its first member (node code A)."""
+    with creating_store(data, name=name, zone=zone) as store:
+        at = datetime.fromtimestamp((now_ms or wall_clock_ms()) / 1000, UTC).isoformat()
+        identity = {
+            "node_id": uuid.uuid4().hex,
+            "code": "A",
+            "name": name.strip(),
+            "zone": zone,
+            "cluster_id": uuid.uuid4().hex,
+            "created_at": at,
+        }
+        pki = NodePki(data.pki)
+        ca_key, ca_cert = create_ca(identity["cluster_id"])
+        node_key, node_key_pem = new_key()
+        node_cert = sign_node(
+            ca_key, ca_cert, make_csr(node_key, identity["node_id"]), identity["node_id"]
+        )
+        pki.write(pki.ca_key, ca_key)
+        pki.write(pki.ca_cert, ca_cert)
+        pki.write(pki.key, node_key_pem)
+        pki.write(pki.cert, node_cert)
+        doc: Doc[Any] = Doc()
+        with doc.transaction():
+            cm.cluster_put(
+                doc,
+                "members",
+                identity["node_id"],
+                {
+                    "name": identity["name"],
+                    "code": "A",
+                    "zone": zone,
+                    "joined_at": at,
+                    "cert_fingerprint": fingerprint(load_cert(node_cert)),
+                },
+            )
+            cm.cluster_put(doc, "settings", "site", {"timezone": DEFAULT_TIMEZONE})
+        store.initialise(
+            {**identity, "incarnation": 0, "client_ids": []},
+            {cm.CLUSTER_DOC: doc.get_update()},
+        )
     return identity
 
 
@@ -293,7 +280,7 @@ class Node:
                 doc.apply_update(update)
         except ValueError as err:
             raise StoreDamagedError(f"document {name} cannot be rebuilt: {err}") from None
-        if self.client_id in _sv_clients(doc.get_state()):
+        if self.client_id in sync.parse_state_vector(doc.get_state()):
             # our fresh id was seen before in this document: never reuse (client, clock) pairs
             raise StoreDamagedError(f"client id collision in {name}; restart the node")
         return doc

@@ -75,24 +75,10 @@ class NodeServer:
                     mdns_interfaces=self.mdns_interfaces,
                     sync_port=self.sync_listen[1],
                 )
-            runner = web.AppRunner(
-                make_app(
-                    self.node,
-                    replication=self.replication,
-                    printing=self.printing,
-                    scanners=self.scanners,
-                ),
-                access_log=None,
-            )
-            await runner.setup()
-            self._runners.append(runner)
+            runner = await self._runner(self._app(control=False))
             await web.TCPSite(runner, self.listen[0], self.listen[1]).start()
             if self.sync_listen is not None and self.replication is not None:
-                sync_runner = web.AppRunner(
-                    make_sync_app(self.node, self.replication), access_log=None
-                )
-                await sync_runner.setup()
-                self._runners.append(sync_runner)
+                sync_runner = await self._runner(make_sync_app(self.node, self.replication))
                 site = web.TCPSite(
                     sync_runner,
                     self.sync_listen[0],
@@ -107,20 +93,9 @@ class NodeServer:
                         self.sync_listen = (self.sync_listen[0], sockets[0].getsockname()[1])
                         self.replication.sync_port = self.sync_listen[1]
                 await self.replication.async_start()
-            self.capture = CycleCapture(self.node, self.data.read_config())
+            self.capture = CycleCapture(self.node, config)
             self.capture.start()
-            control = web.AppRunner(
-                make_app(
-                    self.node,
-                    control=True,
-                    replication=self.replication,
-                    printing=self.printing,
-                    scanners=self.scanners,
-                ),
-                access_log=None,
-            )
-            await control.setup()
-            self._runners.append(control)
+            control = await self._runner(self._app(control=True))
             with contextlib.suppress(FileNotFoundError):
                 self.data.socket.unlink()  # left by a node that died; we hold the lock
             old_umask = os.umask(0o077)
@@ -132,6 +107,22 @@ class NodeServer:
             await self.async_stop()
             raise
         _LOGGER.info("node %s serving http://%s:%d", self.node.code, *self.listen)
+
+    def _app(self, *, control: bool) -> web.Application:
+        """The API and web UI with this node's services; `control` for the local socket."""
+        return make_app(
+            self.node,
+            control=control,
+            replication=self.replication,
+            printing=self.printing,
+            scanners=self.scanners,
+        )
+
+    async def _runner(self, app: web.Application) -> web.AppRunner:
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        self._runners.append(runner)
+        return runner
 
     async def async_stop(self) -> None:
         """Stop serving, finish pending writes, release the data directory."""

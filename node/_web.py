@@ -243,6 +243,28 @@ def _csrf_ok(request: web.Request, form: dict[str, str]) -> bool:
     return isinstance(expected, str) and bool(given) and secrets.compare_digest(expected, given)
 
 
+def refused_flash(err: cm.EventError | NodeError) -> dict[str, str]:
+    """The message telling the operator why the node refused a step."""
+    if isinstance(err, cm.EventError):
+        detail = "; ".join(f"{e.field}: {e.message}" for e in err.errors)
+    else:
+        detail = str(err)
+    return {"k": "error", "m": "The step was refused.", "d": detail[:300]}
+
+
+async def _gated_form(
+    request: web.Request, permission: str
+) -> tuple[Principal, dict[str, str]] | web.StreamResponse:
+    """The caller, if its role grants `permission`, and its form, if its CSRF token holds."""
+    principal = _gate(request, permission)
+    if not isinstance(principal, Principal):
+        return principal
+    form = await _form(request)
+    if not _csrf_ok(request, form):
+        return _csrf_refused(request)
+    return principal, form
+
+
 def _csrf_refused(request: web.Request) -> web.Response:
     gettext = translator(_state(request).catalogs, _lang(request, request.get(SESSION_KEY)))
     return render(
@@ -420,12 +442,10 @@ async def station_scans(request: web.Request) -> web.StreamResponse:
 
 async def station_post(request: web.Request) -> web.StreamResponse:
     """Record the chosen step in one action, then show the set again."""
-    principal = _gate(request, "record")
-    if not isinstance(principal, Principal):
-        return principal
-    form = await _form(request)
-    if not _csrf_ok(request, form):
-        return _csrf_refused(request)
+    gated = await _gated_form(request, "record")
+    if not isinstance(gated, tuple):
+        return gated
+    principal, form = gated
     zone = _zone(request, form.get("zone"))
     code = form.get("code", "").strip()[:80]
     action = form.get("action", "")
@@ -437,13 +457,8 @@ async def station_post(request: web.Request) -> web.StreamResponse:
         return _redirect(request, back, {"k": "error", "m": "Your role may not do this step."})
     try:
         result = await async_perform(_node(request), principal, action, code, form, zone=zone)
-    except cm.EventError as err:
-        detail = "; ".join(f"{e.field}: {e.message}" for e in err.errors)[:300]
-        return _redirect(request, back, {"k": "error", "m": "The step was refused.", "d": detail})
-    except NodeError as err:
-        return _redirect(
-            request, back, {"k": "error", "m": "The step was refused.", "d": str(err)[:300]}
-        )
+    except (cm.EventError, NodeError) as err:
+        return _redirect(request, back, refused_flash(err))
     return _redirect(request, back, {"k": "ok", "m": STEPS[action].done, **result})
 
 
@@ -500,12 +515,10 @@ async def dashboard_stream(request: web.Request) -> web.StreamResponse:
 
 async def resolve_post(request: web.Request) -> web.StreamResponse:
     """Record a decision on an anomaly (releaser or head)."""
-    principal = _gate(request, "resolve")
-    if not isinstance(principal, Principal):
-        return principal
-    form = await _form(request)
-    if not _csrf_ok(request, form):
-        return _csrf_refused(request)
+    gated = await _gated_form(request, "resolve")
+    if not isinstance(gated, tuple):
+        return gated
+    principal, form = gated
     submission: dict[str, Any] = {
         "type": "anomaly.resolved",
         "anomaly": form.get("anomaly", ""),

@@ -13,11 +13,9 @@ from ._cluster import async_invite, async_revoke, members
 from ._node import NodeError
 from ._web import (
     FLASH_COOKIE,
-    _csrf_ok,
-    _csrf_refused,
     _flash,
-    _form,
     _gate,
+    _gated_form,
     _node,
     _redirect,
     render,
@@ -54,19 +52,9 @@ async def admin_page(request: web.Request) -> web.StreamResponse:
     return _admin_page(request)
 
 
-async def _checked(request: web.Request) -> tuple[Principal, dict[str, str]] | web.StreamResponse:
-    principal = _gate(request, "admin")
-    if not isinstance(principal, Principal):
-        return principal
-    form = await _form(request)
-    if not _csrf_ok(request, form):
-        return _csrf_refused(request)
-    return principal, form
-
-
 async def user_post(request: web.Request) -> web.StreamResponse:
     """Create (or replace) a user with a role and a password."""
-    checked = await _checked(request)
+    checked = await _gated_form(request, "admin")
     if not isinstance(checked, tuple):
         return checked
     principal, form = checked
@@ -85,7 +73,7 @@ async def user_post(request: web.Request) -> web.StreamResponse:
 
 async def token_post(request: web.Request) -> web.StreamResponse:
     """Create an API token and show it once."""
-    checked = await _checked(request)
+    checked = await _gated_form(request, "admin")
     if not isinstance(checked, tuple):
         return checked
     principal, form = checked
@@ -103,7 +91,7 @@ async def token_post(request: web.Request) -> web.StreamResponse:
 
 async def invite_post(request: web.Request) -> web.StreamResponse:
     """Invite a new node: a one-time join token, shown once."""
-    checked = await _checked(request)
+    checked = await _gated_form(request, "admin")
     if not isinstance(checked, tuple):
         return checked
     principal, _ = checked
@@ -122,7 +110,7 @@ async def invite_post(request: web.Request) -> web.StreamResponse:
 
 async def revoke_post(request: web.Request) -> web.StreamResponse:
     """Revoke a node, once the administrator ticked the confirmation."""
-    checked = await _checked(request)
+    checked = await _gated_form(request, "admin")
     if not isinstance(checked, tuple):
         return checked
     principal, form = checked

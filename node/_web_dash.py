@@ -17,19 +17,6 @@ from ._web_station import ZONE_OF_STATUS, event_time
 from ._web_support import bar_chart
 
 ZONES = ("sale", "propre", "sterile")
-STATUS_ORDER = (
-    "dirty",
-    "washing",
-    "washed",
-    "packed",
-    "in_sterilizer",
-    "sterilized",
-    "sterile",
-    "dispatched",
-    "used",
-    "quarantined",
-    "unknown",
-)
 RECENT_SETS = 15
 
 
@@ -47,7 +34,7 @@ def dashboard_context(request: web.Request) -> dict[str, Any]:
         status: {
             zone: (by_status[status] if ZONE_OF_STATUS.get(status) == zone else 0) for zone in ZONES
         }
-        for status in STATUS_ORDER
+        for status in cm.SET_STATES
         if by_status[status]
     }
     recent = [

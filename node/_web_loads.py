@@ -17,14 +17,13 @@ from ._auth import Principal, verify_password
 from ._node import NodeError
 from ._web import (
     FLASH_COOKIE,
-    _csrf_ok,
-    _csrf_refused,
     _flash,
-    _form,
     _gate,
+    _gated_form,
     _node,
     _redirect,
     _user,
+    refused_flash,
     render,
 )
 from ._web_station import DEFAULT_MACHINES, DEFAULT_PROGRAMS
@@ -115,12 +114,10 @@ def scanned_codes(text: str) -> list[str]:
 
 async def new_load_post(request: web.Request) -> web.StreamResponse:
     """Record the whole load as one wash.loaded or steri.loaded event."""
-    principal = _gate(request, "record")
-    if not isinstance(principal, Principal):
-        return principal
-    form = await _form(request)
-    if not _csrf_ok(request, form):
-        return _csrf_refused(request)
+    gated = await _gated_form(request, "record")
+    if not isinstance(gated, tuple):
+        return gated
+    principal, form = gated
     kind = _kind(form.get("kind"))
     sets = scanned_codes(form.get("sets", ""))
     if not sets:
@@ -193,12 +190,10 @@ async def load_page(request: web.Request) -> web.StreamResponse:
 
 async def release_post(request: web.Request) -> web.StreamResponse:
     """Release or reject a load; the releaser types the password again to confirm."""
-    principal = _gate(request, "release")
-    if not isinstance(principal, Principal):
-        return principal
-    form = await _form(request)
-    if not _csrf_ok(request, form):
-        return _csrf_refused(request)
+    gated = await _gated_form(request, "release")
+    if not isinstance(gated, tuple):
+        return gated
+    principal, form = gated
     node = _node(request)
     view = _load_or_404(request)
     back = load_url(view.load)
@@ -225,25 +220,18 @@ async def release_post(request: web.Request) -> web.StreamResponse:
         body["reason"] = reason
     try:
         _, warnings = await node.async_submit(body, principal)
-    except cm.EventError as err:
-        detail = "; ".join(f"{e.field}: {e.message}" for e in err.errors)[:300]
-        return _redirect(request, back, {"k": "error", "m": "The step was refused.", "d": detail})
-    except NodeError as err:
-        return _redirect(
-            request, back, {"k": "error", "m": "The step was refused.", "d": str(err)[:300]}
-        )
+    except (cm.EventError, NodeError) as err:
+        return _redirect(request, back, refused_flash(err))
     done = "Load released." if decision == "released" else "Load rejected."
     return _redirect(request, back, {"k": "ok", "m": done, "w": warnings[:5]})
 
 
 async def label_post(request: web.Request) -> web.StreamResponse:
     """Issue (and print, when a printer is chosen) the label of one set of the load."""
-    principal = _gate(request, "record")
-    if not isinstance(principal, Principal):
-        return principal
-    form = await _form(request)
-    if not _csrf_ok(request, form):
-        return _csrf_refused(request)
+    gated = await _gated_form(request, "record")
+    if not isinstance(gated, tuple):
+        return gated
+    principal, form = gated
     view = _load_or_404(request)
     back = load_url(view.load)
     code = form.get("set", "")

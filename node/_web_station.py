@@ -22,6 +22,7 @@ ZONE_OF_STATUS = {
     "in_sterilizer": "sterile",
     "sterilized": "sterile",
     "sterile": "sterile",
+    "expired": "sterile",
     "dispatched": "sale",
     "used": "sale",
 }

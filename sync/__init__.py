@@ -45,6 +45,7 @@ from ._session import PeerSession
 from ._status import NodeIdentity, PeerState, PeerStatus, Timing
 from ._text import sanitize
 from ._validate import check_update
+from ._vectors import parse_state_vector
 
 __all__ = [
     "MAX_DOC_NAME",
@@ -90,5 +91,6 @@ __all__ = [
     "encode_frame",
     "encode_message",
     "memory_channel_pair",
+    "parse_state_vector",
     "sanitize",
 ]

@@ -197,6 +197,83 @@ class LineParser(ABC):
         return moment.replace(tzinfo=self.tz)
 
 
+class FramedParser(LineParser):
+    """A format whose records run from a start line to an end line, one field a line."""
+
+    start: ClassVar[re.Pattern[str]]
+    end: ClassVar[re.Pattern[str]]
+    restart_reason: ClassVar[str] = "a new cycle started before this ended"
+    unframed_reason: ClassVar[str] = "text before any cycle start"
+    no_end_reason: ClassVar[str] = "no cycle end"
+
+    def __init__(self, machine: str | None = None, tz: tzinfo | None = None) -> None:
+        """Records carry `machine` (else the name the record gives); times get `tz`."""
+        super().__init__(machine, tz)
+        self._draft: Draft | None = None
+
+    def clean(self, text: str) -> str:
+        """A line without its line end and surrounding blanks."""
+        return text.rstrip("\r\n").strip()
+
+    def ignorable(self, body: str) -> bool:
+        """True for a line that carries nothing (decoration, comments)."""
+        return False
+
+    @abstractmethod
+    def field(self, draft: Draft, body: str) -> None:
+        """Take one line inside a record."""
+
+    def line(self, text: str) -> list[CycleRecord]:
+        """Handle one line: frame records, flag what breaks the frame, parse the rest."""
+        start = self.start.search(text)
+        if start is not None and self.clean(text[: start.start()]):
+            # A power cut leaves half a line; the restarted machine's header follows on it.
+            return self.line(text[: start.start()]) + self.line(text[start.start() :])
+        body = self.clean(text)
+        records: list[CycleRecord] = []
+        if self.start.fullmatch(body):
+            if self._draft is not None:
+                self._draft.problem(CycleFlag.TRUNCATED, self.restart_reason)
+                records.append(self.finish(self._draft))
+            self._draft = Draft(lines=[text], chars=len(text))
+            return records
+        if self._draft is None:
+            if not body or self.ignorable(body):
+                return records
+            self._draft = Draft()
+            self._draft.problem(CycleFlag.UNFRAMED, self.unframed_reason)
+        draft = self._draft
+        draft.add(text)
+        if self.end.fullmatch(body):
+            self._draft = None
+            return [self.finish(draft)]
+        if is_garbled(text):
+            draft.problem(CycleFlag.GARBLED, f"unreadable bytes in line {len(draft.lines)}")
+        if body and not self.ignorable(body):
+            self.field(draft, body)
+        if draft.full:
+            draft.problem(CycleFlag.TRUNCATED, "record too long: continued in the next record")
+            self._draft = None
+            records.append(self.finish(draft))
+        return records
+
+    def end_of_stream(self) -> list[CycleRecord]:
+        """Flag and return the open record, if any."""
+        if self._draft is None:
+            return []
+        draft, self._draft = self._draft, None
+        draft.problem(CycleFlag.TRUNCATED, self.no_end_reason)
+        return [self.finish(draft)]
+
+
+def decode_utf8_or_cp1252(chunk: bytes) -> str:
+    """UTF-8 when valid (machines and loggers differ), else Windows-1252."""
+    try:
+        return chunk.decode("utf-8")
+    except UnicodeDecodeError:
+        return chunk.decode("cp1252", "replace")
+
+
 def is_garbled(text: str) -> bool:
     """True when a line holds undecodable bytes or stray control characters."""
     return bool(_CONTROL.search(text.rstrip("\r\n\f")))

@@ -24,13 +24,12 @@ A record looks like this (French or English key words, dd.mm.yyyy or ISO dates):
 from __future__ import annotations
 
 import re
-from datetime import datetime, tzinfo
+from datetime import datetime
 
 from ._base import (
     Draft,
-    LineParser,
+    FramedParser,
     detect_test_kind,
-    is_garbled,
     parse_date,
     parse_duration,
     parse_number,
@@ -38,7 +37,7 @@ from ._base import (
     parse_result,
     parse_time,
 )
-from ._model import CycleFlag, CycleKind, CycleRecord, Phase, Sample
+from ._model import CycleFlag, CycleKind, Phase, Sample
 
 _START = re.compile(r"\*+\s*(CYCLE START|DEBUT CYCLE|DÉBUT CYCLE)\s*\*+", re.I)
 _END = re.compile(r"\*+\s*(CYCLE END|FIN CYCLE|FIN DE CYCLE)\s*\*+", re.I)
@@ -79,57 +78,24 @@ _KEYS = {
 }
 
 
-class DacParser(LineParser):
+class DacParser(FramedParser):
     """Sans-I/O parser of the DAC-style sterilizer printer protocol."""
 
     format_name = "dac"
+    start = _START
+    end = _END
 
-    def __init__(self, machine: str | None = None, tz: tzinfo | None = None) -> None:
-        """Records carry `machine`; naive machine times get `tz` when given."""
-        super().__init__(machine, tz)
-        self._draft: Draft | None = None
+    def clean(self, text: str) -> str:
+        """A line without its line end, form feed and surrounding blanks."""
+        return text.rstrip("\r\n\f").strip()
 
-    def line(self, text: str) -> list[CycleRecord]:
-        """Handle one line of the protocol."""
-        start = _START.search(text)
-        if start is not None and text[: start.start()].strip():
-            # A power cut leaves half a line; the restarted machine's header follows on it.
-            return self.line(text[: start.start()]) + self.line(text[start.start() :])
-        body = text.rstrip("\r\n\f").strip()
-        records: list[CycleRecord] = []
-        if _START.fullmatch(body):
-            if self._draft is not None:
-                self._draft.problem(CycleFlag.TRUNCATED, "a new cycle started before this ended")
-                records.append(self.finish(self._draft))
-            self._draft = Draft(lines=[text], chars=len(text))
-            return records
-        if self._draft is None:
-            if not body or _DECORATION.fullmatch(body):
-                return records
-            self._draft = Draft()
-            self._draft.problem(CycleFlag.UNFRAMED, "text before any cycle start")
-        draft = self._draft
-        draft.add(text)
-        if _END.fullmatch(body):
-            self._draft = None
-            return [self.finish(draft)]
-        if is_garbled(text):
-            draft.problem(CycleFlag.GARBLED, f"unreadable bytes in line {len(draft.lines)}")
-        if body and not _DECORATION.fullmatch(body):
-            self._body(draft, body)
-        if draft.full:
-            draft.problem(CycleFlag.TRUNCATED, "record too long: continued in the next record")
-            self._draft = None
-            records.append(self.finish(draft))
-        return records
+    def ignorable(self, body: str) -> bool:
+        """Rulers and stars between sections."""
+        return bool(_DECORATION.fullmatch(body))
 
-    def end_of_stream(self) -> list[CycleRecord]:
-        """Flag and return the open record, if any."""
-        if self._draft is None:
-            return []
-        draft, self._draft = self._draft, None
-        draft.problem(CycleFlag.TRUNCATED, "no cycle end")
-        return [self.finish(draft)]
+    def field(self, draft: Draft, body: str) -> None:
+        """One line of the record: a hold sample, a phase, a header or summary field."""
+        self._body(draft, body)
 
     def _body(self, draft: Draft, body: str) -> None:
         if match := _SAMPLE.fullmatch(body):

@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import re
-from datetime import tzinfo
 
 from ._base import (
     Draft,
-    LineParser,
-    is_garbled,
+    FramedParser,
+    decode_utf8_or_cp1252,
     parse_duration,
     parse_number,
     parse_ok,
     parse_result,
 )
-from ._model import CycleFlag, CycleKind, CycleRecord, Phase, Sample, TestKind
+from ._model import CycleFlag, CycleKind, Phase, Sample, TestKind
 
 _BEGIN = re.compile(r"BEGIN\s+CYCLE", re.I)
 _END = re.compile(r"END\s+CYCLE", re.I)
@@ -22,63 +21,31 @@ _LINE = re.compile(r"([a-z_0-9]+)\s*[:=]\s*(.*)", re.I)
 _NUMBERS = {"t_min", "t_max", "p_min", "p_max", "a0"}
 
 
-class GenericParser(LineParser):
+class GenericParser(FramedParser):
     """Sans-I/O parser of the generic key/value cycle format."""
 
     format_name = "generic"
-
-    def __init__(self, machine: str | None = None, tz: tzinfo | None = None) -> None:
-        """Records carry `machine` (else the record's machine key); times get `tz`."""
-        super().__init__(machine, tz)
-        self._draft: Draft | None = None
+    start = _BEGIN
+    end = _END
+    restart_reason = "BEGIN CYCLE before END CYCLE"
+    unframed_reason = "text before BEGIN CYCLE"
+    no_end_reason = "no END CYCLE"
 
     def decode(self, chunk: bytes) -> str:
         """Decode UTF-8, falling back to Windows-1252."""
-        try:
-            return chunk.decode("utf-8")
-        except UnicodeDecodeError:
-            return chunk.decode(self.encoding, "replace")
+        return decode_utf8_or_cp1252(chunk)
 
-    def line(self, text: str) -> list[CycleRecord]:
-        """Handle one line."""
-        begin = _BEGIN.search(text)
-        if begin is not None and text[: begin.start()].strip(" \t\ufeff"):
-            return self.line(text[: begin.start()]) + self.line(text[begin.start() :])
-        body = text.rstrip("\r\n").strip().lstrip("\ufeff")
-        records: list[CycleRecord] = []
-        if _BEGIN.fullmatch(body):
-            if self._draft is not None:
-                self._draft.problem(CycleFlag.TRUNCATED, "BEGIN CYCLE before END CYCLE")
-                records.append(self.finish(self._draft))
-            self._draft = Draft(lines=[text], chars=len(text))
-            return records
-        if self._draft is None:
-            if not body or body.startswith("#"):
-                return records
-            self._draft = Draft()
-            self._draft.problem(CycleFlag.UNFRAMED, "text before BEGIN CYCLE")
-        draft = self._draft
-        draft.add(text)
-        if _END.fullmatch(body):
-            self._draft = None
-            return [self.finish(draft)]
-        if is_garbled(text):
-            draft.problem(CycleFlag.GARBLED, f"unreadable bytes in line {len(draft.lines)}")
-        if body and not body.startswith("#"):
-            self._field(draft, body)
-        if draft.full:
-            draft.problem(CycleFlag.TRUNCATED, "record too long: continued in the next record")
-            self._draft = None
-            records.append(self.finish(draft))
-        return records
+    def clean(self, text: str) -> str:
+        """A line without its line end, blanks and byte-order mark."""
+        return text.rstrip("\r\n").strip().lstrip("\ufeff")
 
-    def end_of_stream(self) -> list[CycleRecord]:
-        """Flag and return the open record, if any."""
-        if self._draft is None:
-            return []
-        draft, self._draft = self._draft, None
-        draft.problem(CycleFlag.TRUNCATED, "no END CYCLE")
-        return [self.finish(draft)]
+    def ignorable(self, body: str) -> bool:
+        """Comment lines."""
+        return body.startswith("#")
+
+    def field(self, draft: Draft, body: str) -> None:
+        """One key: value line of the record."""
+        self._field(draft, body)
 
     def _field(self, draft: Draft, body: str) -> None:
         match = _LINE.fullmatch(body)

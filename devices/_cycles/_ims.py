@@ -28,6 +28,7 @@ from datetime import datetime, tzinfo
 from ._base import (
     Draft,
     LineParser,
+    decode_utf8_or_cp1252,
     is_garbled,
     parse_datetime,
     parse_number,
@@ -59,10 +60,7 @@ class ImsCsvParser(LineParser):
 
     def decode(self, chunk: bytes) -> str:
         """Decode UTF-8 when valid (loggers differ), else Windows-1252."""
-        try:
-            return chunk.decode("utf-8")
-        except UnicodeDecodeError:
-            return chunk.decode(self.encoding, "replace")
+        return decode_utf8_or_cp1252(chunk)
 
     def line(self, text: str) -> list[CycleRecord]:
         """Handle one CSV line."""

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 import crdt_model as cm
 import node._node as node_module
+import sync
 from node import Node, NodeRunningError, StoreDamagedError, StoreError
 from tests.helpers import submission
 from tests.node.nodes import OPERATOR, StepClock, doc_contents, new_data_dir, open_node
@@ -108,7 +109,7 @@ async def test_each_incarnation_writes_with_a_fresh_client_id(tmp_path: Path) ->
         seen.append((node.client_id, node.incarnation))
         await node.async_record(submission("note"), OPERATOR)
         doc = next(d for n, d in node.docs.items() if n.startswith("events/"))
-        clients = node_module._sv_clients(doc.get_state())
+        clients = set(sync.parse_state_vector(doc.get_state()))
         await node.async_close()
     assert len({cid for cid, _ in seen}) == 3
     assert [inc for _, inc in seen] == [1, 2, 3]
