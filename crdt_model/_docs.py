@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
-from pycrdt import Doc, Map, MapEvent
+from pycrdt import Doc, Map
 
 from ._codec import decode, decode_map, encode
 from ._hlc import Timestamp
@@ -76,12 +76,6 @@ def iter_events(doc: Doc[Any]) -> Iterator[tuple[str, dict[str, Any]]]:
     """Every (id, event) of an events document, in no particular order."""
     for key, value in events_map(doc).items():
         yield key, decode_map(value)
-
-
-def destructive_keys(event: MapEvent) -> list[str]:
-    """Keys an observed change updates or deletes: what the add-only rule forbids."""
-    changes: dict[str, dict[str, Any]] = event.keys  # type: ignore[attr-defined]
-    return [key for key, change in changes.items() if change.get("action") != "add"]
 
 
 def write_reference(doc: Doc[Any], manifest: dict[str, Any], tables: dict[str, list[Any]]) -> None:

@@ -37,21 +37,6 @@ def test_an_event_id_is_written_once() -> None:
     assert dict(cm.iter_events(doc)) == {event(1)["id"]: event(1)}
 
 
-def test_destructive_remote_change_is_detected() -> None:
-    source: Doc[Any] = Doc()
-    cm.add_event(source, event(1))
-    replica: Doc[Any] = Doc()
-    replica.apply_update(source.get_update())
-    seen: list[list[str]] = []
-    events = cm.events_map(replica)
-    sub = events.observe(lambda ev: seen.append(cm.destructive_keys(ev)))
-    state = replica.get_state()
-    cm.events_map(source)[event(1)["id"]] = cm.encode({**event(1), "text": "rewritten"})
-    replica.apply_update(source.get_update(state))
-    assert seen == [[event(1)["id"]]]
-    events.unobserve(sub)
-
-
 def test_reference_round_trip_in_chunks() -> None:
     doc: Doc[Any] = Doc()
     rows = [{"udi": f"01{i:014d}21S{i}", "n": i} for i in range(cm._docs.REF_CHUNK_ROWS * 2 + 7)]
