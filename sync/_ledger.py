@@ -46,6 +46,10 @@ class Ledger:
         """Documents to send a diff of, with the state vector to diff from."""
         self.pushing: dict[str, int] = {}
         """Document -> ack id of the catch-up diff in flight."""
+        self.held: dict[str, tuple[dict[int, int], float]] = {}
+        """Per document, authors (client clocks) of a large catch-up that came from another
+        peer, and until when their changes are left out of diffs for this one: it may be
+        receiving them first-hand at the same moment."""
         self._asked: dict[str, float] = {}
         self._next_id = 1
 
@@ -63,6 +67,9 @@ class Ledger:
         for name in sorted(set(replica.doc_names()) | docs.keys()):
             ours = parse_state_vector(replica.state_vector(name))
             lacking = not covers(self.peer_svs.get(name, {}), ours)
+            held = self.held.get(name)
+            if held is not None and covers(self.peer_svs.get(name, {}), held[0]):
+                del self.held[name]  # it got them elsewhere
             if (lacking or (name in ALWAYS_PUSH and ours)) and not self.in_flight(name):
                 self.push_queue[name] = docs.get(name, EMPTY_STATE)
 
@@ -106,6 +113,46 @@ class Ledger:
             self.push_queue[doc] = encode_state_vector(self.peer_svs.get(doc, {}))
             return "diff"
         return "update"
+
+    def hold(self, doc: str, authors: dict[int, int], until: float) -> None:
+        """Leave `authors`' changes to `doc` out of diffs for this peer until `until`."""
+        if self.peer_svs is None:
+            return
+        known, due = self.held.get(doc, ({}, until))
+        self.held[doc] = (merge_vectors(known, authors), min(due, until))
+
+    def release_held(self, now: float, replica: Replica) -> bool:
+        """Queue a diff of what was held back and is due; True if one was queued."""
+        queued = False
+        for doc in [d for d, (_, until) in self.held.items() if until <= now]:
+            del self.held[doc]
+            theirs = {} if self.peer_svs is None else self.peer_svs.get(doc, {})
+            ours = parse_state_vector(replica.state_vector(doc))
+            if not covers(theirs, ours) and not self.in_flight(doc):
+                self.push_queue[doc] = encode_state_vector(theirs)
+                queued = True
+        return queued
+
+    def diff_base(
+        self, doc: str, sv: bytes, ours: dict[int, int]
+    ) -> tuple[bytes, dict[int, int]] | None:
+        """The state vector to diff `doc` from, and what the peer holds once it takes that diff.
+
+        Held-back authors are left out whole (a part of an author's changes would not
+        integrate). None when nothing else is left to send.
+        """
+        held = self.held.get(doc)
+        if held is None:
+            return sv, ours
+        theirs = parse_state_vector(sv)
+        base = dict(theirs)
+        after = dict(ours)
+        for client in held[0]:
+            base[client] = max(theirs.get(client, 0), ours.get(client, 0))
+            after[client] = theirs.get(client, 0)
+        if covers(base, ours) and doc not in ALWAYS_PUSH:
+            return None
+        return encode_state_vector(base), after
 
     def next_push(self) -> tuple[str, bytes] | None:
         """The next document to send a diff of, if the window allows."""

@@ -240,6 +240,8 @@ class PeerSession:
             self._last_manifest = now
             self._manifest_due = False
         self.ledger.expire(now, t.ack_timeout_s)
+        if self.ledger.release_held(now, self.replica):
+            self._wake.set()
 
     # -- handshake ------------------------------------------------------------------------
 
@@ -420,6 +422,13 @@ class PeerSession:
     def _on_durable(self, name: str, update: bytes, origin: str | None) -> None:
         if self._stopped() or origin == self.status.node:
             return  # never echo an update to the peer it came from
+        if origin is not None and len(update) > MAX_LIVE_UPDATE_BYTES:
+            # a catch-up from another peer: this one may be getting it first-hand; its next
+            # manifest (asked for promptly) tells, else it goes after the wait
+            authors = parse_state_vector(pycrdt.get_state(update))
+            self.ledger.hold(name, authors, self._clock() + self.timing.anti_entropy_s)
+            self._manifest_due = True
+            return
         how = self.ledger.live(name, len(update), MAX_LIVE_UPDATE_BYTES)
         if how == "diff":
             self._wake.set()
@@ -432,6 +441,10 @@ class PeerSession:
 
     def _push(self, name: str, sv: bytes) -> None:
         ours = parse_state_vector(self.replica.state_vector(name))
+        base = self.ledger.diff_base(name, sv, ours)
+        if base is None:
+            return
+        sv, ours = base
         update = self.replica.diff(name, sv)
         if len(update) > MAX_UPDATE_BYTES:
             self.status.error = f"{name} is too large to send ({len(update)} bytes)"

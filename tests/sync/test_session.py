@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -16,6 +17,7 @@ from sync import (
     PeerState,
     Ping,
     Step2,
+    Timing,
     Update,
     encode_frame,
     memory_channel_pair,
@@ -37,12 +39,21 @@ from .sync_helpers import (
 class Pair:
     """Two replicas, each with a session, over one in-memory connection."""
 
-    def __init__(self, a: MemoryReplica, b: MemoryReplica, ca: Any = None, cb: Any = None) -> None:
+    def __init__(
+        self,
+        a: MemoryReplica,
+        b: MemoryReplica,
+        ca: Any = None,
+        cb: Any = None,
+        timing: Timing = FAST,
+        names: str = "AB",
+    ) -> None:
         if ca is None:
             ca, cb = memory_channel_pair()
         self.a, self.b = a, b
-        self.sa = PeerSession(a, identity("A"), ca, timing=FAST, initiator=True, address="mem:b")
-        self.sb = PeerSession(b, identity("B"), cb, timing=FAST, address="mem:a")
+        first, second = identity(names[0]), identity(names[1])
+        self.sa = PeerSession(a, first, ca, timing=timing, initiator=True, address="mem:b")
+        self.sb = PeerSession(b, second, cb, timing=timing, address="mem:a")
         self.tasks = [asyncio.create_task(self.sa.run()), asyncio.create_task(self.sb.run())]
 
     async def close(self) -> list[str]:
@@ -228,3 +239,59 @@ async def test_anti_entropy_heals_lost_updates() -> None:
     assert not events_of(b)  # every live update is lost on the way...
     await wait_until(lambda: len(events_of(b)) == 3, timeout=FAST.anti_entropy_s * 5)
     await pair.close()  # ... and the next manifest brought them all
+
+
+class Counter(MemoryChannel):
+    """Counts the bytes of catch-up diffs and updates it sends."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.update_bytes = 0
+
+    async def send(self, data: bytes) -> None:
+        from sync import FrameDecoder, decode_message
+
+        for frame in FrameDecoder().feed(data):
+            msg = decode_message(frame)
+            if isinstance(msg, Update | Step2):
+                self.update_bytes += len(msg.update)
+        await super().send(data)
+
+
+def counted_pair(
+    a: MemoryReplica, b: MemoryReplica, names: str, timing: Timing = FAST
+) -> tuple[Pair, Counter, Counter]:
+    ca, cb = Counter(), Counter()
+    ca.peer, cb.peer = cb, ca
+    return Pair(a, b, ca, cb, timing=timing, names=names), ca, cb
+
+
+def big_replica(node: str, count: int = 1500) -> MemoryReplica:
+    """Over MAX_LIVE_UPDATE_BYTES of one day's events: catching up on it is a large diff."""
+    return replica_with(*(event(n, node, text=f"{n:05d} " + "x" * 900) for n in range(count)))
+
+
+async def test_a_large_catch_up_crosses_each_link_once_in_a_full_mesh() -> None:
+    a, b, c = big_replica("A"), MemoryReplica(), MemoryReplica()
+    size = len(a.diff(doc_of(event(0)), b"\x00"))
+    slow = replace(FAST, anti_entropy_s=1.0, dead_after_s=3.0)  # applying 1.6 MB takes a while
+    ab, _, _ = counted_pair(a, b, "AB", slow)
+    ac, _, _ = counted_pair(a, c, "AC", slow)
+    bc, b_to_c, c_to_b = counted_pair(b, c, "BC", slow)
+    await wait_until(lambda: len(events_of(b)) == len(events_of(c)) == 1500)
+    await asyncio.sleep(slow.anti_entropy_s * 2)  # held-back relays would have gone by now
+    # B and C each got A's events first-hand: neither passes them on to the other
+    assert b_to_c.update_bytes + c_to_b.update_bytes < size / 10
+    for pair in (ab, ac, bc):
+        await pair.close()
+
+
+async def test_a_large_catch_up_is_relayed_to_a_node_that_cannot_reach_its_author() -> None:
+    a, b, c = big_replica("A"), MemoryReplica(), MemoryReplica()
+    ab = Pair(a, b)
+    bc, b_to_c, _ = counted_pair(b, c, "BC")  # C talks to B only
+    await wait_until(lambda: len(events_of(c)) == 1500)
+    assert snapshot(c) == snapshot(a)
+    assert b_to_c.update_bytes < 1.1 * len(a.diff(doc_of(event(0)), b"\x00"))  # once
+    await ab.close()
+    await bc.close()
