@@ -444,8 +444,12 @@ def validate_submission(body: Any) -> dict[str, Any]:
     return {"type": event_type.name, **out}
 
 
-def validate_event(event: Any) -> dict[str, Any]:
-    """Check a complete stored event (node fields included), e.g. one received from a peer."""
+def validate_event(event: Any, encoded_size: int | None = None) -> dict[str, Any]:
+    """Check a complete stored event (node fields included), e.g. one received from a peer.
+
+    `encoded_size`: the length of the CBOR the event was decoded from, when known (spares
+    encoding it again to check its size).
+    """
     if not isinstance(event, Mapping):
         raise EventError([FieldError("event", "must be a map")])
     event_type = _event_type(event)
@@ -454,7 +458,9 @@ def validate_event(event: Any) -> dict[str, Any]:
     out, errors = _validate_fields(fields, allowed, set(event_type.required) | set(_NODE_SET))
     if not errors and out["id"] != make_event_id(Timestamp.parse(out["hlc"]), out["node"]):
         errors.append(FieldError("id", "does not match hlc and node"))
-    if not errors and len(encode(event)) > MAX_EVENT_BYTES:
+    if encoded_size is None and not errors:
+        encoded_size = len(encode(event))
+    if not errors and encoded_size is not None and encoded_size > MAX_EVENT_BYTES:
         errors.append(FieldError("event", f"is larger than {MAX_EVENT_BYTES} bytes"))
     if errors:
         raise EventError(errors)

@@ -33,6 +33,7 @@ class NodeReplica:
     def __init__(self, node: Node) -> None:
         self.node = node
         self._locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self._checker = sync.UpdateChecker()
 
     def doc_names(self) -> list[str]:
         """Documents held (retired reference exports are not offered)."""
@@ -53,7 +54,7 @@ class NodeReplica:
         if self.node.is_retired(name):
             return False
         async with self._locks[name]:
-            change = sync.check_update(self.node.docs.get(name), name, update)
+            change = self._checker.check(self.node.docs.get(name), name, update)
             if change is None:
                 return False
             await self.node.async_store_remote(name, change, peer)

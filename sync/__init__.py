@@ -44,7 +44,7 @@ from ._replica import Listener, MemoryReplica, Replica
 from ._session import PeerSession
 from ._status import NodeIdentity, PeerState, PeerStatus, Timing
 from ._text import sanitize
-from ._validate import check_update
+from ._validate import UpdateChecker, check_update
 from ._vectors import parse_state_vector
 
 __all__ = [
@@ -84,6 +84,7 @@ __all__ = [
     "SyncManager",
     "Timing",
     "Update",
+    "UpdateChecker",
     "UpdateIncomplete",
     "UpdateRefused",
     "check_update",

@@ -13,7 +13,7 @@ from pycrdt import Doc
 from ._errors import UpdateRefused
 from ._protocol import MAX_UPDATE_BYTES
 from ._text import sanitize
-from ._validate import check_update
+from ._validate import UpdateChecker
 from ._vectors import EMPTY_STATE, EMPTY_UPDATE
 
 _LOGGER = logging.getLogger(__name__)
@@ -72,6 +72,7 @@ class MemoryReplica:
         self.store_delay = store_delay
         self._listeners: list[Listener] = []
         self._locks: dict[str, asyncio.Lock] = {}
+        self._checker = UpdateChecker()
 
     # -- Replica ----------------------------------------------------------------
 
@@ -99,7 +100,7 @@ class MemoryReplica:
         doc = self.docs.get(name)
         if self.validate:
             try:
-                change = check_update(doc, name, update, max_bytes=self.max_update_bytes)
+                change = self._checker.check(doc, name, update, max_bytes=self.max_update_bytes)
             except UpdateRefused as err:
                 self.refused.append((peer, name, err.reason))
                 raise

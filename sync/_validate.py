@@ -38,7 +38,7 @@ import crdt_model as cm
 from ._errors import UpdateIncomplete, UpdateRefused
 from ._protocol import MAX_UPDATE_BYTES
 from ._text import sanitize
-from ._vectors import is_integrated
+from ._vectors import EMPTY_STATE, covers, is_integrated, parse_state_vector
 
 MAX_ACK_BYTES = 4096
 EVENTS_ROOTS = ("events", "acks")
@@ -56,14 +56,84 @@ def check_update(
     Returns the part of the update that is new to the document (what to store,
     apply and relay), or None when it changes nothing. Raises UpdateRefused when
     a rule forbids it, UpdateIncomplete when it depends on changes not held here.
+    The check runs on a scratch copy of `doc`: its cost grows with the document.
+    `UpdateChecker` keeps the copies of events documents between checks instead.
     """
+    _check_name(name, update, max_bytes)
+    return _check_on(_copy(doc), name, update)
+
+
+class UpdateChecker:
+    """`check_update` at the cost of the update, not of the document.
+
+    Keeps a shadow copy of the most recently checked events documents. Before a
+    check, the shadow catches up with the live document (local writes) by a diff;
+    the update is then checked on the shadow, which keeps it when it passes. The
+    caller applies that change to the live document next (under its lock): a
+    shadow found ahead of its document (the change was never applied, e.g. the
+    store failed) or touched by a refused or incomplete update is thrown away and
+    made again from the document, so a shadow never makes a change look known.
+    """
+
+    def __init__(self, max_shadows: int = 4) -> None:
+        self.max_shadows = max_shadows
+        self._shadows: dict[str, tuple[Doc[Any] | None, Doc[Any]]] = {}
+        """Document name -> (the live document it shadows, the shadow), most recent last."""
+
+    def check(
+        self, doc: Doc[Any] | None, name: str, update: bytes, *, max_bytes: int = MAX_UPDATE_BYTES
+    ) -> bytes | None:
+        """As `check_update`."""
+        _check_name(name, update, max_bytes)
+        if not name.startswith(cm.EVENTS_PREFIX):
+            return _check_on(_copy(doc), name, update)  # small or rare documents
+        shadow = self._shadow(doc, name)
+        try:
+            return _check_on(shadow, name, update)
+        except BaseException:
+            self._shadows.pop(name, None)
+            raise
+
+    def _shadow(self, doc: Doc[Any] | None, name: str) -> Doc[Any]:
+        live, shadow = self._shadows.pop(name, (None, None))
+        if shadow is not None and (live is not doc or not _behind(shadow, doc)):
+            shadow = None  # another document, or ahead of it: what it holds was never applied
+        if shadow is None:
+            shadow = _copy(doc)
+        elif doc is not None:
+            shadow.apply_update(doc.get_update(shadow.get_state()))  # local writes since
+        self._shadows[name] = (doc, shadow)
+        while len(self._shadows) > self.max_shadows:
+            del self._shadows[next(iter(self._shadows))]
+        return shadow
+
+    def forget(self, name: str) -> None:
+        """Drop the shadow of a document (e.g. after it was replaced)."""
+        self._shadows.pop(name, None)
+
+
+def _behind(shadow: Doc[Any], doc: Doc[Any] | None) -> bool:
+    """True when `doc` holds all `shadow` holds (an events document only grows)."""
+    have = EMPTY_STATE if doc is None else doc.get_state()
+    return covers(parse_state_vector(have), parse_state_vector(shadow.get_state()))
+
+
+def _check_name(name: str, update: bytes, max_bytes: int) -> None:
     if not cm.is_doc_name(name):
         raise UpdateRefused(f"unknown document {sanitize(name, 60)!r}")
     if len(update) > max_bytes:
         raise UpdateRefused(f"update of {len(update)} bytes exceeds {max_bytes}")
+
+
+def _copy(doc: Doc[Any] | None) -> Doc[Any]:
     scratch: Doc[Any] = Doc()
     if doc is not None:
         scratch.apply_update(doc.get_update())
+    return scratch
+
+
+def _check_on(scratch: Doc[Any], name: str, update: bytes) -> bytes | None:
+    """Apply `update` to `scratch` while watching it; the new part, or a refusal."""
     rule, roots = _rule_for(name)
     watch = _Watch(scratch, roots)
     deleted_before = _deletions(scratch)
@@ -164,7 +234,7 @@ def _check_event(name: str, key: str, value: Any) -> str | None:
     if not isinstance(value, bytes | bytearray):
         return "is not an encoded event"
     try:
-        event = cm.validate_event(cm.decode_map(value))
+        event = cm.validate_event(cm.decode_map(value), len(value))
     except (cm.CodecError, cm.EventError) as err:
         return f"is not a valid event: {sanitize(err, 120)}"
     if event["id"] != key:

@@ -4,16 +4,25 @@ from typing import Any
 
 import pycrdt
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pycrdt import Array, Doc, Map
 
 import crdt_model as cm
-from sync import UpdateIncomplete, UpdateRefused, check_update
+import sync
+from sync import UpdateChecker, UpdateIncomplete, UpdateRefused
 
 from .sync_helpers import doc_of, event
 
 DAY = doc_of(event(0))
+check_update = sync.check_update
+
+
+@pytest.fixture(autouse=True, params=["scratch copy", "shadow"])
+def _checker(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every rule holds both for a scratch copy per check and for a kept shadow."""
+    if request.param == "shadow":
+        monkeypatch.setitem(globals(), "check_update", UpdateChecker().check)
 
 
 def events_doc(*events: dict[str, Any], client_id: int | None = None) -> Doc[Any]:
@@ -229,7 +238,9 @@ def test_the_cluster_document_takes_any_well_formed_change() -> None:
     assert check_update(local, cm.CLUSTER_DOC, change) is not None
 
 
-@settings(max_examples=150, deadline=None)
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(st.data())
 def test_mutated_updates_are_refused_or_deferred_never_half_applied(data: st.DataObject) -> None:
     local = events_doc(event(1), client_id=1)
@@ -247,3 +258,61 @@ def test_mutated_updates_are_refused_or_deferred_never_half_applied(data: st.Dat
         local.apply_update(change)
         for key, ev in cm.iter_events(local):
             assert cm.validate_event(ev)["id"] == key
+
+
+def test_a_refused_update_leaves_nothing_known_in_the_shadow() -> None:
+    checker = UpdateChecker()
+    local = events_doc(event(1), client_id=1)
+    good = events_doc(event(2, "B"), client_id=2).get_update()
+    attacker = copy(local, 9)
+    cm.events_map(attacker)[event(3, "C")["id"]] = cm.encode(event(3, "C"))
+    cm.events_map(attacker)[event(1)["id"]] = cm.encode(event(1, text="forged"))
+    bundle = pycrdt.merge_updates(good, attacker.get_update(local.get_state()))
+    with pytest.raises(UpdateRefused):
+        checker.check(local, DAY, bundle)
+    change = checker.check(local, DAY, good)  # the good part alone is still new
+    assert change is not None
+    local.apply_update(change)
+    assert event(2, "B")["id"] in cm.events_map(local)
+
+
+def test_a_change_checked_but_never_applied_is_new_again() -> None:
+    # the store failed after the check: the peer sends it again and it must be stored then
+    checker = UpdateChecker()
+    local = events_doc(event(1), client_id=1)
+    remote = events_doc(event(2, "B"), client_id=2).get_update()
+    assert checker.check(local, DAY, remote) is not None
+    change = checker.check(local, DAY, remote)
+    assert change is not None
+    local.apply_update(change)
+    assert checker.check(local, DAY, remote) is None
+
+
+def test_the_shadow_follows_local_writes() -> None:
+    checker = UpdateChecker()
+    local = events_doc(event(1), client_id=1)
+    peer = copy(local, 2)
+    assert checker.check(local, DAY, events_doc(event(9, "C"), client_id=3).get_update())
+    local.apply_update(events_doc(event(9, "C"), client_id=3).get_update())
+    cm.add_event(local, event(2))  # a local write after the shadow was made
+    peer.apply_update(local.get_update(peer.get_state()))
+    ack = delta(peer, lambda d: cm.acks_map(d).__setitem__(event(2)["id"], cm.encode({"at": "x"})))
+    change = checker.check(local, DAY, ack)  # depends on the local write: integrates
+    assert change is not None
+    local.apply_update(change)
+    assert checker.check(local, DAY, ack) is None
+
+
+def test_an_oversized_event_from_a_peer_is_refused() -> None:
+    from tests.crdt_model.test_events import stamped
+    from tests.helpers import submission
+
+    big = stamped(submission("steri.cycle"), node="B")
+    big["phases"] = [
+        {"name": f"p{i}", **{f"k{j}": "x" * 256 for j in range(15)}} for i in range(40)
+    ]
+    big["raw"] = "y" * 64 * 1024
+    source: Doc[Any] = Doc()
+    cm.events_map(source)[big["id"]] = cm.encode(big)
+    day = cm.events_doc_name(cm.Timestamp.parse(big["hlc"]))
+    assert "larger than" in refused(events_doc(), day, source.get_update())
