@@ -11,7 +11,9 @@ whatever the order and batches of arrival.
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterable, Mapping
+import gc
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -124,6 +126,10 @@ class Fold:
 
     def add_many(self, events: Iterable[Mapping[str, Any]]) -> int:
         """Fold a batch of events; the same result as adding them one by one. Returns new ones."""
+        with _collector_paused():
+            return self._add_many(events)
+
+    def _add_many(self, events: Iterable[Mapping[str, Any]]) -> int:
         known = self._records
         before = len(known)
         fresh = sorted((e for e in events if e["id"] not in known), key=_event_id)
@@ -571,6 +577,24 @@ class Fold:
 
 
 # -- helpers -----------------------------------------------------------------------------
+
+
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """No cyclic garbage collection while a batch is folded.
+
+    The fold makes no reference cycles, but each batch allocates hundreds of thousands of
+    objects: the collector would scan the whole (large, long-lived) heap again and again
+    for nothing (a fifth of a month's refold). Reference counting still frees everything.
+    """
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
 
 
 def _event_id(event: Mapping[str, Any]) -> str:
