@@ -129,6 +129,11 @@ async def async_accept_join(
         raise PermissionError("this join token has expired")
     if cm.cluster_get(doc, "members", new_id) is not None:
         raise ConflictError("a node with this id is a member already")
+    if _code_clash(doc, invite_hash, str(invite["code"]), now_s):
+        raise ConflictError(
+            f"code {invite['code']} of this token was promised to another node meanwhile: "
+            "make a new invitation"
+        )
     pki = NodePki(node.data.pki)
     try:
         cert_pem = sign_node(
@@ -162,6 +167,22 @@ async def async_accept_join(
         "cert": cert_pem.decode(),
         "cluster": base64.b64encode(doc.get_update()).decode(),
     }
+
+
+def _code_clash(doc: Doc[Any], invite_hash: str, code: str, now_s: int) -> bool:
+    """True when another member holds `code`, or another invitation promising it goes first.
+
+    Two nodes in sync that invite at the same moment may promise the same code; both see
+    both promises before either joins, and agree that the smaller hash goes first.
+    """
+    if any(m.get("code") == code for m in cm.cluster_items(doc, "members").values()):
+        return True
+    return any(
+        other.get("code") == code
+        and key < invite_hash
+        and (other.get("used_by") or int(other.get("expires", 0)) >= now_s)
+        for key, other in cm.cluster_items(doc, "invites").items()
+    )
 
 
 async def async_revoke(node: Node, which: str, by: str) -> dict[str, Any]:

@@ -1,0 +1,82 @@
+"""Node codes stay unique when two nodes invite at the same moment."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import crdt_model as cm
+from node import Node
+from node._cluster import async_accept_join, async_invite, taken_codes
+from node._node import ConflictError
+from node._pki import Invite, make_csr, new_key
+from tests.node.nodes import new_data_dir, open_node
+
+NOW = 1_800_000_000
+
+
+def join_request(token: str, name: str) -> dict[str, Any]:
+    node_id = f"{name:0<32}"[:32]
+    key, _ = new_key()
+    return {
+        "secret": Invite.decode(token).secret,
+        "csr": make_csr(key, node_id).decode(),
+        "name": name,
+        "zone": "propre",
+        "node_id": node_id,
+    }
+
+
+def promised(node: Node, token: str) -> str:
+    """The code an invitation promises."""
+    entry = cm.cluster_get(node.docs[cm.CLUSTER_DOC], "invites", Invite.decode(token).secret_hash)
+    assert entry is not None
+    return str(entry["code"])
+
+
+async def promise_elsewhere(node: Node, code: str, secret_hash: str) -> None:
+    """An invitation another node made at the same moment, merged in by sync."""
+    entry = {"code": code, "expires": NOW + 3600, "by": "admin", "inviter": "f" * 32}
+    await node.commit_cluster(lambda d: cm.cluster_put(d, "invites", secret_hash, entry))
+
+
+@pytest.mark.parametrize("ours_first", [True, False])
+async def test_two_invitations_of_one_code_admit_one_node(tmp_path: Path, ours_first: bool) -> None:
+    node = await open_node(new_data_dir(tmp_path))
+    try:
+        token = await async_invite(node, "admin", now_s=NOW)
+        ours = Invite.decode(token).secret_hash
+        code = promised(node, token)
+        other = ("f" if ours_first else "0") * len(ours)
+        await promise_elsewhere(node, code, other)
+        request = join_request(token, "newnode")
+        if ours_first:
+            answer = await async_accept_join(node, request, now_s=NOW + 60)
+            assert answer["code"] == code
+        else:
+            with pytest.raises(ConflictError, match="promised to another node meanwhile"):
+                await async_accept_join(node, request, now_s=NOW + 60)
+            assert cm.cluster_get(node.docs[cm.CLUSTER_DOC], "members", request["node_id"]) is None
+            # a new invitation gets a code nobody holds or was promised
+            again = await async_invite(node, "admin", now_s=NOW + 120)
+            fresh = promised(node, again)
+            assert fresh != code
+            answer = await async_accept_join(node, join_request(again, "newnode"), now_s=NOW + 180)
+            assert answer["code"] == fresh
+    finally:
+        await node.async_close()
+
+
+async def test_an_expired_promise_does_not_block_its_code(tmp_path: Path) -> None:
+    node = await open_node(new_data_dir(tmp_path))
+    try:
+        await promise_elsewhere(node, "B", "0" * 64)  # expires at NOW + 3600, never used
+        later = NOW + 7200
+        assert "B" not in taken_codes(node, later)
+        token = await async_invite(node, "admin", now_s=later)
+        answer = await async_accept_join(node, join_request(token, "newnode"), now_s=later + 60)
+        assert answer["code"] == "B"
+    finally:
+        await node.async_close()
