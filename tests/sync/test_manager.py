@@ -148,3 +148,27 @@ async def test_status_of_a_peer_behind() -> None:
     assert entry["behind_docs"] == 1
     await wait_until(lambda: cluster.managers["A"].peers()[0]["behind"] == 0)
     await cluster.close()
+
+
+async def test_a_cleared_flag_lets_the_repaired_peer_sync_again() -> None:
+    cluster = Cluster("AM")
+    evil = cluster.replicas["M"] = MemoryReplica(validate=False)
+    cluster.managers["M"] = SyncManager(evil, identity("M"), timing=FAST)
+    a = cluster.replicas["A"]
+    record(a, event(1, "A"))
+    await cluster.connect_all()
+    await wait_until(cluster.converged)
+    evil.write(doc_of(event(1)), lambda d: cm.events_map(d).pop(event(1, "A")["id"]))
+    await wait_until(lambda: "node-M" in cluster.managers["A"].flagged())
+    await cluster.managers["M"].close()
+    # M is repaired (its data rebuilt) and starts again under the same identity
+    repaired = cluster.replicas["M"] = MemoryReplica()
+    record(repaired, event(5, "M"))
+    cluster.managers["M"] = SyncManager(repaired, identity("M"), timing=FAST)
+    await cluster.managers["M"].connect("mem:A", cluster.dialer("M", "A"))
+    await asyncio.sleep(FAST.backoff_max_s * 2)
+    assert event(5, "M")["id"] not in events_of(a)  # still turned down
+    cluster.managers["A"].clear_flag("node-M")
+    await wait_until(lambda: events_of(a) == events_of(repaired))
+    assert not cluster.managers["A"].flagged()
+    await cluster.close()
