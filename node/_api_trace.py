@@ -159,8 +159,12 @@ async def get_feed(request: web.Request) -> web.StreamResponse:
     unacked = request.query.get("unacked") in {"1", "true", "yes"}
     lines: list[bytes] = []
     last = None
-    for event in node.iter_events(after=after):
-        if unacked and event["id"] in node.trace.acked:
+    acked = node.trace.acked if unacked else frozenset()
+    for event_id in node.index.ids_after(after):
+        if event_id in acked:
+            continue  # skipped before it is read: most of a long feed is acknowledged
+        event = node.get_event(event_id)
+        if event is None:
             continue
         lines.append(cm.feed_line(event))
         last = event["id"]
