@@ -45,6 +45,7 @@ import pycrdt
 import crdt_model as cm
 import sync
 from bench._util import format_table, machine_info
+from crdt_model._fold import Fold
 from node import DataDir, Node
 from node._auth import Principal
 from tests.procs import NodeProcess, create_token, init_node_dir, run_cli
@@ -182,8 +183,14 @@ async def record_offline(data: DataDir, count: int) -> dict[str, Any]:
 # -- floor --------------------------------------------------------------------------
 
 
-def measure_floor(holdings: list[dict[str, bytes]]) -> dict[str, Any]:
-    """Pairwise state-vector exchange between in-process Docs until they are equal."""
+def measure_floor(holdings: list[dict[str, bytes]], checked: bool = False) -> dict[str, Any]:
+    """Pairwise state-vector exchange between in-process Docs until they are equal.
+
+    `checked`: each diff also goes through what a node must do with it before it keeps it
+    (sync's check of the update, every new event validated) and after (the fold), still in
+    one process, with no storage, TLS or network: what the node's plumbing adds shows as the
+    gap between this and the nodes.
+    """
     names = sorted({name for held in holdings for name in held})
     docs: list[dict[str, pycrdt.Doc[Any]]] = []
     for held in holdings:
@@ -194,6 +201,8 @@ def measure_floor(holdings: list[dict[str, bytes]]) -> dict[str, Any]:
                 doc.apply_update(held[name])
             per_name[name] = doc
         docs.append(per_name)
+    checker = sync.UpdateChecker()
+    folds = [Fold() for _ in docs]
     sent = rounds = 0
     started = time.perf_counter()
     while True:
@@ -212,10 +221,35 @@ def measure_floor(holdings: list[dict[str, bytes]]) -> dict[str, Any]:
                 sent += len(diff)
                 diffs.append((j, name, diff))
         for j, name, diff in diffs:
-            docs[j][name].apply_update(diff)
+            if checked:
+                _checked_apply(checker, folds[j], docs[j][name], name, diff)
+            else:
+                docs[j][name].apply_update(diff)
     elapsed = time.perf_counter() - started
     events = {len(cm.events_map(d[name])) for d in docs for name in names}
     return {"seconds": elapsed, "bytes": sent, "rounds": rounds, "events_per_doc": sorted(events)}
+
+
+def _checked_apply(
+    checker: sync.UpdateChecker, fold: Fold, doc: pycrdt.Doc[Any], name: str, diff: bytes
+) -> None:
+    change = checker.check(doc, name, diff)
+    if change is None:
+        return
+    added: list[dict[str, Any]] = []
+
+    def collect(event: Any) -> None:
+        for change_ in event.keys.values():
+            if change_.get("action") == "add":
+                added.append(cm.decode_map(change_["newValue"]))
+
+    events = cm.events_map(doc)
+    sub = events.observe(collect)
+    try:
+        doc.apply_update(change)
+    finally:
+        events.unobserve(sub)
+    fold.add_many(added)
 
 
 # -- nodes --------------------------------------------------------------------------
@@ -289,6 +323,7 @@ async def measure(workdir: Path, per_node: int = EVENTS_PER_NODE) -> dict[str, A
 
     recorded = [await record_offline(data, per_node) for data in datas]
     floor = measure_floor([r["docs"] for r in recorded])
+    checked_floor = measure_floor([r["docs"] for r in recorded], checked=True)
     total = sum(r["events"] for r in recorded)
 
     nodes = [NodeProcess(data) for data in datas]
@@ -356,6 +391,7 @@ async def measure(workdir: Path, per_node: int = EVENTS_PER_NODE) -> dict[str, A
             for r in recorded
         ],
         "floor": floor,
+        "checked_floor": checked_floor,
         "nodes": {
             "seconds": seconds,
             "bytes": bytes_converged,
@@ -405,6 +441,14 @@ def render(results: dict[str, Any]) -> str:
             1.0,
             floor["bytes"],
             1.0,
+            None,
+        ],
+        [
+            "in-process, each diff checked and folded",
+            results["checked_floor"]["seconds"],
+            results["checked_floor"]["seconds"] / floor["seconds"],
+            results["checked_floor"]["bytes"],
+            results["checked_floor"]["bytes"] / floor["bytes"],
             None,
         ],
         [

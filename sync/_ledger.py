@@ -25,6 +25,17 @@ ALWAYS_PUSH = (cm.CLUSTER_DOC,)
 
 
 @dataclass(slots=True)
+class Held:
+    """Authors of a relayed catch-up held back from one peer, and for how long."""
+
+    authors: dict[int, int]
+    patient_until: float
+    """A manifest after this that still lacks them releases them."""
+    until: float
+    """Released then whatever the manifests say."""
+
+
+@dataclass(slots=True)
 class Sent:
     """An update sent and not yet acknowledged."""
 
@@ -46,10 +57,9 @@ class Ledger:
         """Documents to send a diff of, with the state vector to diff from."""
         self.pushing: dict[str, int] = {}
         """Document -> ack id of the catch-up diff in flight."""
-        self.held: dict[str, tuple[dict[int, int], float]] = {}
-        """Per document, authors (client clocks) of a large catch-up that came from another
-        peer, and until when their changes are left out of diffs for this one: it may be
-        receiving them first-hand at the same moment."""
+        self.held: dict[str, Held] = {}
+        """Per document, authors of a large catch-up that came from another peer, left out
+        of diffs for this one for a while: it may be receiving them first-hand."""
         self._asked: dict[str, float] = {}
         self._next_id = 1
 
@@ -61,15 +71,22 @@ class Ledger:
 
     # -- what the peer tells us -----------------------------------------------------------
 
-    def on_manifest(self, docs: dict[str, bytes], replica: Replica) -> None:
-        """The peer's manifest: queue a diff of every document it lacks something of."""
+    def on_manifest(self, docs: dict[str, bytes], replica: Replica, now: float = 0.0) -> None:
+        """The peer's manifest: queue a diff of every document it lacks something of.
+
+        Held-back authors are released when the manifest shows the peer holds them (it got
+        them elsewhere), or still lacks them once `Held.patience` has gone by (it is not
+        getting them first-hand: a peer busy taking them in sends no manifest meanwhile).
+        """
         self.peer_svs = {name: parse_state_vector(sv) for name, sv in docs.items()}
         for name in sorted(set(replica.doc_names()) | docs.keys()):
             ours = parse_state_vector(replica.state_vector(name))
             lacking = not covers(self.peer_svs.get(name, {}), ours)
             held = self.held.get(name)
-            if held is not None and covers(self.peer_svs.get(name, {}), held[0]):
-                del self.held[name]  # it got them elsewhere
+            if held is not None and (
+                covers(self.peer_svs.get(name, {}), held.authors) or now >= held.patient_until
+            ):
+                del self.held[name]
             if (lacking or (name in ALWAYS_PUSH and ours)) and not self.in_flight(name):
                 self.push_queue[name] = docs.get(name, EMPTY_STATE)
 
@@ -114,17 +131,23 @@ class Ledger:
             return "diff"
         return "update"
 
-    def hold(self, doc: str, authors: dict[int, int], until: float) -> None:
-        """Leave `authors`' changes to `doc` out of diffs for this peer until `until`."""
+    def hold(self, doc: str, authors: dict[int, int], now: float, patience: float) -> None:
+        """Leave `authors`' changes to `doc` out of diffs for this peer for a while.
+
+        Released by a manifest (see on_manifest), or after 3 x `patience` at the latest.
+        """
         if self.peer_svs is None:
             return
-        known, due = self.held.get(doc, ({}, until))
-        self.held[doc] = (merge_vectors(known, authors), min(due, until))
+        held = self.held.get(doc)
+        if held is None:
+            self.held[doc] = Held(dict(authors), now + patience, now + 3 * patience)
+        else:
+            held.authors = merge_vectors(held.authors, authors)
 
     def release_held(self, now: float, replica: Replica) -> bool:
-        """Queue a diff of what was held back and is due; True if one was queued."""
+        """Queue a diff of what was held back too long; True if one was queued."""
         queued = False
-        for doc in [d for d, (_, until) in self.held.items() if until <= now]:
+        for doc in [d for d, held in self.held.items() if held.until <= now]:
             del self.held[doc]
             theirs = {} if self.peer_svs is None else self.peer_svs.get(doc, {})
             ours = parse_state_vector(replica.state_vector(doc))
@@ -147,7 +170,7 @@ class Ledger:
         theirs = parse_state_vector(sv)
         base = dict(theirs)
         after = dict(ours)
-        for client in held[0]:
+        for client in held.authors:
             base[client] = max(theirs.get(client, 0), ours.get(client, 0))
             after[client] = theirs.get(client, 0)
         if covers(base, ours) and doc not in ALWAYS_PUSH:

@@ -120,6 +120,8 @@ class PeerSession:
         self._pings: dict[int, float] = {}
         self._last_rx = self._last_ping = self._last_manifest = 0.0
         self._manifest_due = False
+        self._push_after = 0.0
+        """No catch-up diff before this (a connection the pair may replace at once)."""
         self._stop: asyncio.Future[str] | None = None
         self._final: list[Message] = []
         self._closing: str | None = None
@@ -240,6 +242,9 @@ class PeerSession:
             self._last_manifest = now
             self._manifest_due = False
         self.ledger.expire(now, t.ack_timeout_s)
+        if self._push_after and now >= self._push_after:
+            self._push_after = 0.0
+            self._wake.set()
         if self.ledger.release_held(now, self.replica):
             self._wake.set()
 
@@ -268,6 +273,11 @@ class PeerSession:
         if self._expected_node is not None and hello.node != self._expected_node:
             raise PeerRejected("the node id does not match the peer's certificate")
         self.status.node = hello.node
+        if (self.identity.node_id < hello.node) != self.initiator:
+            # both nodes keep the connection the smaller node id opened (SyncManager): when
+            # both dial at once, this one is about to be replaced; its catch-up would be
+            # sent twice
+            self._push_after = self._clock() + self.timing.heartbeat_s / 2
         self.status.code = hello.code
         self.status.name = sanitize(hello.name, 64)
         verdict = None if self._on_hello is None else self._on_hello(self)
@@ -299,7 +309,7 @@ class PeerSession:
                     self._outbox_bytes -= len(frame)
                     await self.channel.send(frame)
                     continue
-                push = self.ledger.next_push()
+                push = None if self._clock() < self._push_after else self.ledger.next_push()
                 if push is not None:
                     self._push(*push)
                     continue
@@ -319,7 +329,7 @@ class PeerSession:
                 self._inbox.popleft()
                 self._inbox_bytes -= _size(head)
                 self._inbox_room.set()
-                self.ledger.on_manifest(head.docs, self.replica)
+                self.ledger.on_manifest(head.docs, self.replica, self._clock())
                 self._wake.set()
                 self._evaluate_sync()
                 continue
@@ -426,7 +436,7 @@ class PeerSession:
             # a catch-up from another peer: this one may be getting it first-hand; its next
             # manifest (asked for promptly) tells, else it goes after the wait
             authors = parse_state_vector(pycrdt.get_state(update))
-            self.ledger.hold(name, authors, self._clock() + self.timing.anti_entropy_s)
+            self.ledger.hold(name, authors, self._clock(), self.timing.anti_entropy_s)
             self._manifest_due = True
             return
         how = self.ledger.live(name, len(update), MAX_LIVE_UPDATE_BYTES)

@@ -22,8 +22,10 @@ from sync import (
     MemoryReplica,
     Message,
     NodeIdentity,
+    Step2,
     SyncManager,
     Timing,
+    Update,
     decode_message,
     encode_frame,
     encode_message,
@@ -94,6 +96,21 @@ async def wait_until(predicate: Callable[[], bool], timeout: float = 5.0) -> Non
         if time.monotonic() > deadline:
             raise AssertionError("condition not reached in time")
         await asyncio.sleep(0.01)
+
+
+class Counter(MemoryChannel):
+    """A channel end that counts the bytes of the catch-up diffs and updates it sends."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.update_bytes = 0
+
+    async def send(self, data: bytes) -> None:
+        for frame in FrameDecoder().feed(data):
+            msg = decode_message(frame)
+            if isinstance(msg, Update | Step2):
+                self.update_bytes += len(msg.update)
+        await super().send(data)
 
 
 class ChaosChannel:

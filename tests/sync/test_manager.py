@@ -12,6 +12,7 @@ from .sync_helpers import (
     FAST,
     ChaosNet,
     Cluster,
+    Counter,
     doc_of,
     event,
     events_of,
@@ -40,6 +41,42 @@ async def test_two_connections_between_a_pair_become_one() -> None:
     record(cluster.replicas["B"], event(1, "B"))
     await wait_until(lambda: len(events_of(cluster.replicas["A"])) == 1)
     await cluster.close()
+
+
+async def test_a_catch_up_goes_once_when_both_nodes_dial_at_once() -> None:
+    a, b = MemoryReplica(), MemoryReplica(store_delay=0.2)  # B takes its time to store
+    for n in range(300):
+        record(a, event(n, "A"))
+    size = len(a.diff(doc_of(event(0)), b"\x00"))
+    managers = {c: SyncManager(r, identity(c), timing=FAST) for c, r in (("A", a), ("B", b))}
+    sent_by_a: list[Counter] = []
+    accepting: set[asyncio.Task[str]] = set()
+
+    def dialer(src: str, dst: str) -> Any:
+        async def dial() -> Channel:
+            mine, theirs = Counter(), Counter()
+            mine.peer, theirs.peer = theirs, mine
+            sent_by_a.append(mine if src == "A" else theirs)
+            accepting.add(
+                asyncio.create_task(
+                    managers[dst].accept(theirs, address=f"mem:{src}", peer_node=f"node-{src}")
+                )
+            )
+            return mine
+
+        return dial
+
+    # B's connection comes up first; A's, the one both keep, a moment later
+    await managers["B"].connect("mem:A", dialer("B", "A"))
+    await asyncio.sleep(0.02)
+    await managers["A"].connect("mem:B", dialer("A", "B"))
+    await wait_until(lambda: len(events_of(b)) == 300)
+    await asyncio.sleep(FAST.anti_entropy_s * 2)
+    assert len(sent_by_a) == 2  # two connections were opened, one was kept
+    assert sum(c.update_bytes for c in sent_by_a) < 1.1 * size
+    for manager in managers.values():
+        await manager.close()
+    await asyncio.gather(*accepting)
 
 
 async def test_a_lost_connection_is_dialled_again_and_heals() -> None:

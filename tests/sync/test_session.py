@@ -25,6 +25,7 @@ from sync import (
 
 from .sync_helpers import (
     FAST,
+    Counter,
     RawPeer,
     doc_of,
     event,
@@ -239,23 +240,6 @@ async def test_anti_entropy_heals_lost_updates() -> None:
     assert not events_of(b)  # every live update is lost on the way...
     await wait_until(lambda: len(events_of(b)) == 3, timeout=FAST.anti_entropy_s * 5)
     await pair.close()  # ... and the next manifest brought them all
-
-
-class Counter(MemoryChannel):
-    """Counts the bytes of catch-up diffs and updates it sends."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.update_bytes = 0
-
-    async def send(self, data: bytes) -> None:
-        from sync import FrameDecoder, decode_message
-
-        for frame in FrameDecoder().feed(data):
-            msg = decode_message(frame)
-            if isinstance(msg, Update | Step2):
-                self.update_bytes += len(msg.update)
-        await super().send(data)
 
 
 def counted_pair(
