@@ -24,9 +24,12 @@ def decode(data: bytes | bytearray | memoryview) -> Any:
         raise CodecError(f"undecodable value: {err}") from None
 
 
+_TEXT = {str}
+
+
 def decode_map(data: bytes | bytearray | memoryview) -> dict[str, Any]:
     """Decode a CBOR map with text keys; CodecError for any other shape."""
     value = decode(data)
-    if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+    if not isinstance(value, dict) or not set(map(type, value)) <= _TEXT:
         raise CodecError("value is not a map with text keys")
     return value
