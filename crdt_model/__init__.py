@@ -51,6 +51,8 @@ from ._feed import (
 from ._fold import Fold, FoldError
 from ._hlc import MAX_LOGICAL, ZERO, ClockError, HybridClock, Timestamp
 from ._readiness import (
+    PROBLEMS,
+    Problem,
     Reference,
     check_label,
     check_release,
@@ -82,6 +84,7 @@ __all__ = [
     "MAX_EVENT_BYTES",
     "MAX_LOGICAL",
     "NODE_FIELDS",
+    "PROBLEMS",
     "REF_PREFIX",
     "RULES",
     "SET_STATES",
@@ -104,6 +107,7 @@ __all__ = [
     "LabelInfo",
     "LoadView",
     "MachineDayView",
+    "Problem",
     "Reference",
     "ReleaseInfo",
     "Resolution",

@@ -28,6 +28,61 @@ _IN_REPAIR = "en réparation"
 _TO_REPROCESS = "à retraiter"
 _MACHINE_PHASE = frozenset({"washing", "washed", "in_sterilizer", "sterilized"})
 
+PROBLEMS: dict[str, str] = {
+    # refusals: the node records nothing
+    "unknown_load": "unknown load {load}",
+    "load_rejected": "load {load} was rejected",
+    "load_already_released": "load {load} is already released",
+    "load_without_cycle": "load {load} has no cycle recorded",
+    "cycle_failed": "the cycle of load {load} failed",
+    "numbered_cycle_failed": "the cycle {cycle} of load {load} failed",
+    "label_refused": "set {set}, load {load}: {why}",
+    "label_mismatch": (
+        "a label of load {load} carries lot {lot} and expiry {expires_on}: "
+        "issue labels with POST /api/labels"
+    ),
+    "no_shelf_life": "no shelf life known for {set}: import the reference data first",
+    "set_expired": "set {set} expired on {expires_on}",
+    "set_not_sterile": "set {set} is not sterile (status: {status})",
+    "unknown_anomaly": "no anomaly {anomaly}",
+    # warnings: the fact is recorded anyway
+    "set_in_open_load": "set {set} is still in open load {load}",
+    "out_of_order": "{step} of set {set} is out of the usual order (status: {status})",
+    "no_bowie_dick": "sterilizer {machine} has no passed Bowie-Dick test on {day}",
+    "set_not_safe": "set {set}: {why}",
+}
+"""English message of each refusal and warning code, with its parameters."""
+
+
+class Problem(str):
+    """A refusal or warning: its English message, with a stable `code` and its `params`.
+
+    A str, so that the API, logs and callers keep the English text; the web UI shows
+    `code` from its catalogs. A `why` parameter is a reason code of load_problem (shown in
+    English through WHY), a `status` a set status, a `step` an event type.
+    """
+
+    code: str
+    params: dict[str, str]
+
+    def __new__(cls, code: str, **params: object) -> Problem:
+        """The problem `code` (a key of PROBLEMS) with its parameters."""
+        values = {name: str(value) for name, value in params.items()}
+        english = dict(values)
+        if "why" in values:
+            english["why"] = WHY[values["why"]][1]
+        self = super().__new__(cls, PROBLEMS[code].format_map(english))
+        self.code = code
+        self.params = values
+        return self
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_problem, (self.code, self.params))
+
+
+def _problem(code: str, params: dict[str, str]) -> Problem:
+    return Problem(code, **params)
+
 
 class Reference:
     """The current reference snapshot, indexed for the fold's questions."""
@@ -215,50 +270,52 @@ def label_data(
 # -- safety rules the node can check before it records ---------------------------------
 
 
-def check_release(fold: Fold, load: str, decision: str = "released") -> str | None:
+def check_release(fold: Fold, load: str, decision: str = "released") -> Problem | None:
     """Why `load` may not be released now (None when it may); a rejection is always allowed."""
     state = fold.load_state(load)
     if state is None or not state.loaded:
-        return f"unknown load {load}"
+        return Problem("unknown_load", load=load)
     if decision != "released":
         return None
     cycle, released, rejected = state.state_between("", END)
     if rejected is not None:
-        return f"load {load} was rejected"
+        return Problem("load_rejected", load=load)
     if released is not None:
-        return f"load {load} is already released"
+        return Problem("load_already_released", load=load)
     if cycle is None:
-        return f"load {load} has no cycle recorded"
+        return Problem("load_without_cycle", load=load)
     if cycle.result != "pass":
         number = cycle.get("cycle_no")
-        return f"the cycle{'' if number is None else ' ' + str(number)} of load {load} failed"
+        if number is None:
+            return Problem("cycle_failed", load=load)
+        return Problem("numbered_cycle_failed", cycle=number, load=load)
     return None
 
 
-def check_label(fold: Fold, set_code: str, load: str) -> str | None:
+def check_label(fold: Fold, set_code: str, load: str) -> Problem | None:
     """Why a label may not be issued for `set_code` of `load` (None when it may)."""
     st = fold.set_state(set_code) or SetState(set_code)
     state = fold.load_state(load)
     if state is None or not state.loaded:
-        return f"unknown load {load}"
+        return Problem("unknown_load", load=load)
     why, _ = load_problem(fold, st, load, END)
-    return None if why is None else f"set {set_code}, load {load}: {WHY[why][1]}"
+    return None if why is None else Problem("label_refused", set=set_code, load=load, why=why)
 
 
-def check_use(fold: Fold, set_code: str, today: str) -> str | None:
+def check_use(fold: Fold, set_code: str, today: str) -> Problem | None:
     """Why `set_code` may not be used on `today` (None when it may): not sterile, or expired."""
     view = set_view(fold, set_code, today)
     if view.expired:
-        return f"set {set_code} expired on {view.expires_on}"
+        return Problem("set_expired", set=set_code, expires_on=view.expires_on)
     if view.status not in AVAILABLE:
-        return f"set {set_code} is not sterile (status: {view.status})"
+        return Problem("set_not_sterile", set=set_code, status=view.status)
     return None
 
 
-def warnings_for(fold: Fold, submission: Mapping[str, Any], today: str) -> list[str]:
+def warnings_for(fold: Fold, submission: Mapping[str, Any], today: str) -> list[Problem]:
     """What a station warns about before recording a fact that breaks a rule."""
     kind = str(submission.get("type"))
-    out: list[str] = []
+    out: list[Problem] = []
     if kind in LOADED:
         for code in submission.get("sets") or ():
             st = fold.set_state(code)
@@ -267,13 +324,13 @@ def warnings_for(fold: Fold, submission: Mapping[str, Any], today: str) -> list[
             current = fold.load_state(st.load)
             status, reason, _ = effective(fold, st, END)
             if current is not None and current.open_at(st.loaded, END):
-                out.append(f"set {code} is still in open load {st.load}")
+                out.append(Problem("set_in_open_load", set=code, load=st.load))
             elif out_of_order(kind, status, reason):
-                out.append(_order_warning(code, kind, status))
+                out.append(Problem("out_of_order", step=kind, set=code, status=status))
         machine = submission.get("machine")
         tests = None if machine is None else fold.machine_tests(machine, today)
         if kind == "steri.loaded" and tests is not None and tests.bowie_dick != "pass":
-            out.append(f"sterilizer {machine} has no passed Bowie-Dick test on {today}")
+            out.append(Problem("no_bowie_dick", machine=machine, day=today))
     elif kind in ("set.received", "set.inspected", "set.used", "set.dispatched"):
         code = str(submission.get("set"))
         st = fold.set_state(code)
@@ -283,14 +340,10 @@ def warnings_for(fold: Fold, submission: Mapping[str, Any], today: str) -> list[
         if kind == "set.dispatched":
             why, _ = load_problem(fold, st, st.load, END)
             if why is not None:
-                out.append(f"set {code}: {WHY[why][1]}")
+                out.append(Problem("set_not_safe", set=code, why=why))
         elif out_of_order(kind, status, reason):
-            out.append(_order_warning(code, kind, status))
+            out.append(Problem("out_of_order", step=kind, set=code, status=status))
     return out
-
-
-def _order_warning(code: str, step: str, status: str) -> str:
-    return f"{step} of set {code} is out of the usual order (status: {status})"
 
 
 # -- readiness -----------------------------------------------------------------------

@@ -34,6 +34,7 @@ from ._node import VERSION, Node
 from ._printing import Printing
 from ._replication import REPLICATION_KEY as REPLICATION_APP_KEY
 from ._replication import Replication
+from ._users import KEPT, async_update_user
 from ._web import add_web_routes
 
 # -- handlers ---------------------------------------------------------------
@@ -172,7 +173,7 @@ async def post_token(request: web.Request) -> web.Response:
 
 
 async def post_user(request: web.Request) -> web.Response:
-    """Create or replace a user (admin)."""
+    """Create a user, or replace their role and password (badge, PIN, language kept) (admin)."""
     principal = require(request, "admin")
     body = await read_json(request)
     fields = ("login", "role", "password")
@@ -182,6 +183,18 @@ async def post_user(request: web.Request) -> web.Response:
         body["login"], body["role"], body["password"], principal.name
     )
     return web.json_response({"login": body["login"], "role": body["role"]}, status=201)
+
+
+async def patch_user(request: web.Request) -> web.Response:
+    """Set or clear (null) a user's badge, PIN and language (admin); never answers a hash."""
+    principal = require(request, "admin")
+    body = await read_json(request)
+    if not isinstance(body, dict) or not body or not set(body) <= set(KEPT):
+        raise ApiError(422, 'send any of {"badge": ..., "pin": ..., "lang": ...}, null clears')
+    record = await async_update_user(
+        request.app[NODE_KEY], request.match_info["login"], body, principal.name
+    )
+    return web.json_response(record)
 
 
 async def post_invite(request: web.Request) -> web.Response:
@@ -241,6 +254,7 @@ def make_app(
     app.router.add_post("/api/reference", post_reference)
     app.router.add_post("/api/tokens", post_token)
     app.router.add_post("/api/users", post_user)
+    app.router.add_patch("/api/users/{login}", patch_user)
     app.router.add_post("/api/invites", post_invite)
     app.router.add_get("/api/nodes", get_nodes)
     app.router.add_post("/api/nodes/{node}/revoke", post_revoke)

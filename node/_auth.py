@@ -1,4 +1,4 @@
-"""People and integrations: roles, API tokens and passwords."""
+"""People and integrations: roles, API tokens, passwords, badges and PINs."""
 
 from __future__ import annotations
 
@@ -22,6 +22,8 @@ PERMISSIONS: dict[str, frozenset[str]] = {
 
 TOKEN_PREFIX = "smt_"  # noqa: S105 (a prefix, not a secret)
 _LOGIN_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+_PIN_RE = re.compile(r"^[0-9]{4,8}$")
+_BADGE_RE = re.compile(r"^[A-Z0-9._:-]{4,64}$")
 _SCRYPT = {"n": 2**14, "r": 8, "p": 1}
 
 
@@ -69,13 +71,37 @@ def hash_password(password: str) -> dict[str, str]:
     """A salted scrypt hash of a password."""
     if len(password) < 8:
         raise AuthError("a password has at least 8 characters")
-    salt = secrets.token_bytes(16)
-    digest = hashlib.scrypt(password.encode(), salt=salt, dklen=32, **_SCRYPT)
-    return {"alg": "scrypt-16384-8-1", "salt": salt.hex(), "hash": digest.hex()}
+    return _hash_secret(password)
 
 
 def verify_password(password: str, stored: dict[str, str]) -> bool:
-    """True when the password matches its stored hash."""
+    """True when the password (or PIN) matches its stored hash."""
     salt = bytes.fromhex(stored["salt"])
     digest = hashlib.scrypt(password.encode(), salt=salt, dklen=32, **_SCRYPT)
     return hmac.compare_digest(digest.hex(), stored["hash"])
+
+
+def hash_pin(pin: str) -> dict[str, str]:
+    """A salted scrypt hash of a PIN (4 to 8 digits), checked with verify_password."""
+    if not _PIN_RE.match(pin):
+        raise AuthError("a PIN has 4 to 8 digits")
+    return _hash_secret(pin)
+
+
+def badge_code(raw: str) -> str:
+    """A badge code as a reader types it, normalised (trimmed, upper case)."""
+    code = raw.strip().upper()
+    if not _BADGE_RE.match(code):
+        raise AuthError("a badge code has 4 to 64 letters, digits, '.', '_', ':' or '-'")
+    return code
+
+
+def badge_hash(raw: str) -> str:
+    """The stored form of a badge code (its SHA-256, like a token's): the code is not kept."""
+    return hashlib.sha256(b"badge:" + badge_code(raw).encode()).hexdigest()
+
+
+def _hash_secret(secret: str) -> dict[str, str]:
+    salt = secrets.token_bytes(16)
+    digest = hashlib.scrypt(secret.encode(), salt=salt, dklen=32, **_SCRYPT)
+    return {"alg": "scrypt-16384-8-1", "salt": salt.hex(), "hash": digest.hex()}

@@ -42,6 +42,8 @@ COMPACT_EVERY = 1000
 KEEP_REFERENCES = 3
 """Reference exports kept; older ones are retired."""
 DEFAULT_TIMEZONE = "Europe/Paris"
+USER_KEPT = ("badge", "pin", "lang")
+"""What a user keeps when an administrator replaces their role or password."""
 
 
 class NodeError(Exception):
@@ -60,6 +62,10 @@ class RuleError(NodeError):
     """A safety rule forbids recording this now (e.g. releasing a load whose cycle failed)."""
 
     status = 422
+
+    def __init__(self, problem: cm.Problem) -> None:
+        super().__init__(problem)
+        self.problem = problem
 
 
 class NodeFailedError(NodeError):
@@ -537,7 +543,7 @@ class Node:
             raise RuleError(problem)
         data = cm.label_data(self.trace.fold, None, set_code, load, self.trace.fold.settings)
         if data["expires_on"] is None:
-            raise RuleError(f"no shelf life known for {set_code}: import the reference data first")
+            raise RuleError(cm.Problem("no_shelf_life", set=set_code))
         local_day = datetime.fromtimestamp(self._clock() / 1000, self.timezone).date()
         label_id = self.trace.next_label_id(local_day)
         submission: dict[str, Any] = {
@@ -698,7 +704,7 @@ class Node:
         return token
 
     async def async_add_user(self, login: str, role: str, password: str, by: str) -> None:
-        """Create or replace a user with a role and a password."""
+        """Create a user, or replace their role and password (badge, PIN, language kept)."""
         check_login(login)
         check_role(role)
         entry = {
@@ -707,7 +713,13 @@ class Node:
             "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
             "created_by": by,
         }
-        await self._commit(cm.CLUSTER_DOC, lambda doc: cm.cluster_put(doc, "users", login, entry))
+
+        def save(doc: Doc[Any]) -> None:
+            before = cm.cluster_get(doc, "users", login) or {}
+            kept = {name: before[name] for name in USER_KEPT if name in before}
+            cm.cluster_put(doc, "users", login, {**entry, **kept})
+
+        await self._commit(cm.CLUSTER_DOC, save)
 
     def authenticate(self, token: str) -> Principal | None:
         """The principal of an API token, or None (cached until the cluster document changes)."""

@@ -101,7 +101,7 @@ class Traceability:
         self._label_counters[key] = self._label_counters.get(key, 0) + 1
         return f"L{self.node_code}{key}{self._label_counters[key]:04d}"
 
-    def refusal(self, submission: dict[str, Any], today: str) -> str | None:
+    def refusal(self, submission: dict[str, Any], today: str) -> cm.Problem | None:
         """Why the node refuses to record this submission now (None when it may)."""
         kind = submission["type"]
         if kind == "load.released" and submission["decision"] == "released":
@@ -114,16 +114,18 @@ class Traceability:
                 self.fold, None, submission["set"], submission["load"], self.fold.settings
             )
             if (submission["lot"], submission["expires_on"]) != (data["lot"], data["expires_on"]):
-                return (
-                    f"a label of load {submission['load']} carries lot {data['lot']} and expiry "
-                    f"{data['expires_on']}: issue labels with POST /api/labels"
+                return cm.Problem(
+                    "label_mismatch",
+                    load=submission["load"],
+                    lot=data["lot"],
+                    expires_on=data["expires_on"],
                 )
         if kind == "set.used":
             return cm.check_use(self.fold, submission["set"], today)
         if kind == "anomaly.resolved" and self.fold.anomaly(submission["anomaly"]) is None:
-            return f"no anomaly {submission['anomaly']}"
+            return cm.Problem("unknown_anomaly", anomaly=submission["anomaly"])
         return None
 
     def warnings(self, submission: dict[str, Any], today: str) -> list[str]:
-        """Rules a physical fact breaks: recorded anyway, said to the operator."""
-        return cm.warnings_for(self.fold, submission, today)
+        """Rules a physical fact breaks: recorded anyway, said to the operator (cm.Problem)."""
+        return list(cm.warnings_for(self.fold, submission, today))

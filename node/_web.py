@@ -21,18 +21,21 @@ import crdt_model as cm
 from ._api_trace import SCANNERS_KEY
 from ._auth import Principal, verify_password
 from ._http import NODE_KEY, PRINCIPAL_KEY, Handler
-from ._node import Node, NodeError
+from ._node import Node, NodeError, RuleError
+from ._users import active_user
 from ._web_dash import dashboard_context
-from ._web_station import STEPS, async_perform, station_context
+from ._web_station import CONFIRMED, STEPS, async_perform, station_context
 from ._web_support import (
     DEFAULT_LANGUAGE,
     LANGUAGES,
     LoginLimiter,
     Signer,
+    accepted_language,
     load_catalogs,
     local_time,
-    new_session,
     node_secret,
+    problem_item,
+    say_problem,
     translator,
 )
 
@@ -65,10 +68,13 @@ class WebState:
     clock: Callable[[], float] = time.time
     streams: set[asyncio.Event] = field(default_factory=set)
     closing: bool = False
+    zones: dict[str, str] = field(default_factory=dict)
+    """Event id -> zone of the station that recorded it, read on demand (events never change)."""
 
 
 WEB_KEY: web.AppKey[WebState] = web.AppKey("web", WebState)
 SESSION_KEY: web.RequestKey[dict[str, Any]] = web.RequestKey("session", dict)
+USER_LANG_KEY: web.RequestKey[str] = web.RequestKey("user_lang", str)
 
 
 def add_web_routes(app: web.Application) -> None:
@@ -84,10 +90,6 @@ def add_web_routes(app: web.Application) -> None:
     # the pages authenticate by session cookie, not by the API's bearer token
     app.middlewares.insert(1, _web_middleware)
     app.router.add_get("/", index)
-    app.router.add_get("/login", login_page)
-    app.router.add_post("/login", login_post)
-    app.router.add_post("/logout", logout)
-    app.router.add_get("/lang/{lang}", set_language)
     app.router.add_get("/station", station_page)
     app.router.add_post("/station", station_post)
     app.router.add_get("/station/scans", station_scans)
@@ -99,8 +101,10 @@ def add_web_routes(app: web.Application) -> None:
     # the pages of loads, recall, reference and administration use this module's helpers
     from ._web_admin import add_admin_routes  # noqa: PLC0415
     from ._web_loads import add_load_routes  # noqa: PLC0415
+    from ._web_login import add_login_routes  # noqa: PLC0415
     from ._web_recall import add_recall_routes  # noqa: PLC0415
 
+    add_login_routes(app)
     add_load_routes(app)
     add_recall_routes(app)
     add_admin_routes(app)
@@ -159,22 +163,23 @@ def _node(request: web.Request) -> Node:
     return request.app[NODE_KEY]
 
 
-def _lang(request: web.Request, session: dict[str, Any] | None = None) -> str:
-    lang = (session or {}).get("l") or request.cookies.get(LANG_COOKIE) or DEFAULT_LANGUAGE
-    return lang if lang in LANGUAGES else DEFAULT_LANGUAGE
+def _lang(request: web.Request) -> str:
+    """The page's language: the person's own, else their session's, cookie's or browser's."""
+    for lang in (
+        request.get(USER_LANG_KEY),
+        (request.get(SESSION_KEY) or {}).get("l"),
+        request.cookies.get(LANG_COOKIE),
+        accepted_language(request.headers.get("Accept-Language")),
+    ):
+        if lang in LANGUAGES:
+            return str(lang)
+    return DEFAULT_LANGUAGE
 
 
 def _cookie(response: web.StreamResponse, request: web.Request, name: str, value: str) -> None:
     response.set_cookie(
         name, value, httponly=True, samesite="Strict", secure=request.secure, path="/"
     )
-
-
-def _user(node: Node, login: str) -> dict[str, Any] | None:
-    entry = cm.cluster_get(node.docs[cm.CLUSTER_DOC], "users", login)
-    if not isinstance(entry, dict) or entry.get("revoked") or entry.get("disabled"):
-        return None
-    return entry
 
 
 def _principal(request: web.Request) -> Principal | None:
@@ -185,10 +190,12 @@ def _principal(request: web.Request) -> Principal | None:
         return None
     if not isinstance(session.get("e"), int) or session["e"] < state.clock():
         return None
-    entry = _user(_node(request), session["u"])
+    entry = active_user(_node(request), session["u"])
     if entry is None:
         return None
     request[SESSION_KEY] = session
+    if entry.get("lang") in LANGUAGES:
+        request[USER_LANG_KEY] = entry["lang"]
     principal = Principal(name=session["u"], role=str(entry.get("role")))
     request[PRINCIPAL_KEY] = principal
     return principal
@@ -198,12 +205,13 @@ def render(request: web.Request, template: str, status: int = 200, **context: An
     """A page in the person's language."""
     state = _state(request)
     session = request.get(SESSION_KEY)
-    lang = _lang(request, session)
+    lang = _lang(request)
     node = _node(request)
     gettext = translator(state.catalogs, lang)
     principal = request.get(PRINCIPAL_KEY)
     html = state.env.get_template(template).render(
         _=gettext,
+        say=lambda item: say_problem(item, gettext),
         lang=lang,
         languages=LANGUAGES,
         node=node,
@@ -219,7 +227,7 @@ def render(request: web.Request, template: str, status: int = 200, **context: An
 def _deny(request: web.Request, principal: Principal | None) -> web.StreamResponse:
     if principal is None:
         raise web.HTTPSeeOther("/login?" + urlencode({"next": request.path_qs}))
-    gettext = translator(_state(request).catalogs, _lang(request, request.get(SESSION_KEY)))
+    gettext = translator(_state(request).catalogs, _lang(request))
     return render(request, "error.html", 403, message=gettext("Your role may not use this page."))
 
 
@@ -243,13 +251,56 @@ def _csrf_ok(request: web.Request, form: dict[str, str]) -> bool:
     return isinstance(expected, str) and bool(given) and secrets.compare_digest(expected, given)
 
 
-def refused_flash(err: cm.EventError | NodeError) -> dict[str, str]:
-    """The message telling the operator why the node refused a step."""
+def refused_flash(
+    err: cm.EventError | NodeError, message: str = "The step was refused."
+) -> dict[str, Any]:
+    """The message telling the operator why the node refused a step (a rule's in their language)."""
+    detail: str | dict[str, Any]
     if isinstance(err, cm.EventError):
-        detail = "; ".join(f"{e.field}: {e.message}" for e in err.errors)
+        detail = "; ".join(f"{e.field}: {e.message}" for e in err.errors)[:300]
+    elif isinstance(err, RuleError):
+        detail = problem_item(err.problem)
     else:
-        detail = str(err)
-    return {"k": "error", "m": "The step was refused.", "d": detail[:300]}
+        detail = str(err)[:300]
+    return {"k": "error", "m": message, "d": detail}
+
+
+def done_flash(message: str, warnings: list[str], **extra: Any) -> dict[str, Any]:
+    """The message of a recorded step, with the rules it broke (at most five)."""
+    return {"k": "ok", "m": message, "w": [problem_item(w) for w in warnings[:5]], **extra}
+
+
+async def async_confirm(request: web.Request, principal: Principal, secret: str) -> str | None:
+    """Check the PIN (or password) a person types to sign a decision; None when it is theirs.
+
+    Failures count in the login rate limit of that person and address.
+    """
+    state = _state(request)
+    address = request.remote or "?"
+    if state.limiter.blocked(principal.name, address):
+        return "Too many failed attempts: wait 5 minutes and try again."
+    entry = active_user(_node(request), principal.name)
+    stored = [] if entry is None else [entry.get("pin"), entry.get("password")]
+    for hashed in stored:
+        if (
+            secret
+            and isinstance(hashed, dict)
+            and await asyncio.to_thread(verify_password, secret, hashed)
+        ):
+            state.limiter.succeeded(principal.name, address)
+            return None
+    state.limiter.failed(principal.name, address)
+    _LOGGER.info("failed confirmation by %r from %s", principal.name, address)
+    with_pin = entry is not None and isinstance(entry.get("pin"), dict)
+    return (
+        "Wrong PIN: nothing was recorded." if with_pin else "Wrong password: nothing was recorded."
+    )
+
+
+def has_pin(request: web.Request, principal: Principal) -> bool:
+    """True when the person confirms decisions with a PIN."""
+    entry = active_user(_node(request), principal.name)
+    return entry is not None and isinstance(entry.get("pin"), dict)
 
 
 async def _gated_form(
@@ -266,7 +317,7 @@ async def _gated_form(
 
 
 def _csrf_refused(request: web.Request) -> web.Response:
-    gettext = translator(_state(request).catalogs, _lang(request, request.get(SESSION_KEY)))
+    gettext = translator(_state(request).catalogs, _lang(request))
     return render(
         request,
         "error.html",
@@ -296,90 +347,10 @@ def _home(principal: Principal) -> str:
     return "/station" if principal.can("record") else "/dashboard"
 
 
-# -- login ----------------------------------------------------------------------------
-
-
 async def index(request: web.Request) -> web.StreamResponse:
     """The person's home page, or the login page."""
     principal = _principal(request)
     raise web.HTTPSeeOther("/login" if principal is None else _home(principal))
-
-
-async def login_page(request: web.Request, error: str | None = None) -> web.Response:
-    """The login form (with a pre-session CSRF token, double-submitted)."""
-    token = request.cookies.get(PRE_COOKIE) or secrets.token_urlsafe(24)
-    response = render(
-        request,
-        "login.html",
-        401 if error else 200,
-        pre=token,
-        error=error,
-        next=_safe_next(request.query.get("next")),
-    )
-    _cookie(response, request, PRE_COOKIE, token)
-    return response
-
-
-async def login_post(request: web.Request) -> web.StreamResponse:
-    """Check user and password; rate-limited per login and address."""
-    state = _state(request)
-    gettext = translator(state.catalogs, _lang(request))
-    form = await _form(request)
-    pre = request.cookies.get(PRE_COOKIE, "")
-    if not pre or not secrets.compare_digest(pre, form.get("csrf", "")):
-        return await login_page(
-            request, gettext("The form expired or did not come from this page: try again.")
-        )
-    login = form.get("login", "").strip().lower()[:64]
-    address = request.remote or "?"
-    if state.limiter.blocked(login, address):
-        response = await login_page(
-            request, gettext("Too many failed attempts: wait 5 minutes and try again.")
-        )
-        response.set_status(429)
-        return response
-    entry = _user(_node(request), login)
-    password = form.get("password", "")
-    stored = None if entry is None else entry.get("password")
-    good = isinstance(stored, dict) and await asyncio.to_thread(verify_password, password, stored)
-    if not good or entry is None:
-        state.limiter.failed(login, address)
-        _LOGGER.info("failed web login for %r from %s", login, address)
-        return await login_page(request, gettext("Unknown user or wrong password."))
-    state.limiter.succeeded(login, address)
-    session = new_session(login, _lang(request), state.clock())
-    principal = Principal(name=login, role=str(entry.get("role")))
-    target = _safe_next(form.get("next"))
-    response = _redirect(request, _home(principal) if target == "/" else target)
-    _cookie(response, request, SESSION_COOKIE, state.signer.dumps(session))
-    response.del_cookie(PRE_COOKIE, path="/")
-    return response
-
-
-async def logout(request: web.Request) -> web.StreamResponse:
-    """End the session."""
-    _principal(request)
-    form = await _form(request)
-    if request.get(SESSION_KEY) is not None and not _csrf_ok(request, form):
-        return _csrf_refused(request)
-    response = _redirect(request, "/login")
-    response.del_cookie(SESSION_COOKIE, path="/")
-    return response
-
-
-async def set_language(request: web.Request) -> web.StreamResponse:
-    """Choose the language of this browser (and of the current session)."""
-    lang = request.match_info["lang"]
-    if lang not in LANGUAGES:
-        raise web.HTTPNotFound
-    response = _redirect(request, _safe_next(request.query.get("next")))
-    _cookie(response, request, LANG_COOKIE, lang)
-    state = _state(request)
-    session = state.signer.loads(request.cookies.get(SESSION_COOKIE))
-    if session is not None:
-        session["l"] = lang
-        _cookie(response, request, SESSION_COOKIE, state.signer.dumps(session))
-    return response
 
 
 # -- station --------------------------------------------------------------------------
@@ -405,6 +376,7 @@ async def station_page(request: web.Request) -> web.StreamResponse:
         code=code,
         flash=_flash(request),
         scanner_station=_scanner_station(request),
+        pin=has_pin(request, principal),
         **context,
     )
     response.del_cookie(FLASH_COOKIE, path="/")
@@ -455,6 +427,10 @@ async def station_post(request: web.Request) -> web.StreamResponse:
     needed = STEPS[action].permission
     if needed is not None and not principal.can(needed):
         return _redirect(request, back, {"k": "error", "m": "Your role may not do this step."})
+    if action in CONFIRMED:
+        wrong = await async_confirm(request, principal, form.get("confirm", ""))
+        if wrong is not None:
+            return _redirect(request, back, {"k": "error", "m": wrong})
     try:
         result = await async_perform(_node(request), principal, action, code, form, zone=zone)
     except (cm.EventError, NodeError) as err:
@@ -470,7 +446,7 @@ async def dashboard_page(request: web.Request) -> web.StreamResponse:
     principal = _gate(request, "read")
     if not isinstance(principal, Principal):
         return principal
-    return render(request, "dashboard.html", **dashboard_context(request))
+    return render(request, "dashboard.html", **dashboard_context(request, _state(request).zones))
 
 
 async def dashboard_body(request: web.Request) -> web.StreamResponse:
@@ -478,7 +454,9 @@ async def dashboard_body(request: web.Request) -> web.StreamResponse:
     principal = _gate(request, "read")
     if not isinstance(principal, Principal):
         return principal
-    return render(request, "dashboard_body.html", **dashboard_context(request))
+    return render(
+        request, "dashboard_body.html", **dashboard_context(request, _state(request).zones)
+    )
 
 
 async def dashboard_stream(request: web.Request) -> web.StreamResponse:

@@ -1,4 +1,4 @@
-"""Web pages for the administrator: users, API tokens, cluster nodes (invite, revoke)."""
+"""Web pages for the administrator: users (badge, PIN), API tokens, cluster nodes (invite, revoke)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import crdt_model as cm
 from ._auth import ROLES, AuthError, Principal
 from ._cluster import async_invite, async_revoke, members
 from ._node import NodeError
+from ._users import async_update_user
 from ._web import (
     FLASH_COOKIE,
     _flash,
@@ -22,6 +23,12 @@ from ._web import (
 )
 
 USER_ROLES = ("operator", "releaser", "head", "admin")
+BADGE_ACTIONS = {
+    "save": "Badge and PIN saved.",
+    "clear_badge": "Badge removed.",
+    "clear": "Badge and PIN removed.",
+}
+"""What the badge form can do, and what it says once done."""
 
 
 def _admin_page(request: web.Request, status: int = 200, **extra: Any) -> web.Response:
@@ -69,6 +76,40 @@ async def user_post(request: web.Request) -> web.StreamResponse:
     except AuthError as err:
         return _admin_page(request, 422, error="The user was refused.", detail=str(err)[:200])
     return _redirect(request, "/admin", {"k": "ok", "m": "User saved.", "d": login})
+
+
+async def badge_post(request: web.Request) -> web.StreamResponse:
+    """Give a user a badge and a PIN, or take them away."""
+    checked = await _gated_form(request, "admin")
+    if not isinstance(checked, tuple):
+        return checked
+    principal, form = checked
+    login = form.get("login", "")[:64]
+    action = form.get("action", "save")
+    if action not in BADGE_ACTIONS:
+        return _redirect(request, "/admin")
+    changes: dict[str, str | None] = {}
+    if action == "clear":
+        changes = {"badge": None, "pin": None}
+    elif action == "clear_badge":
+        changes = {"badge": None}
+    else:
+        if form.get("badge", "").strip():
+            changes["badge"] = form["badge"]
+        if form.get("pin", ""):
+            if form["pin"] != form.get("pin2", ""):
+                return _admin_page(request, 422, error="The two PINs differ.")
+            changes["pin"] = form["pin"]
+        if not changes:
+            return _admin_page(request, 422, error="Scan a badge or type a PIN.")
+    try:
+        await async_update_user(_node(request), login, changes, principal.name)
+    except (AuthError, NodeError) as err:
+        status = err.status if isinstance(err, NodeError) else 422
+        return _admin_page(
+            request, status, error="The badge or PIN was refused.", detail=str(err)[:200]
+        )
+    return _redirect(request, "/admin", {"k": "ok", "m": BADGE_ACTIONS[action], "d": login})
 
 
 async def token_post(request: web.Request) -> web.StreamResponse:
@@ -128,6 +169,7 @@ def add_admin_routes(app: web.Application) -> None:
     """Register the administration pages."""
     app.router.add_get("/admin", admin_page)
     app.router.add_post("/admin/users", user_post)
+    app.router.add_post("/admin/badge", badge_post)
     app.router.add_post("/admin/tokens", token_post)
     app.router.add_post("/admin/invite", invite_post)
     app.router.add_post("/admin/revoke", revoke_post)

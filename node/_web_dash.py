@@ -12,16 +12,22 @@ from markupsafe import Markup
 import crdt_model as cm
 
 from ._http import NODE_KEY
+from ._node import Node
 from ._replication import REPLICATION_KEY
-from ._web_station import ZONE_OF_STATUS, event_time
+from ._web_station import event_time
 from ._web_support import bar_chart
 
 ZONES = ("sale", "propre", "sterile")
 RECENT_SETS = 15
+MAX_ZONES_KEPT = 100_000
+"""Bound of the event id -> zone cache (about one entry per set in use)."""
 
 
-def dashboard_context(request: web.Request) -> dict[str, Any]:
-    """Everything the dashboard body shows, from the node's fold (no I/O)."""
+def dashboard_context(request: web.Request, zones: dict[str, str]) -> dict[str, Any]:
+    """Everything the dashboard body shows, from the node's fold (no I/O).
+
+    `zones` caches the zone of the events read to place each set (ids never change meaning).
+    """
     node = request.app[NODE_KEY]
     fold = node.trace.fold
     now_ms = node._clock()
@@ -29,13 +35,12 @@ def dashboard_context(request: web.Request) -> dict[str, Any]:
     tomorrow = (date.fromisoformat(today) + timedelta(days=1)).isoformat()
 
     views = [fold.set_status(code, today) for code in fold.set_codes()]
-    by_status: Counter[str] = Counter(v.status for v in views)
+    placed: Counter[tuple[str, str]] = Counter((v.status, set_zone(node, v, zones)) for v in views)
+    columns = [*ZONES, *sorted({z for _, z in placed} - set(ZONES))]
     matrix = {
-        status: {
-            zone: (by_status[status] if ZONE_OF_STATUS.get(status) == zone else 0) for zone in ZONES
-        }
+        status: {zone: placed[status, zone] for zone in columns}
         for status in cm.SET_STATES
-        if by_status[status]
+        if any(placed[status, zone] for zone in columns)
     }
     recent = [
         (v, event_time(node, v.since))
@@ -73,7 +78,7 @@ def dashboard_context(request: web.Request) -> dict[str, Any]:
         "now": datetime.fromtimestamp(now_ms / 1000, tz).strftime("%d/%m/%Y %H:%M"),
         "set_total": len(views),
         "by_status": matrix,
-        "zones": ZONES,
+        "zones": columns,
         "recent": recent,
         "loads": loads,
         "readiness": readiness,
@@ -86,6 +91,25 @@ def dashboard_context(request: web.Request) -> dict[str, Any]:
         "per_machine": per_machine,
         "chart": _charts,
     }
+
+
+def set_zone(node: Node, view: cm.SetView, zones: dict[str, str]) -> str:
+    """The zone of the station that recorded the set's latest event ('' when none is known).
+
+    The latest of the set's own events and the load event (cycle, decision) its status
+    comes from; a voided event is not among them.
+    """
+    latest = max([*view.events[-1:], *([view.since] if view.since else [])], default=None)
+    if latest is None:
+        return ""
+    zone = zones.get(latest)
+    if zone is None:
+        event = node.get_event(latest)
+        zone = str(event.get("zone") or "") if event is not None else ""
+        if len(zones) >= MAX_ZONES_KEPT:
+            zones.clear()
+        zones[latest] = zone
+    return zone
 
 
 def _peer_row(peer: dict[str, Any], tz: Any) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""Web pages for loads: today's loads, building one by scanning, release with password, labels."""
+"""Web pages for loads: today's loads, building one by scanning, release with PIN, labels."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import crdt_model as cm
 import devices
 
 from ._api_trace import PRINTING_KEY
-from ._auth import Principal, verify_password
+from ._auth import Principal
 from ._node import NodeError
 from ._web import (
     FLASH_COOKIE,
@@ -22,7 +22,9 @@ from ._web import (
     _gated_form,
     _node,
     _redirect,
-    _user,
+    async_confirm,
+    done_flash,
+    has_pin,
     refused_flash,
     render,
 )
@@ -90,7 +92,7 @@ def _new_load_form(
     kind: str,
     form: dict[str, str],
     error: str | None = None,
-    detail: str | None = None,
+    detail: str | dict[str, Any] | None = None,
 ) -> web.Response:
     return render(
         request,
@@ -132,13 +134,11 @@ async def new_load_post(request: web.Request) -> web.StreamResponse:
     }
     try:
         event, warnings = await _node(request).async_submit(body, principal)
-    except cm.EventError as err:
-        detail = "; ".join(f"{e.field}: {e.message}" for e in err.errors)[:300]
+    except (cm.EventError, NodeError) as err:
+        detail = refused_flash(err)["d"]
         return _new_load_form(request, kind, form, "The load was refused.", detail)
-    except NodeError as err:
-        return _new_load_form(request, kind, form, "The load was refused.", str(err)[:300])
     load = str(event["load"])
-    return _redirect(request, load_url(load), {"k": "ok", "m": "Load recorded.", "w": warnings[:5]})
+    return _redirect(request, load_url(load), done_flash("Load recorded.", warnings))
 
 
 def _load_or_404(request: web.Request) -> cm.LoadView:
@@ -182,6 +182,7 @@ async def load_page(request: web.Request) -> web.StreamResponse:
         flash=_flash(request),
         url=load_url(view.load),
         can_release=principal.can("release") and view.kind == "steri",
+        pin=has_pin(request, principal),
         can_label=principal.can("record") and view.kind == "steri" and view.safe,
     )
     response.del_cookie(FLASH_COOKIE, path="/")
@@ -189,7 +190,7 @@ async def load_page(request: web.Request) -> web.StreamResponse:
 
 
 async def release_post(request: web.Request) -> web.StreamResponse:
-    """Release or reject a load; the releaser types the password again to confirm."""
+    """Release or reject a load; the releaser signs with their PIN (or password)."""
     gated = await _gated_form(request, "release")
     if not isinstance(gated, tuple):
         return gated
@@ -197,18 +198,9 @@ async def release_post(request: web.Request) -> web.StreamResponse:
     node = _node(request)
     view = _load_or_404(request)
     back = load_url(view.load)
-    entry = _user(node, principal.name)
-    stored = None if entry is None else entry.get("password")
-    password = form.get("password", "")
-    good = (
-        isinstance(stored, dict)
-        and bool(password)
-        and await asyncio.to_thread(verify_password, password, stored)
-    )
-    if not good:
-        return _redirect(
-            request, back, {"k": "error", "m": "Wrong password: the load was not released."}
-        )
+    wrong = await async_confirm(request, principal, form.get("password", ""))
+    if wrong is not None:
+        return _redirect(request, back, {"k": "error", "m": wrong})
     decision = form.get("decision")
     if decision not in {"released", "rejected"}:
         return _redirect(request, back)
@@ -223,7 +215,7 @@ async def release_post(request: web.Request) -> web.StreamResponse:
     except (cm.EventError, NodeError) as err:
         return _redirect(request, back, refused_flash(err))
     done = "Load released." if decision == "released" else "Load rejected."
-    return _redirect(request, back, {"k": "ok", "m": done, "w": warnings[:5]})
+    return _redirect(request, back, done_flash(done, warnings))
 
 
 async def label_post(request: web.Request) -> web.StreamResponse:
@@ -244,9 +236,7 @@ async def label_post(request: web.Request) -> web.StreamResponse:
     try:
         label = await _node(request).async_issue_label(code, view.load, principal, printer)
     except (cm.EventError, NodeError) as err:
-        return _redirect(
-            request, back, {"k": "error", "m": "The label was refused.", "d": str(err)[:300]}
-        )
+        return _redirect(request, back, refused_flash(err, "The label was refused."))
     if printer is not None and printing is not None:
         printing.submit(label["label_id"], printer)
     return _redirect(request, back, {"k": "ok", "m": "Label issued.", "label": label["label_id"]})

@@ -10,6 +10,7 @@ import crdt_model as cm
 
 from ._auth import Principal
 from ._node import Node
+from ._web_support import problem_item
 
 DEFAULT_MACHINES = {"wash": "LAV-1", "steri": "STE-1"}
 DEFAULT_PROGRAMS = {"wash": "INSTRU 93°C 3MIN NORMAL", "steri": "NORMAL 134°"}
@@ -57,11 +58,20 @@ STEPS: dict[str, Step] = {
     "steri_fail": Step(
         "Sterilizer cycle failed", "Sterilizer cycle recorded.", ("cycle_no",), style="danger"
     ),
-    "release": Step("Release the load", "Load released.", permission="release"),
-    "reject": Step("Reject the load", "Load rejected.", permission="release", style="danger"),
+    "release": Step("Release the load", "Load released.", ("confirm",), permission="release"),
+    "reject": Step(
+        "Reject the load",
+        "Load rejected.",
+        ("reason", "confirm"),
+        permission="release",
+        style="danger",
+    ),
     "label": Step("Print the label", "Label issued."),
     "dispatch": Step("Dispatch the set", "Set dispatched.", ("to",)),
 }
+
+CONFIRMED = frozenset({"release", "reject"})
+"""Steps a releaser signs with their PIN (or password)."""
 
 _NEXT: dict[tuple[str, str], tuple[str, ...]] = {
     ("sale", "unknown"): ("receive",),
@@ -136,6 +146,7 @@ def station_context(node: Node, principal: Principal, zone: str, code: str) -> d
             ),
             "packaging": item.get("packaging") or "",
             "to": view.location or item["storage"] or "",
+            "reason": "",
         },
     }
 
@@ -195,7 +206,7 @@ async def async_perform(
         body = {"type": "set.dispatched", "set": code, "to": _field(form, "to") or "?"}
     body["zone"] = zone  # the station's zone, which may differ from the node's
     event, warnings = await node.async_submit(body, principal)
-    answer: dict[str, Any] = {"w": warnings[:5]}
+    answer: dict[str, Any] = {"w": [problem_item(w) for w in warnings[:5]]}
     if event.get("load") and event["type"].endswith(".loaded"):
         answer["load"] = event["load"]
     return answer

@@ -1,4 +1,4 @@
-"""Web UI support: message catalogs, signed session cookies, login rate limit, SVG bars."""
+"""Web UI support: message catalogs, rule messages, signed cookies, login rate limit, SVG bars."""
 
 from __future__ import annotations
 
@@ -16,6 +16,8 @@ from html import escape
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
+
+import crdt_model as cm
 
 LANGUAGES = ("fr", "nl", "en")
 DEFAULT_LANGUAGE = "fr"
@@ -46,6 +48,52 @@ def translator(catalogs: dict[str, dict[str, str]], lang: str) -> Callable[..., 
         return text.format(**values) if values else text
 
     return gettext
+
+
+def accepted_language(header: str | None) -> str | None:
+    """The language of LANGUAGES a browser prefers (its Accept-Language header), or None."""
+    found = []
+    for rank, part in enumerate((header or "").split(",")[:20]):
+        tag, _, rest = part.partition(";")
+        quality = 1.0
+        for param in rest.split(";"):
+            name, _, value = param.strip().partition("=")
+            if name == "q":
+                try:
+                    quality = float(value)
+                except ValueError:
+                    quality = 0.0
+        lang = tag.strip().lower().split("-")[0]
+        if lang in LANGUAGES and quality > 0:
+            found.append((-quality, rank, lang))
+    return min(found)[2] if found else None
+
+
+_TRANSLATED_PARAMS = {"status": "status.", "why": "why.", "step": "event."}
+
+
+def problem_item(text: str) -> str | dict[str, Any]:
+    """A refusal or warning as a flash cookie keeps it: code and parameters, else the text."""
+    if isinstance(text, cm.Problem):
+        return {"c": text.code, "p": text.params}
+    return text[:300]
+
+
+def say_problem(item: Any, gettext: Callable[..., str]) -> str:
+    """A refusal or warning (problem_item) in the page's language."""
+    if not isinstance(item, dict):
+        return str(item)
+    code, params = item.get("c"), item.get("p")
+    if not isinstance(code, str) or code not in cm.PROBLEMS or not isinstance(params, dict):
+        return ""
+    values = {name: str(value) for name, value in params.items()}
+    for name, prefix in _TRANSLATED_PARAMS.items():
+        if name in values:
+            values[name] = gettext(prefix + values[name])
+    try:
+        return gettext("rule." + code, **values)
+    except (KeyError, IndexError, ValueError):  # a catalog out of step (a test checks them)
+        return code
 
 
 def local_time(value: str | None, tz: ZoneInfo, fmt: str = "%d/%m %H:%M") -> str:

@@ -1,8 +1,10 @@
 """Three real nodes, Debian's Chromium driven by Playwright: a set from reception to release.
 
-Log in on A's station (zone sale) and receive and wash a set; on B's station inspect,
-load, sterilize and release it (a releaser); watch C's dashboard change without reload.
-Screenshots of each page (1366x768) go to docs/screenshots/.
+An administrator gives the releaser a badge and a PIN on A; log in on A's station (zone
+sale) and receive and wash a set; on B the releaser logs in with the badge (a keyboard-wedge
+reader types it, then Enter) and PIN, inspects, loads, sterilizes and releases the set,
+signing with the PIN; watch C's dashboard change without reload. No card of any page
+scrolls sideways at 1366x768; screenshots of each page go to docs/screenshots/.
 """
 
 from __future__ import annotations
@@ -36,6 +38,15 @@ VIEWPORT = {"width": 1366, "height": 768}
 PASSWORD = "motdepasse-test"
 SYNC_WAIT_MS = 60_000
 USERS = {"alice": "operator", "rita": "releaser", "hugo": "head", "ines": "admin"}
+BADGE = "0004521877"
+PIN = "2580"
+
+
+SIDEWAYS = """Array.from(document.querySelectorAll('main .card'))
+    .filter((card) => card.scrollWidth > card.clientWidth)
+    .map((card) => (card.querySelector('h2') || card).textContent.trim())
+    .concat(document.documentElement.scrollWidth > window.innerWidth ? ['page'] : [])"""
+"""The cards of a page (by title) whose content is wider than the card, and the page itself."""
 
 
 def _playwright() -> Any:
@@ -95,8 +106,44 @@ def _login(page: Any, base: str, user: str, shot: str | None = None) -> None:
     page.fill("#password", PASSWORD)
     if shot:
         page.screenshot(path=str(SCREENSHOTS / shot))
-    page.click("form.login button[type=submit]")
+    page.click("#password-submit")
     page.wait_for_load_state()
+
+
+def _give_badge(page: Any, base: str, user: str) -> None:
+    """The administrator scans a new badge for `user` and types the PIN twice."""
+    page.goto(base + "/admin")
+    page.select_option("#badge-user", user)
+    page.locator("#badge-code").press_sequentially(BADGE)
+    page.keyboard.press("Enter")  # the reader's Enter moves on to the PIN, it does not submit
+    assert page.evaluate("document.activeElement.id") == "badge-pin"
+    page.keyboard.type(PIN)
+    page.fill("#badge-pin2", PIN)
+    page.click("#badge-save")
+    page.wait_for_selector(f'tr[data-user="{user}"][data-badge="yes"][data-pin="yes"]')
+    assert page.locator("#flash.ok").count() == 1
+
+
+def _badge_login(page: Any, base: str) -> None:
+    """Scan the badge (characters, then Enter), then type the PIN and Enter."""
+    for _ in range(SYNC_WAIT_MS // 500):  # the badge reaches this node by replication
+        page.goto(base + "/login")
+        if page.locator("#badge").count():
+            break
+        page.wait_for_timeout(500)
+    assert page.evaluate("document.activeElement.id") == "badge"
+    page.keyboard.type(BADGE)
+    page.keyboard.press("Enter")
+    assert page.evaluate("document.activeElement.id") == "pin"
+    page.keyboard.type(PIN)
+    page.keyboard.press("Enter")
+    page.wait_for_url("**/station")
+
+
+def _shot(page: Any, name: str, *, full_page: bool = False) -> None:
+    """Screenshot a page after checking that nothing on it scrolls sideways at 1366x768."""
+    assert page.evaluate(SIDEWAYS) == [], f"{name}: cards scroll sideways at 1366x768"
+    page.screenshot(path=str(SCREENSHOTS / name), full_page=full_page)
 
 
 def _scan(page: Any, base: str, zone: str, code: str) -> None:
@@ -107,7 +154,9 @@ def _scan(page: Any, base: str, zone: str, code: str) -> None:
     page.wait_for_selector(f'#item[data-set="{code}"]')
 
 
-def _do(page: Any, action: str, status: str) -> None:
+def _do(page: Any, action: str, status: str, confirm: str | None = None) -> None:
+    if confirm is not None:
+        page.fill(f"#confirm-{action}", confirm)
     page.click(f"#do-{action}")
     page.wait_for_selector(f'#item[data-status="{status}"]')
     assert page.locator("#flash.ok").count() == 1, page.locator("#flash").inner_text()
@@ -137,7 +186,7 @@ def test_a_set_through_two_stations_appears_live_on_the_third_dashboard(
             hosts = {n.base_url for n in (a, b, c)}
 
             def new_page() -> Any:
-                page = browser.new_context(viewport=VIEWPORT).new_page()
+                page = browser.new_context(viewport=VIEWPORT, locale="fr-FR").new_page()
                 page.set_default_timeout(SYNC_WAIT_MS)
                 page.on(
                     "request",
@@ -147,13 +196,18 @@ def test_a_set_through_two_stations_appears_live_on_the_third_dashboard(
                 )
                 return page
 
+            # A: the administrator gives the releaser a badge and a PIN
+            admin = new_page()
+            _login(admin, a.base_url, "ines")
+            _give_badge(admin, a.base_url, "rita")
+
             # A, zone sale: an operator receives and washes the set
             station_a = new_page()
             _login(station_a, a.base_url, "alice", "login.png")
             assert station_a.url.endswith("/station")
             _scan(station_a, a.base_url, "sale", code)
             _do(station_a, "receive", "dirty")
-            station_a.screenshot(path=str(SCREENSHOTS / "station-sale.png"))
+            _shot(station_a, "station-sale.png")
             _do(station_a, "wash_load", "washing")
             _do(station_a, "wash_pass", "washed")
 
@@ -163,39 +217,38 @@ def test_a_set_through_two_stations_appears_live_on_the_third_dashboard(
             assert dashboard.url.endswith("/dashboard")
             dashboard.evaluate("window.__notReloaded = true")
 
-            # B: a releaser inspects, sterilizes and releases
+            # B: a releaser logs in with the badge, inspects, sterilizes and releases
             station_b = new_page()
-            _login(station_b, b.base_url, "rita")
+            _badge_login(station_b, b.base_url)
             _wait_on_station(station_b, b.base_url, "propre", code, "inspect_ok")
-            station_b.screenshot(path=str(SCREENSHOTS / "station-propre.png"))
+            _shot(station_b, "station-propre.png")
             _do(station_b, "inspect_ok", "packed")
             _scan(station_b, b.base_url, "sterile", code)
             _do(station_b, "steri_load", "in_sterilizer")
             _do(station_b, "steri_pass", "sterilized")
-            station_b.screenshot(path=str(SCREENSHOTS / "station-sterile.png"))
+            _shot(station_b, "station-sterile.png")
 
             live = f'#recent tr[data-set="{code}"] [data-status="%s"]'
             dashboard.wait_for_selector(live % "sterilized")
-            _do(station_b, "release", "sterile")
+            _do(station_b, "release", "sterile", confirm=PIN)
             dashboard.wait_for_selector(live % "sterile")
             assert dashboard.evaluate("window.__notReloaded") is True
-            dashboard.screenshot(path=str(SCREENSHOTS / "dashboard.png"), full_page=True)
+            dashboard.wait_for_selector("#loads td.code")
+            _shot(dashboard, "dashboard.png", full_page=True)
 
             # the other pages, as the releaser and an administrator see them
             station_b.goto(b.base_url + "/loads")
-            station_b.screenshot(path=str(SCREENSHOTS / "loads.png"), full_page=True)
+            _shot(station_b, "loads.png", full_page=True)
             station_b.click('a[href^="/loads/"]:not([href^="/loads/new"]) >> nth=-1')
             load = station_b.url.rsplit("/", 1)[1]
-            station_b.screenshot(path=str(SCREENSHOTS / "load.png"), full_page=True)
+            _shot(station_b, "load.png", full_page=True)
             station_b.goto(f"{b.base_url}/recall?lot={load}")
             assert code in station_b.content()
-            station_b.screenshot(path=str(SCREENSHOTS / "recall.png"), full_page=True)
+            _shot(station_b, "recall.png", full_page=True)
             station_b.goto(b.base_url + "/reference")
-            station_b.screenshot(path=str(SCREENSHOTS / "reference.png"))
-            admin = new_page()
-            _login(admin, c.base_url, "ines")
-            admin.goto(c.base_url + "/admin")
-            admin.screenshot(path=str(SCREENSHOTS / "admin.png"), full_page=True)
+            _shot(station_b, "reference.png")
+            admin.goto(a.base_url + "/admin")
+            _shot(admin, "admin.png", full_page=True)
             assert external == []
         finally:
             browser.close()

@@ -209,6 +209,9 @@ async def test_a_set_goes_from_reception_to_dispatch(client: TestClient, node: N
     await step(client, "steri_pass", "sterile", cycle_no="202")
     assert status_of(node) == "sterilized"
     text = await step(client, "release", "sterile")
+    assert "Mot de passe erroné : rien n'a été enregistré." in text  # the release is signed
+    assert status_of(node) == "sterilized"
+    text = await step(client, "release", "sterile", confirm=PASSWORD)
     assert "Charge libérée." in text
     assert status_of(node) == "sterile"
 
@@ -218,7 +221,7 @@ async def test_a_refused_step_is_said_in_the_operator_language(
 ) -> None:
     await login(client, "rel")
     await client.get("/lang/nl")
-    text = await step(client, "release", "sterile", code="NOPE#1")
+    text = await step(client, "release", "sterile", code="NOPE#1", confirm=PASSWORD)
     assert "De stap werd geweigerd." in text
     assert node.index.count == 0
 
@@ -278,21 +281,48 @@ async def test_no_page_refers_outside_the_node(client: TestClient) -> None:
     assert external_references(await resp.text()) == []
 
 
+RUNTIME_MESSAGES = {
+    "Unknown user or wrong password.",
+    "Unknown badge or wrong PIN.",
+    "Too many failed attempts: wait 5 minutes and try again.",
+    "Wrong PIN: nothing was recorded.",
+    "Wrong password: nothing was recorded.",
+    "The step was refused.",
+}
+
+
 def test_every_message_is_in_every_catalog() -> None:
     catalogs = support.load_catalogs()
     templates = Path(support.__file__).parent / "templates"
-    used = set()
+    used = set(RUNTIME_MESSAGES)
     for path in templates.glob("*.html"):
         found = re.findall(r'_\(\s*"([^"]+)"', path.read_text(encoding="utf-8"))
         used |= {m for m in found if not m.endswith(".") or " " in m}  # not a key prefix
     for step_ in STEPS.values():
         used |= {step_.label, step_.done, *(f"field.{f}" for f in step_.fields)}
     used |= {f"status.{s}" for s in cm.SET_STATES} | {f"role.{r}" for r in ROLES.values()}
-    used |= {f"zone.{z}" for z in ("sale", "propre", "sterile")}
+    used |= {f"zone.{z}" for z in cm.ZONES}
+    used |= {f"event.{t}" for t in cm.EVENT_TYPES}
     for lang, catalog in catalogs.items():
         missing = sorted(used - set(catalog))
         assert missing == [], lang
     assert set(catalogs["fr"]) == set(catalogs["nl"]) == set(catalogs["en"])
+
+
+def test_every_refusal_and_warning_code_is_in_every_catalog() -> None:
+    """Each rule code reads in French, Dutch and English, with the English text's parameters."""
+    from crdt_model._anomalies import WHY
+
+    catalogs = support.load_catalogs()
+    for code, english in cm.PROBLEMS.items():
+        wanted = set(re.findall(r"{(\w+)}", english))
+        for lang, catalog in catalogs.items():
+            text = catalog.get(f"rule.{code}")
+            assert text, (lang, code)
+            assert set(re.findall(r"{(\w+)}", text)) == wanted, (lang, code)
+    for why in WHY:
+        for lang, catalog in catalogs.items():
+            assert catalog.get(f"why.{why}"), (lang, why)
 
 
 def test_secret_file_is_private(tmp_path: Path) -> None:

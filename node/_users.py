@@ -1,0 +1,129 @@
+"""People's records in the cluster document: badge, PIN and language beside role and password.
+
+A user record (cluster map `users`, key = login) holds `role`, `password` (salted scrypt),
+and optionally `badge` (SHA-256 of the badge code), `pin` (salted scrypt of 4 to 8 digits)
+and `lang` (fr, nl or en). The record is replicated: a badge or a language set on one node
+follows its owner to every node.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import crdt_model as cm
+
+from ._auth import AuthError, badge_hash, hash_pin
+from ._node import USER_KEPT, ConflictError, Node, NodeError
+from ._web_support import LANGUAGES
+
+KEPT = USER_KEPT
+
+
+class UnknownUserError(NodeError):
+    """No user has this login."""
+
+    status = 404
+
+
+def active_user(node: Node, login: str) -> dict[str, Any] | None:
+    """The record of a user who may log in, or None."""
+    entry = cm.cluster_get(node.docs[cm.CLUSTER_DOC], "users", login)
+    if not isinstance(entry, dict) or entry.get("revoked") or entry.get("disabled"):
+        return None
+    return entry
+
+
+def _with_badge(node: Node, digest: str) -> list[str]:
+    users = cm.cluster_items(node.docs[cm.CLUSTER_DOC], "users")
+    return sorted(login for login, entry in users.items() if entry.get("badge") == digest)
+
+
+def badge_owner(node: Node, raw: str) -> str | None:
+    """The login of the active user holding this badge; None when unknown or ambiguous.
+
+    Two users can hold one badge only if two administrators gave it during a network
+    split: then neither logs in with it until one of them is changed.
+    """
+    try:
+        digest = badge_hash(raw)
+    except AuthError:
+        return None
+    found = [login for login in _with_badge(node, digest) if active_user(node, login)]
+    return found[0] if len(found) == 1 else None
+
+
+def any_badge(node: Node) -> bool:
+    """True when some active user has a badge (the login page then offers it)."""
+    users = cm.cluster_items(node.docs[cm.CLUSTER_DOC], "users")
+    return any(
+        entry.get("badge") and not entry.get("revoked") and not entry.get("disabled")
+        for entry in users.values()
+    )
+
+
+def public_record(login: str, entry: Mapping[str, Any]) -> dict[str, Any]:
+    """What the API and the admin page show of a user: never a hash."""
+    return {
+        "login": login,
+        "role": entry.get("role"),
+        "badge": bool(entry.get("badge")),
+        "pin": bool(entry.get("pin")),
+        "lang": entry.get("lang"),
+    }
+
+
+async def async_update_user(
+    node: Node, login: str, changes: Mapping[str, Any], by: str
+) -> dict[str, Any]:
+    """Set (a string) or clear (None) a user's `badge`, `pin` and `lang`; the new record.
+
+    A badge belongs to one user only, and a user with a badge needs a PIN.
+    """
+    unknown = sorted(set(changes) - set(KEPT))
+    if unknown:
+        raise AuthError(f"only {', '.join(KEPT)} can be changed here, not {unknown[0][:20]!r}")
+    prepared: dict[str, Any] = {}
+    for name, value in changes.items():
+        if value is not None and not isinstance(value, str):
+            raise AuthError(f"{name} must be a string, or null to clear it")
+        if value is None:
+            prepared[name] = None
+        elif name == "badge":
+            prepared[name] = badge_hash(value)
+        elif name == "pin":
+            prepared[name] = await asyncio.to_thread(hash_pin, value)
+        elif value not in LANGUAGES:
+            raise AuthError(f"a language is one of {', '.join(LANGUAGES)}")
+        else:
+            prepared[name] = value
+    # from here on, nothing awaits until the change is applied: no other write slips between
+    entry = cm.cluster_get(node.docs[cm.CLUSTER_DOC], "users", login)
+    if entry is None:
+        raise UnknownUserError(f"no user {login[:64]!r}")
+    badge = prepared.get("badge")
+    if badge is not None:
+        others = [other for other in _with_badge(node, badge) if other != login]
+        if others:
+            raise ConflictError(f"this badge is already given to {others[0]}")
+    for name, value in prepared.items():
+        if value is None:
+            entry.pop(name, None)
+        else:
+            entry[name] = value
+    if entry.get("badge") and not entry.get("pin"):
+        raise AuthError("a user with a badge needs a PIN")
+    if set(prepared) - {"lang"}:
+        entry["updated_at"] = datetime.now(UTC).isoformat(timespec="seconds")
+        entry["updated_by"] = by
+    await node.commit_cluster(lambda doc: cm.cluster_put(doc, "users", login, entry))
+    return public_record(login, entry)
+
+
+async def async_set_language(node: Node, login: str, lang: str) -> None:
+    """Remember a user's language in their record (nothing written when unchanged)."""
+    entry = active_user(node, login)
+    if entry is not None and entry.get("lang") != lang:
+        await async_update_user(node, login, {"lang": lang}, login)

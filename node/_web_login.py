@@ -1,0 +1,187 @@
+"""Web login: password, or badge then PIN where users have badges; logout; language choice."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import secrets
+from typing import Any
+
+from aiohttp import web
+
+from ._auth import Principal, badge_hash, hash_pin, verify_password
+from ._node import NodeError
+from ._users import active_user, any_badge, async_set_language, badge_owner
+from ._web import (
+    LANG_COOKIE,
+    PRE_COOKIE,
+    SESSION_COOKIE,
+    SESSION_KEY,
+    _cookie,
+    _csrf_ok,
+    _csrf_refused,
+    _form,
+    _home,
+    _lang,
+    _node,
+    _principal,
+    _redirect,
+    _safe_next,
+    _state,
+    render,
+)
+from ._web_support import LANGUAGES, new_session, translator
+
+_LOGGER = logging.getLogger(__name__)
+
+
+@functools.cache
+def _decoy() -> dict[str, str]:
+    """A hash to check against when the login or badge is unknown: every failure costs the same."""
+    return hash_pin(f"{secrets.randbelow(10**8):08d}")
+
+
+async def login_page(request: web.Request, error: str | None = None) -> web.Response:
+    """The login form (with a pre-session CSRF token, double-submitted)."""
+    token = request.cookies.get(PRE_COOKIE) or secrets.token_urlsafe(24)
+    response = render(
+        request,
+        "login.html",
+        401 if error else 200,
+        pre=token,
+        error=error,
+        badges=any_badge(_node(request)),
+        next=_safe_next(request.query.get("next")),
+    )
+    _cookie(response, request, PRE_COOKIE, token)
+    return response
+
+
+async def login_post(request: web.Request) -> web.StreamResponse:
+    """Check user and password; rate-limited per login and address."""
+    form = await _form(request)
+    login = form.get("login", "").strip().lower()[:64]
+    refused = await _refused(request, form, login)
+    if refused is not None:
+        return refused
+    entry = active_user(_node(request), login)
+    stored = None if entry is None else entry.get("password")
+    if not await _verify(form.get("password", ""), stored) or entry is None:
+        return await _failed(request, login, login, "Unknown user or wrong password.")
+    return _logged_in(request, form, login, entry)
+
+
+async def login_badge_post(request: web.Request) -> web.StreamResponse:
+    """Check a scanned badge and its holder's PIN; rate-limited like passwords.
+
+    Failures count against the badge holder's login (with password failures), or against the
+    badge itself when nobody holds it; the answer never says which of badge or PIN was wrong.
+    """
+    form = await _form(request)
+    badge = form.get("badge", "")[:80]
+    login = badge_owner(_node(request), badge)
+    if login is None:
+        try:
+            key = "badge:" + badge_hash(badge)[:16]
+        except ValueError:
+            key = "badge:?"
+    else:
+        key = login
+    refused = await _refused(request, form, key)
+    if refused is not None:
+        return refused
+    entry = None if login is None else active_user(_node(request), login)
+    stored = None if entry is None else entry.get("pin")
+    if not await _verify(form.get("pin", ""), stored) or login is None or entry is None:
+        who = "badge of " + login if login is not None else "unknown badge"
+        return await _failed(request, key, who, "Unknown badge or wrong PIN.")
+    return _logged_in(request, form, login, entry)
+
+
+async def _refused(
+    request: web.Request, form: dict[str, str], key: str
+) -> web.StreamResponse | None:
+    """The answer when the form is forged or the key has used up its failures; else None."""
+    state = _state(request)
+    gettext = translator(state.catalogs, _lang(request))
+    pre = request.cookies.get(PRE_COOKIE, "")
+    if not pre or not secrets.compare_digest(pre, form.get("csrf", "")):
+        return await login_page(
+            request, gettext("The form expired or did not come from this page: try again.")
+        )
+    if state.limiter.blocked(key, request.remote or "?"):
+        response = await login_page(
+            request, gettext("Too many failed attempts: wait 5 minutes and try again.")
+        )
+        response.set_status(429)
+        return response
+    return None
+
+
+async def _verify(secret: str, stored: Any) -> bool:
+    hashed = stored if isinstance(stored, dict) else _decoy()
+    good = bool(secret) and await asyncio.to_thread(verify_password, secret, hashed)
+    return good and hashed is stored
+
+
+async def _failed(request: web.Request, key: str, who: str, message: str) -> web.Response:
+    state = _state(request)
+    address = request.remote or "?"
+    state.limiter.failed(key, address)
+    _LOGGER.info("failed web login for %r from %s", who, address)
+    return await login_page(request, translator(state.catalogs, _lang(request))(message))
+
+
+def _logged_in(
+    request: web.Request, form: dict[str, str], login: str, entry: dict[str, Any]
+) -> web.Response:
+    """Open the session, in the person's language if they chose one, else this browser's."""
+    state = _state(request)
+    state.limiter.succeeded(login, request.remote or "?")
+    lang = entry.get("lang") if entry.get("lang") in LANGUAGES else _lang(request)
+    session = new_session(login, str(lang), state.clock())
+    principal = Principal(name=login, role=str(entry.get("role")))
+    target = _safe_next(form.get("next"))
+    response = _redirect(request, _home(principal) if target == "/" else target)
+    _cookie(response, request, SESSION_COOKIE, state.signer.dumps(session))
+    response.del_cookie(PRE_COOKIE, path="/")
+    return response
+
+
+async def logout(request: web.Request) -> web.StreamResponse:
+    """End the session."""
+    _principal(request)
+    form = await _form(request)
+    if request.get(SESSION_KEY) is not None and not _csrf_ok(request, form):
+        return _csrf_refused(request)
+    response = _redirect(request, "/login")
+    response.del_cookie(SESSION_COOKIE, path="/")
+    return response
+
+
+async def set_language(request: web.Request) -> web.StreamResponse:
+    """Choose the language of this browser; a logged-in person's is kept in their record."""
+    lang = request.match_info["lang"]
+    if lang not in LANGUAGES:
+        raise web.HTTPNotFound
+    response = _redirect(request, _safe_next(request.query.get("next")))
+    _cookie(response, request, LANG_COOKIE, lang)
+    principal = _principal(request)
+    session = request.get(SESSION_KEY)
+    if principal is not None and session is not None:
+        session["l"] = lang
+        _cookie(response, request, SESSION_COOKIE, _state(request).signer.dumps(session))
+        with contextlib.suppress(NodeError):  # a node that lost its disk still shows pages
+            await async_set_language(_node(request), principal.name, lang)
+    return response
+
+
+def add_login_routes(app: web.Application) -> None:
+    """Register the login pages."""
+    app.router.add_get("/login", login_page)
+    app.router.add_post("/login", login_post)
+    app.router.add_post("/login/badge", login_badge_post)
+    app.router.add_post("/logout", logout)
+    app.router.add_get("/lang/{lang}", set_language)
