@@ -30,7 +30,7 @@ from ._http import (
     read_json,
     require,
 )
-from ._node import VERSION, Node
+from ._node import VERSION, Node, NodeError
 from ._printing import Printing
 from ._replication import REPLICATION_KEY as REPLICATION_APP_KEY
 from ._replication import Replication
@@ -232,6 +232,15 @@ async def get_peers(request: web.Request) -> web.Response:
     return web.json_response({"peers": peers, "sync": replication is not None})
 
 
+async def post_clear_flag(request: web.Request) -> web.Response:
+    """Let a flagged peer sync again (admin), e.g. after it was repaired or upgraded."""
+    principal = require(request, "admin")
+    replication = request.app.get(REPLICATION_APP_KEY)
+    if replication is None:
+        raise NodeError("this node does not sync with peers")
+    return web.json_response(replication.clear_flag(request.match_info["node"], principal.name))
+
+
 def make_app(
     node: Node,
     *,
@@ -259,6 +268,7 @@ def make_app(
     app.router.add_get("/api/nodes", get_nodes)
     app.router.add_post("/api/nodes/{node}/revoke", post_revoke)
     app.router.add_get("/api/peers", get_peers)
+    app.router.add_post("/api/peers/{node}/clear-flag", post_clear_flag)
     if replication is not None:
         app[REPLICATION_APP_KEY] = replication
     if printing is not None:

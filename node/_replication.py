@@ -17,7 +17,7 @@ import sync
 from discovery import MdnsDiscovery, PeerCandidate
 
 from ._cluster import member_by_cert
-from ._node import Node
+from ._node import Node, NodeError
 from ._pki import NodePki, fingerprint, node_id_of
 
 _LOGGER = logging.getLogger(__name__)
@@ -181,6 +181,19 @@ class Replication:
             state = None if member is None else "revoked" if member.get("revoked") else "member"
             out.append({**peer, "member": state})
         return out
+
+    def clear_flag(self, which: str, by: str) -> dict[str, Any]:
+        """Let a flagged peer (node id or code) sync again, once someone checked it."""
+        members = cm.cluster_items(self.node.docs[cm.CLUSTER_DOC], "members")
+        node_id = next(
+            (m_id for m_id, m in members.items() if which in (m_id, m.get("code"))), which
+        )
+        if node_id not in self.manager.flagged():
+            raise NodeError(f"peer {which[:40]!r} is not flagged")
+        self.manager.clear_flag(node_id)
+        code = members.get(node_id, {}).get("code")
+        _LOGGER.warning("flag of peer %s cleared by %s", code or node_id, by)
+        return {"node_id": node_id, "code": code, "flagged": False}
 
     # -- inside ---------------------------------------------------------------------
 
