@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import tempfile
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ from aiohttp import web
 import crdt_model as cm
 
 from ._api_trace import PRINTING_KEY, SCANNERS_KEY, add_routes
+from ._backup import node_info, snapshot, write_backup
 from ._bundle import BundleError, read_bundle
 from ._cluster import async_invite, async_revoke, members
 from ._devices import Scanners
@@ -232,6 +234,18 @@ async def get_peers(request: web.Request) -> web.Response:
     return web.json_response({"peers": peers, "sync": replication is not None})
 
 
+async def get_backup(request: web.Request) -> web.Response:
+    """Every document of the node in one backup file (admin): `sterimesh backup` asks here."""
+    require(request, "admin")
+    node = request.app[NODE_KEY]
+    docs, info = snapshot(node), node_info(node)
+    raw = await asyncio.to_thread(write_backup, info, docs)
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    name = f"sterimesh-{node.code}-{stamp}.zip"
+    headers = {"Content-Disposition": f'attachment; filename="{name}"'}
+    return web.Response(body=raw, content_type="application/zip", headers=headers)
+
+
 async def post_clear_flag(request: web.Request) -> web.Response:
     """Let a flagged peer sync again (admin), e.g. after it was repaired or upgraded."""
     principal = require(request, "admin")
@@ -268,6 +282,7 @@ def make_app(
     app.router.add_get("/api/nodes", get_nodes)
     app.router.add_post("/api/nodes/{node}/revoke", post_revoke)
     app.router.add_get("/api/peers", get_peers)
+    app.router.add_get("/api/backup", get_backup)
     app.router.add_post("/api/peers/{node}/clear-flag", post_clear_flag)
     if replication is not None:
         app[REPLICATION_APP_KEY] = replication

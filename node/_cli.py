@@ -18,6 +18,7 @@ import click
 import crdt_model as cm
 
 from ._auth import ROLES, AuthError, Principal
+from ._backup_cli import backup, restore_, verify_backup
 from ._bundle import BundleError, read_bundle
 from ._cluster import async_invite, async_join, async_revoke, members
 from ._cluster_demo import async_demo
@@ -94,6 +95,9 @@ def cli(log_level: str) -> None:
 
 
 cli.add_command(feed)
+cli.add_command(backup)
+cli.add_command(verify_backup)
+cli.add_command(restore_)
 
 
 @cli.command("sample-data")

@@ -10,7 +10,7 @@ import multiprocessing
 import secrets
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ProcessPoolExecutor
 from datetime import UTC, date, datetime
 from typing import IO, TYPE_CHECKING, Any
@@ -106,43 +106,63 @@ def init_node(data: DataDir, *, name: str, zone: str, now_ms: int | None = None)
     """Create a new cluster with this node as its first member (node code A)."""
     with creating_store(data, name=name, zone=zone) as store:
         at = datetime.fromtimestamp((now_ms or wall_clock_ms()) / 1000, UTC).isoformat()
-        identity = {
-            "node_id": uuid.uuid4().hex,
-            "code": "A",
-            "name": name.strip(),
+        return found_cluster(data, store, name=name, zone=zone, code="A", at=at)
+
+
+def found_cluster(
+    data: DataDir,
+    store: Store,
+    *,
+    name: str,
+    zone: str,
+    code: str,
+    at: str,
+    base: Mapping[str, bytes] | None = None,
+    meta: Mapping[str, Any] | None = None,
+    before_join: Callable[[Doc[Any]], None] | None = None,
+) -> dict[str, Any]:
+    """Make a new cluster (CA, this node's key and certificate) and write the node's store.
+
+    `base`: documents to start from (a restored backup; its `cluster` document is kept and
+    changed by `before_join`, then this node is written as a member), else an empty cluster.
+    """
+    identity = {
+        "node_id": uuid.uuid4().hex,
+        "code": code,
+        "name": name.strip(),
+        "zone": zone,
+        "cluster_id": uuid.uuid4().hex,
+        "created_at": at,
+    }
+    pki = NodePki(data.pki)
+    ca_key, ca_cert = create_ca(identity["cluster_id"])
+    node_key, node_key_pem = new_key()
+    node_cert = sign_node(
+        ca_key, ca_cert, make_csr(node_key, identity["node_id"]), identity["node_id"]
+    )
+    pki.write(pki.ca_key, ca_key)
+    pki.write(pki.ca_cert, ca_cert)
+    pki.write(pki.key, node_key_pem)
+    pki.write(pki.cert, node_cert)
+    docs = dict(base or {})
+    doc: Doc[Any] = Doc()
+    if cm.CLUSTER_DOC in docs:
+        doc.apply_update(docs[cm.CLUSTER_DOC])
+    with doc.transaction():
+        if before_join is not None:
+            before_join(doc)
+        member = {
+            "name": identity["name"],
+            "code": code,
             "zone": zone,
-            "cluster_id": uuid.uuid4().hex,
-            "created_at": at,
+            "joined_at": at,
+            "cert_fingerprint": fingerprint(load_cert(node_cert)),
         }
-        pki = NodePki(data.pki)
-        ca_key, ca_cert = create_ca(identity["cluster_id"])
-        node_key, node_key_pem = new_key()
-        node_cert = sign_node(
-            ca_key, ca_cert, make_csr(node_key, identity["node_id"]), identity["node_id"]
-        )
-        pki.write(pki.ca_key, ca_key)
-        pki.write(pki.ca_cert, ca_cert)
-        pki.write(pki.key, node_key_pem)
-        pki.write(pki.cert, node_cert)
-        doc: Doc[Any] = Doc()
-        with doc.transaction():
-            cm.cluster_put(
-                doc,
-                "members",
-                identity["node_id"],
-                {
-                    "name": identity["name"],
-                    "code": "A",
-                    "zone": zone,
-                    "joined_at": at,
-                    "cert_fingerprint": fingerprint(load_cert(node_cert)),
-                },
-            )
+        cm.cluster_put(doc, "members", identity["node_id"], member)
+        if cm.cluster_get(doc, "settings", "site") is None:
             cm.cluster_put(doc, "settings", "site", {"timezone": DEFAULT_TIMEZONE})
-        store.initialise(
-            {**identity, "incarnation": 0, "client_ids": []},
-            {cm.CLUSTER_DOC: doc.get_update()},
-        )
+    docs[cm.CLUSTER_DOC] = doc.get_update()
+    store.initialise({**identity, **(meta or {}), "incarnation": 0, "client_ids": []}, docs)
     return identity
 
 

@@ -1,0 +1,324 @@
+"""Backups: every document a node holds in one checked file, and a new cluster restored from it.
+
+A backup is a zip: `manifest.json` (format, when, which node and cluster, and per document
+its file, size, SHA-256 and number of events) and one `docs/<document>.ydoc` per document,
+the document's whole state as one Yjs update. It holds no private key: password, PIN and
+token hashes are in the cluster document, so keep the file as carefully as the node.
+
+A restore never writes into an existing node. It checks the whole file first, then creates
+a new node that starts a new cluster (a new CA: the node certificates of the backup's
+cluster are not in the file) holding every document of the backup. The former members are
+marked revoked ("restored from backup"); users, tokens and settings carry over, so people
+and the platform log in as before. Other PCs join the new cluster with `sterimesh invite`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import shutil
+import zipfile
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from pycrdt import Doc
+
+import crdt_model as cm
+
+from ._cluster import next_code
+from ._layout import DataDir
+from ._node import VERSION, Node, NodeError, creating_store, found_cluster
+
+FORMAT = "sterimesh-backup/1"
+MANIFEST = "manifest.json"
+MAX_MANIFEST_BYTES = 4 * 1024 * 1024
+MAX_DOC_BYTES = 2 * 1024 * 1024 * 1024
+
+Progress = Callable[[str, int, int], None]
+"""progress(what, done, total): called as documents are written, checked or restored."""
+
+
+class BackupError(NodeError):
+    """A backup that cannot be made, read or restored; says what and where."""
+
+
+@dataclass(frozen=True)
+class Checked:
+    """A backup file that passed every check: its manifest and documents."""
+
+    manifest: dict[str, Any]
+    docs: dict[str, bytes]
+
+    def summary(self) -> dict[str, Any]:
+        """What the backup holds, for people and scripts."""
+        listed = self.manifest["documents"]
+        days = [n for n in listed if n.startswith(cm.EVENTS_PREFIX)]
+        cluster: Doc[Any] = Doc()
+        cluster.apply_update(self.docs[cm.CLUSTER_DOC])
+        return {
+            "format": FORMAT,
+            "created_at": self.manifest["created_at"],
+            "node": self.manifest["node"],
+            "documents": len(listed),
+            "events": sum(int(listed[n].get("events", 0)) for n in days),
+            "days": len(days),
+            "first_day": min(days)[len(cm.EVENTS_PREFIX) :] if days else None,
+            "last_day": max(days)[len(cm.EVENTS_PREFIX) :] if days else None,
+            "references": sum(1 for n in listed if n.startswith(cm.REF_PREFIX)),
+            "members": len(cm.cluster_items(cluster, "members")),
+            "users": len(cm.cluster_items(cluster, "users")),
+            "bytes": sum(int(entry["bytes"]) for entry in listed.values()),
+        }
+
+
+def snapshot(node: Node) -> dict[str, bytes]:
+    """Every document the node serves, each as one update (call on the node's event loop)."""
+    return {
+        name: doc.get_update()
+        for name, doc in sorted(node.docs.items())
+        if not node.is_retired(name)
+    }
+
+
+def write_backup(
+    node_info: Mapping[str, Any], docs: Mapping[str, bytes], progress: Progress | None = None
+) -> bytes:
+    """The backup file's bytes for these documents (CPU-bound: run it off the event loop)."""
+    if cm.CLUSTER_DOC not in docs:
+        raise BackupError("the node holds no cluster document: nothing to back up")
+    listed: dict[str, dict[str, Any]] = {}
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=6) as zf:
+        for i, (name, data) in enumerate(sorted(docs.items()), 1):
+            entry: dict[str, Any] = {
+                "file": _file_of(name),
+                "bytes": len(data),
+                "sha256": hashlib.sha256(data).hexdigest(),
+            }
+            if name.startswith(cm.EVENTS_PREFIX):
+                doc: Doc[Any] = Doc()
+                doc.apply_update(data)
+                entry["events"] = len(cm.events_map(doc))
+                entry["acks"] = len(cm.acks_map(doc))
+            zf.writestr(entry["file"], data)
+            listed[name] = entry
+            if progress is not None:
+                progress("written", i, len(docs))
+        manifest = {
+            "format": FORMAT,
+            "software": VERSION,
+            "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "node": dict(node_info),
+            "documents": listed,
+        }
+        zf.writestr(MANIFEST, json.dumps(manifest, indent=1, sort_keys=True, ensure_ascii=False))
+    return out.getvalue()
+
+
+def node_info(node: Node) -> dict[str, Any]:
+    """Who made a backup."""
+    return {
+        "node_id": node.node_id,
+        "code": node.code,
+        "name": node.name,
+        "zone": node.zone,
+        "cluster_id": node.cluster_id,
+    }
+
+
+def write_file(path: Path, data: bytes) -> None:
+    """Write a backup file whole or not at all (a temporary file renamed), readable by its owner."""
+    if path.is_dir():
+        raise BackupError(f"{path} is a folder: give a file name")
+    if not path.parent.is_dir():
+        raise BackupError(f"{path.parent} does not exist")
+    tmp = path.with_name(f".{path.name}.part")
+    try:
+        with tmp.open("wb") as fh:
+            tmp.chmod(0o600)
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        tmp.replace(path)
+    except OSError as err:
+        tmp.unlink(missing_ok=True)
+        raise BackupError(f"cannot write {path}: {err.strerror or err}") from None
+
+
+def check_backup(path: Path, progress: Progress | None = None) -> Checked:
+    """Read a backup and check all of it: format, every checksum, every document and event."""
+    try:
+        zf = zipfile.ZipFile(path)
+    except FileNotFoundError:
+        raise BackupError(f"{path} does not exist") from None
+    except (zipfile.BadZipFile, OSError) as err:
+        raise BackupError(f"{path} is not a sterimesh backup (not a readable zip: {err})") from None
+    with zf:
+        manifest = _manifest(zf)
+        listed: dict[str, dict[str, Any]] = manifest["documents"]
+        files = {entry["file"]: name for name, entry in listed.items()}
+        extra = sorted(set(zf.namelist()) - set(files) - {MANIFEST})
+        if extra:
+            raise BackupError(f"{extra[0][:80]!r} is in the file but not in its manifest")
+        docs: dict[str, bytes] = {}
+        for i, (name, entry) in enumerate(sorted(listed.items()), 1):
+            docs[name] = _read_doc(zf, name, entry)
+            if progress is not None:
+                progress("checked", i, len(listed))
+    if cm.CLUSTER_DOC not in docs:
+        raise BackupError("the backup holds no cluster document")
+    return Checked(manifest, docs)
+
+
+def _manifest(zf: zipfile.ZipFile) -> dict[str, Any]:
+    try:
+        info = zf.getinfo(MANIFEST)
+    except KeyError:
+        raise BackupError("not a sterimesh backup: no manifest.json") from None
+    if info.file_size > MAX_MANIFEST_BYTES:
+        raise BackupError("manifest.json is too large")
+    try:
+        manifest = json.loads(zf.read(info))
+    except (ValueError, zipfile.BadZipFile, OSError) as err:
+        raise BackupError(f"manifest.json is damaged: {err}") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        found = manifest.get("format") if isinstance(manifest, dict) else None
+        raise BackupError(f"not a backup of this format ({FORMAT}): {str(found)[:40]!r}")
+    listed = manifest.get("documents")
+    node = manifest.get("node")
+    if not isinstance(listed, dict) or not isinstance(node, dict):
+        raise BackupError("manifest.json lacks its documents or node")
+    for name, entry in listed.items():
+        if not cm.is_doc_name(name):
+            raise BackupError(f"manifest.json names an unknown document {str(name)[:60]!r}")
+        if not isinstance(entry, dict) or entry.get("file") != _file_of(name):
+            raise BackupError(f"manifest.json: bad entry for {name}")
+        if not isinstance(entry.get("sha256"), str) or not isinstance(entry.get("bytes"), int):
+            raise BackupError(f"manifest.json: {name} lacks its size or checksum")
+    return manifest
+
+
+def _read_doc(zf: zipfile.ZipFile, name: str, entry: Mapping[str, Any]) -> bytes:
+    try:
+        info = zf.getinfo(entry["file"])
+    except KeyError:
+        raise BackupError(f"{name} is in the manifest but not in the file") from None
+    if info.file_size != entry["bytes"] or info.file_size > MAX_DOC_BYTES:
+        raise BackupError(
+            f"{name}: {info.file_size} bytes where the manifest says {entry['bytes']}"
+        )
+    try:
+        data = zf.read(info)
+    except (zipfile.BadZipFile, OSError, EOFError) as err:
+        raise BackupError(f"{name} is damaged: {err}") from None
+    if hashlib.sha256(data).hexdigest() != entry["sha256"]:
+        raise BackupError(f"{name} is damaged: its checksum does not match")
+    doc: Doc[Any] = Doc()
+    try:
+        doc.apply_update(data)
+    except Exception:
+        raise BackupError(f"{name} is not a readable document") from None
+    if name.startswith(cm.EVENTS_PREFIX):
+        _check_events(name, doc, entry)
+    return data
+
+
+def _check_events(name: str, doc: Doc[Any], entry: Mapping[str, Any]) -> None:
+    events = cm.events_map(doc)
+    for key, value in events.items():
+        try:
+            event = cm.validate_event(cm.decode_map(value), len(value))
+        except (cm.CodecError, cm.EventError) as err:
+            raise BackupError(f"{name}: event {key[:40]!r} is not valid: {err}") from None
+        if event["id"] != key or cm.events_doc_name(cm.Timestamp.parse(event["hlc"])) != name:
+            raise BackupError(f"{name}: event {key[:40]!r} is filed under the wrong id or day")
+    if entry.get("events") is not None and entry["events"] != len(events):
+        raise BackupError(f"{name}: {len(events)} events where the manifest says {entry['events']}")
+
+
+def restore(
+    checked: Checked,
+    data: DataDir,
+    *,
+    name: str | None = None,
+    zone: str | None = None,
+    progress: Progress | None = None,
+) -> dict[str, Any]:
+    """Create a new node, first of a new cluster, holding every document of a checked backup."""
+    source = checked.manifest["node"]
+    name = name or str(source.get("name") or "Poste restauré")
+    zone = zone or str(source.get("zone") or "office")
+    if data.root.exists() and any(data.root.iterdir()):
+        raise BackupError(f"{data.root} is not empty: restore into a new folder")
+    created = not data.root.exists()
+    cluster: Doc[Any] = Doc()
+    cluster.apply_update(checked.docs[cm.CLUSTER_DOC])
+    at = datetime.now(UTC).isoformat(timespec="seconds")
+    former = {
+        node_id: entry
+        for node_id, entry in cm.cluster_items(cluster, "members").items()
+        if not entry.get("revoked")
+    }
+    code = next_code(_codes(cluster))
+    reason = f"restored from the backup of {checked.manifest['created_at']} on a new cluster"
+
+    def retire_former(doc: Doc[Any]) -> None:
+        for node_id, entry in former.items():
+            revoked = {**entry, "revoked": True, "revoked_at": at, "revoked_by": "restore"}
+            cm.cluster_put(doc, "members", node_id, {**revoked, "revoked_reason": reason})
+
+    try:
+        with creating_store(data, name=name, zone=zone) as store:
+            identity = found_cluster(
+                data,
+                store,
+                name=name,
+                zone=zone,
+                code=code,
+                at=at,
+                base=checked.docs,
+                meta={
+                    "restored_from": {**source, "backup_created_at": checked.manifest["created_at"]}
+                },
+                before_join=retire_former,
+            )
+    except BaseException:
+        if created:
+            shutil.rmtree(data.root, ignore_errors=True)
+        raise
+    if progress is not None:
+        progress("restored", len(checked.docs), len(checked.docs))
+    return {
+        **identity,
+        "former_members": sorted(str(e.get("code")) for e in former.values()),
+        **checked.summary(),
+    }
+
+
+def _codes(cluster: Doc[Any]) -> set[str]:
+    """Every code held by a member (revoked ones too) or promised: the new node takes another."""
+    held = {str(m.get("code")) for m in cm.cluster_items(cluster, "members").values()}
+    promised = {str(i.get("code")) for i in cm.cluster_items(cluster, "invites").values()}
+    return held | promised
+
+
+def _file_of(name: str) -> str:
+    return f"docs/{name}.ydoc"
+
+
+__all__ = [
+    "FORMAT",
+    "BackupError",
+    "Checked",
+    "check_backup",
+    "node_info",
+    "restore",
+    "snapshot",
+    "write_backup",
+    "write_file",
+]

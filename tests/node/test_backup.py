@@ -1,0 +1,254 @@
+"""Backups: made from a running or a stopped node, checked whole, restored as a new cluster."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from click.testing import CliRunner
+from pycrdt import Doc
+
+import crdt_model as cm
+from node._cli import cli
+from node._sample import write_sample
+from tests.procs import NodeProcess, create_token, init_node_dir, run_cli
+
+pytestmark = pytest.mark.slow
+
+
+def invoke(*args: str) -> tuple[int, str, str]:
+    result = CliRunner().invoke(cli, list(args))
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return result.exit_code, result.stdout, result.stderr
+
+
+async def ainvoke(*args: str) -> tuple[int, str, str]:
+    """The CLI from an async test (it runs its own event loop)."""
+    return await asyncio.to_thread(invoke, *args)
+
+
+def tree(path: Path) -> dict[str, str]:
+    """Every file under `path` with the hash of its bytes."""
+    return {
+        str(p.relative_to(path)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(path.rglob("*"))
+        if p.is_file()
+    }
+
+
+async def api(
+    node: NodeProcess, token: str, method: str, path: str, body: Any = None
+) -> tuple[int, bytes]:
+    async with aiohttp.ClientSession() as session:
+        headers = {"Authorization": f"Bearer {token}"}
+        async with session.request(method, node.base_url + path, json=body, headers=headers) as r:
+            return r.status, await r.read()
+
+
+async def feed(node: NodeProcess, token: str, query: str = "") -> bytes:
+    status, body = await api(node, token, "GET", f"/api/feed?limit=10000{query}")
+    assert status == 200, body
+    return body
+
+
+@pytest.fixture
+def source(tmp_path: Path) -> tuple[Path, str]:
+    """A node with reference data, events of two days and acknowledgements; its admin token."""
+    data = init_node_dir(tmp_path / "a", "Poste lavage", "sale")
+    admin = create_token(data, "admin", "it")
+    bundle = tmp_path / "bundle"
+    write_sample(bundle, scale="small", seed=3)
+    run_cli("import", "--data", str(data.root), str(bundle))
+    return data.root, admin
+
+
+async def record(node: NodeProcess, admin: str) -> list[str]:
+    """Events through the API (a token with the right to record), a part acknowledged."""
+    status, raw = await api(node, admin, "POST", "/api/tokens", {"name": "st", "role": "operator"})
+    assert status == 201, raw
+    operator = json.loads(raw)["token"]
+    ids = []
+    for n in range(30):
+        body: dict[str, Any] = {"type": "note", "text": f"note {n}"}
+        if n % 5 == 0:
+            body = {"type": "wash.loaded", "machine": "LAV-1", "program": "P", "sets": [f"S#{n}"]}
+        status, raw = await api(node, operator, "POST", "/api/events", body)
+        assert status == 201, raw
+        ids.append(json.loads(raw)["id"])
+    status, raw = await api(
+        node, admin, "POST", "/api/tokens", {"name": "pf", "role": "integration"}
+    )
+    integration = json.loads(raw)["token"]
+    status, raw = await api(node, integration, "POST", "/api/feed/ack", {"up_to": ids[9]})
+    assert status == 200, raw
+    return ids
+
+
+async def test_a_running_nodes_backup_restores_a_new_cluster_with_the_same_feed(
+    source: tuple[Path, str], tmp_path: Path
+) -> None:
+    root, admin = source
+    out = tmp_path / "backup.zip"
+    with NodeProcess(root).start() as node:
+        ids = await record(node, admin)
+        original = await feed(node, admin)
+        unacked = await feed(node, admin, "&unacked=1")
+        code, said, err = await ainvoke("backup", "--data", str(root), "--out", str(out))
+        assert code == 0, err
+    assert "checked" in said
+    assert "30 events over 1 day " in said
+    assert out.stat().st_mode & 0o777 == 0o600  # it holds password and token hashes
+
+    code, said, err = await ainvoke("verify-backup", str(out), "--json")
+    assert code == 0, err
+    summary = json.loads(said)
+    assert summary["events"] == 30
+    assert summary["references"] == 1
+    assert summary["node"]["code"] == "A"
+
+    restored = tmp_path / "r"
+    code, said, err = await ainvoke("restore", str(out), "--data", str(restored))
+    assert code == 0, err
+    assert "as node B (Poste lavage) of a new cluster" in said
+    assert "former nodes (A) are marked revoked" in said
+    with NodeProcess(restored).start() as node:
+        # the same events and acknowledgements; the old tokens still work
+        assert await feed(node, admin) == original
+        assert await feed(node, admin, "&unacked=1") == unacked
+        status, raw = await api(node, admin, "GET", "/api/nodes")
+        states = {m["code"]: m["state"] for m in json.loads(raw)["nodes"]}
+        assert states == {"A": "revoked", "B": "member"}
+        status, raw = await api(node, admin, "GET", f"/api/events/{ids[0]}")
+        assert status == 200
+        status, raw = await api(node, admin, "GET", "/api/status")
+        assert json.loads(raw)["events"] == 30
+    # a new cluster: its own CA, not the backed-up one
+    assert (restored / "pki" / "ca.pem").read_bytes() != (root / "pki" / "ca.pem").read_bytes()
+
+
+async def test_a_stopped_nodes_backup_holds_every_document(
+    source: tuple[Path, str], tmp_path: Path
+) -> None:
+    root, admin = source
+    with NodeProcess(root).start() as node:
+        await record(node, admin)
+    out = tmp_path / "b.zip"
+    code, _, err = await ainvoke("backup", "--data", str(root), "--out", str(out))
+    assert code == 0, err
+    assert "written" in err  # progress, on standard error
+    with zipfile.ZipFile(out) as zf:
+        manifest = json.loads(zf.read("manifest.json"))
+        names = set(manifest["documents"])
+        assert cm.CLUSTER_DOC in names
+        assert any(n.startswith(cm.REF_PREFIX) for n in names)
+        day = next(n for n in names if n.startswith(cm.EVENTS_PREFIX))
+        doc: Doc[Any] = Doc()
+        doc.apply_update(zf.read(manifest["documents"][day]["file"]))
+        assert len(cm.events_map(doc)) == 30
+        assert len(cm.acks_map(doc)) == 10
+
+
+def rewrite(src: Path, dst: Path, change: Any) -> None:
+    """Copy a backup zip, passing (name, bytes) through `change` (None drops the entry)."""
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w") as zout:
+        for name in zin.namelist():
+            data = change(name, zin.read(name))
+            if data is not None:
+                zout.writestr(name, data)
+
+
+@pytest.fixture
+def good_backup(source: tuple[Path, str], tmp_path: Path) -> Path:
+    root, _ = source
+    out = tmp_path / "good.zip"
+    code, _, err = invoke("backup", "--data", str(root), "--out", str(out))
+    assert code == 0, err
+    return out
+
+
+def forged_event_doc(name: str) -> bytes:
+    doc: Doc[Any] = Doc()
+    cm.events_map(doc)["x"] = cm.encode({"type": "note", "text": "forged"})
+    return doc.get_update()
+
+
+@pytest.mark.parametrize(
+    ("damage", "why"),
+    [
+        (lambda n, d: d[:-7] + b"garbage" if n.endswith(".ydoc") else d, "checksum does not match"),
+        (lambda n, d: None if n.startswith("docs/ref") else d, "not in the file"),
+        (lambda n, d: d.replace(b"sterimesh-backup/1", b"sterimesh-backup/9"), "format"),
+        (lambda n, d: None if n == "manifest.json" else d, "no manifest.json"),
+    ],
+)
+def test_a_damaged_backup_is_refused_and_restores_nothing(
+    good_backup: Path, tmp_path: Path, damage: Any, why: str
+) -> None:
+    bad = tmp_path / "bad.zip"
+    rewrite(good_backup, bad, damage)
+    code, _, err = invoke("verify-backup", str(bad))
+    assert code == 1
+    assert why in err
+    target = tmp_path / "never"
+    code, _, err = invoke("restore", str(bad), "--data", str(target))
+    assert code == 1
+    assert "nothing restored" in err
+    assert not target.exists()
+
+
+def test_an_invalid_event_with_a_right_checksum_is_refused(
+    good_backup: Path, tmp_path: Path
+) -> None:
+    with zipfile.ZipFile(good_backup) as zf:
+        manifest = json.loads(zf.read("manifest.json"))
+    day = cm.events_doc_name(cm.Timestamp(1_795_869_091_234, 0))
+    forged = forged_event_doc(day)
+    manifest["documents"][day] = {
+        "file": f"docs/{day}.ydoc",
+        "bytes": len(forged),
+        "sha256": hashlib.sha256(forged).hexdigest(),
+    }
+    bad = tmp_path / "forged.zip"
+    rewrite(
+        good_backup, bad, lambda n, d: json.dumps(manifest).encode() if n == "manifest.json" else d
+    )
+    with zipfile.ZipFile(bad, "a") as zf:
+        zf.writestr(f"docs/{day}.ydoc", forged)
+    code, _, err = invoke("verify-backup", str(bad))
+    assert code == 1
+    assert "is not valid" in err
+
+
+def test_a_truncated_file_is_refused(good_backup: Path, tmp_path: Path) -> None:
+    cut = tmp_path / "cut.zip"
+    cut.write_bytes(good_backup.read_bytes()[:-200])
+    code, _, err = invoke("verify-backup", str(cut))
+    assert code == 1
+    assert "not a readable zip" in err
+
+
+def test_restore_never_writes_into_an_existing_node(good_backup: Path, tmp_path: Path) -> None:
+    other = init_node_dir(tmp_path / "other").root
+    before = tree(other)
+    code, _, err = invoke("restore", str(good_backup), "--data", str(other))
+    assert code == 1
+    assert "not empty" in err
+    assert tree(other) == before
+
+
+async def test_backups_through_the_api_are_for_admins(source: tuple[Path, str]) -> None:
+    root, admin = source
+    operator = create_token(root, "operator", "station")
+    with NodeProcess(root).start() as node:
+        status, _ = await api(node, operator, "GET", "/api/backup")
+        assert status == 403
+        status, body = await api(node, admin, "GET", "/api/backup")
+        assert status == 200
+        assert body[:2] == b"PK"
