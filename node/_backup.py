@@ -14,11 +14,15 @@ and the platform log in as before. Other PCs join the new cluster with `sterimes
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import io
 import json
+import logging
 import os
 import shutil
+import time
 import zipfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -33,6 +37,8 @@ import crdt_model as cm
 from ._cluster import next_code
 from ._layout import DataDir
 from ._node import VERSION, Node, NodeError, creating_store, found_cluster
+
+_LOGGER = logging.getLogger(__name__)
 
 FORMAT = "sterimesh-backup/1"
 MANIFEST = "manifest.json"
@@ -315,6 +321,7 @@ __all__ = [
     "FORMAT",
     "BackupError",
     "Checked",
+    "ScheduledBackups",
     "check_backup",
     "node_info",
     "restore",
@@ -322,3 +329,138 @@ __all__ = [
     "write_backup",
     "write_file",
 ]
+
+
+DEFAULT_EVERY_HOURS = 24.0
+DEFAULT_KEEP = 14
+FIRST_AFTER_S = 60.0
+"""The first scheduled backup comes this long after start-up (or sooner if the period is)."""
+
+
+class ScheduledBackups:
+    """Backups the node makes itself into a folder, every so often (`[backup]` in node.toml).
+
+    ```toml
+    [backup]
+    folder = "/mnt/backup/sterimesh"   # best on another machine's share
+    every_hours = 6                    # default 24
+    keep = 28                          # newest files of this node kept, default 14
+    ```
+    Each run writes, then reads back and checks its file; older files of this node beyond
+    `keep` are removed. A failure is logged as an error and shown by `/api/status` and the
+    metrics (`sterimesh_backup_*`) until a run succeeds; the node carries on meanwhile.
+    """
+
+    def __init__(self, node: Node, config: Mapping[str, Any]) -> None:
+        self.node = node
+        section = config.get("backup")
+        self.folder: Path | None = None
+        self.every_s = DEFAULT_EVERY_HOURS * 3600
+        self.keep = DEFAULT_KEEP
+        if section is None:
+            return
+        if not isinstance(section, dict) or not isinstance(section.get("folder"), str):
+            raise BackupError('[backup] in node.toml needs folder = "/path/to/backups"')
+        every = section.get("every_hours", DEFAULT_EVERY_HOURS)
+        keep = section.get("keep", DEFAULT_KEEP)
+        if isinstance(every, bool) or not isinstance(every, int | float) or every <= 0:
+            raise BackupError("[backup] every_hours must be a number of hours above 0")
+        if isinstance(keep, bool) or not isinstance(keep, int) or keep < 1:
+            raise BackupError("[backup] keep must be a whole number, at least 1")
+        self.folder = Path(section["folder"])
+        self.every_s = float(every) * 3600
+        self.keep = keep
+        self.runs = self.failures = 0
+        self.last_ok_at: float | None = None
+        self.last_file: str | None = None
+        self.last_bytes: int | None = None
+        self.last_error: str | None = None
+        self.last_error_at: float | None = None
+        self._started = time.time()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        """Begin the schedule (nothing when no folder is configured)."""
+        if self.folder is None:
+            return
+        self._started = time.time()
+        self._task = asyncio.get_running_loop().create_task(self._loop())
+        self.node.backup_status = self.status
+
+    async def async_stop(self) -> None:
+        """End the schedule; a backup being written is abandoned (its temporary file removed)."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        self.node.backup_status = None
+
+    async def _loop(self) -> None:
+        await asyncio.sleep(min(FIRST_AFTER_S, self.every_s))
+        while True:
+            await self.run_once()
+            await asyncio.sleep(self.every_s)
+
+    async def run_once(self) -> None:
+        """Make, check and prune once; record how it went."""
+        assert self.folder is not None
+        self.runs += 1
+        stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%SZ")
+        path = self.folder / f"{self._prefix()}{stamp}.zip"
+        try:
+            docs, info = snapshot(self.node), node_info(self.node)
+            raw = await asyncio.to_thread(write_backup, info, docs)
+            await asyncio.to_thread(write_file, path, raw)
+            await asyncio.to_thread(check_backup, path)
+            await asyncio.to_thread(self._prune)
+        except (BackupError, OSError) as err:
+            self.failures += 1
+            self.last_error = str(err)[:300]
+            self.last_error_at = time.time()
+            _LOGGER.error("scheduled backup failed: %s", self.last_error)  # noqa: TRY400 (one line)
+            return
+        self.last_ok_at = time.time()
+        self.last_file = path.name
+        self.last_bytes = len(raw)
+        self.last_error = None
+        _LOGGER.info("backup written to %s (%d bytes, checked)", path, len(raw))
+
+    def _prefix(self) -> str:
+        return f"sterimesh-{self.node.code}-"
+
+    def _prune(self) -> None:
+        assert self.folder is not None
+        mine = sorted(self.folder.glob(f"{self._prefix()}*.zip"))
+        for old in mine[: max(0, len(mine) - self.keep)]:
+            old.unlink(missing_ok=True)
+
+    def status(self) -> dict[str, Any]:
+        """How the schedule goes: ok, pending (no run yet), failing or stale."""
+        now = time.time()
+        if self.last_error is not None:
+            state = "failing"
+        elif self.last_ok_at is None:
+            late = now - self._started > min(FIRST_AFTER_S, self.every_s) + 3600
+            state = "stale" if late else "pending"
+        else:
+            state = "stale" if now - self.last_ok_at > 2 * self.every_s else "ok"
+        return {
+            "state": state,
+            "folder": str(self.folder),
+            "every_hours": self.every_s / 3600,
+            "keep": self.keep,
+            "runs": self.runs,
+            "failures": self.failures,
+            "last_ok_at": _iso(self.last_ok_at),
+            "last_file": self.last_file,
+            "last_bytes": self.last_bytes,
+            "last_error": self.last_error,
+            "last_error_at": _iso(self.last_error_at),
+        }
+
+
+def _iso(stamp: float | None) -> str | None:
+    if stamp is None:
+        return None
+    return datetime.fromtimestamp(stamp, UTC).isoformat(timespec="seconds")

@@ -64,6 +64,22 @@ class _NodeCollector(Collector):
             if isinstance(stamp, str):
                 last.add_metric([name], datetime.fromisoformat(stamp).timestamp())
         yield from (live, unconfirmed, behind, last)
+        backup = node.backup_status() if node.backup_status is not None else None
+        if backup is not None:
+            yield GaugeMetricFamily(
+                "sterimesh_backup_ok",
+                "1 unless scheduled backups fail or are late",
+                value=1 if backup["state"] in ("ok", "pending") else 0,
+            )
+            yield GaugeMetricFamily(
+                "sterimesh_backup_failures", "Scheduled backups failed", value=backup["failures"]
+            )
+            if backup["last_ok_at"] is not None:
+                yield GaugeMetricFamily(
+                    "sterimesh_backup_last_success_timestamp_seconds",
+                    "Last scheduled backup written and checked",
+                    value=datetime.fromisoformat(backup["last_ok_at"]).timestamp(),
+                )
 
 
 class Metrics:

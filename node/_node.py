@@ -186,6 +186,8 @@ class Node:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._merge_pool: ProcessPoolExecutor | None = None
         self.peer_status: Callable[[], list[dict[str, Any]]] | None = None
+        self.backup_status: Callable[[], dict[str, Any]] | None = None
+        """How the scheduled backups go, when the node makes any (set by ScheduledBackups)."""
         """Set by the replication service: per-peer sync status for metrics."""
         self._principals: dict[str, Principal | None] = {}
         self._pending_local: dict[str, dict[str, Any]] = {}
@@ -781,4 +783,5 @@ class Node:
             "references": [m["export_id"] for m in self.references()],
             "members": len(members),
             "store": self.store.stat(),
+            "backup": None if self.backup_status is None else self.backup_status(),
         }

@@ -11,6 +11,7 @@ import signal
 from aiohttp import web
 
 from ._api import make_app
+from ._backup import ScheduledBackups
 from ._devices import CycleCapture, Scanners
 from ._layout import DataDir
 from ._node import Node
@@ -55,6 +56,7 @@ class NodeServer:
         self.capture: CycleCapture | None = None
         self.printing: Printing | None = None
         self.scanners: Scanners | None = None
+        self.backups: ScheduledBackups | None = None
         self.node = Node(data)
         self._runners: list[web.AppRunner] = []
 
@@ -63,6 +65,7 @@ class NodeServer:
         await self.node.async_open()
         try:
             config = self.data.read_config()
+            self.backups = ScheduledBackups(self.node, config)  # its settings checked first
             self.printing = Printing(self.node, config)
             self.printing.start()
             self.scanners = Scanners(self.node, config)
@@ -95,6 +98,7 @@ class NodeServer:
                 await self.replication.async_start()
             self.capture = CycleCapture(self.node, config)
             self.capture.start()
+            self.backups.start()
             control = await self._runner(self._app(control=True))
             with contextlib.suppress(FileNotFoundError):
                 self.data.socket.unlink()  # left by a node that died; we hold the lock
@@ -126,6 +130,9 @@ class NodeServer:
 
     async def async_stop(self) -> None:
         """Stop serving, finish pending writes, release the data directory."""
+        if self.backups is not None:
+            await self.backups.async_stop()
+            self.backups = None
         if self.capture is not None:
             await self.capture.async_stop()
             self.capture = None

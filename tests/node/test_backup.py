@@ -17,7 +17,7 @@ from pycrdt import Doc
 import crdt_model as cm
 from node._cli import cli
 from node._sample import write_sample
-from tests.procs import NodeProcess, create_token, init_node_dir, run_cli
+from tests.procs import NodeProcess, create_token, free_port, init_node_dir, run_cli
 
 pytestmark = pytest.mark.slow
 
@@ -252,3 +252,83 @@ async def test_backups_through_the_api_are_for_admins(source: tuple[Path, str]) 
         status, body = await api(node, admin, "GET", "/api/backup")
         assert status == 200
         assert body[:2] == b"PK"
+
+
+async def status_of(node: NodeProcess, token: str) -> dict[str, Any]:
+    code, raw = await api(node, token, "GET", "/api/status")
+    assert code == 200, raw
+    return dict(json.loads(raw))
+
+
+async def wait_for(probe: Any, timeout: float = 30.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not await probe():
+        assert asyncio.get_running_loop().time() < deadline, "not reached in time"
+        await asyncio.sleep(0.2)
+
+
+async def test_the_node_backs_itself_up_on_schedule_and_keeps_the_newest(
+    source: tuple[Path, str], tmp_path: Path
+) -> None:
+    root, admin = source
+    folder = tmp_path / "share"
+    folder.mkdir()
+    with (root / "node.toml").open("a") as fh:
+        fh.write(f'\n[backup]\nfolder = "{folder}"\nevery_hours = 0.0004\nkeep = 2\n')
+    with NodeProcess(root).start() as node:
+
+        async def three_runs() -> bool:
+            return int((await status_of(node, admin))["backup"]["runs"]) >= 3
+
+        await wait_for(three_runs)
+        backup = (await status_of(node, admin))["backup"]
+        assert backup["state"] == "ok"
+        assert backup["failures"] == 0
+        _, metrics = await api(node, admin, "GET", "/metrics")
+        assert b"sterimesh_backup_ok 1.0" in metrics
+    files = sorted(folder.glob("sterimesh-A-*.zip"))
+    assert len(files) == 2  # older ones pruned
+    for path in files:
+        code, _, err = await ainvoke("verify-backup", str(path))
+        assert code == 0, err
+
+
+async def test_a_failing_scheduled_backup_is_shown_and_the_node_carries_on(
+    source: tuple[Path, str], tmp_path: Path
+) -> None:
+    root, admin = source
+    folder = tmp_path / "unplugged"  # the share is not mounted
+    with (root / "node.toml").open("a") as fh:
+        fh.write(f'\n[backup]\nfolder = "{folder}"\nevery_hours = 0.0004\n')
+    with NodeProcess(root).start() as node:
+
+        async def failed() -> bool:
+            return int((await status_of(node, admin))["backup"]["failures"]) >= 1
+
+        await wait_for(failed)
+        backup = (await status_of(node, admin))["backup"]
+        assert backup["state"] == "failing"
+        assert "does not exist" in backup["last_error"]
+        _, metrics = await api(node, admin, "GET", "/metrics")
+        assert b"sterimesh_backup_ok 0.0" in metrics
+        code, _ = await api(node, admin, "POST", "/api/events", {"type": "note", "text": "x"})
+        assert code == 403  # an admin may not record; the node answers all the same
+        folder.mkdir()  # the share comes back
+
+        async def healed() -> bool:
+            return (await status_of(node, admin))["backup"]["state"] == "ok"
+
+        await wait_for(healed)
+
+
+def test_a_bad_backup_setting_stops_the_node_with_one_line(source: tuple[Path, str]) -> None:
+    root, _ = source
+    with (root / "node.toml").open("a") as fh:
+        fh.write('\n[backup]\nfolder = "/tmp/x"\nevery_hours = -1\n')
+    listen = f"127.0.0.1:{free_port()}"
+    sync = f"127.0.0.1:{free_port()}"
+    code, _, err = invoke(
+        "run", "--data", str(root), "--listen", listen, "--sync-listen", sync, "--no-mdns"
+    )
+    assert code == 1
+    assert "every_hours must be a number of hours above 0" in err
