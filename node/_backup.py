@@ -357,6 +357,14 @@ class ScheduledBackups:
         self.folder: Path | None = None
         self.every_s = DEFAULT_EVERY_HOURS * 3600
         self.keep = DEFAULT_KEEP
+        self.runs = self.failures = 0
+        self.last_ok_at: float | None = None
+        self.last_file: str | None = None
+        self.last_bytes: int | None = None
+        self.last_error: str | None = None
+        self.last_error_at: float | None = None
+        self._started = time.time()
+        self._task: asyncio.Task[None] | None = None
         if section is None:
             return
         if not isinstance(section, dict) or not isinstance(section.get("folder"), str):
@@ -370,14 +378,6 @@ class ScheduledBackups:
         self.folder = Path(section["folder"])
         self.every_s = float(every) * 3600
         self.keep = keep
-        self.runs = self.failures = 0
-        self.last_ok_at: float | None = None
-        self.last_file: str | None = None
-        self.last_bytes: int | None = None
-        self.last_error: str | None = None
-        self.last_error_at: float | None = None
-        self._started = time.time()
-        self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
         """Begin the schedule (nothing when no folder is configured)."""

@@ -243,6 +243,12 @@ def test_restore_never_writes_into_an_existing_node(good_backup: Path, tmp_path:
     assert tree(other) == before
 
 
+def test_a_node_without_scheduled_backups_stops_cleanly(source: tuple[Path, str]) -> None:
+    root, _ = source
+    with NodeProcess(root).start() as node:
+        assert node.stop() == 0
+
+
 async def test_backups_through_the_api_are_for_admins(source: tuple[Path, str]) -> None:
     root, admin = source
     operator = create_token(root, "operator", "station")
@@ -286,6 +292,7 @@ async def test_the_node_backs_itself_up_on_schedule_and_keeps_the_newest(
         assert backup["failures"] == 0
         _, metrics = await api(node, admin, "GET", "/metrics")
         assert b"sterimesh_backup_ok 1.0" in metrics
+        assert node.stop() == 0  # a clean stop, the schedule ended
     files = sorted(folder.glob("sterimesh-A-*.zip"))
     assert len(files) == 2  # older ones pruned
     for path in files:
