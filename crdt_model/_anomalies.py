@@ -1,9 +1,10 @@
 """The rules of DESIGN.md and the walks that apply them to each set and endoscope.
 
 Anomalies have a deterministic id (rule, subject, events), a severity, the events involved and
-a message in French and English. A set walks its own records only; what its loads add (cycle,
-release, rejection) is read "as of" each step from the load, so that cycles and decisions cost
-nothing per set and a set replays alone.
+a message in French and English (with its parameters, to say it in other languages). A set
+walks its own records only; what its loads add (cycle, release, rejection) is read "as of"
+each step from the load, so that cycles and decisions cost nothing per set and a set replays
+alone.
 """
 
 from __future__ import annotations
@@ -156,6 +157,8 @@ class Anomaly:
     message_fr: str
     message_en: str
     resolution: Resolution | None = None
+    params: tuple[tuple[str, str], ...] = ()
+    """The messages' parameters (`why` as its code in WHY), to say them in other languages."""
 
     @property
     def trigger(self) -> str:
@@ -198,8 +201,10 @@ def make_anomaly(
 ) -> Anomaly:
     """Build an anomaly of `rule` about `subject` (set, load, machine, endoscope...)."""
     ids = tuple(sorted({e for e in events if e is not None}))
-    params: dict[str, str] = {"day": day, **subject}
+    said: dict[str, str] = {"day": day, **subject}
+    params = dict(said)
     if why is not None:
+        said["why"] = why
         params["why_fr"], params["why_en"] = WHY[why]
     fr, en = _MESSAGES[rule]
     kept = {k: v for k, v in subject.items() if k not in ("status", "step", "minutes", "other")}
@@ -215,6 +220,7 @@ def make_anomaly(
         day=day,
         message_fr=fr.format_map(params),
         message_en=en.format_map(params),
+        params=tuple(sorted(said.items())),
     )
 
 

@@ -30,12 +30,99 @@ _PATIENT_RE = re.compile(r"^[A-Za-z0-9-]{1,32}$")
 _ID_RE = re.compile(r"^(\d{13}-\d{5})-([A-Z]{1,3})$")
 
 
+FIELD_MESSAGES: dict[str, str] = {
+    "required": "is required",
+    "unknown_field": "is not a field of this event type",
+    "unknown_type": "unknown event type {type}",
+    "set_by_node": "is set by the node",
+    "not_object": "must be a JSON object",
+    "not_map": "must be a map",
+    "id_mismatch": "does not match hlc and node",
+    "too_large": "is larger than {max} bytes",
+    "not_string": "must be a string",
+    "empty": "must not be empty",
+    "too_long": "must be at most {max} characters",
+    "control_characters": "must not contain control characters",
+    "code_characters": "may hold only letters, digits, spaces and # . / : + -",
+    "not_cycle_number": "must be a string or a whole number",
+    "negative": "must not be negative",
+    "one_of": "must be one of {choices}",
+    "not_number": "must be a number",
+    "not_finite": "must be finite",
+    "too_small": "must be at least {min}",
+    "not_boolean": "must be true or false",
+    "not_date": "must be a date YYYY-MM-DD",
+    "not_datetime": "must be an ISO 8601 date and time with offset",
+    "no_offset": "must carry a UTC offset, e.g. +01:00",
+    "not_patient_code": "must be a patient code (letters, digits, '-', at most 32)",
+    "not_event_id": "must be an event id",
+    "not_node_code": "must be a node short code (1-3 capital letters)",
+    "not_clock": "must be a clock timestamp",
+    "not_list": "must be a list",
+    "too_many_items": "must hold at most {max} items",
+    "repeated_item": "must not repeat an item",
+    "no_item": "must hold at least one item",
+    "item": "item {item} {problem}",
+    "too_many_entries": "must be a map of at most {max} entries",
+    "bad_keys": "keys must be strings of at most 64 characters",
+    "entry_too_long": "{key}: text must be at most {max} characters",
+    "entry_type": "{key}: must be a number, text or boolean",
+    "entry_not_finite": "{key}: must be finite",
+    "no_name": "must have a name",
+}
+"""English text of each field-error code, with its parameters.
+
+The `problem` parameter of `item` is the code of the item's own fault, whose parameters
+sit beside it (e.g. item 3 of a list of codes: {item: 3, problem: code_characters}).
+"""
+
+
+class FieldMessage(str):
+    """What is wrong with a value: its English text, with a stable `code` and its `params`."""
+
+    code: str
+    params: dict[str, str]
+
+    def __new__(cls, code: str, **params: object) -> FieldMessage:
+        """The fault `code` (a key of FIELD_MESSAGES) with its parameters."""
+        values = {name: str(value) for name, value in params.items()}
+        english = dict(values)
+        inner = params.get("problem")
+        if isinstance(inner, FieldMessage):
+            values = {**inner.params, **values, "problem": inner.code}
+        self = super().__new__(cls, FIELD_MESSAGES[code].format_map(english))
+        self.code = code
+        self.params = values
+        return self
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_field_message, (self.code, self.params, str(self)))
+
+
+def _field_message(code: str, params: dict[str, str], text: str) -> FieldMessage:
+    self = str.__new__(FieldMessage, text)
+    self.code = code
+    self.params = params
+    return self
+
+
 @dataclass(frozen=True, slots=True)
 class FieldError:
-    """One reason an event is refused, tied to its field."""
+    """One reason an event is refused, tied to its field.
+
+    `message` is the English text (what the API answers); `code` (a key of FIELD_MESSAGES)
+    and `params` let a page say it in another language.
+    """
 
     field: str
     message: str
+    code: str
+    params: tuple[tuple[str, str], ...] = ()
+
+    @classmethod
+    def of(cls, field: str, fault: FieldMessage) -> FieldError:
+        """The error of `field` for `fault`."""
+        return cls(field, str(fault), fault.code, tuple(sorted(fault.params.items())))
 
     def as_dict(self) -> dict[str, str]:
         """The API's error entry."""
@@ -50,7 +137,7 @@ class EventError(ValueError):
         super().__init__("; ".join(f"{e.field}: {e.message}" for e in errors))
 
 
-Check = Callable[[Any], "tuple[Any, str | None]"]
+Check = Callable[[Any], "tuple[Any, FieldMessage | None]"]
 
 
 _CONTROL_RE = re.compile("[\x00-\x1f\x7f-\x9f]")
@@ -64,16 +151,16 @@ def _clean(value: str) -> bool:
 def text(max_len: int = MAX_TEXT, *, multiline: bool = False) -> Check:
     """A non-empty string of at most max_len characters."""
 
-    def check(value: Any) -> tuple[Any, str | None]:
+    def check(value: Any) -> tuple[Any, FieldMessage | None]:
         if not isinstance(value, str):
-            return value, "must be a string"
+            return value, FieldMessage("not_string")
         stripped = value.strip()
         if not stripped:
-            return value, "must not be empty"
+            return value, FieldMessage("empty")
         if len(value) > max_len:
-            return value, f"must be at most {max_len} characters"
+            return value, FieldMessage("too_long", max=max_len)
         if not multiline and not _clean(value):
-            return value, "must not contain control characters"
+            return value, FieldMessage("control_characters")
         return stripped if not multiline else value, None
 
     return check
@@ -82,36 +169,36 @@ def text(max_len: int = MAX_TEXT, *, multiline: bool = False) -> Check:
 def code(max_len: int = 64) -> Check:
     """An identifier as printed on a barcode: letters, digits and #./:+- ."""
 
-    def check(value: Any) -> tuple[Any, str | None]:
+    def check(value: Any) -> tuple[Any, FieldMessage | None]:
         if not isinstance(value, str):
-            return value, "must be a string"
+            return value, FieldMessage("not_string")
         value = value.strip()
         if not value:
-            return value, "must not be empty"
+            return value, FieldMessage("empty")
         if len(value) > max_len:
-            return value, f"must be at most {max_len} characters"
+            return value, FieldMessage("too_long", max=max_len)
         if not _CODE_RE.match(value):
-            return value, "may hold only letters, digits, spaces and # . / : + -"
+            return value, FieldMessage("code_characters")
         return value, None
 
     return check
 
 
-def cycle_number(value: Any) -> tuple[Any, str | None]:
+def cycle_number(value: Any) -> tuple[Any, FieldMessage | None]:
     """A machine's cycle number, given as text or a whole number; kept as text."""
     if isinstance(value, bool):
-        return value, "must be a string or a whole number"
+        return value, FieldMessage("not_cycle_number")
     if isinstance(value, int):
-        return (str(value), None) if value >= 0 else (value, "must not be negative")
+        return (str(value), None) if value >= 0 else (value, FieldMessage("negative"))
     return code(32)(value)
 
 
 def one_of(*choices: str) -> Check:
     """One of a fixed set of words."""
 
-    def check(value: Any) -> tuple[Any, str | None]:
+    def check(value: Any) -> tuple[Any, FieldMessage | None]:
         if value not in choices:
-            return value, "must be one of " + ", ".join(choices)
+            return value, FieldMessage("one_of", choices=", ".join(choices))
         return value, None
 
     return check
@@ -120,76 +207,76 @@ def one_of(*choices: str) -> Check:
 def number(minimum: float | None = None) -> Check:
     """A finite number (not a boolean)."""
 
-    def check(value: Any) -> tuple[Any, str | None]:
+    def check(value: Any) -> tuple[Any, FieldMessage | None]:
         if isinstance(value, bool) or not isinstance(value, int | float):
-            return value, "must be a number"
+            return value, FieldMessage("not_number")
         if isinstance(value, float) and not math.isfinite(value):
-            return value, "must be finite"
+            return value, FieldMessage("not_finite")
         if minimum is not None and value < minimum:
-            return value, f"must be at least {minimum:g}"
+            return value, FieldMessage("too_small", min=f"{minimum:g}")
         return value, None
 
     return check
 
 
-def boolean(value: Any) -> tuple[Any, str | None]:
+def boolean(value: Any) -> tuple[Any, FieldMessage | None]:
     """true or false."""
-    return value, None if isinstance(value, bool) else "must be true or false"
+    return value, None if isinstance(value, bool) else FieldMessage("not_boolean")
 
 
-def iso_date(value: Any) -> tuple[Any, str | None]:
+def iso_date(value: Any) -> tuple[Any, FieldMessage | None]:
     """A calendar date YYYY-MM-DD."""
     if not isinstance(value, str):
-        return value, "must be a date YYYY-MM-DD"
+        return value, FieldMessage("not_date")
     try:
         return date.fromisoformat(value).isoformat(), None
     except ValueError:
-        return value, "must be a date YYYY-MM-DD"
+        return value, FieldMessage("not_date")
 
 
-def iso_datetime(value: Any) -> tuple[Any, str | None]:
+def iso_datetime(value: Any) -> tuple[Any, FieldMessage | None]:
     """An ISO 8601 date and time with its UTC offset."""
     if not isinstance(value, str) or len(value) > 40:
-        return value, "must be an ISO 8601 date and time with offset"
+        return value, FieldMessage("not_datetime")
     try:
         parsed = datetime.fromisoformat(value)
     except ValueError:
-        return value, "must be an ISO 8601 date and time with offset"
+        return value, FieldMessage("not_datetime")
     if parsed.tzinfo is None:
-        return value, "must carry a UTC offset, e.g. +01:00"
+        return value, FieldMessage("no_offset")
     return value, None
 
 
-def patient_code(value: Any) -> tuple[Any, str | None]:
+def patient_code(value: Any) -> tuple[Any, FieldMessage | None]:
     """A patient code from the planning: letters, digits and '-', no names."""
     if not isinstance(value, str) or not _PATIENT_RE.match(value):
-        return None, "must be a patient code (letters, digits, '-', at most 32)"
+        return None, FieldMessage("not_patient_code")
     return value, None
 
 
-def event_id(value: Any) -> tuple[Any, str | None]:
+def event_id(value: Any) -> tuple[Any, FieldMessage | None]:
     """An event id as issued by a node."""
     if not isinstance(value, str) or not _ID_RE.match(value):
-        return value, "must be an event id"
+        return value, FieldMessage("not_event_id")
     return value, None
 
 
 def list_of(item: Check, *, max_items: int = MAX_LIST, unique: bool = False) -> Check:
     """A list of values each passing `item`."""
 
-    def check(value: Any) -> tuple[Any, str | None]:
+    def check(value: Any) -> tuple[Any, FieldMessage | None]:
         if not isinstance(value, list):
-            return value, "must be a list"
+            return value, FieldMessage("not_list")
         if len(value) > max_items:
-            return value, f"must hold at most {max_items} items"
+            return value, FieldMessage("too_many_items", max=max_items)
         out = []
         for i, element in enumerate(value):
             cleaned, problem = item(element)
             if problem:
-                return value, f"item {i + 1} {problem}"
+                return value, FieldMessage("item", item=i + 1, problem=problem)
             out.append(cleaned)
         if unique and len(set(out)) != len(out):
-            return value, "must not repeat an item"
+            return value, FieldMessage("repeated_item")
         return out, None
 
     return check
@@ -198,9 +285,9 @@ def list_of(item: Check, *, max_items: int = MAX_LIST, unique: bool = False) -> 
 def non_empty(check: Check) -> Check:
     """Like `check`, for a list that must hold at least one item."""
 
-    def wrapped(value: Any) -> tuple[Any, str | None]:
+    def wrapped(value: Any) -> tuple[Any, FieldMessage | None]:
         if isinstance(value, list) and not value:
-            return value, "must hold at least one item"
+            return value, FieldMessage("no_item")
         return check(value)
 
     return wrapped
@@ -209,30 +296,30 @@ def non_empty(check: Check) -> Check:
 def plain_map(max_items: int = 64) -> Check:
     """A small map of text keys to numbers, text or booleans."""
 
-    def check(value: Any) -> tuple[Any, str | None]:
+    def check(value: Any) -> tuple[Any, FieldMessage | None]:
         if not isinstance(value, dict) or len(value) > max_items:
-            return value, f"must be a map of at most {max_items} entries"
+            return value, FieldMessage("too_many_entries", max=max_items)
         for key, item in value.items():
             if not isinstance(key, str) or len(key) > 64:
-                return value, "keys must be strings of at most 64 characters"
+                return value, FieldMessage("bad_keys")
             if isinstance(item, str) and len(item) > MAX_TEXT:
-                return value, f"{key[:20]}: text must be at most {MAX_TEXT} characters"
+                return value, FieldMessage("entry_too_long", key=key[:20], max=MAX_TEXT)
             if item is not None and not isinstance(item, str | int | float | bool):
-                return value, f"{key[:20]}: must be a number, text or boolean"
+                return value, FieldMessage("entry_type", key=key[:20])
             if isinstance(item, float) and not math.isfinite(item):
-                return value, f"{key[:20]}: must be finite"
+                return value, FieldMessage("entry_not_finite", key=key[:20])
         return value, None
 
     return check
 
 
-def phase(value: Any) -> tuple[Any, str | None]:
+def phase(value: Any) -> tuple[Any, FieldMessage | None]:
     """One phase of a cycle: a name, a result and optional measures."""
     checked, problem = plain_map(16)(value)
     if problem:
         return checked, problem
     if not isinstance(value.get("name"), str) or not value["name"].strip():
-        return value, "must have a name"
+        return value, FieldMessage("no_name")
     return value, None
 
 
@@ -377,19 +464,19 @@ EVENT_TYPES: dict[str, EventType] = {
 _COMMON: dict[str, Check] = {"zone": one_of(*ZONES), "station": text(64)}
 
 
-def _node_code(value: Any) -> tuple[Any, str | None]:
+def _node_code(value: Any) -> tuple[Any, FieldMessage | None]:
     if not isinstance(value, str) or not _NODE_CODE_RE.match(value):
-        return value, "must be a node short code (1-3 capital letters)"
+        return value, FieldMessage("not_node_code")
     return value, None
 
 
-def _hlc(value: Any) -> tuple[Any, str | None]:
+def _hlc(value: Any) -> tuple[Any, FieldMessage | None]:
     if not isinstance(value, str):
-        return value, "must be a clock timestamp"
+        return value, FieldMessage("not_clock")
     try:
         Timestamp.parse(value)
     except ClockError:
-        return value, "must be a clock timestamp"
+        return value, FieldMessage("not_clock")
     return value, None
 
 
@@ -408,17 +495,17 @@ def _validate_fields(
     errors: list[FieldError] = []
     out: dict[str, Any] = {}
     for name in sorted(required - body.keys()):
-        errors.append(FieldError(name, "is required"))
+        errors.append(FieldError.of(name, FieldMessage("required")))
     for name, value in body.items():
         check = allowed.get(name)
         if check is None:
-            errors.append(FieldError(str(name)[:40], "is not a field of this event type"))
+            errors.append(FieldError.of(str(name)[:40], FieldMessage("unknown_field")))
             continue
         if value is None and name not in required:
             continue
         cleaned, problem = check(value)
         if problem:
-            errors.append(FieldError(name, problem))
+            errors.append(FieldError.of(name, problem))
         else:
             out[name] = cleaned
     return out, errors
@@ -427,19 +514,21 @@ def _validate_fields(
 def _event_type(body: Mapping[str, Any]) -> EventType:
     kind = body.get("type")
     if not isinstance(kind, str):
-        raise EventError([FieldError("type", "is required")])
+        raise EventError([FieldError.of("type", FieldMessage("required"))])
     event_type = EVENT_TYPES.get(kind)
     if event_type is None:
-        raise EventError([FieldError("type", f"unknown event type {kind[:40]!r}")])
+        raise EventError(
+            [FieldError.of("type", FieldMessage("unknown_type", type=repr(kind[:40])))]
+        )
     return event_type
 
 
 def validate_submission(body: Any) -> dict[str, Any]:
     """Check an event as a client submits it (without the node's fields); normalised copy."""
     if not isinstance(body, Mapping):
-        raise EventError([FieldError("body", "must be a JSON object")])
+        raise EventError([FieldError.of("body", FieldMessage("not_object"))])
     event_type = _event_type(body)
-    errors = [FieldError(f, "is set by the node") for f in NODE_FIELDS if f in body]
+    errors = [FieldError.of(f, FieldMessage("set_by_node")) for f in NODE_FIELDS if f in body]
     fields = {k: v for k, v in body.items() if k != "type" and k not in NODE_FIELDS}
     allowed = {**event_type.required, **event_type.optional, **_COMMON}
     out, more = _validate_fields(fields, allowed, set(event_type.required))
@@ -472,18 +561,18 @@ def validate_event(event: Any, encoded_size: int | None = None) -> dict[str, Any
     encoding it again to check its size).
     """
     if not isinstance(event, Mapping):
-        raise EventError([FieldError("event", "must be a map")])
+        raise EventError([FieldError.of("event", FieldMessage("not_map"))])
     event_type = _event_type(event)
     fields = {k: v for k, v in event.items() if k != "type"}
     allowed = _stored_fields(event_type)
     out, errors = _validate_fields(fields, allowed, _stored_required(event_type))
     # hlc passed its fixed-width check: it is the text form of its timestamp
     if not errors and out["id"] != f"{out['hlc']}-{out['node']}":
-        errors.append(FieldError("id", "does not match hlc and node"))
+        errors.append(FieldError.of("id", FieldMessage("id_mismatch")))
     if encoded_size is None and not errors:
         encoded_size = len(encode(event))
     if not errors and encoded_size is not None and encoded_size > MAX_EVENT_BYTES:
-        errors.append(FieldError("event", f"is larger than {MAX_EVENT_BYTES} bytes"))
+        errors.append(FieldError.of("event", FieldMessage("too_large", max=MAX_EVENT_BYTES)))
     if errors:
         raise EventError(errors)
     return {"type": event_type.name, **out}
@@ -492,7 +581,7 @@ def validate_event(event: Any, encoded_size: int | None = None) -> dict[str, Any
 def check_event_size(event: Mapping[str, Any]) -> None:
     """EventError when an event's CBOR form is over MAX_EVENT_BYTES."""
     if len(encode(event)) > MAX_EVENT_BYTES:
-        raise EventError([FieldError("event", f"is larger than {MAX_EVENT_BYTES} bytes")])
+        raise EventError([FieldError.of("event", FieldMessage("too_large", max=MAX_EVENT_BYTES))])
 
 
 def make_event_id(ts: Timestamp, node: str) -> str:

@@ -31,10 +31,12 @@ from ._web_support import (
     LoginLimiter,
     Signer,
     accepted_language,
+    field_errors_item,
     load_catalogs,
     local_time,
     node_secret,
     problem_item,
+    say_anomaly,
     say_problem,
     translator,
 )
@@ -212,6 +214,7 @@ def render(request: web.Request, template: str, status: int = 200, **context: An
     html = state.env.get_template(template).render(
         _=gettext,
         say=lambda item: say_problem(item, gettext),
+        say_anomaly=lambda anomaly: say_anomaly(anomaly, gettext),
         lang=lang,
         languages=LANGUAGES,
         node=node,
@@ -254,10 +257,10 @@ def _csrf_ok(request: web.Request, form: dict[str, str]) -> bool:
 def refused_flash(
     err: cm.EventError | NodeError, message: str = "The step was refused."
 ) -> dict[str, Any]:
-    """The message telling the operator why the node refused a step (a rule's in their language)."""
+    """The message telling the operator why the node refused a step, in their language."""
     detail: str | dict[str, Any]
     if isinstance(err, cm.EventError):
-        detail = "; ".join(f"{e.field}: {e.message}" for e in err.errors)[:300]
+        detail = field_errors_item(err)
     elif isinstance(err, RuleError):
         detail = problem_item(err.problem)
     else:
@@ -446,7 +449,14 @@ async def dashboard_page(request: web.Request) -> web.StreamResponse:
     principal = _gate(request, "read")
     if not isinstance(principal, Principal):
         return principal
-    return render(request, "dashboard.html", **dashboard_context(request, _state(request).zones))
+    response = render(
+        request,
+        "dashboard.html",
+        flash=_flash(request),
+        **dashboard_context(request, _state(request).zones),
+    )
+    response.del_cookie(FLASH_COOKIE, path="/")
+    return response
 
 
 async def dashboard_body(request: web.Request) -> web.StreamResponse:
@@ -508,4 +518,5 @@ async def resolve_post(request: web.Request) -> web.StreamResponse:
         await _node(request).async_submit(submission, principal)
     except (cm.EventError, NodeError) as err:
         _LOGGER.info("anomaly decision refused: %s", str(err)[:200])
-    return _redirect(request, "/dashboard")
+        return _redirect(request, "/dashboard", refused_flash(err, "The decision was refused."))
+    return _redirect(request, "/dashboard", {"k": "ok", "m": "Decision recorded."})

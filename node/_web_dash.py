@@ -15,9 +15,10 @@ from ._http import NODE_KEY
 from ._node import Node
 from ._replication import REPLICATION_KEY
 from ._web_station import event_time
-from ._web_support import bar_chart
+from ._web_support import bar_chart, row_chart
 
 ZONES = ("sale", "propre", "sterile")
+_KIND_ORDER = {"wash": 0, "steri": 1}
 RECENT_SETS = 15
 MAX_ZONES_KEPT = 100_000
 """Bound of the event id -> zone cache (about one entry per set in use)."""
@@ -52,7 +53,9 @@ def dashboard_context(request: web.Request, zones: dict[str, str]) -> dict[str, 
         for n in sorted(node.trace.loads_by_day.get(today, ()))
         if (v := fold.load(n)) is not None and v.day == today
     ]
-    per_machine: Counter[str] = Counter(v.machine or "?" for v in loads if v.cycle is not None)
+    per_machine: Counter[tuple[str, str]] = Counter(
+        (v.kind or "", v.machine or "?") for v in loads if v.cycle is not None
+    )
 
     # throughput: today's events per local hour and zone
     hours = [f"{h:02d}" for h in range(6, 22)]
@@ -133,11 +136,15 @@ def _charts(context: dict[str, Any], gettext: Any) -> dict[str, Markup]:
         [(gettext("zone." + z), f"z-{z}", context["throughput"][z]) for z in ZONES],
         title=gettext("Throughput per hour and zone (events today)"),
     )
-    machines = sorted(context["per_machine"].items())
-    cycles = bar_chart(
-        [m for m, _ in machines] or ["-"],
-        [(gettext("Cycles"), "z-cycles", [n for _, n in machines] or [0])],
+    # washers first, then sterilizers; one row each, however many machines there are
+    machines = sorted(
+        context["per_machine"].items(), key=lambda m: (_KIND_ORDER.get(m[0][0], 2), m[0])
+    )
+    kinds = [k for k in _KIND_ORDER if any(kind == k for (kind, _), _ in machines)]
+    cycles = row_chart(
+        [(machine, f"k-{kind or 'other'}", n) for (kind, machine), n in machines]
+        or [("-", "k-other", 0)],
+        [(gettext("kind." + k), f"k-{k}") for k in kinds],
         title=gettext("Cycles per machine today"),
-        width=420,
     )
     return {"throughput": Markup(throughput), "cycles": Markup(cycles)}  # noqa: S704 (escaped inside)

@@ -29,6 +29,7 @@ from ._web import (
     render,
 )
 from ._web_station import DEFAULT_MACHINES, DEFAULT_PROGRAMS
+from ._web_support import anomalies_by_subject
 
 KINDS = ("wash", "steri")
 MAX_SETS = 200
@@ -184,6 +185,7 @@ async def load_page(request: web.Request) -> web.StreamResponse:
         can_release=principal.can("release") and view.kind == "steri",
         pin=has_pin(request, principal),
         can_label=principal.can("record") and view.kind == "steri" and view.safe,
+        anomalies=anomalies_by_subject(node.trace.fold.anomalies(), "load").get(view.load, []),
     )
     response.del_cookie(FLASH_COOKIE, path="/")
     return response

@@ -11,6 +11,7 @@ import crdt_model as cm
 
 from ._auth import Principal
 from ._web import _gate, _node, render
+from ._web_support import anomalies_by_subject
 
 RECALL_KEYS = ("lot", "set", "patient", "machine")
 PATIENT_ROLES = frozenset({"releaser", "head", "admin"})
@@ -35,6 +36,7 @@ async def recall_page(request: web.Request) -> web.StreamResponse:
         "key": None,
         "result": None,
         "error": None,
+        "anomalies": {},
     }
     status = 200
     if len(given) > 1:
@@ -60,6 +62,8 @@ async def recall_page(request: web.Request) -> web.StreamResponse:
             except cm.FoldError:
                 context["error"] = "Nothing known under this number."
                 status = 404
+            else:
+                context["anomalies"] = anomalies_by_subject(fold.anomalies(), "load")
     return render(request, "recall.html", status, **context)
 
 

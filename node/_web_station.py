@@ -128,8 +128,10 @@ def station_context(node: Node, principal: Principal, zone: str, code: str) -> d
     else:
         steps = _NEXT.get((zone, status), ())
     load = fold.load(view.load) if view.load else None
+    found = (fold.anomaly(anomaly_id) for anomaly_id in view.anomalies)
     return {
         "item": item,
+        "anomalies": [a for a in found if a is not None and a.open],
         "steps": [(name, STEPS[name]) for name in steps],
         "allowed": {
             name

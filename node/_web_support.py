@@ -70,6 +70,18 @@ def accepted_language(header: str | None) -> str | None:
 
 
 _TRANSLATED_PARAMS = {"status": "status.", "why": "why.", "step": "event."}
+MAX_FIELD_ERRORS = 5
+"""Field errors a flash cookie keeps (a cookie holds 4 kB)."""
+_MAX_PARAM = 80
+
+
+def _translated(params: Any, gettext: Callable[..., str]) -> dict[str, str]:
+    """Parameters of a message with the codes among them (status, why, step) translated."""
+    values = {str(name): str(value) for name, value in dict(params).items()}
+    for name, prefix in _TRANSLATED_PARAMS.items():
+        if name in values:
+            values[name] = gettext(prefix + values[name])
+    return values
 
 
 def problem_item(text: str) -> str | dict[str, Any]:
@@ -79,21 +91,74 @@ def problem_item(text: str) -> str | dict[str, Any]:
     return text[:300]
 
 
+def field_errors_item(err: cm.EventError) -> dict[str, Any]:
+    """An event's field errors as a flash cookie keeps them: field, code and parameters."""
+    return {
+        "fe": [
+            {"f": e.field[:40], "c": e.code, "p": {k: v[:_MAX_PARAM] for k, v in e.params}}
+            if e.code in cm.FIELD_MESSAGES
+            else {"f": e.field[:40], "m": e.message[:_MAX_PARAM]}
+            for e in err.errors[:MAX_FIELD_ERRORS]
+        ]
+    }
+
+
 def say_problem(item: Any, gettext: Callable[..., str]) -> str:
-    """A refusal or warning (problem_item) in the page's language."""
+    """A refusal, warning (problem_item) or field errors (field_errors_item), translated."""
     if not isinstance(item, dict):
         return str(item)
+    if isinstance(item.get("fe"), list):
+        return "; ".join(say_field_error(e, gettext) for e in item["fe"] if isinstance(e, dict))
     code, params = item.get("c"), item.get("p")
     if not isinstance(code, str) or code not in cm.PROBLEMS or not isinstance(params, dict):
         return ""
-    values = {name: str(value) for name, value in params.items()}
-    for name, prefix in _TRANSLATED_PARAMS.items():
-        if name in values:
-            values[name] = gettext(prefix + values[name])
     try:
-        return gettext("rule." + code, **values)
+        return gettext("rule." + code, **_translated(params, gettext))
     except (KeyError, IndexError, ValueError):  # a catalog out of step (a test checks them)
         return code
+
+
+def say_field_error(error: dict[str, Any], gettext: Callable[..., str]) -> str:
+    """One field error (an entry of field_errors_item): "Field: what is wrong", translated."""
+    name = str(error.get("f", ""))
+    label = gettext("field." + name)
+    if label == "field." + name:  # a field the catalogs do not name (an unknown one)
+        label = name
+    said = say_field_message(error.get("c"), error.get("p"), gettext) or str(error.get("m", ""))
+    return gettext("field_error", field=label, problem=said)
+
+
+def say_field_message(code: Any, params: Any, gettext: Callable[..., str]) -> str:
+    """What is wrong with a field (a code of cm.FIELD_MESSAGES), translated; '' if unknown."""
+    if not isinstance(code, str) or code not in cm.FIELD_MESSAGES or not isinstance(params, dict):
+        return ""
+    values = {str(k): str(v) for k, v in params.items()}
+    if code == "item":  # the fault of one item of a list, whose parameters sit beside
+        inner = values.get("problem")
+        values["problem"] = "" if inner == "item" else say_field_message(inner, values, gettext)
+    try:
+        return gettext("check." + code, **values)
+    except (KeyError, IndexError, ValueError):
+        return cm.FIELD_MESSAGES[code]
+
+
+def say_anomaly(anomaly: cm.Anomaly, gettext: Callable[..., str]) -> str:
+    """An anomaly's message in the page's language, from its rule and parameters."""
+    try:
+        return gettext("anomaly." + anomaly.rule, **_translated(anomaly.params, gettext))
+    except (KeyError, IndexError, ValueError):  # a catalog out of step (a test checks them)
+        return anomaly.message_en
+
+
+def anomalies_by_subject(anomalies: Sequence[cm.Anomaly], name: str) -> dict[str, list[cm.Anomaly]]:
+    """Anomalies filed under each value of their parameter `name` (e.g. load: also `other`)."""
+    found: dict[str, list[cm.Anomaly]] = {}
+    for item in anomalies:
+        params = dict(item.params)
+        keys = {params.get(name), params.get("other") if name == "load" else None}
+        for key in keys - {None, "", "-"}:
+            found.setdefault(str(key), []).append(item)
+    return found
 
 
 def local_time(value: str | None, tz: ZoneInfo, fmt: str = "%d/%m %H:%M") -> str:
@@ -246,5 +311,68 @@ def bar_chart(
             f'<text x="{legend_x + 16}" y="{height + 16}" class="tick">{escape(name)}</text>'
         )
         legend_x += 16 + 9 * len(name) + 20
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+CHAR_W = 7.5
+"""Width kept for one character of a chart label (11 px system font, capitals included)."""
+ROW_H = 16
+MAX_LABEL = 18
+"""Characters of a row label; a longer one is cut with '…' (the row's tooltip says it whole)."""
+_LABEL_TAIL = 8
+
+
+def short_label(label: str) -> str:
+    """A chart label of at most MAX_LABEL characters, cut in the middle when longer."""
+    # machine names tend to differ at their end: AUTOCLAVE-BLOC-OP-01, AUTOCLAVE-BLOC-OP-02
+    if len(label) <= MAX_LABEL:
+        return label
+    return label[: MAX_LABEL - 1 - _LABEL_TAIL] + "…" + label[-_LABEL_TAIL:]
+
+
+def row_chart(
+    rows: Sequence[tuple[str, str, int]],
+    legend: Sequence[tuple[str, str]] = (),
+    *,
+    title: str,
+    width: int = 420,
+) -> str:
+    """Horizontal bars as inline SVG, one row per (label, css class, value), legend (name, css).
+
+    Each label has its own row, so forty machines stay as readable as two.
+    """
+    shown = [short_label(label) for label, _, _ in rows]
+    label_right = CHAR_W * max([len(s) for s in shown] + [1]) + 4
+    bar_x = label_right + 6
+    bar_span = width - bar_x - 34  # room for the value after the longest bar
+    peak = max([value for _, _, value in rows] + [1])
+    top = 4
+    legend_y = top + ROW_H * len(rows) + 6
+    height = legend_y + (16 if legend else 0)
+    parts = [
+        f'<svg class="chart rows" viewBox="0 0 {width} {height}" role="img" '
+        f'aria-label="{escape(title)}">',
+        f"<title>{escape(title)}</title>",
+        f'<line x1="{bar_x:.1f}" y1="{top}" x2="{bar_x:.1f}" y2="{legend_y - 4}" class="axis"/>',
+    ]
+    for i, ((label, css, value), short) in enumerate(zip(rows, shown, strict=True)):
+        y = top + i * ROW_H
+        bar_w = bar_span * value / peak
+        parts.append(
+            f'<g class="row"><title>{escape(label)}: {value}</title>'
+            f'<text x="{label_right:.1f}" y="{y + 12}" class="tick" '
+            f'text-anchor="end">{escape(short)}</text>'
+            f'<rect x="{bar_x:.1f}" y="{y + 3}" width="{bar_w:.1f}" height="{ROW_H - 5}" '
+            f'class="{escape(css)}"/>'
+            f'<text x="{bar_x + bar_w + 4:.1f}" y="{y + 12}" class="val">{value}</text></g>'
+        )
+    legend_x = bar_x
+    for name, css in legend:
+        parts.append(
+            f'<rect x="{legend_x:.1f}" y="{legend_y}" width="12" height="12" class="{escape(css)}"/>'
+            f'<text x="{legend_x + 16:.1f}" y="{legend_y + 10}" class="tick">{escape(name)}</text>'
+        )
+        legend_x += 16 + CHAR_W * len(name) + 16
     parts.append("</svg>")
     return "".join(parts)

@@ -118,7 +118,8 @@ async def test_a_serial_scanner_feeds_its_station_and_survives_an_unplug(tmp_pat
     from devices.simulators import ScannerSimulator
 
     data = new_data_dir(tmp_path)
-    with VirtualSerial() as port:
+    # a stable link, as udev's /dev/serial/by-id: the re-plugged pty may get another number
+    with VirtualSerial(tmp_path / "scanner") as port:
         data.config.write_text(f'[[scanner]]\nport = "{port.path}"\nstation = "sale-1"\n')
         server = NodeServer(data, listen=("127.0.0.1", 0))
         await server.async_start()

@@ -288,6 +288,8 @@ RUNTIME_MESSAGES = {
     "Wrong PIN: nothing was recorded.",
     "Wrong password: nothing was recorded.",
     "The step was refused.",
+    "The decision was refused.",
+    "Decision recorded.",
 }
 
 
@@ -323,6 +325,47 @@ def test_every_refusal_and_warning_code_is_in_every_catalog() -> None:
     for why in WHY:
         for lang, catalog in catalogs.items():
             assert catalog.get(f"why.{why}"), (lang, why)
+
+
+def test_every_field_error_and_field_is_in_every_catalog() -> None:
+    """Each field-error code and each field of an event reads in French, Dutch and English."""
+    catalogs = support.load_catalogs()
+    for code, english in cm.FIELD_MESSAGES.items():
+        wanted = set(re.findall(r"{(\w+)}", english))
+        for lang, catalog in catalogs.items():
+            text = catalog.get(f"check.{code}")
+            assert text, (lang, code)
+            assert set(re.findall(r"{(\w+)}", text)) == wanted, (lang, code)
+    fields = {"type", "body", "event", *cm.NODE_FIELDS}
+    for event_type in cm.EVENT_TYPES.values():
+        fields |= {*event_type.required, *event_type.optional}
+    fields |= {"zone", "station"}  # the fields every event type may carry
+    for lang, catalog in catalogs.items():
+        assert sorted(f for f in fields if not catalog.get(f"field.{f}")) == [], lang
+        assert set(re.findall(r"{(\w+)}", catalog["field_error"])) == {"field", "problem"}
+
+
+def test_every_anomaly_rule_and_set_reason_is_in_every_catalog() -> None:
+    """Each anomaly rule (with its message's parameters) and quarantine reason reads in all three."""
+    from crdt_model import _anomalies
+
+    catalogs = support.load_catalogs()
+    for rule in cm.RULES:
+        english = _anomalies._MESSAGES[rule][1]
+        wanted = {"why" if p == "why_en" else p for p in re.findall(r"{(\w+)}", english)}
+        for lang, catalog in catalogs.items():
+            text = catalog.get(f"anomaly.{rule}")
+            assert text, (lang, rule)
+            assert set(re.findall(r"{(\w+)}", text)) == wanted, (lang, rule)
+    reasons = {
+        _anomalies.WASH_FAILED,
+        _anomalies.CYCLE_FAILED,
+        _anomalies.LOAD_REJECTED,
+        _anomalies.RELEASED_WITHOUT_CYCLE,
+        _anomalies.INSPECTION_FAILED,
+    }
+    for lang, catalog in catalogs.items():
+        assert sorted(r for r in reasons if not catalog.get(f"reason.{r}")) == [], lang
 
 
 def test_secret_file_is_private(tmp_path: Path) -> None:
