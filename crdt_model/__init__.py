@@ -2,6 +2,7 @@
 
 from ._anomalies import RULES, SEVERITY, SKEW_LIMIT_MS, Anomaly, Resolution, anomaly_id
 from ._codec import CodecError, decode, decode_map, encode
+from ._coded import CodedText
 from ._docs import (
     CLUSTER_DOC,
     CLUSTER_MAPS,
@@ -98,6 +99,7 @@ __all__ = [
     "Anomaly",
     "ClockError",
     "CodecError",
+    "CodedText",
     "CycleInfo",
     "DocumentError",
     "EndoscopeView",

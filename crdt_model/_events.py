@@ -12,6 +12,7 @@ from datetime import date, datetime
 from typing import Any
 
 from ._codec import encode
+from ._coded import CodedText
 from ._hlc import ClockError, Timestamp
 
 ZONES = ("sale", "propre", "sterile", "office")
@@ -77,33 +78,18 @@ sit beside it (e.g. item 3 of a list of codes: {item: 3, problem: code_character
 """
 
 
-class FieldMessage(str):
+class FieldMessage(CodedText):
     """What is wrong with a value: its English text, with a stable `code` and its `params`."""
 
-    code: str
-    params: dict[str, str]
+    MESSAGES = FIELD_MESSAGES
 
-    def __new__(cls, code: str, **params: object) -> FieldMessage:
-        """The fault `code` (a key of FIELD_MESSAGES) with its parameters."""
-        values = {name: str(value) for name, value in params.items()}
-        english = dict(values)
-        inner = params.get("problem")
+    @classmethod
+    def kept(cls, values: dict[str, str], given: Mapping[str, object]) -> dict[str, str]:
+        """A fault of one item of a list keeps the item's own fault beside its code."""
+        inner = given.get("problem")
         if isinstance(inner, FieldMessage):
-            values = {**inner.params, **values, "problem": inner.code}
-        self = super().__new__(cls, FIELD_MESSAGES[code].format_map(english))
-        self.code = code
-        self.params = values
-        return self
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (_field_message, (self.code, self.params, str(self)))
-
-
-def _field_message(code: str, params: dict[str, str], text: str) -> FieldMessage:
-    self = str.__new__(FieldMessage, text)
-    self.code = code
-    self.params = params
-    return self
+            return {**inner.params, **values, "problem": inner.code}
+        return values
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,6 +12,7 @@ from datetime import date, timedelta
 from typing import TYPE_CHECKING, Any
 
 from ._anomalies import WHY, SetState, effective, load_problem, out_of_order
+from ._coded import CodedText
 from ._views import LOADED, FoldError, LabelInfo, SetView, cycle_day
 
 if TYPE_CHECKING:
@@ -54,7 +55,7 @@ PROBLEMS: dict[str, str] = {
 """English message of each refusal and warning code, with its parameters."""
 
 
-class Problem(str):
+class Problem(CodedText):
     """A refusal or warning: its English message, with a stable `code` and its `params`.
 
     A str, so that the API, logs and callers keep the English text; the web UI shows
@@ -62,26 +63,14 @@ class Problem(str):
     English through WHY), a `status` a set status, a `step` an event type.
     """
 
-    code: str
-    params: dict[str, str]
+    MESSAGES = PROBLEMS
 
-    def __new__(cls, code: str, **params: object) -> Problem:
-        """The problem `code` (a key of PROBLEMS) with its parameters."""
-        values = {name: str(value) for name, value in params.items()}
-        english = dict(values)
-        if "why" in values:
-            english["why"] = WHY[values["why"]][1]
-        self = super().__new__(cls, PROBLEMS[code].format_map(english))
-        self.code = code
-        self.params = values
-        return self
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (_problem, (self.code, self.params))
-
-
-def _problem(code: str, params: dict[str, str]) -> Problem:
-    return Problem(code, **params)
+    @classmethod
+    def english(cls, values: dict[str, str]) -> dict[str, str]:
+        """A `why` reads as its English reason."""
+        if "why" not in values:
+            return values
+        return {**values, "why": WHY[values["why"]][1]}
 
 
 class Reference:

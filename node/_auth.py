@@ -8,6 +8,8 @@ import re
 import secrets
 from dataclasses import dataclass
 
+from crdt_model import CodedText
+
 ROLES = ("operator", "releaser", "head", "admin", "integration")
 
 PERMISSIONS: dict[str, frozenset[str]] = {
@@ -25,6 +27,47 @@ _LOGIN_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 _PIN_RE = re.compile(r"^[0-9]{4,8}$")
 _BADGE_RE = re.compile(r"^[A-Z0-9._:-]{4,64}$")
 _SCRYPT = {"n": 2**14, "r": 8, "p": 1}
+
+
+ADMIN_MESSAGES: dict[str, str] = {
+    # people and tokens (this module)
+    "unknown_role": "unknown role {role!r}: choose one of {roles}",
+    "bad_login": "a login is 1-64 lower-case letters, digits, '.', '_' or '-'",
+    "short_password": "a password has at least 8 characters",
+    "bad_pin": "a PIN has 4 to 8 digits",
+    "bad_badge": "a badge code has 4 to 64 letters, digits, '.', '_', ':' or '-'",
+    "bad_token_name": "a token name has 1 to 64 characters",
+    # users' badge, PIN and language (node/_users.py)
+    "not_changeable": "only {kept} can be changed here, not {name!r}",
+    "not_string_or_null": "{name} must be a string, or null to clear it",
+    "bad_language": "a language is one of {languages}",
+    "unknown_user": "no user {login!r}",
+    "badge_taken": "this badge is already given to {login}",
+    "badge_needs_pin": "a user with a badge needs a PIN",
+    # cluster membership (node/_cluster.py)
+    "no_code_left": "no node code left",
+    "cannot_invite": "this node holds no cluster CA key and cannot invite",
+    "revoke_self": "a node cannot revoke itself; revoke it from another node",
+    "unknown_member": "no member {node!r}",
+}
+"""English text of each administration error code, with its parameters (`!r`: quoted)."""
+
+
+class AdminMessage(CodedText):
+    """An administration error: its English text, with a stable `code` and its `params`.
+
+    A str, so that the API, the CLI and logs keep the English text; the admin page shows
+    `admin.<code>` from its catalogs. Raised inside AuthError, NodeError and their kin:
+    `admin_message(err)` finds it again.
+    """
+
+    MESSAGES = ADMIN_MESSAGES
+
+
+def admin_message(err: BaseException) -> AdminMessage | None:
+    """The coded message an exception was raised with, or None (a message without a code)."""
+    first = err.args[0] if len(err.args) == 1 else None
+    return first if isinstance(first, AdminMessage) else None
 
 
 class AuthError(ValueError):
@@ -46,15 +89,22 @@ class Principal:
 def check_role(role: str) -> str:
     """The role, or AuthError naming the valid ones."""
     if role not in ROLES:
-        raise AuthError(f"unknown role {role[:20]!r}: choose one of {', '.join(ROLES)}")
+        raise AuthError(AdminMessage("unknown_role", role=role[:20], roles=", ".join(ROLES)))
     return role
 
 
 def check_login(login: str) -> str:
     """A login: lower-case letters, digits, '.', '_' or '-'."""
     if not _LOGIN_RE.match(login):
-        raise AuthError("a login is 1-64 lower-case letters, digits, '.', '_' or '-'")
+        raise AuthError(AdminMessage("bad_login"))
     return login
+
+
+def check_token_name(name: str) -> str:
+    """A token name: 1 to 64 characters, not only spaces (as Node.async_create_token wants)."""
+    if not name.strip() or len(name) > 64:
+        raise AuthError(AdminMessage("bad_token_name"))
+    return name
 
 
 def new_token() -> str:
@@ -70,7 +120,7 @@ def token_hash(token: str) -> str:
 def hash_password(password: str) -> dict[str, str]:
     """A salted scrypt hash of a password."""
     if len(password) < 8:
-        raise AuthError("a password has at least 8 characters")
+        raise AuthError(AdminMessage("short_password"))
     return _hash_secret(password)
 
 
@@ -84,7 +134,7 @@ def verify_password(password: str, stored: dict[str, str]) -> bool:
 def hash_pin(pin: str) -> dict[str, str]:
     """A salted scrypt hash of a PIN (4 to 8 digits), checked with verify_password."""
     if not _PIN_RE.match(pin):
-        raise AuthError("a PIN has 4 to 8 digits")
+        raise AuthError(AdminMessage("bad_pin"))
     return _hash_secret(pin)
 
 
@@ -92,7 +142,7 @@ def badge_code(raw: str) -> str:
     """A badge code as a reader types it, normalised (trimmed, upper case)."""
     code = raw.strip().upper()
     if not _BADGE_RE.match(code):
-        raise AuthError("a badge code has 4 to 64 letters, digits, '.', '_', ':' or '-'")
+        raise AuthError(AdminMessage("bad_badge"))
     return code
 
 

@@ -18,6 +18,7 @@ from pycrdt import Doc
 
 import crdt_model as cm
 
+from ._auth import AdminMessage
 from ._layout import DataDir
 from ._node import ConflictError, NodeError, creating_store
 from ._pki import (
@@ -52,7 +53,7 @@ def next_code(taken: set[str]) -> str:
     for code in code_sequence():
         if code not in taken:
             return code
-    raise NodeError("no node code left")
+    raise NodeError(AdminMessage("no_code_left"))
 
 
 def taken_codes(node: Node, now_s: int) -> set[str]:
@@ -97,7 +98,7 @@ async def async_invite(node: Node, by: str, now_s: int | None = None) -> str:
     """A one-time join token for a new node, valid for an hour."""
     pki = NodePki(node.data.pki)
     if not pki.ca_key.exists():
-        raise NodeError("this node holds no cluster CA key and cannot invite")
+        raise NodeError(AdminMessage("cannot_invite"))
     now_s = int(time.time()) if now_s is None else now_s
     invite = new_invite(node.cluster_id, node.node_id, pki.ca_fingerprint(), now_s)
     code = next_code(taken_codes(node, now_s))
@@ -191,7 +192,7 @@ async def async_revoke(node: Node, which: str, by: str) -> dict[str, Any]:
     for node_id, entry in cm.cluster_items(doc, "members").items():
         if which in (node_id, entry.get("code")):
             if node_id == node.node_id:
-                raise NodeError("a node cannot revoke itself; revoke it from another node")
+                raise NodeError(AdminMessage("revoke_self"))
             if entry.get("revoked"):
                 return {"node_id": node_id, "code": entry.get("code"), "state": "revoked"}
             revoked = {
@@ -202,7 +203,7 @@ async def async_revoke(node: Node, which: str, by: str) -> dict[str, Any]:
             }
             await node.commit_cluster(_put_member(node_id, revoked))
             return {"node_id": node_id, "code": entry.get("code"), "state": "revoked"}
-    raise NodeError(f"no member {which[:40]!r}")
+    raise NodeError(AdminMessage("unknown_member", node=which[:40]))
 
 
 def _put_member(node_id: str, entry: dict[str, Any]) -> Callable[[Doc[Any]], None]:

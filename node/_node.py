@@ -23,7 +23,15 @@ import crdt_model as cm
 import devices
 import sync
 
-from ._auth import Principal, check_login, check_role, hash_password, new_token, token_hash
+from ._auth import (
+    Principal,
+    check_login,
+    check_role,
+    check_token_name,
+    hash_password,
+    new_token,
+    token_hash,
+)
 from ._index import EventIndex
 from ._layout import DataDir, DataDirError
 from ._metrics import Metrics
@@ -711,8 +719,7 @@ class Node:
     async def async_create_token(self, name: str, role: str, created_by: str) -> str:
         """A new API token; only its hash is stored (in the cluster document)."""
         check_role(role)
-        if not name.strip() or len(name) > 64:
-            raise NodeError("a token name has 1 to 64 characters")
+        check_token_name(name)
         token = new_token()
         entry = {
             "name": name.strip(),

@@ -15,7 +15,7 @@ from typing import Any
 
 import crdt_model as cm
 
-from ._auth import AuthError, badge_hash, hash_pin
+from ._auth import AdminMessage, AuthError, badge_hash, hash_pin
 from ._node import USER_KEPT, ConflictError, Node, NodeError
 from ._web_support import LANGUAGES
 
@@ -84,11 +84,11 @@ async def async_update_user(
     """
     unknown = sorted(set(changes) - set(KEPT))
     if unknown:
-        raise AuthError(f"only {', '.join(KEPT)} can be changed here, not {unknown[0][:20]!r}")
+        raise AuthError(AdminMessage("not_changeable", kept=", ".join(KEPT), name=unknown[0][:20]))
     prepared: dict[str, Any] = {}
     for name, value in changes.items():
         if value is not None and not isinstance(value, str):
-            raise AuthError(f"{name} must be a string, or null to clear it")
+            raise AuthError(AdminMessage("not_string_or_null", name=name))
         if value is None:
             prepared[name] = None
         elif name == "badge":
@@ -96,25 +96,25 @@ async def async_update_user(
         elif name == "pin":
             prepared[name] = await asyncio.to_thread(hash_pin, value)
         elif value not in LANGUAGES:
-            raise AuthError(f"a language is one of {', '.join(LANGUAGES)}")
+            raise AuthError(AdminMessage("bad_language", languages=", ".join(LANGUAGES)))
         else:
             prepared[name] = value
     # from here on, nothing awaits until the change is applied: no other write slips between
     entry = cm.cluster_get(node.docs[cm.CLUSTER_DOC], "users", login)
     if entry is None:
-        raise UnknownUserError(f"no user {login[:64]!r}")
+        raise UnknownUserError(AdminMessage("unknown_user", login=login[:64]))
     badge = prepared.get("badge")
     if badge is not None:
         others = [other for other in _with_badge(node, badge) if other != login]
         if others:
-            raise ConflictError(f"this badge is already given to {others[0]}")
+            raise ConflictError(AdminMessage("badge_taken", login=others[0]))
     for name, value in prepared.items():
         if value is None:
             entry.pop(name, None)
         else:
             entry[name] = value
     if entry.get("badge") and not entry.get("pin"):
-        raise AuthError("a user with a badge needs a PIN")
+        raise AuthError(AdminMessage("badge_needs_pin"))
     if set(prepared) - {"lang"}:
         entry["updated_at"] = datetime.now(UTC).isoformat(timespec="seconds")
         entry["updated_by"] = by

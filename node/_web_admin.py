@@ -1,4 +1,8 @@
-"""Web pages for the administrator: users (badge, PIN), API tokens, cluster nodes (invite, revoke)."""
+"""Web pages for the administrator: users (badge, PIN), API tokens, nodes, scheduled backups.
+
+A refusal (AuthError, NodeError) is shown in the administrator's language from the
+message's code (`admin.<code>`, see `ADMIN_MESSAGES`); the API keeps the English text.
+"""
 
 from __future__ import annotations
 
@@ -8,9 +12,10 @@ from aiohttp import web
 
 import crdt_model as cm
 
-from ._auth import ROLES, AuthError, Principal
+from ._auth import ROLES, AuthError, Principal, check_token_name
 from ._cluster import async_invite, async_revoke, members
 from ._node import NodeError
+from ._pki import PkiError
 from ._users import async_update_user
 from ._web import (
     FLASH_COOKIE,
@@ -21,6 +26,8 @@ from ._web import (
     _redirect,
     render,
 )
+from ._web_dash import backup_view
+from ._web_support import admin_item
 
 USER_ROLES = ("operator", "releaser", "head", "admin")
 BADGE_ACTIONS = {
@@ -39,6 +46,7 @@ def _admin_page(request: web.Request, status: int = 200, **extra: Any) -> web.Re
         "users": [(login, entry) for login, entry in users],
         "tokens": tokens,
         "members": members(_node(request)),
+        "backup": backup_view(_node(request)),
         "user_roles": USER_ROLES,
         "token_roles": ROLES,
         "flash": _flash(request),
@@ -74,7 +82,7 @@ async def user_post(request: web.Request) -> web.StreamResponse:
     try:
         await _node(request).async_add_user(login, role, form.get("password", ""), principal.name)
     except AuthError as err:
-        return _admin_page(request, 422, error="The user was refused.", detail=str(err)[:200])
+        return _admin_page(request, 422, error="The user was refused.", detail=admin_item(err))
     return _redirect(request, "/admin", {"k": "ok", "m": "User saved.", "d": login})
 
 
@@ -107,7 +115,7 @@ async def badge_post(request: web.Request) -> web.StreamResponse:
     except (AuthError, NodeError) as err:
         status = err.status if isinstance(err, NodeError) else 422
         return _admin_page(
-            request, status, error="The badge or PIN was refused.", detail=str(err)[:200]
+            request, status, error="The badge or PIN was refused.", detail=admin_item(err)
         )
     return _redirect(request, "/admin", {"k": "ok", "m": BADGE_ACTIONS[action], "d": login})
 
@@ -118,12 +126,12 @@ async def token_post(request: web.Request) -> web.StreamResponse:
     if not isinstance(checked, tuple):
         return checked
     principal, form = checked
+    name = form.get("name", "").strip()[:64]
     try:
-        token = await _node(request).async_create_token(
-            form.get("name", "").strip()[:64], form.get("role", ""), principal.name
-        )
+        check_token_name(name)  # the node says it in English only
+        token = await _node(request).async_create_token(name, form.get("role", ""), principal.name)
     except (AuthError, NodeError) as err:
-        return _admin_page(request, 422, error="The token was refused.", detail=str(err)[:200])
+        return _admin_page(request, 422, error="The token was refused.", detail=admin_item(err))
     return _admin_page(
         request,
         secret={"what": "Token created: copy it now, it is shown only once.", "value": token},
@@ -138,8 +146,8 @@ async def invite_post(request: web.Request) -> web.StreamResponse:
     principal, _ = checked
     try:
         token = await async_invite(_node(request), principal.name)
-    except NodeError as err:
-        return _admin_page(request, 409, error="The invitation failed.", detail=str(err)[:200])
+    except (NodeError, PkiError) as err:  # PkiError: the CA file is damaged
+        return _admin_page(request, 409, error="The invitation failed.", detail=admin_item(err))
     return _admin_page(
         request,
         secret={
@@ -161,7 +169,7 @@ async def revoke_post(request: web.Request) -> web.StreamResponse:
     try:
         await async_revoke(_node(request), which, principal.name)
     except NodeError as err:
-        return _admin_page(request, 422, error="The node was not revoked.", detail=str(err)[:200])
+        return _admin_page(request, 422, error="The node was not revoked.", detail=admin_item(err))
     return _redirect(request, "/admin", {"k": "ok", "m": "Node revoked.", "d": which})
 
 

@@ -1,4 +1,4 @@
-"""Dashboard for heads: counts, loads, readiness, anomalies, peers, backlog, SVG charts."""
+"""Dashboard for heads: counts, loads, readiness, anomalies, peers, backlog, backups, SVG charts."""
 
 from __future__ import annotations
 
@@ -20,6 +20,10 @@ from ._web_support import bar_chart, row_chart
 ZONES = ("sale", "propre", "sterile")
 _KIND_ORDER = {"wash": 0, "steri": 1}
 RECENT_SETS = 15
+BACKUP_STATES = ("ok", "pending", "failing", "stale")
+"""States of the scheduled backups (ScheduledBackups.status), each `backup.<state>` in the catalogs."""
+BACKUP_ALERTS = frozenset({"failing", "stale"})
+"""Backup states the dashboard shows as an alert."""
 MAX_ZONES_KEPT = 100_000
 """Bound of the event id -> zone cache (about one entry per set in use)."""
 
@@ -89,11 +93,28 @@ def dashboard_context(request: web.Request, zones: dict[str, str]) -> dict[str, 
         "peers": peers,
         "sync": replication is not None,
         "backlog": backlog,
+        "backup": backup_view(node),
+        "backup_alerts": BACKUP_ALERTS,
         "hours": hours,
         "throughput": counts,
         "per_machine": per_machine,
         "chart": _charts,
     }
+
+
+def backup_view(node: Node) -> dict[str, Any] | None:
+    """How the node's scheduled backups go (Node.backup_status), for a page; None when off.
+
+    Adds `every` (the period in hours, e.g. "24" or "0.5") and `megabytes` (of the last file).
+    """
+    if node.backup_status is None:
+        return None
+    status = dict(node.backup_status())
+    every = status.get("every_hours")
+    size = status.get("last_bytes")
+    status["every"] = f"{every:g}" if isinstance(every, int | float) else ""
+    status["megabytes"] = f"{size / 1e6:.1f}" if isinstance(size, int) else ""
+    return status
 
 
 def set_zone(node: Node, view: cm.SetView, zones: dict[str, str]) -> str:

@@ -19,6 +19,8 @@ from zoneinfo import ZoneInfo
 
 import crdt_model as cm
 
+from ._auth import ADMIN_MESSAGES, admin_message
+
 LANGUAGES = ("fr", "nl", "en")
 DEFAULT_LANGUAGE = "fr"
 LOCALES_DIR = Path(__file__).parent / "locales"
@@ -103,18 +105,43 @@ def field_errors_item(err: cm.EventError) -> dict[str, Any]:
     }
 
 
+def admin_item(err: BaseException) -> str | dict[str, Any]:
+    """An administration error as a page keeps it: code and parameters, else its text."""
+    said = admin_message(err)
+    if said is None:
+        return str(err)[:200]
+    return {"a": said.code, "p": {k: v[:_MAX_PARAM] for k, v in said.params.items()}}
+
+
 def say_problem(item: Any, gettext: Callable[..., str]) -> str:
-    """A refusal, warning (problem_item) or field errors (field_errors_item), translated."""
+    """A refusal, warning, field errors or administration error (as its *_item), translated."""
     if not isinstance(item, dict):
         return str(item)
     if isinstance(item.get("fe"), list):
         return "; ".join(say_field_error(e, gettext) for e in item["fe"] if isinstance(e, dict))
+    if "a" in item:
+        return say_admin(item.get("a"), item.get("p"), gettext)
     code, params = item.get("c"), item.get("p")
     if not isinstance(code, str) or code not in cm.PROBLEMS or not isinstance(params, dict):
         return ""
     try:
         return gettext("rule." + code, **_translated(params, gettext))
     except (KeyError, IndexError, ValueError):  # a catalog out of step (a test checks them)
+        return code
+
+
+def say_admin(code: Any, params: Any, gettext: Callable[..., str]) -> str:
+    """An administration error (a code of ADMIN_MESSAGES), translated; '' when unknown."""
+    if not isinstance(code, str) or code not in ADMIN_MESSAGES or not isinstance(params, dict):
+        return ""
+    values = {str(k): str(v) for k, v in params.items()}
+    try:
+        return gettext("admin." + code, **values)
+    except (KeyError, IndexError, ValueError):  # a catalog out of step (a test checks them)
+        pass
+    try:
+        return ADMIN_MESSAGES[code].format_map(values)
+    except (KeyError, IndexError, ValueError):  # parameters missing
         return code
 
 

@@ -1,4 +1,5 @@
-// Dashboard: re-fetch the body when the node says something changed (server-sent events).
+// Dashboard: re-fetch the body when the node says something changed (server-sent events),
+// and every five minutes for what changes without an event (backups, peers).
 (function () {
   "use strict";
   var dash = document.getElementById("dash");
@@ -38,4 +39,5 @@
   source.addEventListener("changed", refresh);
   source.onopen = function () { mark(true); refresh(); };
   source.onerror = function () { mark(false); };
+  setInterval(refresh, 5 * 60 * 1000);
 })();

@@ -8,6 +8,10 @@ _CSRF_RE = re.compile(r'name="csrf" value="([^"]*)"')
 _URL_RE = re.compile(r"(?:https?:)?//[A-Za-z0-9.-]+", re.IGNORECASE)
 _REF_RE = re.compile(r'<(?:link|script|img|iframe|source)\b[^>]*?(?:href|src)="([^"]*)"', re.I)
 
+PASSWORD = "correct horse battery"
+ROLES = {"op": "operator", "rel": "releaser", "chef": "head", "adm": "admin"}
+"""One user per role (login -> role), created by the `node` fixture of conftest.py."""
+
 
 def csrf_of(html: str) -> str:
     """The first CSRF token in a page."""

@@ -6,38 +6,20 @@ import asyncio
 import html
 import json
 import re
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 from aiohttp.test_utils import TestClient
 
 import crdt_model as cm
-from node import Node, make_app
+from node import Node
 from node import _web_support as support
+from node._auth import ADMIN_MESSAGES
+from node._web_dash import BACKUP_STATES
 from node._web_station import STEPS
-from tests.node.nodes import StepClock, new_data_dir, open_node
-from tests.web.helpers import csrf_of, external_references
+from tests.web.helpers import PASSWORD, ROLES, csrf_of, external_references
 
-PASSWORD = "correct horse battery"
 SET = "JDIGGRBA#111"
-ROLES = {"op": "operator", "rel": "releaser", "chef": "head", "adm": "admin"}
-
-
-@pytest.fixture
-async def node(tmp_path: Path) -> AsyncIterator[Node]:
-    node = await open_node(new_data_dir(tmp_path), clock=StepClock(step=1000))
-    for login, role in ROLES.items():
-        await node.async_add_user(login, role, PASSWORD, "test")
-    yield node
-    await node.async_close()
-
-
-@pytest.fixture
-async def client(node: Node, aiohttp_client: Any) -> TestClient:
-    client: TestClient = await aiohttp_client(make_app(node))
-    return client
 
 
 async def login(client: TestClient, user: str, password: str = PASSWORD) -> tuple[int, str]:
@@ -305,6 +287,7 @@ def test_every_message_is_in_every_catalog() -> None:
     used |= {f"status.{s}" for s in cm.SET_STATES} | {f"role.{r}" for r in ROLES.values()}
     used |= {f"zone.{z}" for z in cm.ZONES}
     used |= {f"event.{t}" for t in cm.EVENT_TYPES}
+    used |= {f"backup.{s}" for s in BACKUP_STATES}
     for lang, catalog in catalogs.items():
         missing = sorted(used - set(catalog))
         assert missing == [], lang
@@ -325,6 +308,19 @@ def test_every_refusal_and_warning_code_is_in_every_catalog() -> None:
     for why in WHY:
         for lang, catalog in catalogs.items():
             assert catalog.get(f"why.{why}"), (lang, why)
+
+
+def test_every_admin_error_code_is_in_every_catalog() -> None:
+    """Each administration error code reads in French, Dutch and English, with its parameters."""
+    catalogs = support.load_catalogs()
+    for code, english in ADMIN_MESSAGES.items():
+        wanted = set(re.findall(r"{(\w+)(?:![rs])?}", english))
+        for lang, catalog in catalogs.items():
+            text = catalog.get(f"admin.{code}")
+            assert text, (lang, code)
+            assert set(re.findall(r"{(\w+)}", text)) == wanted, (lang, code)
+    admin_keys = {key for key in catalogs["en"] if key.startswith("admin.")}
+    assert admin_keys == {f"admin.{code}" for code in ADMIN_MESSAGES}  # none left over
 
 
 def test_every_field_error_and_field_is_in_every_catalog() -> None:

@@ -6,38 +6,18 @@ import html
 import itertools
 import re
 import xml.etree.ElementTree as ET
-from collections.abc import AsyncIterator
-from pathlib import Path
-from typing import Any
 
-import pytest
 from aiohttp.test_utils import TestClient
 
-from node import Node, make_app
+from node import Node
 from node._auth import Principal
 from node._web_support import CHAR_W, ROW_H, row_chart
-from tests.node.nodes import StepClock, new_data_dir, open_node
-from tests.web.helpers import csrf_of
+from tests.web.helpers import PASSWORD, csrf_of
 
-PASSWORD = "correct horse battery"
 OP = Principal("op", "operator")
 FONT_PX = 11  # svg .tick in app.css
 WASHERS = [f"LAV-{n:02d}" for n in range(1, 25)]
 STERILIZERS = [f"AUTOCLAVE-BLOC-OPERATOIRE-{n:02d}" for n in range(1, 17)]
-
-
-@pytest.fixture
-async def node(tmp_path: Path) -> AsyncIterator[Node]:
-    node = await open_node(new_data_dir(tmp_path), clock=StepClock(step=1000))
-    await node.async_add_user("chef", "head", PASSWORD, "test")
-    yield node
-    await node.async_close()
-
-
-@pytest.fixture
-async def client(node: Node, aiohttp_client: Any) -> TestClient:
-    client: TestClient = await aiohttp_client(make_app(node))
-    return client
 
 
 async def cycles_on_every_machine(node: Node) -> None:

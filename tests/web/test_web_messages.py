@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import html
 import re
-from collections.abc import AsyncIterator
-from pathlib import Path
-from typing import Any
 from urllib.parse import quote
 
 import pytest
@@ -14,13 +11,11 @@ from aiohttp.test_utils import TestClient
 
 import crdt_model as cm
 from crdt_model._anomalies import make_anomaly
-from node import Node, make_app
+from node import Node
 from node._auth import Principal
 from node._web_support import load_catalogs, say_anomaly, translator
-from tests.node.nodes import StepClock, new_data_dir, open_node
-from tests.web.helpers import csrf_of
+from tests.web.helpers import PASSWORD, csrf_of
 
-PASSWORD = "correct horse battery"
 SET = "JDIGGRBA#111"
 OP = Principal("op", "operator")
 DEVICE = Principal("device:STE-1", "operator")
@@ -29,21 +24,6 @@ CODE_CHARS = {
     "nl": "mag alleen letters, cijfers, spaties en # . / : + - bevatten",
     "en": "may hold only letters, digits, spaces and # . / : + -",
 }
-
-
-@pytest.fixture
-async def node(tmp_path: Path) -> AsyncIterator[Node]:
-    node = await open_node(new_data_dir(tmp_path), clock=StepClock(step=1000))
-    for login, role in {"op": "operator", "rel": "releaser", "chef": "head"}.items():
-        await node.async_add_user(login, role, PASSWORD, "test")
-    yield node
-    await node.async_close()
-
-
-@pytest.fixture
-async def client(node: Node, aiohttp_client: Any) -> TestClient:
-    client: TestClient = await aiohttp_client(make_app(node))
-    return client
 
 
 async def login(client: TestClient, user: str, lang: str) -> None:

@@ -7,24 +7,21 @@ import re
 from collections.abc import AsyncIterator
 from datetime import date
 from pathlib import Path
-from typing import Any
 from urllib.parse import quote
 
 import pytest
 from aiohttp.test_utils import TestClient
 
 import crdt_model as cm
-from node import Node, make_app
+from node import Node
 from node._auth import Principal
 from node._bundle import Bundle, read_bundle
 from node._sample import write_sample
 from node._web_loads import scanned_codes
 from node._web_support import load_catalogs
 from tests.node.nodes import StepClock, new_data_dir, open_node
-from tests.web.helpers import csrf_of, external_references
+from tests.web.helpers import PASSWORD, ROLES, csrf_of, external_references
 
-PASSWORD = "correct horse battery"
-ROLES = {"op": "operator", "rel": "releaser", "chef": "head", "adm": "admin"}
 PLANNED = "2026-11-30"
 DEVICE = Principal("device:STE-1", "operator")
 RAW = "STE-1 CYCLE 00815\n134.1 C  3.04 bar\nPLATEAU 300 s\nRESULTAT: CONFORME"
@@ -46,12 +43,6 @@ async def node(tmp_path: Path, bundle: Bundle) -> AsyncIterator[Node]:
         await node.async_add_user(login, role, PASSWORD, "test")
     yield node
     await node.async_close()
-
-
-@pytest.fixture
-async def client(node: Node, aiohttp_client: Any) -> TestClient:
-    client: TestClient = await aiohttp_client(make_app(node))
-    return client
 
 
 def sets_of(node: Node, n: int = 2) -> list[str]:
@@ -411,7 +402,7 @@ async def test_admin_creates_a_token_and_invites_a_node(client: TestClient, node
     status, text = await post(client, "/admin", "/admin/revoke", node=node.node_id, confirm="yes")
     assert status == 422
     assert "Le poste n'a pas été révoqué." in text
-    assert "cannot revoke itself" in text
+    assert "Un poste ne peut pas se révoquer lui-même" in text
 
 
 async def test_admin_posts_are_refused_without_csrf_or_role(client: TestClient, node: Node) -> None:

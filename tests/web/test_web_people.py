@@ -5,8 +5,6 @@ from __future__ import annotations
 import html
 import logging
 import re
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -18,30 +16,12 @@ from node import Node, make_app
 from node import _web_support as support
 from node._auth import Principal
 from node._users import async_set_language, async_update_user
-from tests.node.nodes import StepClock, new_data_dir, open_node
-from tests.web.helpers import csrf_of
+from tests.web.helpers import PASSWORD, csrf_of
 
-PASSWORD = "correct horse battery"
-ROLES = {"op": "operator", "rel": "releaser", "chef": "head", "adm": "admin"}
 BADGE = "04A1B2C3D4"
 PIN = "4821"
 SET = "JDIGGRBA#111"
 DEVICE = Principal("device:STE-1", "operator")
-
-
-@pytest.fixture
-async def node(tmp_path: Path) -> AsyncIterator[Node]:
-    node = await open_node(new_data_dir(tmp_path), clock=StepClock(step=1000))
-    for login, role in ROLES.items():
-        await node.async_add_user(login, role, PASSWORD, "test")
-    yield node
-    await node.async_close()
-
-
-@pytest.fixture
-async def client(node: Node, aiohttp_client: Any) -> TestClient:
-    client: TestClient = await aiohttp_client(make_app(node))
-    return client
 
 
 def user(node: Node, login: str) -> dict[str, Any]:
@@ -194,7 +174,7 @@ async def test_admin_gives_a_badge_and_pin_then_takes_them_back(
         client, "/admin", "/admin/badge", **{**fields, "pin": "12", "pin2": "12"}
     )
     assert resp.status == 422
-    assert "4 to 8 digits" in await resp.text()
+    assert "Un code PIN compte 4 à 8 chiffres." in html.unescape(await resp.text())
     resp = await post_form(client, "/admin", "/admin/badge", **fields)
     assert resp.status == 200
     page = html.unescape(await resp.text())
@@ -204,7 +184,7 @@ async def test_admin_gives_a_badge_and_pin_then_takes_them_back(
 
     resp = await post_form(client, "/admin", "/admin/badge", **{**fields, "login": "chef"})
     assert resp.status == 409
-    assert "already given to op" in await resp.text()
+    assert "Ce badge est déjà attribué à op." in html.unescape(await resp.text())
 
     client.session.cookie_jar.clear()
     assert (await badge_login(client, BADGE, PIN)).status == 303

@@ -1,0 +1,189 @@
+"""Scheduled backups where people look: a card on the admin page, an alert on the dashboard."""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import re
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+from aiohttp.test_utils import TestClient
+
+from node import Node
+from node._backup import ScheduledBackups
+from node._users import async_update_user
+from node._web_support import local_time
+from tests.web.helpers import PASSWORD, csrf_of
+
+SHOWN = "%d/%m/%Y %H:%M"
+
+Schedule = Callable[..., ScheduledBackups]
+
+
+@pytest.fixture
+async def schedule(node: Node) -> AsyncIterator[Schedule]:
+    """Start scheduled backups of the node into a folder, as `[backup]` in node.toml does."""
+    started: list[ScheduledBackups] = []
+
+    def start(folder: Path, every_hours: float = 24) -> ScheduledBackups:
+        backups = ScheduledBackups(
+            node, {"backup": {"folder": str(folder), "every_hours": every_hours}}
+        )
+        backups.start()  # the first run comes after a minute, or one period when shorter
+        started.append(backups)
+        return backups
+
+    yield start
+    for backups in started:
+        await backups.async_stop()
+
+
+async def login(client: TestClient, user: str) -> None:
+    client.session.cookie_jar.clear()
+    page = await client.get("/login")
+    resp = await client.post(
+        "/login", data={"csrf": csrf_of(await page.text()), "login": user, "password": PASSWORD}
+    )
+    assert resp.status == 200, user
+
+
+async def text_of(client: TestClient, path: str) -> str:
+    resp = await client.get(path)
+    assert resp.status == 200, path
+    return html.unescape(await resp.text())
+
+
+def card(page: str) -> str:
+    match = re.search(r'<section class="card" id="backups">(.*?)</section>', page, re.S)
+    assert match is not None, page[:1000]
+    return match.group(1)
+
+
+def alert(page: str) -> str | None:
+    """The dashboard's backup alert, up to the line that follows it."""
+    match = re.search(
+        r'<div class="flash [a-z]+" role="alert" id="backup-alert"(.*?)<p class="muted live">',
+        page,
+        re.S,
+    )
+    return None if match is None else match.group(1)
+
+
+def cell(page: str, name: str) -> str:
+    match = re.search(rf'<td[^>]* id="{name}">(.*?)</td>', page, re.S)
+    assert match is not None, name
+    return match.group(1)
+
+
+async def test_without_backup_settings_the_admin_page_says_so(
+    client: TestClient, node: Node
+) -> None:
+    assert node.backup_status is None
+    await login(client, "adm")
+    shown = card(await text_of(client, "/admin"))
+    assert "<h2>Sauvegardes</h2>" in shown
+    assert 'id="backup-off"' in shown
+    assert "ne sont pas configurées sur ce poste" in shown
+    assert "[backup]" in shown
+    assert alert(await text_of(client, "/dashboard")) is None
+
+
+async def test_a_failing_schedule_alerts_the_dashboard_and_the_admin_card_says_why(
+    client: TestClient, node: Node, schedule: Schedule, tmp_path: Path
+) -> None:
+    folder = tmp_path / "unplugged"  # the share is not mounted
+    backups = schedule(folder, every_hours=0.0004)  # a run every 1.44 s, the first one too
+    await login(client, "chef")
+    for _ in range(100):
+        page = await text_of(client, "/dashboard")
+        if alert(page) is not None:
+            break
+        await asyncio.sleep(0.1)
+    said = alert(page)
+    assert said is not None, "no alert after 10 s"
+    status = backups.status()
+    assert status["state"] == "failing"
+    assert 'data-state="failing"' in said
+    assert "Les sauvegardes de ce poste échouent." in said
+    assert "Aucune sauvegarde n'a encore réussi." in said
+    assert "does not exist" in status["last_error"]
+    assert status["last_error"] in said
+    assert "/admin#backups" not in said  # a head cannot do anything about it there
+    body = await text_of(client, "/dashboard/body")  # what the live refresh fetches
+    assert alert(body) is not None
+
+    await login(client, "adm")
+    assert "/admin#backups" in (alert(await text_of(client, "/dashboard")) or "")
+    shown = card(await text_of(client, "/admin"))
+    assert 'class="badge backup-failing" id="backup-state" data-state="failing">En échec<' in shown
+    assert str(folder) in cell(shown, "backup-folder")
+    error = cell(shown, "backup-error")
+    assert backups.status()["last_error"] in error
+    assert local_time(backups.status()["last_error_at"], node.timezone, SHOWN) in error
+    assert "Aucune pour l'instant." in cell(shown, "backup-last-ok")
+    assert re.search(r"<td>\d+ \(dont \d+ en échec\)</td>", shown)
+
+
+async def test_a_good_backup_is_ok_without_alert_then_late_with_one(
+    client: TestClient, node: Node, schedule: Schedule, tmp_path: Path
+) -> None:
+    folder = tmp_path / "share"
+    folder.mkdir()
+    backups = schedule(folder)
+    await login(client, "adm")
+    shown = card(await text_of(client, "/admin"))
+    assert 'data-state="pending">Première sauvegarde à venir<' in shown
+    assert "Toutes les 24 h ; les 14 fichiers les plus récents sont gardés" in shown
+    assert alert(await text_of(client, "/dashboard")) is None
+
+    await backups.run_once()
+    status = backups.status()
+    assert status["state"] == "ok"
+    shown = card(await text_of(client, "/admin"))
+    assert 'data-state="ok">À jour<' in shown
+    last_ok = cell(shown, "backup-last-ok")
+    paris = local_time(status["last_ok_at"], ZoneInfo("Europe/Paris"), SHOWN)
+    utc = local_time(status["last_ok_at"], ZoneInfo("UTC"), SHOWN)
+    assert paris in last_ok  # the hospital's time zone, not UTC
+    assert utc not in last_ok
+    assert status["last_file"] in last_ok
+    assert [p.name for p in folder.iterdir()] == [status["last_file"]]
+    assert 'id="backup-error"' not in shown
+    for user in ("chef", "adm"):
+        await login(client, user)
+        assert alert(await text_of(client, "/dashboard")) is None, user
+        assert alert(await text_of(client, "/dashboard/body")) is None, user
+
+    # two periods without a good backup: late
+    assert backups.last_ok_at is not None
+    backups.last_ok_at -= 3 * backups.every_s
+    status = backups.status()
+    assert status["state"] == "stale"
+    said = alert(await text_of(client, "/dashboard"))
+    assert said is not None
+    assert '<div class="flash warn" role="alert"' in await text_of(client, "/dashboard")
+    assert "Les sauvegardes de ce poste sont en retard." in said
+    last = local_time(status["last_ok_at"], node.timezone, SHOWN)
+    assert f"Dernière sauvegarde réussie : {last}." in said
+    assert 'data-state="stale">En retard<' in card(await text_of(client, "/admin"))
+
+
+async def test_the_card_and_the_alert_in_dutch(
+    client: TestClient, node: Node, schedule: Schedule, tmp_path: Path
+) -> None:
+    backups = schedule(tmp_path / "missing")
+    await backups.run_once()
+    await async_update_user(node, "adm", {"lang": "nl"}, "test")
+    await login(client, "adm")
+    shown = card(await text_of(client, "/admin"))
+    assert "<h2>Back-ups</h2>" in shown
+    assert 'data-state="failing">Mislukt<' in shown
+    assert "Elke 24 u; de 14 nieuwste bestanden worden bewaard" in shown
+    said = alert(await text_of(client, "/dashboard"))
+    assert said is not None
+    assert "De back-ups van deze post mislukken." in said
+    assert "Nog geen enkele back-up is gelukt." in said
+    assert "Zie de beheerpagina." in said
