@@ -505,14 +505,27 @@ class Fold:
             days.update((name, r.day) for r in machine.items if r.type in LOADED)
         return sorted(days)
 
-    def set_status(self, code: str, today: str | None = None) -> SetView:
-        """Where a set is and its status; with `today` (YYYY-MM-DD), whether it expired."""
-        return set_view(self, code, today)
+    def set_status(self, code: str, today: str | None = None, *, events: bool = True) -> SetView:
+        """Where a set is and its status; with `today` (YYYY-MM-DD), whether it expired.
 
-    def load(self, no: str) -> LoadView | None:
-        """A load's contents, cycle, release and labels; None for an unknown number."""
+        `events=False`: without the set's event ids (cheaper, for views of every set).
+        """
+        return set_view(self, code, today, events=events)
+
+    def last_event(self, code: str) -> str | None:
+        """The id of the set's latest own event that is not voided."""
+        st = self._sets.get(code)
+        if st is None:
+            return None
+        return next((r.id for r in reversed(st.items) if r.id not in self._voided), None)
+
+    def load(self, no: str, *, labels: bool = True) -> LoadView | None:
+        """A load's contents, cycle, release and labels; None for an unknown number.
+
+        `labels=False`: without its labels (cheaper, for lists of loads).
+        """
         load = self._loads.get(no)
-        return None if load is None else load_view(load)
+        return None if load is None else load_view(load, labels=labels)
 
     def endoscope(self, code: str) -> EndoscopeView:
         """An endoscope's reprocessing state (status unknown when no event names it)."""

@@ -169,8 +169,11 @@ def set_expiry(fold: Fold, st: SetState, sterilized: str | None = None) -> str |
     return expiry(sterilized, days)
 
 
-def set_view(fold: Fold, code: str, today: str | None) -> SetView:
-    """The view of a set; with `today`, a sterile set past its expiry is `expired`."""
+def set_view(fold: Fold, code: str, today: str | None, *, events: bool = True) -> SetView:
+    """The view of a set; with `today`, a sterile set past its expiry is `expired`.
+
+    `events=False` leaves its event ids out (views of every set at once, e.g. a dashboard).
+    """
     ref = fold.reference
     type_code = None if ref is None else ref.type_code(code)
     storage = None if ref is None else ref.locations.get(code)
@@ -211,7 +214,7 @@ def set_view(fold: Fold, code: str, today: str | None) -> SetView:
         expired=expired,
         packaging=st.packaging,
         packer=st.packer,
-        events=tuple(r.id for r in st.items if r.id not in voided),
+        events=tuple(r.id for r in st.items if r.id not in voided) if events else (),
         anomalies=tuple(a.id for a in st.anomalies),
     )
 

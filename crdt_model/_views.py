@@ -469,8 +469,8 @@ class MachineState:
         return found
 
 
-def load_view(load: LoadState) -> LoadView:
-    """The view of a load."""
+def load_view(load: LoadState, *, labels: bool = True) -> LoadView:
+    """The view of a load; `labels=False` leaves its labels out (lists of many loads)."""
     first = load.loaded[0] if load.loaded else None
     cycle = load.cycles[-1] if load.cycles else None
     decision = _decision(load)
@@ -489,7 +489,7 @@ def load_view(load: LoadState) -> LoadView:
         cycles=tuple(r.id for r in load.cycles),
         release=None if decision is None else ReleaseInfo.of(decision),
         releases=tuple(r.id for r in load.releases),
-        labels=tuple(LabelInfo.of(r) for r in load.labels),
+        labels=tuple(LabelInfo.of(r) for r in load.labels) if labels else (),
         anomalies=anomaly_ids(load.anomalies),
     )
 

@@ -39,7 +39,7 @@ def dashboard_context(request: web.Request, zones: dict[str, str]) -> dict[str, 
     today = node.trace.today(now_ms)
     tomorrow = (date.fromisoformat(today) + timedelta(days=1)).isoformat()
 
-    views = [fold.set_status(code, today) for code in fold.set_codes()]
+    views = [fold.set_status(code, today, events=False) for code in fold.set_codes()]
     placed: Counter[tuple[str, str]] = Counter((v.status, set_zone(node, v, zones)) for v in views)
     columns = [*ZONES, *sorted({z for _, z in placed} - set(ZONES))]
     matrix = {
@@ -55,7 +55,7 @@ def dashboard_context(request: web.Request, zones: dict[str, str]) -> dict[str, 
     loads = [
         v
         for n in sorted(node.trace.loads_by_day.get(today, ()))
-        if (v := fold.load(n)) is not None and v.day == today
+        if (v := fold.load(n, labels=False)) is not None and v.day == today
     ]
     per_machine: Counter[tuple[str, str]] = Counter(
         (v.kind or "", v.machine or "?") for v in loads if v.cycle is not None
@@ -123,7 +123,8 @@ def set_zone(node: Node, view: cm.SetView, zones: dict[str, str]) -> str:
     The latest of the set's own events and the load event (cycle, decision) its status
     comes from; a voided event is not among them.
     """
-    latest = max([*view.events[-1:], *([view.since] if view.since else [])], default=None)
+    own = node.trace.fold.last_event(view.set)
+    latest = max([*([own] if own else []), *([view.since] if view.since else [])], default=None)
     if latest is None:
         return ""
     zone = zones.get(latest)
