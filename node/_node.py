@@ -50,6 +50,8 @@ COMPACT_EVERY = 1000
 KEEP_REFERENCES = 3
 """Reference exports kept; older ones are retired."""
 DEFAULT_TIMEZONE = "Europe/Paris"
+FREEZE_MIN_EVENTS = 10_000
+"""Events held before the first freeze after start-up (see Node._freeze)."""
 USER_KEPT = ("badge", "pin", "lang")
 """What a user keeps when an administrator replaces their role or password."""
 
@@ -183,6 +185,7 @@ class Node:
         self.docs: dict[str, Doc[Any]] = {}
         self.metrics = Metrics()
         self.failed: str | None = None
+        self._freeze_at = FREEZE_MIN_EVENTS
         self._lock: IO[bytes] | None = None
         self._store: Store | None = None
         self._captured: list[bytes] = []
@@ -268,7 +271,7 @@ class Node:
             await self.async_close()
             raise
         # what start-up built lives as long as the node: keep it out of the collector's scans
-        gc.freeze()
+        self._freeze()
         _LOGGER.info(
             "node %s (%s) open: %d events, incarnation %d",
             self.code,
@@ -414,7 +417,21 @@ class Node:
         settings = cm.cluster_get(self.docs[cm.CLUSTER_DOC], "settings", "views") or {}
         self.trace.set_settings(settings)
 
+    def _freeze(self) -> None:
+        """Collect, then move every object alive into the collector's permanent generation.
+
+        The views of a day of events are millions of long-lived objects: a full collection
+        scanning them all takes a fifth of a second, often in the middle of a page. Done at
+        start-up and each time the events grew by a quarter, later full collections scan
+        only what came since.
+        """
+        gc.collect()
+        gc.freeze()
+        self._freeze_at = max(FREEZE_MIN_EVENTS, self.index.count + self.index.count // 4)
+
     def _after_commit(self, name: str, update: bytes, origin: str | None) -> None:
+        if self.index.count >= self._freeze_at:
+            self._freeze()
         if name.startswith(cm.REF_PREFIX) or name == cm.CLUSTER_DOC:
             self._refresh_views()
         self._log_counts[name] = self._log_counts.get(name, 0) + 1
