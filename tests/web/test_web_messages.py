@@ -12,28 +12,14 @@ from aiohttp.test_utils import TestClient
 import crdt_model as cm
 from crdt_model._anomalies import make_anomaly
 from node import Node
-from node._auth import Principal
 from node._web_support import load_catalogs, say_anomaly, translator
-from tests.web.helpers import PASSWORD, csrf_of
+from tests.web.helpers import DEVICE, OP, SET, csrf_of, login_in
 
-SET = "JDIGGRBA#111"
-OP = Principal("op", "operator")
-DEVICE = Principal("device:STE-1", "operator")
 CODE_CHARS = {
     "fr": "ne peut contenir que des lettres, des chiffres, des espaces et # . / : + -",
     "nl": "mag alleen letters, cijfers, spaties en # . / : + - bevatten",
     "en": "may hold only letters, digits, spaces and # . / : + -",
 }
-
-
-async def login(client: TestClient, user: str, lang: str) -> None:
-    client.session.cookie_jar.clear()
-    client.session.cookie_jar.update_cookies({"sm_lang": lang})
-    page = await client.get("/login")
-    resp = await client.post(
-        "/login", data={"csrf": csrf_of(await page.text()), "login": user, "password": PASSWORD}
-    )
-    assert resp.status == 200
 
 
 async def get(client: TestClient, path: str) -> str:
@@ -94,7 +80,7 @@ def dashboard_anomalies(page: str) -> dict[str, str]:
 async def test_a_scanned_code_with_bad_characters_is_refused_in_the_operator_language(
     client: TestClient, node: Node, lang: str, said: str
 ) -> None:
-    await login(client, "op", lang)
+    await login_in(client, "op", lang)
     page = await station_step(client, "sale", "JDIGG%111", "receive")
     assert flash_of(page) == said.format(chars=CODE_CHARS[lang])
     assert node.index.count == 0
@@ -105,7 +91,7 @@ async def test_a_field_error_keeps_its_parameters_in_dutch(client: TestClient, n
     await node.async_submit(
         {"type": "wash.loaded", "machine": "LAV-1", "program": "P", "sets": [SET]}, OP
     )
-    await login(client, "op", "nl")
+    await login_in(client, "op", "nl")
     before = node.index.count
     page = await station_step(client, "sale", SET, "wash_pass", cycle_no="4" * 40)
     assert flash_of(page) == (
@@ -117,7 +103,7 @@ async def test_a_field_error_keeps_its_parameters_in_dutch(client: TestClient, n
 async def test_a_bad_set_in_a_scanned_load_is_named_by_its_place_in_french(
     client: TestClient, node: Node
 ) -> None:
-    await login(client, "op", "fr")
+    await login_in(client, "op", "fr")
     page = await post_form(
         client,
         "/loads/new?kind=wash",
@@ -191,7 +177,7 @@ async def test_dashboard_anomalies_are_in_the_person_language(
     client: TestClient, node: Node, lang: str, bowie_dick: str, order: str
 ) -> None:
     load, day = await unusual_sterilizer_load(node)
-    await login(client, "chef", lang)
+    await login_in(client, "chef", lang)
     shown = dashboard_anomalies(await get(client, "/dashboard"))
     assert shown == {
         "no_bowie_dick": bowie_dick.format(day=day, load=load),
@@ -220,7 +206,7 @@ async def test_a_load_released_on_a_failed_cycle_says_so_in_dutch_on_its_pages(
     # a release the rules refuse at a station, as a peer could still have recorded it
     await node.async_record({"type": "load.released", "load": load, "decision": "released"}, OP)
     said = f"Lading {load} vrijgegeven met een mislukte cyclus."
-    await login(client, "chef", "nl")
+    await login_in(client, "chef", "nl")
 
     page = await get(client, f"/loads/{quote(load)}")
     assert anomalies_in(page, "load-anomalies")["release_without_passed_cycle"] == said
@@ -246,7 +232,7 @@ async def test_a_set_shows_its_open_anomalies_and_why_it_is_quarantined_in_dutch
     await node.async_record(
         {"type": "wash.cycle", "machine": "LAV-2", "cycle_no": "7", "result": "fail"}, OP
     )
-    await login(client, "op", "nl")
+    await login_in(client, "op", "nl")
     page = await get(client, f"/station?zone=sale&code={quote(SET)}")
     said = (
         f"Set {SET} is in lading {second['load']} geladen terwijl hij nog in de open lading "
@@ -265,7 +251,7 @@ async def test_a_set_shows_its_open_anomalies_and_why_it_is_quarantined_in_dutch
 async def test_a_refused_anomaly_decision_says_why_in_dutch(client: TestClient, node: Node) -> None:
     await unusual_sterilizer_load(node)
     anomaly = node.trace.fold.anomalies(open_only=True)[0]
-    await login(client, "chef", "nl")
+    await login_in(client, "chef", "nl")
     before = node.index.count
     page = await post_form(
         client,

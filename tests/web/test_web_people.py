@@ -14,14 +14,11 @@ from aiohttp.test_utils import TestClient
 import crdt_model as cm
 from node import Node, make_app
 from node import _web_support as support
-from node._auth import Principal
 from node._users import async_set_language, async_update_user
-from tests.web.helpers import PASSWORD, csrf_of
+from tests.web.helpers import PASSWORD, SET, csrf_of, load_with_cycle
 
 BADGE = "04A1B2C3D4"
 PIN = "4821"
-SET = "JDIGGRBA#111"
-DEVICE = Principal("device:STE-1", "operator")
 
 
 def user(node: Node, login: str) -> dict[str, Any]:
@@ -274,22 +271,9 @@ async def test_users_api_sets_and_clears_badge_pin_and_language(
 # -- PIN confirmation of a release --------------------------------------------------------
 
 
-async def passed_load(node: Node) -> str:
-    """A sterilizer load whose cycle passed, waiting for its release."""
-    op = Principal("op", "operator")
-    await node.async_submit({"type": "set.received", "set": SET}, op)
-    event, _ = await node.async_submit(
-        {"type": "steri.loaded", "machine": "STE-1", "program": "P", "sets": [SET]}, op
-    )
-    await node.async_record(
-        {"type": "steri.cycle", "machine": "STE-1", "cycle_no": "7", "result": "pass"}, DEVICE
-    )
-    return str(event["load"])
-
-
 async def test_a_release_is_signed_with_the_pin(client: TestClient, node: Node) -> None:
     await async_update_user(node, "rel", {"pin": PIN}, "test")
-    load = await passed_load(node)
+    load = await load_with_cycle(node, "pass")
     url = f"/loads/{quote(load)}"
     await password_login(client, "rel")
     page = html.unescape(await (await client.get(url)).text())
@@ -311,7 +295,7 @@ async def test_a_release_is_signed_with_the_pin(client: TestClient, node: Node) 
 
 async def test_wrong_pins_count_in_the_rate_limit(client: TestClient, node: Node) -> None:
     await async_update_user(node, "rel", {"pin": PIN}, "test")
-    load = await passed_load(node)
+    load = await load_with_cycle(node, "pass")
     url = f"/loads/{quote(load)}"
     await password_login(client, "rel")
     before = node.index.count
@@ -327,7 +311,7 @@ async def test_wrong_pins_count_in_the_rate_limit(client: TestClient, node: Node
 
 async def test_the_station_release_is_signed_too(client: TestClient, node: Node) -> None:
     await async_update_user(node, "rel", {"pin": PIN}, "test")
-    await passed_load(node)
+    await load_with_cycle(node, "pass")
     await password_login(client, "rel")
     page = await (await client.get("/station", params={"zone": "sterile", "code": SET})).text()
     assert re.search(r'<input name="confirm" type="password" inputmode="numeric"', page)

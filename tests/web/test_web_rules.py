@@ -10,22 +10,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from node import Node
-from node._auth import Principal
-from tests.web.helpers import PASSWORD, csrf_of
-
-SET = "JDIGGRBA#111"
-OP = Principal("op", "operator")
-DEVICE = Principal("device:STE-1", "operator")
-
-
-async def login(client: TestClient, user: str, lang: str = "fr") -> None:
-    client.session.cookie_jar.clear()
-    client.session.cookie_jar.update_cookies({"sm_lang": lang})
-    page = await client.get("/login")
-    resp = await client.post(
-        "/login", data={"csrf": csrf_of(await page.text()), "login": user, "password": PASSWORD}
-    )
-    assert resp.status == 200
+from tests.web.helpers import DEVICE, OP, PASSWORD, SET, csrf_of, load_with_cycle, login_in
 
 
 async def post_form(client: TestClient, form_page: str, target: str, **fields: str) -> str:
@@ -40,17 +25,6 @@ def flash_of(page: str) -> str:
     return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", match.group(1))).strip()
 
 
-async def failed_load(node: Node) -> str:
-    await node.async_submit({"type": "set.received", "set": SET}, OP)
-    event, _ = await node.async_submit(
-        {"type": "steri.loaded", "machine": "STE-1", "program": "P", "sets": [SET]}, OP
-    )
-    await node.async_record(
-        {"type": "steri.cycle", "machine": "STE-1", "cycle_no": "815", "result": "fail"}, DEVICE
-    )
-    return str(event["load"])
-
-
 @pytest.mark.parametrize(
     ("lang", "said"),
     [
@@ -62,9 +36,9 @@ async def failed_load(node: Node) -> str:
 async def test_a_refused_release_is_said_in_the_person_language(
     client: TestClient, node: Node, lang: str, said: str
 ) -> None:
-    load = await failed_load(node)
+    load = await load_with_cycle(node, "fail", "815")
     url = f"/loads/{quote(load)}"
-    await login(client, "rel", lang)
+    await login_in(client, "rel", lang)
     before = node.index.count
     page = await post_form(client, url, f"{url}/release", decision="released", password=PASSWORD)
     assert flash_of(page) == said.format(load=load)
@@ -72,7 +46,7 @@ async def test_a_refused_release_is_said_in_the_person_language(
 
 
 async def test_the_api_keeps_the_english_refusal(client: TestClient, node: Node) -> None:
-    load = await failed_load(node)
+    load = await load_with_cycle(node, "fail", "815")
     token = await node.async_create_token("station", "releaser", "test")
     resp = await client.post(
         "/api/events",
@@ -92,7 +66,7 @@ async def test_warnings_are_translated_with_their_parameters(
     client: TestClient, node: Node
 ) -> None:
     await node.async_submit({"type": "set.received", "set": SET}, OP)
-    await login(client, "op", "fr")
+    await login_in(client, "op", "fr")
     page = await post_form(
         client,
         "/loads/new?kind=steri",
@@ -122,7 +96,7 @@ async def test_a_refused_label_says_why_in_dutch(client: TestClient, node: Node)
     )
     load = str(event["load"])
     url = f"/loads/{quote(load)}"
-    await login(client, "op", "nl")
+    await login_in(client, "op", "nl")
     page = await post_form(client, url, f"{url}/label", set=SET)
     assert flash_of(page) == (
         f"Het etiket werd geweigerd. Set {SET}, lading {load}: de lading is nog niet vrijgegeven."
@@ -168,7 +142,7 @@ async def test_sets_are_counted_in_the_zone_of_their_latest_event(
         },
         DEVICE,
     )
-    await login(client, "chef", "fr")
+    await login_in(client, "chef", "fr")
     page = await (await client.get("/dashboard/body")).text()
     assert zone_cells(page, "dirty") == {"sale": "1", "propre": "", "sterile": "2", "office": "1"}
     assert zone_cells(page, "sterilized") == {
@@ -192,6 +166,6 @@ async def test_a_set_whose_events_are_all_voided_is_counted_apart(
     await node.async_submit({"type": "event.voided", "target": event["id"], "reason": "typo"}, OP)
     view = node.trace.fold.set_status("C#1")
     assert view.events == ()
-    await login(client, "chef", "en")
+    await login_in(client, "chef", "en")
     page = await (await client.get("/dashboard/body")).text()
     assert zone_cells(page, view.status) == {"sale": "", "propre": "", "sterile": "", "": "1"}
