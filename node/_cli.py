@@ -257,6 +257,11 @@ def status(data_dir: Path, as_json: bool) -> None:
     click.echo(
         "reference: " + (f"{ref['export_id']} exported {ref['exported_at']}" if ref else "none")
     )
+    backup = info.get("backup")
+    if backup is not None:
+        last = backup.get("last_ok_at") or "none yet"
+        line = f"backups: {backup['state']}, last good {last}, into {backup['folder']}"
+        click.echo(line + (f"; last error: {backup['last_error']}" if backup["last_error"] else ""))
     if info.get("failure"):
         click.echo(f"FAILED: {info['failure']}")
 

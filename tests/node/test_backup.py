@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import re
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -292,6 +293,9 @@ async def test_the_node_backs_itself_up_on_schedule_and_keeps_the_newest(
         assert backup["failures"] == 0
         _, metrics = await api(node, admin, "GET", "/metrics")
         assert b"sterimesh_backup_ok 1.0" in metrics
+        code, said, err = await ainvoke("status", "--data", str(root))
+        assert code == 0, err
+        assert re.search(rf"backups: ok, last good 20\S+, into {re.escape(str(folder))}", said)
         assert node.stop() == 0  # a clean stop, the schedule ended
     files = sorted(folder.glob("sterimesh-A-*.zip"))
     assert len(files) == 2  # older ones pruned
