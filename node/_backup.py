@@ -20,7 +20,6 @@ import hashlib
 import io
 import json
 import logging
-import os
 import shutil
 import time
 import zipfile
@@ -35,7 +34,7 @@ from pycrdt import Doc
 import crdt_model as cm
 
 from ._cluster import next_code
-from ._layout import DataDir
+from ._layout import DataDir, write_private
 from ._node import VERSION, Node, NodeError, creating_store, found_cluster
 
 _LOGGER = logging.getLogger(__name__)
@@ -143,16 +142,9 @@ def write_file(path: Path, data: bytes) -> None:
         raise BackupError(f"{path} is a folder: give a file name")
     if not path.parent.is_dir():
         raise BackupError(f"{path.parent} does not exist")
-    tmp = path.with_name(f".{path.name}.part")
     try:
-        with tmp.open("wb") as fh:
-            tmp.chmod(0o600)
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        tmp.replace(path)
+        write_private(path, data)
     except OSError as err:
-        tmp.unlink(missing_ok=True)
         raise BackupError(f"cannot write {path}: {err.strerror or err}") from None
 
 

@@ -21,7 +21,7 @@ from ._backup import (
     write_backup,
     write_file,
 )
-from ._layout import DataDir, DataDirError
+from ._layout import CONTROL_URL, DataDir, DataDirError, control_session
 from ._node import Node, NodeError
 from ._store import StoreError
 
@@ -44,11 +44,10 @@ async def _offline_backup(data: DataDir) -> bytes:
 
 async def _served_backup(data: DataDir) -> bytes:
     """GET /api/backup from the node serving `data`, over its control socket, with progress."""
-    connector = aiohttp.UnixConnector(path=str(data.socket))
     timeout = aiohttp.ClientTimeout(total=None, sock_read=600)
-    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+    async with control_session(data, timeout=timeout) as session:
         try:
-            async with session.get("http://node/api/backup") as resp:
+            async with session.get(CONTROL_URL + "/api/backup") as resp:
                 if resp.status != 200:
                     answer = await resp.json(content_type=None)
                     raise BackupError(str(answer.get("error", f"HTTP {resp.status}")))

@@ -23,7 +23,14 @@ from ._bundle import BundleError, read_bundle
 from ._cluster import async_invite, async_join, async_revoke, members
 from ._cluster_demo import async_demo
 from ._feed_cli import feed
-from ._layout import DEFAULT_LISTEN, DEFAULT_SYNC_LISTEN, DataDir, DataDirError
+from ._layout import (
+    CONTROL_URL,
+    DEFAULT_LISTEN,
+    DEFAULT_SYNC_LISTEN,
+    DataDir,
+    DataDirError,
+    control_session,
+)
 from ._node import VERSION, Node, NodeError, init_node
 from ._pki import PkiError
 from ._sample import SCALES, write_sample
@@ -69,11 +76,10 @@ async def _control(
     data: DataDir, method: str, path: str, *, body: Any = None, raw: bytes | None = None
 ) -> Any:
     """A request to the node serving `data`, over its control socket."""
-    connector = aiohttp.UnixConnector(path=str(data.socket))
-    async with aiohttp.ClientSession(connector=connector) as session:
+    async with control_session(data) as session:
         kwargs: dict[str, Any] = {"json": body} if raw is None else {"data": raw}
         try:
-            async with session.request(method, "http://node" + path, **kwargs) as resp:
+            async with session.request(method, CONTROL_URL + path, **kwargs) as resp:
                 answer = await resp.json(content_type=None)
         except aiohttp.ClientError as err:
             raise _fail(f"the node serving {data.root} does not answer: {err}") from None

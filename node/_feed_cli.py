@@ -21,7 +21,7 @@ import click
 
 import crdt_model as cm
 
-from ._layout import DataDir, DataDirError, NodeRunningError
+from ._layout import CONTROL_URL, DataDir, DataDirError, NodeRunningError, control_session
 from ._node import Node, NodeError
 from ._store import StoreError
 
@@ -169,8 +169,7 @@ async def _from_store(data: DataDir, sink: _Sink, after: str | None, unacked: bo
 
 async def _pages(data: DataDir, after: str | None, unacked: bool) -> AsyncIterator[bytes]:
     """GET /api/feed of the node serving `data`, page after page, over its control socket."""
-    connector = aiohttp.UnixConnector(path=str(data.socket))
-    async with aiohttp.ClientSession(connector=connector) as session:
+    async with control_session(data) as session:
         while True:
             params = {"limit": str(PAGE)}
             if after is not None:
@@ -178,7 +177,7 @@ async def _pages(data: DataDir, after: str | None, unacked: bool) -> AsyncIterat
             if unacked:
                 params["unacked"] = "1"
             try:
-                async with session.get("http://node/api/feed", params=params) as resp:
+                async with session.get(CONTROL_URL + "/api/feed", params=params) as resp:
                     page = await resp.read()
                     status = resp.status
                     after = resp.headers.get("Sterimesh-Next-After")

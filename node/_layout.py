@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+import aiohttp
+
 DEFAULT_LISTEN = "127.0.0.1:8700"
 DEFAULT_SYNC_LISTEN = "0.0.0.0:8701"
 
@@ -90,3 +92,27 @@ class DataDir:
         except DataDirError:
             return False
         return False
+
+
+CONTROL_URL = "http://node"
+"""Base URL of requests over a node's control socket (the host part is not used)."""
+
+
+def control_session(data: DataDir, **kwargs: Any) -> aiohttp.ClientSession:
+    """An HTTP session to the node serving `data`, over its control socket."""
+    return aiohttp.ClientSession(connector=aiohttp.UnixConnector(path=str(data.socket)), **kwargs)
+
+
+def write_private(path: Path, data: bytes) -> None:
+    """Write a file whole or not at all (fsynced under a temporary name, then renamed), mode 0600."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise

@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import hashlib
-import os
 import secrets
 import ssl
 from dataclasses import dataclass
@@ -17,6 +16,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+
+from ._layout import write_private
 
 CA_YEARS = 30
 NODE_YEARS = 10
@@ -249,13 +250,7 @@ class NodePki:
     def write(self, path: Path, data: bytes) -> None:
         """Write a key or certificate, readable by the owner only."""
         self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        tmp.replace(path)
+        write_private(path, data)
 
     def ca_fingerprint(self) -> str:
         """The fingerprint peers and join tokens pin."""

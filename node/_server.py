@@ -130,21 +130,11 @@ class NodeServer:
 
     async def async_stop(self) -> None:
         """Stop serving, finish pending writes, release the data directory."""
-        if self.backups is not None:
-            await self.backups.async_stop()
-            self.backups = None
-        if self.capture is not None:
-            await self.capture.async_stop()
-            self.capture = None
-        if self.printing is not None:
-            await self.printing.async_stop()
-            self.printing = None
-        if self.scanners is not None:
-            await self.scanners.async_stop()
-            self.scanners = None
-        if self.replication is not None:
-            await self.replication.async_stop()
-            self.replication = None
+        services = (self.backups, self.capture, self.printing, self.scanners, self.replication)
+        self.backups = self.capture = self.printing = self.scanners = self.replication = None
+        for service in services:
+            if service is not None:
+                await service.async_stop()
         for runner in reversed(self._runners):
             await runner.cleanup()
         self._runners.clear()
