@@ -252,6 +252,39 @@ def _checked_apply(
     fold.add_many(added)
 
 
+def measure_small_checks(holdings: list[dict[str, bytes]], count: int = 20) -> dict[str, Any]:
+    """Check one-event updates against a day of the first node's events, as live sync does.
+
+    Median seconds per check, with a scratch copy of the document per check
+    (`sync.check_update`) and with a kept shadow (`sync.UpdateChecker`); each passed change
+    is applied to the document, as the node does, before the next check.
+    """
+    name = sorted(holdings[0])[0]
+    others: pycrdt.Doc[Any] = pycrdt.Doc()
+    others.apply_update(holdings[1][name])
+    updates = []
+    for _, event in list(cm.iter_events(others))[:count]:
+        one: pycrdt.Doc[Any] = pycrdt.Doc()
+        cm.add_event(one, event)
+        updates.append(one.get_update())
+    checker = sync.UpdateChecker()
+    out: dict[str, Any] = {"events_in_doc": 0}
+    for label, check in (("scratch", sync.check_update), ("shadow", checker.check)):
+        doc: pycrdt.Doc[Any] = pycrdt.Doc()
+        doc.apply_update(holdings[0][name])
+        out["events_in_doc"] = len(cm.events_map(doc))
+        check(doc, name, updates[0])  # the shadow is made here, once
+        times = []
+        for update in updates[1:]:
+            started = time.perf_counter()
+            change = check(doc, name, update)
+            times.append(time.perf_counter() - started)
+            assert change is not None
+            doc.apply_update(change)
+        out[label] = sorted(times)[len(times) // 2]
+    return out
+
+
 # -- nodes --------------------------------------------------------------------------
 
 
@@ -324,6 +357,7 @@ async def measure(workdir: Path, per_node: int = EVENTS_PER_NODE) -> dict[str, A
     recorded = [await record_offline(data, per_node) for data in datas]
     floor = measure_floor([r["docs"] for r in recorded])
     checked_floor = measure_floor([r["docs"] for r in recorded], checked=True)
+    small_checks = measure_small_checks([r["docs"] for r in recorded])
     total = sum(r["events"] for r in recorded)
 
     nodes = [NodeProcess(data) for data in datas]
@@ -392,6 +426,7 @@ async def measure(workdir: Path, per_node: int = EVENTS_PER_NODE) -> dict[str, A
         ],
         "floor": floor,
         "checked_floor": checked_floor,
+        "small_checks": small_checks,
         "nodes": {
             "seconds": seconds,
             "bytes": bytes_converged,
@@ -483,6 +518,13 @@ def render(results: dict[str, Any]) -> str:
         lines.append(
             f"aim: time <= {aim['time_ratio']:g}x floor: {'ok' if aim['time_ok'] else 'MISSED'}; "
             f"bytes <= {aim['bytes_ratio']:g}x floor: {'ok' if aim['bytes_ok'] else 'MISSED'}"
+        )
+    small = results.get("small_checks")
+    if small is not None:
+        lines.append(
+            f"one-event update checked against a day of {small['events_in_doc']:,} events "
+            f"(median): scratch copy {small['scratch'] * 1000:.1f} ms, "
+            f"kept shadow {small['shadow'] * 1000:.2f} ms"
         )
     lines.append("node cpu = CPU seconds of the three nodes per wall second until convergence")
     return "\n".join(lines)

@@ -75,7 +75,7 @@ class Ledger:
         """The peer's manifest: queue a diff of every document it lacks something of.
 
         Held-back authors are released when the manifest shows the peer holds them (it got
-        them elsewhere), or still lacks them once `Held.patience` has gone by (it is not
+        them elsewhere), or still lacks them after `Held.patient_until` (it is not
         getting them first-hand: a peer busy taking them in sends no manifest meanwhile).
         """
         self.peer_svs = {name: parse_state_vector(sv) for name, sv in docs.items()}
