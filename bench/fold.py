@@ -10,7 +10,9 @@ Anchor, measured in the same run on the same bytes: a plain loop that only decod
 values (cbor2.loads). Measured: full refold (decode + fold, one add_many per day, events of a
 day in storage order), incremental add of one event (a new one, and one arriving late from a
 peer with an older HLC: p50/p99 over 1,000 adds each), readiness of one day at hospital scale,
-and the resident memory the fold keeps. Aims: refold within 3x the anchor, readiness under
+and the resident memory the fold keeps. Two reference rows show what a fold costs before any
+rule: decoding each value and keeping it (the decoded map, or the fold's slim record) by id,
+as a fold must to replay an entity or answer a recall. Aims: refold within 3x the anchor, readiness under
 100 ms, one incremental event under 1 ms. Run: python -m bench fold (or python -m bench.fold).
 """
 
@@ -21,6 +23,7 @@ import os
 import random
 import tempfile
 import time
+from collections.abc import Callable
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -31,6 +34,7 @@ from bench._util import format_table, latency_summary
 from crdt_model import encode
 from crdt_model._fold import Fold
 from crdt_model._readiness import Reference, readiness
+from crdt_model._views import Record
 from node._bundle import read_bundle
 from node._sample import write_sample
 
@@ -319,6 +323,30 @@ def _new_events(history: _History, count: int) -> list[dict[str, Any]]:
     return events[:count]
 
 
+def _time_kept(days: list[list[bytes]], make: Callable[[Any, dict[str, str]], Any]) -> float:
+    """Decode every value and keep what `make` makes of it by event id: no rules, no views.
+
+    The least any fold that can answer about past events (replays, recall) keeps alive;
+    unlike the anchor, whose values die at once, its memory grows with the month.
+    """
+    kept: dict[str, Any] = {}
+    intern: dict[str, str] = {}
+    loads = cbor2.loads
+    gc.collect()
+    gc.disable()  # as the fold does while it folds a batch
+    try:
+        started = time.perf_counter()
+        for blobs in days:
+            for blob in blobs:
+                event = loads(blob)
+                kept[event["id"]] = make(event, intern)
+        elapsed = time.perf_counter() - started
+    finally:
+        gc.enable()
+    del kept
+    return elapsed
+
+
 def run() -> dict[str, Any]:
     """Measure and return the rows of the table."""
     ref = _reference()
@@ -333,6 +361,9 @@ def run() -> dict[str, Any]:
         for blob in blobs:
             loads(blob)
     anchor = time.perf_counter() - started
+
+    kept = _time_kept(days, lambda event, intern: event)
+    slim = _time_kept(days, Record)
 
     gc.collect()
     rss_before = _rss()
@@ -364,6 +395,18 @@ def run() -> dict[str, Any]:
     lat_late, lat_new = latency_summary(late), latency_summary(new)
     rows = [
         {"name": "anchor: decode CBOR only", "seconds": anchor, "ratio": 1.0, "aim": ""},
+        {
+            "name": "reference: decode, keep each event (dict by id)",
+            "seconds": kept,
+            "ratio": kept / anchor,
+            "aim": "",
+        },
+        {
+            "name": "reference: decode, keep a slim record per event",
+            "seconds": slim,
+            "ratio": slim / anchor,
+            "aim": "",
+        },
         {
             "name": "full refold (decode + fold)",
             "seconds": refold,

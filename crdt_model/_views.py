@@ -442,7 +442,9 @@ class MachineState:
     def restart(self, last: str, snapshot: Snapshot, count: int) -> None:
         """Go back to the state after record `last`."""
         self.last = last
-        self.open = {"wash": list(snapshot[0]), "steri": list(snapshot[1])}
+        # Open loads per kind, oldest first: dicts as ordered sets (a washer whose cycles are
+        # not captured can pile up thousands; membership and removal stay O(1)).
+        self.open = {"wash": dict.fromkeys(snapshot[0]), "steri": dict.fromkeys(snapshot[1])}
         self.count = count
 
     def step(self, rec: Record) -> str | None:
@@ -453,14 +455,14 @@ class MachineState:
         stack = self.open[KIND_OF[rec.type]]
         found: str | None = None
         if rec.type in LOADED:
-            if rec.load is not None and rec.load not in stack:
-                stack.append(rec.load)
+            if rec.load is not None:
+                stack.setdefault(rec.load)
         else:
             found = rec.load
             if found is None:
-                found = stack.pop() if stack else None
-            elif found in stack:
-                stack.remove(found)
+                found = stack.popitem()[0] if stack else None
+            else:
+                stack.pop(found, None)
             self.attr[rec.id] = found
         self.last = rec.id
         self.count += 1

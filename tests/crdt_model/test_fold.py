@@ -219,6 +219,24 @@ def test_a_cycle_without_load_goes_to_the_latest_open_load_of_its_machine() -> N
     assert fold.set_status("S1").status == "quarantined"
 
 
+def test_a_cycle_naming_its_load_closes_that_load_only() -> None:
+    s = Stamper()
+    s.make("steri.loaded", sets=["S1"], load="A-1")
+    s.make("steri.loaded", sets=["S2"], load="A-2")
+    s.make("steri.loaded", sets=["S3"], load="A-3")
+    s.make("steri.loaded", sets=["S4"], load="A-1")  # named again: keeps its place
+    named = s.make("steri.cycle", load="A-2")["id"]
+    latest = s.make("steri.cycle")["id"]
+    oldest = s.make("steri.cycle")["id"]
+    orphan = s.make("steri.cycle")["id"]
+    fold = fold_of(s.events)
+    assert fold.load("A-2").cycles == (named,)  # type: ignore[union-attr]
+    assert fold.load("A-3").cycles == (latest,)  # type: ignore[union-attr]
+    assert fold.load("A-1").cycles == (oldest,)  # type: ignore[union-attr]
+    assert fold.load("A-1").sets == ("S1", "S4")  # type: ignore[union-attr]
+    assert all(orphan not in fold.load(n).cycles for n in ("A-1", "A-2", "A-3"))  # type: ignore[union-attr]
+
+
 def test_a_washer_cycle_only_closes_a_washer_load() -> None:
     s = Stamper()
     s.make("wash.loaded", sets=["S1"], load="A-1", machine="M-1")
