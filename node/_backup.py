@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import hashlib
 import io
 import json
@@ -145,7 +146,31 @@ def write_file(path: Path, data: bytes) -> None:
     try:
         write_private(path, data)
     except OSError as err:
-        raise BackupError(f"cannot write {path}: {err.strerror or err}") from None
+        raise BackupError(f"cannot write {path}: {err.strerror or err}") from err
+
+
+FAILURE_REASONS = ("folder_missing", "no_space", "no_permission", "read_only", "damaged", "failed")
+"""Why a scheduled backup failed, in words a page can translate (`backup.error.<reason>`)."""
+
+_ERRNO_REASONS = {
+    errno.ENOSPC: "no_space",
+    errno.EDQUOT: "no_space",
+    errno.EACCES: "no_permission",
+    errno.EPERM: "no_permission",
+    errno.EROFS: "read_only",
+    errno.ENOENT: "folder_missing",
+}
+
+
+def failure_reason(err: BaseException, folder: Path, *, checking: bool = False) -> str:
+    """One of FAILURE_REASONS for a failed backup into `folder` (`checking`: the written
+    file failed its check)."""
+    if not folder.is_dir():
+        return "folder_missing"
+    cause = err if isinstance(err, OSError) else err.__cause__
+    if isinstance(cause, OSError) and cause.errno in _ERRNO_REASONS:
+        return _ERRNO_REASONS[cause.errno]
+    return "damaged" if checking else "failed"
 
 
 def check_backup(path: Path, progress: Progress | None = None) -> Checked:
@@ -354,6 +379,9 @@ class ScheduledBackups:
         self.last_file: str | None = None
         self.last_bytes: int | None = None
         self.last_error: str | None = None
+        """The technical detail of the last failure (English: paths and system messages)."""
+        self.last_reason: str | None = None
+        """The last failure as one of FAILURE_REASONS (what pages translate)."""
         self.last_error_at: float | None = None
         self._started = time.time()
         self._task: asyncio.Task[None] | None = None
@@ -400,22 +428,26 @@ class ScheduledBackups:
         self.runs += 1
         stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%SZ")
         path = self.folder / f"{self._prefix()}{stamp}.zip"
+        checking = False
         try:
             docs, info = snapshot(self.node), node_info(self.node)
             raw = await asyncio.to_thread(write_backup, info, docs)
             await asyncio.to_thread(write_file, path, raw)
+            checking = True
             await asyncio.to_thread(check_backup, path)
+            checking = False
             await asyncio.to_thread(self._prune)
         except (BackupError, OSError) as err:
             self.failures += 1
             self.last_error = str(err)[:300]
+            self.last_reason = failure_reason(err, self.folder, checking=checking)
             self.last_error_at = time.time()
             _LOGGER.error("scheduled backup failed: %s", self.last_error)  # noqa: TRY400 (one line)
             return
         self.last_ok_at = time.time()
         self.last_file = path.name
         self.last_bytes = len(raw)
-        self.last_error = None
+        self.last_error = self.last_reason = None
         _LOGGER.info("backup written to %s (%d bytes, checked)", path, len(raw))
 
     def _prefix(self) -> str:
@@ -448,6 +480,7 @@ class ScheduledBackups:
             "last_file": self.last_file,
             "last_bytes": self.last_bytes,
             "last_error": self.last_error,
+            "last_error_reason": self.last_reason,
             "last_error_at": _iso(self.last_error_at),
         }
 

@@ -15,6 +15,7 @@ import crdt_model as cm
 from node import Node
 from node import _web_support as support
 from node._auth import ADMIN_MESSAGES
+from node._backup import FAILURE_REASONS
 from node._web_dash import BACKUP_STATES
 from node._web_station import STEPS
 from tests.web.helpers import PASSWORD, ROLES, csrf_of, external_references
@@ -288,6 +289,7 @@ def test_every_message_is_in_every_catalog() -> None:
     used |= {f"zone.{z}" for z in cm.ZONES}
     used |= {f"event.{t}" for t in cm.EVENT_TYPES}
     used |= {f"backup.{s}" for s in BACKUP_STATES}
+    used |= {f"backup.error.{r}" for r in FAILURE_REASONS}
     for lang, catalog in catalogs.items():
         missing = sorted(used - set(catalog))
         assert missing == [], lang

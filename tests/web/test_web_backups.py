@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import errno
 import html
+import os
 import re
-from collections.abc import AsyncIterator, Callable
+import subprocess
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -13,9 +17,10 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from node import Node
-from node._backup import ScheduledBackups
+from node._backup import BackupError, ScheduledBackups, failure_reason
 from node._users import async_update_user
 from node._web_support import local_time
+from tests.helpers import STRICT
 from tests.web.helpers import PASSWORD, csrf_of
 
 SHOWN = "%d/%m/%Y %H:%M"
@@ -110,7 +115,9 @@ async def test_a_failing_schedule_alerts_the_dashboard_and_the_admin_card_says_w
     assert "Les sauvegardes de ce poste échouent." in said
     assert "Aucune sauvegarde n'a encore réussi." in said
     assert "does not exist" in status["last_error"]
-    assert status["last_error"] in said
+    assert status["last_error_reason"] == "folder_missing"
+    assert "le dossier des sauvegardes est introuvable" in said  # why, in the user's language
+    assert status["last_error"] in said  # and the detail for IT
     assert "/admin#backups" not in said  # a head cannot do anything about it there
     body = await text_of(client, "/dashboard/body")  # what the live refresh fetches
     assert alert(body) is not None
@@ -121,6 +128,7 @@ async def test_a_failing_schedule_alerts_the_dashboard_and_the_admin_card_says_w
     assert 'class="badge backup-failing" id="backup-state" data-state="failing">En échec<' in shown
     assert str(folder) in cell(shown, "backup-folder")
     error = cell(shown, "backup-error")
+    assert "le dossier des sauvegardes est introuvable" in error
     assert backups.status()["last_error"] in error
     assert local_time(backups.status()["last_error_at"], node.timezone, SHOWN) in error
     assert "Aucune pour l'instant." in cell(shown, "backup-last-ok")
@@ -187,3 +195,71 @@ async def test_the_card_and_the_alert_in_dutch(
     assert "De back-ups van deze post mislukken." in said
     assert "Nog geen enkele back-up is gelukt." in said
     assert "Zie de beheerpagina." in said
+
+
+@contextlib.contextmanager
+def full_disk(folder: Path) -> Iterator[None]:
+    """A real small file system mounted on `folder` (root), filled up by another file."""
+    folder.mkdir()
+    problem = None
+    if os.geteuid() != 0:
+        problem = "mounting a small file system needs root"
+    else:
+        done = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(folder)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        problem = done.stderr.strip() if done.returncode else None
+    if problem:
+        if STRICT:
+            pytest.fail(problem)
+        pytest.skip(problem)
+    try:
+        with contextlib.suppress(OSError), (folder / "other-files").open("wb") as fh:
+            while True:
+                fh.write(b"x" * 4096)
+                fh.flush()
+        yield
+    finally:
+        subprocess.run(["umount", str(folder)], check=True)
+
+
+async def test_a_full_backup_disk_is_said_in_words_the_head_reads(
+    client: TestClient, node: Node, schedule: Schedule, tmp_path: Path
+) -> None:
+    folder = tmp_path / "share"
+    with full_disk(folder):
+        backups = schedule(folder)
+        await backups.run_once()
+        status = backups.status()
+        assert (status["state"], status["last_error_reason"]) == ("failing", "no_space")
+        assert [p.name for p in folder.iterdir()] == ["other-files"]  # no partial backup left
+        await login(client, "chef")
+        said = alert(await text_of(client, "/dashboard"))
+        assert said is not None
+        assert "le dossier des sauvegardes est plein" in said
+        assert status["last_error"] in said  # the system's own words, for IT
+        await login(client, "adm")
+        assert "le dossier des sauvegardes est plein" in cell(
+            card(await text_of(client, "/admin")), "backup-error"
+        )
+
+
+@pytest.mark.parametrize(
+    ("err", "reason"),
+    [
+        (OSError(errno.ENOSPC, "No space left on device"), "no_space"),
+        (OSError(errno.EROFS, "Read-only file system"), "read_only"),
+        (OSError(errno.EACCES, "Permission denied"), "no_permission"),
+        (OSError(errno.EIO, "Input/output error"), "failed"),
+    ],
+)
+def test_each_system_error_has_its_reason(err: OSError, reason: str, tmp_path: Path) -> None:
+    assert failure_reason(err, tmp_path) == reason
+    wrapped = BackupError("cannot write")
+    wrapped.__cause__ = err
+    assert failure_reason(wrapped, tmp_path) == reason
+    assert failure_reason(err, tmp_path / "gone") == "folder_missing"
+    assert failure_reason(BackupError("checksum"), tmp_path, checking=True) == "damaged"
