@@ -77,15 +77,26 @@ Waiter = Future[Any] | asyncio.Future[Any]
 """Who hears of an operation's commit: a thread (Future) or a coroutine (asyncio.Future)."""
 
 
+def _owner_only(folder: Path) -> None:
+    """Take group and others' access away from the store folder and its files (older nodes')."""
+    for item in (folder, *folder.iterdir()):
+        mode = item.stat().st_mode & 0o777
+        if mode & 0o077:
+            item.chmod(mode & 0o700)
+
+
 class Store:
     """One node's LMDB environment: meta, update log and snapshots."""
 
     def __init__(self, path: Path, *, map_size: int = DEFAULT_MAP_SIZE) -> None:
         self.path = path
-        path.mkdir(parents=True, exist_ok=True)
+        # Owner only: the store holds password, PIN and token hashes and patient codes.
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        _owner_only(path)
         try:
             self._env = lmdb.open(
                 str(path),
+                mode=0o600,
                 map_size=map_size,
                 max_dbs=4,
                 subdir=True,

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import tempfile
 from pathlib import Path
 
@@ -189,3 +190,23 @@ async def test_second_process_on_same_data_is_refused(tmp_path: Path) -> None:
     with pytest.raises(NodeRunningError):
         await Node(data).async_open()
     await node.async_close()
+
+
+async def test_only_the_nodes_user_may_read_its_store(tmp_path: Path) -> None:
+    """The store holds password, PIN and token hashes and patient codes: owner only."""
+    old_umask = os.umask(0o022)
+    try:
+        data = new_data_dir(tmp_path)
+    finally:
+        os.umask(old_umask)
+
+    def modes() -> dict[str, int]:
+        items = [data.store, *data.store.iterdir()]
+        return {p.name: p.stat().st_mode & 0o777 for p in items}
+
+    assert modes() == {"store": 0o700, "data.mdb": 0o600, "lock.mdb": 0o600}
+    for item in (data.store, *data.store.iterdir()):  # a store made by an older version
+        item.chmod(0o755 if item.is_dir() else 0o644)
+    node = await open_node(data)
+    await node.async_close()
+    assert modes() == {"store": 0o700, "data.mdb": 0o600, "lock.mdb": 0o600}
