@@ -138,9 +138,7 @@ async def get_recall(request: web.Request) -> web.Response:
 
 async def get_feed(request: web.Request) -> web.StreamResponse:
     """Events as NDJSON in (hlc, id) order; ?after=ID&limit=N, or ?unacked=1."""
-    require(request, "feed") if request[PRINCIPAL_KEY].role == "integration" else require(
-        request, "read"
-    )
+    require(request, "feed" if request[PRINCIPAL_KEY].can("feed") else "read")
     node = _node(request)
     after = request.query.get("after") or None
     if after is not None:

@@ -17,7 +17,7 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "releaser": frozenset({"read", "record", "release", "resolve"}),
     "head": frozenset({"read", "resolve"}),
     "admin": frozenset({"read", "admin", "reference"}),
-    "integration": frozenset({"read", "feed", "reference"}),
+    "integration": frozenset({"feed", "reference"}),  # the platform: nothing else
     # a command run on the node's own machine through its control socket
     "local": frozenset({"read", "record", "release", "resolve", "admin", "reference", "feed"}),
 }

@@ -99,6 +99,31 @@ async def test_role_that_may_not_gets_403(
     assert api.node.index.count == 0
 
 
+async def test_the_platforms_token_reads_the_feed_and_nothing_else(api: Api) -> None:
+    status, _ = await api.post_event(**submission("set.received"))
+    assert status == 201
+    resp = await api.client.get(
+        "/api/feed", headers={"Authorization": f"Bearer {api.tokens['integration']}"}
+    )
+    assert resp.status == 200
+    assert b'"set.received"' in await resp.read()
+    for path in (
+        "/api/events",
+        "/api/status",
+        "/api/sets/JDIGGRBA%23111",
+        "/api/anomalies",
+        "/api/recall?patient=000211553",
+        "/api/readiness?date=2026-12-01",
+        "/api/peers",
+        "/api/nodes",
+        "/metrics",
+    ):
+        status, answer = await api.call("GET", path, "integration")
+        assert_error_shape(status, answer, 403)
+        status, _ = await api.call("GET", path, "head")
+        assert status != 403, path  # people who read may (200, or 404/409 for this empty node)
+
+
 async def test_event_is_answered_201_with_id_and_hlc(api: Api) -> None:
     status, body = await api.post_event(**submission("set.received"))
     assert status == 201
@@ -251,7 +276,7 @@ async def test_admin_creates_tokens_that_work(api: Api) -> None:
         "POST", "/api/tokens", "admin", json={"name": "lims", "role": "integration"}
     )
     assert status == 201
-    resp = await api.client.get("/api/status", headers={"Authorization": f"Bearer {body['token']}"})
+    resp = await api.client.get("/api/feed", headers={"Authorization": f"Bearer {body['token']}"})
     assert resp.status == 200
     status, bad = await api.call("POST", "/api/tokens", "admin", json={"name": "x", "role": "king"})
     assert_error_shape(status, bad, 422)
