@@ -103,7 +103,10 @@ WHY: dict[str, tuple[str, str]] = {
         "le set n'est dans aucune charge de stérilisation",
         "the set is in no sterilizer load",
     ),
-    "not_in_load": ("le set n'est pas dans cette charge", "the set is not in this load"),
+    "not_in_load": (
+        "ce n'est pas la dernière charge du set",
+        "this is not the set's latest load",
+    ),
     "no_cycle": ("aucun cycle n'est enregistré", "no cycle is recorded"),
     "cycle_failed": ("le cycle a échoué", "the cycle failed"),
     "rejected": ("la charge a été refusée", "the load was rejected"),

@@ -35,6 +35,7 @@ PROBLEMS: dict[str, str] = {
     "load_rejected": "load {load} was rejected",
     "load_already_released": "load {load} is already released",
     "load_without_cycle": "load {load} has no cycle recorded",
+    "wash_load_release": "load {load} is a washer load: only sterilizer loads are released",
     "cycle_failed": "the cycle of load {load} failed",
     "numbered_cycle_failed": "the cycle {cycle} of load {load} failed",
     "label_refused": "set {set}, load {load}: {why}",
@@ -269,6 +270,8 @@ def check_release(fold: Fold, load: str, decision: str = "released") -> Problem 
         return Problem("unknown_load", load=load)
     if decision != "released":
         return None
+    if state.kind == "wash":
+        return Problem("wash_load_release", load=load)
     cycle, released, rejected = state.state_between("", END)
     if rejected is not None:
         return Problem("load_rejected", load=load)

@@ -141,6 +141,13 @@ def test_check_release() -> None:
     assert check_release(fold, "B-1") == "load B-1 is already released"
     fold.add(s2.make("load.released", load="B-1", decision="rejected"))
     assert check_release(fold, "B-1") == "load B-1 was rejected"
+    s3 = Stamper()
+    s3.make("wash.loaded", sets=["S1"], load="C-1")
+    s3.make("wash.cycle")
+    fold = fold_of(s3.events)
+    assert check_release(fold, "C-1") == (
+        "load C-1 is a washer load: only sterilizer loads are released"
+    )
 
 
 def test_check_label() -> None:
@@ -152,9 +159,9 @@ def test_check_label() -> None:
     assert check_label(fold, "S1", "A-9") == "unknown load A-9"
     fold.add(s.make("load.released", load="A-1"))
     assert check_label(fold, "S1", "A-1") is None
-    assert check_label(fold, "S2", "A-1") == "set S2, load A-1: the set is not in this load"
+    assert check_label(fold, "S2", "A-1") == "set S2, load A-1: this is not the set's latest load"
     fold.add(s.make("set.received", set="S1"))
-    assert check_label(fold, "S1", "A-1") == "set S1, load A-1: the set is not in this load"
+    assert check_label(fold, "S1", "A-1") == "set S1, load A-1: this is not the set's latest load"
 
 
 def test_check_use() -> None:

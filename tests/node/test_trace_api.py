@@ -439,6 +439,20 @@ async def test_only_a_releaser_releases_a_load(trace: Trace) -> None:
     assert t.count == before + 1
 
 
+async def test_a_washer_load_is_not_released(trace: Trace) -> None:
+    t = trace
+    code = t.instance(t.kind())
+    load = await t.receive_wash_pack([code])
+    before = t.count
+    status, body = await t.post_event(
+        "releaser", type="load.released", load=load, decision="released"
+    )
+    assert_error_shape(status, body, 422)
+    assert "washer load" in body["error"]
+    assert t.count == before
+    assert await t.status_of(code) == "packed"
+
+
 async def test_only_a_releaser_undoes_a_release_decision(trace: Trace) -> None:
     t = trace
     code = t.instance(t.kind())
@@ -496,7 +510,7 @@ async def test_a_label_only_for_a_set_of_a_released_load(trace: Trace) -> None:
     before = t.count
     cases = [
         ({"set": code, "load": load}, "the load is not released yet"),
-        ({"set": other, "load": load}, "the set is not in this load"),
+        ({"set": other, "load": load}, "this is not the set's latest load"),
         ({"set": other, "load": wash}, "its last load is a washer load"),
         ({"set": code, "load": "A-261128-999"}, "unknown load"),
     ]
