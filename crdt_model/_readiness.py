@@ -47,6 +47,9 @@ PROBLEMS: dict[str, str] = {
     "set_expired": "set {set} expired on {expires_on}",
     "set_not_sterile": "set {set} is not sterile (status: {status})",
     "unknown_anomaly": "no anomaly {anomaly}",
+    "anomaly_already_resolved": (
+        "anomaly {anomaly} was resolved on {day}: void that decision ({event}) to record another"
+    ),
     # warnings: the fact is recorded anyway
     "set_in_open_load": "set {set} is still in open load {load}",
     "out_of_order": "{step} of set {set} is out of the usual order (status: {status})",

@@ -11,7 +11,15 @@ import crdt_model as cm
 import devices
 
 from ._devices import Scanners
-from ._http import NODE_KEY, PRINCIPAL_KEY, ApiError, read_json, require
+from ._http import (
+    MAX_LIMIT,
+    NODE_KEY,
+    PRINCIPAL_KEY,
+    ApiError,
+    int_param,
+    read_json,
+    require,
+)
 from ._node import Node
 from ._printing import Printing
 
@@ -64,11 +72,28 @@ async def get_load(request: web.Request) -> web.Response:
 
 
 async def get_anomalies(request: web.Request) -> web.Response:
-    """Anomalies, all or only the open ones (?open=1)."""
+    """Anomalies in (trigger event, id) order, all or the open ones (?open=1); after/limit."""
     require(request, "read")
     open_only = request.query.get("open") in {"1", "true", "yes"}
     found = _node(request).trace.fold.anomalies(open_only=open_only)
-    return web.json_response({"anomalies": [a.as_dict() for a in found]})
+    after = request.query.get("after") or None
+    start = 0
+    if after is not None:
+        start = next((i + 1 for i, a in enumerate(found) if a.id == after), -1)
+        if start < 0:
+            raise ApiError(
+                400, "bad query parameter", [{"field": "after", "message": "unknown anomaly"}]
+            )
+    limit = int_param(request, "limit", MAX_LIMIT, 1, MAX_LIMIT)  # a department has few
+    page = found[start : start + limit]
+    return web.json_response(
+        {
+            "anomalies": [a.as_dict() for a in page],
+            "after": after,
+            "limit": limit,
+            "next": page[-1].id if start + limit < len(found) else None,
+        }
+    )
 
 
 async def post_resolve(request: web.Request) -> web.Response:
@@ -77,13 +102,10 @@ async def post_resolve(request: web.Request) -> web.Response:
     body = await read_json(request)
     if not isinstance(body, dict):
         raise ApiError(422, 'send {"decision": ..., "comment": ...}')
-    submission = {
-        "type": "anomaly.resolved",
-        "anomaly": request.match_info["anomaly"],
-        "decision": body.get("decision"),
-    }
-    if body.get("comment") is not None:
-        submission["comment"] = body["comment"]
+    submission = {"type": "anomaly.resolved", "anomaly": request.match_info["anomaly"]}
+    for name in ("decision", "comment"):  # absent or null: the validation says "required"
+        if body.get(name) is not None:
+            submission[name] = body[name]
     event, _ = await _node(request).async_submit(submission, principal)
     return web.json_response({"id": event["id"], "hlc": event["hlc"]}, status=201)
 

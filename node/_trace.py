@@ -122,8 +122,17 @@ class Traceability:
                 )
         if kind == "set.used":
             return cm.check_use(self.fold, submission["set"], today)
-        if kind == "anomaly.resolved" and self.fold.anomaly(submission["anomaly"]) is None:
-            return cm.Problem("unknown_anomaly", anomaly=submission["anomaly"])
+        if kind == "anomaly.resolved":
+            anomaly = self.fold.anomaly(submission["anomaly"])
+            if anomaly is None:
+                return cm.Problem("unknown_anomaly", anomaly=submission["anomaly"])
+            if anomaly.resolution is not None:  # one decision; void it to change it
+                return cm.Problem(
+                    "anomaly_already_resolved",
+                    anomaly=anomaly.id,
+                    day=anomaly.resolution.day,
+                    event=anomaly.resolution.event,
+                )
         return None
 
     def warnings(self, submission: dict[str, Any], today: str) -> list[str]:

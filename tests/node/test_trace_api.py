@@ -661,6 +661,31 @@ async def test_a_step_out_of_the_usual_order_is_warned_then_recorded(trace: Trac
     assert await t.status_of(code) == "packed"  # the fact is what it is
 
 
+async def test_anomalies_come_in_pages(trace: Trace) -> None:
+    t = trace
+    codes = [t.instance(t.kind(n)) for n in range(3)]
+    await t.receive_wash_pack(codes)
+    for code in codes:  # no Bowie-Dick on AUTO-7 today: one anomaly per load
+        status, _ = await t.post_event(
+            type="steri.loaded", machine="AUTO-7", program="NORMAL 134°", sets=[code]
+        )
+        assert status == 201
+    every = await anomalies(t)
+    assert len(every) == 3
+    pages, after = [], ""
+    while True:
+        page = await t.get(f"/api/anomalies?limit=2{after}", "operator")
+        assert page["limit"] == 2
+        pages.extend(page["anomalies"])
+        if page["next"] is None:
+            break
+        after = f"&after={page['next']}"
+    assert pages == every
+    status, body = await t.call("GET", "/api/anomalies?after=an-0000000000000000", "operator")
+    assert_error_shape(status, body, 400)
+    assert body["errors"] == [{"field": "after", "message": "unknown anomaly"}]
+
+
 async def test_an_anomaly_is_resolved_by_a_releaser_or_a_head_only(trace: Trace) -> None:
     t = trace
     code = t.instance(t.kind())
@@ -679,7 +704,7 @@ async def test_an_anomaly_is_resolved_by_a_releaser_or_a_head_only(trace: Trace)
     assert_error_shape(status, body, 403)
     status, body = await t.call("POST", path, "head", json={"comment": "no decision"})
     assert_error_shape(status, body, 422)
-    assert [e["field"] for e in body["errors"]] == ["decision"]
+    assert [(e["field"], e["message"]) for e in body["errors"]] == [("decision", "is required")]
     status, body = await t.call("POST", path, "head", json=["accepted"])
     assert_error_shape(status, body, 422)
     status, body = await t.call(
@@ -706,7 +731,19 @@ async def test_an_anomaly_is_resolved_by_a_releaser_or_a_head_only(trace: Trace)
     event = t.node.get_event(body["id"])
     assert event is not None
     assert (event["type"], event["anomaly"]) == ("anomaly.resolved", found["id"])
-    # a releaser may decide too (a later decision replaces the shown one)
+    # one decision: another is refused while it stands, and nothing is recorded
+    first = body["id"]
+    status, body = await t.call("POST", path, "releaser", json={"decision": "load recalled"})
+    assert_error_shape(status, body, 422)
+    assert f"void that decision ({first})" in body["error"]
+    assert t.count == before + 1
+    assert (await anomalies(t))[0]["resolution"]["comment"] == "test BD fait à 7h, oublié"
+    # voided (by someone who may decide), the anomaly is open again; a releaser decides
+    status, body = await t.post_event(
+        "releaser", type="event.voided", target=first, reason="erreur"
+    )
+    assert status == 201, body
+    assert (await anomalies(t))[0]["status"] == "open"
     status, body = await t.call("POST", path, "releaser", json={"decision": "load recalled"})
     assert status == 201, body
     assert (await anomalies(t))[0]["resolution"]["user"] == "t-releaser"
