@@ -21,7 +21,6 @@ import hashlib
 import io
 import json
 import logging
-import shutil
 import time
 import zipfile
 from collections.abc import Callable, Mapping
@@ -278,7 +277,6 @@ def restore(
     zone = zone or str(source.get("zone") or "office")
     if data.root.exists() and any(data.root.iterdir()):
         raise BackupError(f"{data.root} is not empty: restore into a new folder")
-    created = not data.root.exists()
     cluster: Doc[Any] = Doc()
     cluster.apply_update(checked.docs[cm.CLUSTER_DOC])
     at = datetime.now(UTC).isoformat(timespec="seconds")
@@ -295,25 +293,18 @@ def restore(
             revoked = {**entry, "revoked": True, "revoked_at": at, "revoked_by": "restore"}
             cm.cluster_put(doc, "members", node_id, {**revoked, "revoked_reason": reason})
 
-    try:
-        with creating_store(data, name=name, zone=zone) as store:
-            identity = found_cluster(
-                data,
-                store,
-                name=name,
-                zone=zone,
-                code=code,
-                at=at,
-                base=checked.docs,
-                meta={
-                    "restored_from": {**source, "backup_created_at": checked.manifest["created_at"]}
-                },
-                before_join=retire_former,
-            )
-    except BaseException:
-        if created:
-            shutil.rmtree(data.root, ignore_errors=True)
-        raise
+    with creating_store(data, name=name, zone=zone) as store:  # removes what it made, on failure
+        identity = found_cluster(
+            data,
+            store,
+            name=name,
+            zone=zone,
+            code=code,
+            at=at,
+            base=checked.docs,
+            meta={"restored_from": {**source, "backup_created_at": checked.manifest["created_at"]}},
+            before_join=retire_former,
+        )
     if progress is not None:
         progress("restored", len(checked.docs), len(checked.docs))
     return {

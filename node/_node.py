@@ -8,6 +8,7 @@ import gc
 import logging
 import multiprocessing
 import secrets
+import shutil
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
@@ -96,20 +97,33 @@ def creating_store(data: DataDir, *, name: str, zone: str) -> Iterator[Store]:
         raise DataDirError(f"unknown zone {zone[:20]!r}: choose one of {', '.join(cm.ZONES)}")
     if not name.strip() or len(name) > 64:
         raise DataDirError("a node name has 1 to 64 characters")
+    existed = set(data.root.iterdir()) if data.root.is_dir() else None
     data.root.mkdir(parents=True, exist_ok=True)
-    lock = data.acquire()
     try:
-        store = Store(data.store)
+        lock = data.acquire()
         try:
-            if store.is_initialised():
-                raise DataDirError(f"{data.root} holds a node already")
-            yield store
+            store = Store(data.store)
+            try:
+                if store.is_initialised():
+                    raise DataDirError(f"{data.root} holds a node already")
+                yield store
+            finally:
+                store.close()
+            if not data.config.exists():
+                data.write_config()
         finally:
-            store.close()
-        if not data.config.exists():
-            data.write_config()
-    finally:
-        lock.close()
+            lock.close()
+    except BaseException:
+        # a failed init, join or restore leaves the folder as it found it: try again as is
+        if existed is None:
+            shutil.rmtree(data.root, ignore_errors=True)
+        else:
+            for item in set(data.root.iterdir()) - existed:
+                if item.is_dir():
+                    shutil.rmtree(item, ignore_errors=True)
+                else:
+                    item.unlink(missing_ok=True)
+        raise
 
 
 def init_node(data: DataDir, *, name: str, zone: str, now_ms: int | None = None) -> dict[str, Any]:

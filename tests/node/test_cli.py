@@ -271,7 +271,14 @@ def test_invite_join_list_and_revoke(running_node: tuple[Path, str, str], tmp_pa
     )
     assert code == 1
     assert "used already" in err
-    assert not (tmp_path / "c" / "pki" / "node.pem").exists()
+    assert not (tmp_path / "c").exists()  # nothing half-made: a new token works in the same folder
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "notes.txt").write_text("IT")
+    code, _, err = invoke(
+        "join", "--data", str(tmp_path / "d"), "--name", "Intrus", "--token", token, "--peer", sync
+    )
+    assert code == 1
+    assert [p.name for p in (tmp_path / "d").iterdir()] == ["notes.txt"]  # what was there stays
     code, out, err = invoke("nodes", "--data", str(node_dir), "--json")
     assert code == 0, err
     found = {m["code"]: m for m in json.loads(out)}
