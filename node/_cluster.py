@@ -202,6 +202,9 @@ async def async_revoke(node: Node, which: str, by: str) -> dict[str, Any]:
                 "revoked_by": by,
             }
             await node.commit_cluster(_put_member(node_id, revoked))
+            _LOGGER.warning(
+                "node %s (%s) revoked by %s", entry.get("code"), str(entry.get("name"))[:64], by
+            )
             return {"node_id": node_id, "code": entry.get("code"), "state": "revoked"}
     raise NodeError(AdminMessage("unknown_member", node=which[:40]))
 

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import logging
 import ssl
+import time
 from typing import Any
 
 from aiohttp import web
 from cryptography import x509
+
+from sync import sanitize
 
 from ._cluster import async_accept_join, member_by_cert
 from ._http import NODE_KEY, ApiError, error_middleware, read_json
@@ -28,15 +31,36 @@ def peer_certificate(request: web.Request) -> x509.Certificate | None:
     return x509.load_der_x509_certificate(der) if der else None
 
 
-def authenticate_peer(node: Node, cert: x509.Certificate | None) -> dict[str, Any]:
-    """The member a certificate proves; ApiError 401/403 otherwise."""
+REFUSAL_LOG_EVERY_S = 600.0
+"""A refused knock is logged once per this many seconds per address and certificate."""
+
+_refusals_logged: dict[tuple[str, str], float] = {}
+
+
+def authenticate_peer(
+    node: Node, cert: x509.Certificate | None, remote: str | None = None
+) -> dict[str, Any]:
+    """The member a certificate proves; ApiError 401/403 otherwise (logged, for IT)."""
     if cert is None:
+        _log_refusal(remote, "", "no client certificate")
         raise ApiError(401, "a cluster certificate is required")
     node_id = node_id_of(cert)
     member = member_by_cert(node, node_id, fingerprint(cert))
     if member is None:
+        _log_refusal(remote, node_id, f"node {node_id[:32]} is revoked or not a member")
         raise ApiError(403, "this certificate is not of a current member")
     return {"node_id": node_id, **member}
+
+
+def _log_refusal(remote: str | None, who: str, why: str) -> None:
+    now = time.monotonic()
+    key = (remote or "?", who)
+    if now - _refusals_logged.get(key, -REFUSAL_LOG_EVERY_S) < REFUSAL_LOG_EVERY_S:
+        return
+    if len(_refusals_logged) > 1000:
+        _refusals_logged.clear()
+    _refusals_logged[key] = now
+    _LOGGER.warning("sync connection from %s refused: %s", sanitize(remote or "?", 64), why)
 
 
 async def join_ca(request: web.Request) -> web.Response:
@@ -61,7 +85,7 @@ async def sync_socket(request: web.Request) -> web.StreamResponse:
     """A peer's sync WebSocket: a current member's certificate, then the session."""
     node = request.app[NODE_KEY]
     cert = peer_certificate(request)
-    authenticate_peer(node, cert)
+    authenticate_peer(node, cert, request.remote)
     assert cert is not None
     return await sync_endpoint(request, request.app[REPLICATION_KEY], cert)
 

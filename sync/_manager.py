@@ -140,14 +140,23 @@ class SyncManager:
 
     async def _run(self, session: PeerSession) -> str:
         self._running.add(session)
+        reason = "ended"
         try:
-            return await session.run()
+            reason = await session.run()
+            return reason
         finally:
             self._running.discard(session)
             node = session.peer_node
             if node is not None:
                 if self._sessions.get(node) is session:
                     del self._sessions[node]
+                    if not self._closed:  # an outage or a restart, where IT looks for it
+                        _LOGGER.warning(
+                            "peer %s (%s) disconnected: %s",
+                            session.status.code,
+                            session.status.name,
+                            sanitize(reason, 120),
+                        )
                 if session.state is PeerState.REFUSED:
                     self._flagged[node] = session.status.refused or "refused"
                 if node not in self._sessions:

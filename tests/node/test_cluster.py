@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import re
 import ssl
 import time
 from collections.abc import Iterator
@@ -194,6 +195,8 @@ async def test_a_node_restarted_after_sigkill_catches_up(cluster: Cluster) -> No
         c.start()
         after = await _write(c, cluster.token, 10, "after", session)
     await cluster.wait_converged(set(first + during + after))
+    for node in (a, b):  # the outage is in the survivors' logs, where IT looks
+        assert re.search(r"peer C \(.*\) disconnected: ", node.stderr_path.read_text()), node
 
 
 def _tls(cert_dir: Path | None, ca: Path | None) -> ssl.SSLContext:
@@ -241,6 +244,10 @@ async def test_sync_port_gives_nothing_without_a_member_certificate(
     b_id = __import__("json").loads(status)["node_id"]
     run_cli("revoke", "--data", str(a.data.root), b_id)
     assert await _knock(a.sync_address, _tls(b.data.pki, None)) == ("refused", 403)
+    logged = a.stderr_path.read_text()
+    assert "sync connection from 127.0.0.1 refused: no client certificate" in logged
+    assert re.search(r"node B \(.*\) revoked by ", logged)
+    assert f"sync connection from 127.0.0.1 refused: node {b_id} is revoked" in logged
 
 
 async def test_a_revoked_node_is_refused_by_every_peer(cluster: Cluster) -> None:
