@@ -55,6 +55,7 @@ PROBLEMS: dict[str, str] = {
     "out_of_order": "{step} of set {set} is out of the usual order (status: {status})",
     "no_bowie_dick": "sterilizer {machine} has no passed Bowie-Dick test on {day}",
     "set_not_safe": "set {set}: {why}",
+    "unknown_set": "set {set} is not in the reference data: check the code",
 }
 """English message of each refusal and warning code, with its parameters."""
 
@@ -313,7 +314,7 @@ def check_use(fold: Fold, set_code: str, today: str) -> Problem | None:
 def warnings_for(fold: Fold, submission: Mapping[str, Any], today: str) -> list[Problem]:
     """What a station warns about before recording a fact that breaks a rule."""
     kind = str(submission.get("type"))
-    out: list[Problem] = []
+    out = _unknown_sets(fold, submission)
     if kind in LOADED:
         for code in submission.get("sets") or ():
             st = fold.set_state(code)
@@ -342,6 +343,17 @@ def warnings_for(fold: Fold, submission: Mapping[str, Any], today: str) -> list[
         elif out_of_order(kind, status, reason):
             out.append(Problem("out_of_order", step=kind, set=code, status=status))
     return out
+
+
+def _unknown_sets(fold: Fold, submission: Mapping[str, Any]) -> list[Problem]:
+    """Set codes the current reference does not list (a misread or mistyped barcode)."""
+    ref = fold.reference
+    if ref is None or not ref.instance_type:
+        return []  # no reference imported yet: every code is unknown, say nothing
+    codes = submission.get("sets")
+    if not isinstance(codes, list):
+        codes = [submission["set"]] if isinstance(submission.get("set"), str) else []
+    return [Problem("unknown_set", set=c) for c in codes if c not in ref.instance_type]
 
 
 # -- readiness -----------------------------------------------------------------------

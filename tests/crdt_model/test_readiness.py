@@ -202,6 +202,20 @@ def test_warnings_for_facts_that_break_a_rule() -> None:
     assert warnings_for(fold, {"type": "note", "text": "x"}, today) == []
 
 
+def test_a_set_code_the_reference_does_not_list_is_warned_of() -> None:
+    fold = Fold(reference=small_reference())
+    loaded = {"type": "wash.loaded", "machine": "LAV-1", "sets": ["JDIGGRBA#111", "JDIGGRBA#11"]}
+    assert warnings_for(fold, loaded, DAY) == [
+        "set JDIGGRBA#11 is not in the reference data: check the code"
+    ]
+    assert warnings_for(fold, {"type": "set.received", "set": "NOPE#1"}, DAY) == [
+        "set NOPE#1 is not in the reference data: check the code"
+    ]
+    assert warnings_for(fold, {"type": "set.received", "set": "JDIGELAP01"}, DAY) == []
+    # before any reference is imported, every code would be unknown: nothing is said
+    assert warnings_for(Fold(), {"type": "set.received", "set": "NOPE#1"}, DAY) == []
+
+
 def test_the_normal_flow_gets_no_warning() -> None:
     s = Stamper()
     bowie_dick(s)
