@@ -9,7 +9,7 @@ from typing import Any
 
 from pycrdt import Doc, Map
 
-from ._codec import decode, decode_map, encode
+from ._codec import CodecError, decode, decode_map, encode
 from ._hlc import Timestamp
 
 EVENTS_PREFIX = "events/"
@@ -135,9 +135,8 @@ def cluster_map(doc: Doc[Any], name: str) -> Map[Any]:
 
 
 def cluster_get(doc: Doc[Any], name: str, key: str) -> dict[str, Any] | None:
-    """One entry of a cluster map, decoded; None when absent."""
-    value = cluster_map(doc, name).get(key)
-    return None if value is None else decode_map(value)
+    """One entry of a cluster map, decoded; None when absent (or not an encoded map)."""
+    return _entry(cluster_map(doc, name).get(key))
 
 
 def cluster_put(doc: Doc[Any], name: str, key: str, value: dict[str, Any]) -> None:
@@ -146,5 +145,16 @@ def cluster_put(doc: Doc[Any], name: str, key: str, value: dict[str, Any]) -> No
 
 
 def cluster_items(doc: Doc[Any], name: str) -> dict[str, dict[str, Any]]:
-    """Every entry of a cluster map, decoded."""
-    return {key: decode_map(value) for key, value in cluster_map(doc, name).items()}
+    """Every entry of a cluster map, decoded (an entry that is not an encoded map is skipped)."""
+    found = ((key, _entry(value)) for key, value in cluster_map(doc, name).items())
+    return {key: entry for key, entry in found if entry is not None}
+
+
+def _entry(value: Any) -> dict[str, Any] | None:
+    """A cluster entry decoded. Sync refuses any other shape; a reader never fails on one."""
+    if not isinstance(value, bytes | bytearray):
+        return None
+    try:
+        return decode_map(value)
+    except CodecError:
+        return None

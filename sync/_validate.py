@@ -18,7 +18,10 @@ are observed; the live document is never touched. Rules by document:
   replacement is held back as incomplete (UpdateIncomplete), never applied:
   when two nodes import the same export, the losing copy's deletion can be
   relayed ahead of the winning copy.
-- `cluster`: small, rare writes; any well-formed change.
+- `cluster`: small, rare writes among members, who may change any entry. Only
+  its maps (members, users, ...) may hold anything; each value written is a
+  CBOR map with text keys of at most MAX_CLUSTER_VALUE_BYTES, under a text
+  key (a value of another shape would stop every node reading the document).
 
 Every document: the bytes must be a well-formed update within the size
 limit, and must integrate whole (no struct or deletion held back for a
@@ -41,6 +44,7 @@ from ._text import sanitize
 from ._vectors import EMPTY_STATE, covers, is_integrated, parse_state_vector
 
 MAX_ACK_BYTES = 4096
+MAX_CLUSTER_VALUE_BYTES = 64 * 1024
 EVENTS_ROOTS = ("events", "acks")
 REF_ROOTS = ("manifest", "tables")
 
@@ -207,11 +211,22 @@ def _rule_for(name: str) -> tuple[_Rule, tuple[str, ...]]:
         return _events_rule(name), EVENTS_ROOTS
     if name.startswith(cm.REF_PREFIX):
         return _ref_rule, REF_ROOTS
-    return _any_change, ()
+    return _cluster_rule, cm.CLUSTER_MAPS
 
 
-def _any_change(root: str, key: str, change: dict[str, Any], had_manifest: bool) -> str | None:
-    del root, key, change, had_manifest
+def _cluster_rule(root: str, key: str, change: dict[str, Any], had_manifest: bool) -> str | None:
+    del root, had_manifest
+    if change.get("action") == "delete":
+        return None
+    if not isinstance(key, str) or len(key) > 256:
+        return "is not a valid key"
+    value = change.get("newValue")
+    if not isinstance(value, bytes | bytearray) or len(value) > MAX_CLUSTER_VALUE_BYTES:
+        return f"must be an encoded entry of at most {MAX_CLUSTER_VALUE_BYTES} bytes"
+    try:
+        cm.decode_map(value)
+    except cm.CodecError:
+        return "is not an encoded map"
     return None
 
 

@@ -230,12 +230,39 @@ def test_a_relayed_deletion_of_a_concurrent_import_waits_for_the_winner() -> Non
     assert deferred == 2
 
 
-def test_the_cluster_document_takes_any_well_formed_change() -> None:
+def test_the_cluster_document_takes_any_change_of_its_entries() -> None:
     local: Doc[Any] = Doc(client_id=1)
     cm.cluster_put(local, "members", "n1", {"name": "a"})
     remote = copy(local, 2)
     change = delta(remote, lambda d: cm.cluster_map(d, "members").pop("n1"))
     assert check_update(local, cm.CLUSTER_DOC, change) is not None
+    change = delta(remote, lambda d: cm.cluster_put(d, "settings", "site", {"timezone": "UTC"}))
+    assert check_update(local, cm.CLUSTER_DOC, change) is not None
+
+
+@pytest.mark.parametrize(
+    ("write", "why"),
+    [
+        (lambda d: cm.cluster_map(d, "settings").__setitem__("views", cm.encode([1, 2])), "map"),
+        (lambda d: cm.cluster_map(d, "users").__setitem__("x", b"\xff\xff"), "map"),
+        (lambda d: cm.cluster_map(d, "users").__setitem__("x", "text"), "encoded entry"),
+        (lambda d: cm.cluster_map(d, "users").__setitem__("x", b"\xa0" * 70_000), "encoded entry"),
+        (lambda d: d.get("elsewhere", type=Map).__setitem__("x", cm.encode({})), "root"),
+    ],
+)
+def test_a_cluster_entry_every_node_could_not_read_is_refused(write: Any, why: str) -> None:
+    """A value of another shape would stop every node that reads the cluster document."""
+    local: Doc[Any] = Doc(client_id=1)
+    cm.cluster_put(local, "members", "n1", {"name": "a"})
+    assert why in refused(local, cm.CLUSTER_DOC, delta(copy(local, 2), write))
+
+
+def test_readers_of_the_cluster_document_skip_an_entry_they_cannot_read() -> None:
+    doc: Doc[Any] = Doc()
+    cm.cluster_put(doc, "users", "ok", {"role": "head"})
+    cm.cluster_map(doc, "users")["bad"] = cm.encode([1, 2])  # stored before the rule existed
+    assert cm.cluster_items(doc, "users") == {"ok": {"role": "head"}}
+    assert cm.cluster_get(doc, "users", "bad") is None
 
 
 @settings(
