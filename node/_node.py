@@ -204,6 +204,8 @@ class Node:
         self._store: Store | None = None
         self._captured: list[bytes] = []
         self._capturing = False
+        self._rewrites = 0
+        """Entries of events documents changed or deleted: never allowed (events only grow)."""
         self._listeners: list[Callable[[str, bytes, str | None], None]] = []
         self._subs: list[Any] = []
         self._compacting: set[str] = set()
@@ -358,6 +360,7 @@ class Node:
                 added = []
                 for key, change in ev.keys.items():
                     if change.get("action") != "add":
+                        self._rewrites += 1  # never from a peer (sync refuses it): a local bug
                         continue
                     event = self._pending_local.pop(key, None)
                     if event is None:  # from a peer: let our clock hear of its time
@@ -376,6 +379,8 @@ class Node:
                 for key, change in ev.keys.items():
                     if change.get("action") == "add":
                         self.trace.add_ack(key)
+                    else:
+                        self._rewrites += 1
 
             self._subs.append(cm.events_map(doc).observe(on_events))
             self._subs.append(cm.acks_map(doc).observe(on_acks))
@@ -401,11 +406,17 @@ class Node:
         doc = self._doc(name)
         self._captured.clear()
         self._capturing = True
+        rewrites = self._rewrites
         try:
             with doc.transaction(origin="local"):
                 mutate(doc)
         finally:
             self._capturing = False
+        if self._rewrites != rewrites:
+            # every peer would refuse this for good: keep it off the disk, stop writing
+            self.failed = f"a local write would rewrite an entry of {name}; restart the node"
+            _LOGGER.critical("%s", self.failed)
+            raise NodeFailedError(self.failed)
         if not self._captured:
             return
         update = (
@@ -580,6 +591,7 @@ class Node:
         """Record the platform's acknowledgement of events (replicated); returns how many are new."""
         at = datetime.fromtimestamp(self._clock() / 1000, UTC).isoformat(timespec="seconds")
         by_doc: dict[str, list[str]] = {}
+        done = 0
         for event_id in dict.fromkeys(ids):
             if event_id not in self.trace.acked:
                 by_doc.setdefault(cm.events_doc_name(cm.split_event_id(event_id)[0]), []).append(
@@ -588,12 +600,16 @@ class Node:
         for name, todo in sorted(by_doc.items()):
 
             def write(doc: Doc[Any], todo: list[str] = todo) -> None:
+                nonlocal done
                 acks = cm.acks_map(doc)
                 for event_id in todo:
-                    acks[f"{event_id}/{self.code}"] = cm.encode({"at": at, "by": by})
+                    key = f"{event_id}/{self.code}"
+                    if key not in acks:  # an ack being written by a request still in flight
+                        acks[key] = cm.encode({"at": at, "by": by})
+                        done += 1
 
             await self._commit(name, write)
-        return sum(len(todo) for todo in by_doc.values())
+        return done
 
     async def async_issue_label(
         self, set_code: str, load: str, principal: Principal, printer: Any = None

@@ -4,10 +4,12 @@ import asyncio
 import os
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from pycrdt import Doc
 
 import crdt_model as cm
 import node._node as node_module
@@ -210,3 +212,48 @@ async def test_only_the_nodes_user_may_read_its_store(tmp_path: Path) -> None:
     node = await open_node(data)
     await node.async_close()
     assert modes() == {"store": 0o700, "data.mdb": 0o600, "lock.mdb": 0o600}
+
+
+async def test_two_overlapping_acks_never_rewrite_an_ack(tmp_path: Path) -> None:
+    """A platform retrying an ack spanning two days: every peer must still take our diffs."""
+    clock = StepClock()
+    node = await open_node(new_data_dir(tmp_path), clock=clock)
+    try:
+        first, _ = await node.async_submit({"type": "note", "text": "day one"}, OPERATOR)
+        clock.now += 86_400_000
+        second, _ = await node.async_submit({"type": "note", "text": "day two"}, OPERATOR)
+        day2 = cm.events_doc_name(cm.Timestamp.parse(second["hlc"]))
+        peer = Doc()
+        peer.apply_update(node.docs[day2].get_update())  # a peer holding day two as it was
+        counts = await asyncio.gather(
+            node.async_ack([first["id"], second["id"]], "platform"),
+            node.async_ack([second["id"]], "platform"),
+        )
+        assert sum(counts) == 2  # each id acknowledged once
+        diff = node.docs[day2].get_update(peer.get_state())
+        assert sync.UpdateChecker().check(peer, day2, diff) is not None  # taken, not refused
+        assert node.trace.acked == {first["id"], second["id"]}
+    finally:
+        await node.async_close()
+
+
+async def test_a_local_write_that_would_rewrite_an_event_stops_the_node(tmp_path: Path) -> None:
+    node = await open_node(new_data_dir(tmp_path))
+    try:
+        event, _ = await node.async_submit({"type": "note", "text": "x"}, OPERATOR)
+        name = cm.events_doc_name(cm.Timestamp.parse(event["hlc"]))
+
+        def rewrite(doc: Doc[Any]) -> None:
+            cm.events_map(doc)[event["id"]] = cm.encode({**event, "text": "forged"})
+
+        with pytest.raises(node_module.NodeFailedError):
+            await node._commit(name, rewrite)
+        with pytest.raises(node_module.NodeFailedError):  # nothing more is written
+            await node.async_submit({"type": "note", "text": "y"}, OPERATOR)
+    finally:
+        await node.async_close()
+    again = await open_node(node.data)  # the disk never held the rewrite
+    try:
+        assert again.get_event(event["id"]) == event
+    finally:
+        await again.async_close()
