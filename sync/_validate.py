@@ -13,6 +13,8 @@ are observed; the live document is never touched. Rules by document:
   added to map `acks` is keyed by an event id of that day (optionally followed
   by `/` and the acknowledging node's code, so that two nodes acknowledging
   one event during a partition never write the same key) and holds a CBOR map.
+  Nothing else: the clock units the update adds equal the entries it adds (list
+  or text content under a root shows in no map and would go unchecked).
 - `ref/<export_id>`: written once; nothing present may change, and nothing
   may be added once the manifest is there. A value that would go without a
   replacement is held back as incomplete (UpdateIncomplete), never applied:
@@ -41,7 +43,7 @@ import crdt_model as cm
 from ._errors import UpdateIncomplete, UpdateRefused
 from ._protocol import MAX_UPDATE_BYTES
 from ._text import sanitize
-from ._vectors import EMPTY_STATE, covers, is_integrated, parse_state_vector
+from ._vectors import EMPTY_STATE, covers, is_integrated, missing_clock, parse_state_vector
 
 MAX_ACK_BYTES = 4096
 MAX_CLUSTER_VALUE_BYTES = 64 * 1024
@@ -141,6 +143,7 @@ def _check_on(scratch: Doc[Any], name: str, update: bytes) -> bytes | None:
     rule, roots = _rule_for(name)
     watch = _Watch(scratch, roots)
     deleted_before = _deletions(scratch)
+    clocks_before = parse_state_vector(scratch.get_state())
     captured: list[bytes] = []
     sub = scratch.observe(lambda ev: captured.append(ev.update))
     try:
@@ -170,6 +173,12 @@ def _check_on(scratch: Doc[Any], name: str, update: bytes) -> bytes | None:
         raise UpdateRefused(f"{name}: would delete or overwrite entries; events only grow")
     if deferred or not is_integrated(update, scratch.get_state()):
         raise UpdateIncomplete(f"{name}: the update depends on changes not held here")
+    if name.startswith(cm.EVENTS_PREFIX):
+        # whole now: each entry written took one clock unit; any unit more is content no map
+        # shows (list or text items under a root), which nothing would ever check or read
+        added = missing_clock(clocks_before, parse_state_vector(scratch.get_state()))
+        if added != len(watch.changes):
+            raise UpdateRefused(f"{name}: holds content that is not events or acks")
     if not captured:
         return None
     return captured[0] if len(captured) == 1 else pycrdt.merge_updates(*captured)

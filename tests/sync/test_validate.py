@@ -6,7 +6,7 @@ import pycrdt
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from pycrdt import Array, Doc, Map
+from pycrdt import Array, Doc, Map, Text
 
 import crdt_model as cm
 import sync
@@ -228,6 +228,20 @@ def test_a_relayed_deletion_of_a_concurrent_import_waits_for_the_winner() -> Non
         assert cm.read_table(holder, "instruments") == cm.read_table(relay, "instruments")
         assert cm.read_manifest(holder) == cm.read_manifest(relay)
     assert deferred == 2
+
+
+@pytest.mark.parametrize(
+    "write",
+    [
+        lambda d: d.get("events", type=Array).extend([b"x" * 1000, "junk", 42]),
+        lambda d: d.get("acks", type=Text).insert(0, "hello " * 50),
+    ],
+)
+def test_content_no_map_shows_is_refused(write: Any) -> None:
+    """List or text items under the events roots would be kept and relayed, never checked."""
+    local = events_doc(event(1), client_id=1)
+    assert "not events or acks" in refused(local, DAY, delta(copy(local, 2), write))
+    assert "not events or acks" in refused(None, DAY, delta(Doc(client_id=3), write))
 
 
 def test_the_cluster_document_takes_any_change_of_its_entries() -> None:
