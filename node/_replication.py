@@ -57,7 +57,13 @@ class NodeReplica:
             change = self._checker.check(self.node.docs.get(name), name, update)
             if change is None:
                 return False
-            await self.node.async_store_remote(name, change, peer)
+            # once the store has it, memory and listeners must too, even if the session ends
+            keep = asyncio.ensure_future(self.node.async_store_remote(name, change, peer))
+            try:
+                await asyncio.shield(keep)
+            except asyncio.CancelledError:
+                await asyncio.wait([keep])
+                raise
         return True
 
     def add_listener(self, listener: sync.Listener) -> Callable[[], None]:

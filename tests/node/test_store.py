@@ -257,3 +257,48 @@ async def test_a_local_write_that_would_rewrite_an_event_stops_the_node(tmp_path
         assert again.get_event(event["id"]) == event
     finally:
         await again.async_close()
+
+
+async def test_a_peers_change_stored_as_its_session_ends_is_applied_too(tmp_path: Path) -> None:
+    """Cancelled while the store commits, the change still reaches memory and the listeners."""
+    from node._replication import NodeReplica
+
+    node = await open_node(new_data_dir(tmp_path))
+    try:
+        peer: Doc[Any] = Doc()
+        ev = cm.validate_event(
+            {
+                "type": "note",
+                "text": "from a peer",
+                "id": "1795869091234-00000-B",
+                "hlc": "1795869091234-00000",
+                "at": "2026-11-28T12:11:31.234+01:00",
+                "node": "B",
+                "user": "u",
+            }
+        )
+        cm.add_event(peer, ev)
+        name = cm.events_doc_name(cm.Timestamp.parse(ev["hlc"]))
+        heard: list[str] = []
+        node.add_listener(lambda doc, _update, origin: heard.append(doc))
+        entered, release = asyncio.Event(), asyncio.Event()
+        append = node.store.async_append
+
+        async def slow_append(doc: str, update: bytes) -> Any:
+            entered.set()
+            await release.wait()
+            return await append(doc, update)
+
+        node.store.async_append = slow_append  # type: ignore[method-assign]
+        task = asyncio.create_task(
+            NodeReplica(node).async_apply_remote(name, peer.get_update(), "B")
+        )
+        await entered.wait()
+        task.cancel()  # the session ends: peer gone, replaced or revoked
+        release.set()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert node.get_event(ev["id"]) == ev
+        assert heard == [name]
+    finally:
+        await node.async_close()
