@@ -39,6 +39,7 @@ from ._metrics import Metrics
 from ._pki import NodePki, create_ca, fingerprint, load_cert, make_csr, new_key, sign_node
 from ._store import Store, StoreDamagedError, StoreError
 from ._trace import Traceability
+from ._writes import LocalRewriteError, LocalWrites
 
 if TYPE_CHECKING:
     from ._bundle import Bundle
@@ -202,10 +203,7 @@ class Node:
         self._freeze_at = FREEZE_MIN_EVENTS
         self._lock: IO[bytes] | None = None
         self._store: Store | None = None
-        self._captured: list[bytes] = []
-        self._capturing = False
-        self._rewrites = 0
-        """Entries of events documents changed or deleted: never allowed (events only grow)."""
+        self._writes = LocalWrites(0)  # with this incarnation's client id once open
         self._listeners: list[Callable[[str, bytes, str | None], None]] = []
         self._subs: list[Any] = []
         self._compacting: set[str] = set()
@@ -242,6 +240,7 @@ class Node:
             self._load_identity()
             records = self.store.load()
             self.client_id = self._fresh_client_id()
+            self._writes = LocalWrites(self.client_id)
             retired = set()
             if cm.CLUSTER_DOC in records:
                 self.docs[cm.CLUSTER_DOC] = self._build_doc(cm.CLUSTER_DOC, records)
@@ -349,7 +348,6 @@ class Node:
             return ZoneInfo(DEFAULT_TIMEZONE)
 
     def _watch(self, name: str, doc: Doc[Any]) -> None:
-        self._subs.append(doc.observe(self._capture))
         if name == cm.CLUSTER_DOC:
             self._subs.append(doc.observe(lambda _ev: self._principals.clear()))
         if name.startswith(cm.EVENTS_PREFIX):
@@ -360,8 +358,7 @@ class Node:
                 added = []
                 for key, change in ev.keys.items():
                     if change.get("action") != "add":
-                        self._rewrites += 1  # never from a peer (sync refuses it): a local bug
-                        continue
+                        continue  # never: sync refuses it, local writes cannot (_writes.py)
                     event = self._pending_local.pop(key, None)
                     if event is None:  # from a peer: let our clock hear of its time
                         event = cm.decode_map(change["newValue"])
@@ -379,15 +376,9 @@ class Node:
                 for key, change in ev.keys.items():
                     if change.get("action") == "add":
                         self.trace.add_ack(key)
-                    else:
-                        self._rewrites += 1
 
             self._subs.append(cm.events_map(doc).observe(on_events))
             self._subs.append(cm.acks_map(doc).observe(on_acks))
-
-    def _capture(self, ev: Any) -> None:
-        if self._capturing:
-            self._captured.append(ev.update)
 
     def _doc(self, name: str) -> Doc[Any]:
         doc = self.docs.get(name)
@@ -400,38 +391,30 @@ class Node:
     # -- durable local writes ---------------------------------------------
 
     async def _commit(self, name: str, mutate: Callable[[Doc[Any]], None]) -> None:
-        """Apply a local change to a document and return once it is durable."""
+        """Make a local change durable, then apply it to its document (see node/_writes.py)."""
         if self.failed is not None:
             raise NodeFailedError(self.failed)
         doc = self._doc(name)
-        self._captured.clear()
-        self._capturing = True
-        rewrites = self._rewrites
         try:
-            with doc.transaction(origin="local"):
-                mutate(doc)
-        finally:
-            self._capturing = False
-        if self._rewrites != rewrites:
+            update = self._writes.prepare(name, doc, mutate)
+        except LocalRewriteError as err:
             # every peer would refuse this for good: keep it off the disk, stop writing
-            self.failed = f"a local write would rewrite an entry of {name}; restart the node"
+            self.failed = f"a local write would rewrite an entry ({err}); restart the node"
             _LOGGER.critical("%s", self.failed)
-            raise NodeFailedError(self.failed)
-        if not self._captured:
+            raise NodeFailedError(self.failed) from None
+        if update is None:
             return
-        update = (
-            self._captured[0] if len(self._captured) == 1 else pycrdt.merge_updates(*self._captured)
-        )
-        self._captured.clear()
         started = time.perf_counter()
         try:
             await self.store.async_append(name, update)
         except StoreError as err:
-            # memory now holds what the disk may not: refuse every write until a restart
+            # the shadow holds what the disk may not: refuse every write until a restart
             self.failed = f"storage failed, restart the node: {err}"
             _LOGGER.critical("%s", self.failed)
             raise NodeFailedError(self.failed) from None
         self.metrics.commit_seconds.observe(time.perf_counter() - started)
+        with doc.transaction(origin="local"):
+            doc.apply_update(update)
         self._after_commit(name, update, None)
 
     def _refresh_views(self) -> None:

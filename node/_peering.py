@@ -47,7 +47,9 @@ def authenticate_peer(
     node_id = node_id_of(cert)
     member = member_by_cert(node, node_id, fingerprint(cert))
     if member is None:
-        _log_refusal(remote, node_id, f"node {node_id[:32]} is revoked or not a member")
+        _log_refusal(
+            remote, node_id, f"node {node_id[:32]} is revoked, or not known here as a member yet"
+        )
         raise ApiError(403, "this certificate is not of a current member")
     return {"node_id": node_id, **member}
 

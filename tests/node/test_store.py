@@ -302,3 +302,36 @@ async def test_a_peers_change_stored_as_its_session_ends_is_applied_too(tmp_path
         assert heard == [name]
     finally:
         await node.async_close()
+
+
+async def test_a_local_write_reaches_peers_only_once_durable(tmp_path: Path) -> None:
+    """What a peer's session reads (state vector, diff) never holds a write not yet stored."""
+    from node._replication import NodeReplica
+
+    node = await open_node(new_data_dir(tmp_path))
+    try:
+        replica = NodeReplica(node)
+        entered, release = asyncio.Event(), asyncio.Event()
+        append = node.store.async_append
+
+        async def slow_append(doc: str, update: bytes) -> Any:
+            entered.set()
+            await release.wait()
+            return await append(doc, update)
+
+        node.store.async_append = slow_append  # type: ignore[method-assign]
+        task = asyncio.create_task(node.async_submit({"type": "note", "text": "x"}, OPERATOR))
+        await entered.wait()  # the change is made; the disk does not have it yet
+        for name in replica.doc_names():
+            if name.startswith(cm.EVENTS_PREFIX):
+                seen: Doc[Any] = Doc()
+                seen.apply_update(replica.diff(name, b"\x00"))
+                assert len(cm.events_map(seen)) == 0, name
+        release.set()
+        event, _ = await task
+        name = cm.events_doc_name(cm.Timestamp.parse(event["hlc"]))
+        seen = Doc()
+        seen.apply_update(replica.diff(name, b"\x00"))
+        assert dict(cm.iter_events(seen)) == {event["id"]: event}
+    finally:
+        await node.async_close()

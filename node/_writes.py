@@ -1,0 +1,102 @@
+"""Local writes are made on a shadow of their document, stored, and only then applied to it.
+
+Peers' sessions read the live documents at any moment (state vectors, diffs, manifests). A
+change made on a live document before its update is durable could reach a peer and outlive
+a crash of this node, which would then not know it: an event answered with an error could
+come back, a load number be given twice. So a local change is made on a shadow copy of the
+document (same client id, so its items are exactly those the document will hold), its
+update stored durably, then applied to the live document, where the views see it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pycrdt
+from pycrdt import Doc, Map, MapEvent
+
+import crdt_model as cm
+import sync
+
+MAX_SHADOWS = 4
+"""Shadows kept: the documents written most recently (today's events, the cluster)."""
+
+
+class LocalRewriteError(Exception):
+    """A local change would change or delete an entry of an events document."""
+
+
+class LocalWrites:
+    """The shadows of the documents this node writes, one per document, most recent last."""
+
+    def __init__(self, client_id: int) -> None:
+        self.client_id = client_id
+        self._shadows: dict[str, Doc[Any]] = {}
+
+    def prepare(
+        self, name: str, live: Doc[Any], mutate: Callable[[Doc[Any]], None]
+    ) -> bytes | None:
+        """The update `mutate` makes, made on the shadow of `live` (None: it changes nothing).
+
+        `live` is not touched: apply the update once it is durable. Raises LocalRewriteError
+        when the change would rewrite an events entry (every peer would refuse it).
+        """
+        shadow = self._shadow(name, live)
+        captured: list[bytes] = []
+        rewrites: list[str] = []
+        watched: list[tuple[Map[Any], Any]] = []
+        if name.startswith(cm.EVENTS_PREFIX):
+            for shared in (cm.events_map(shadow), cm.acks_map(shadow)):
+                watched.append((shared, shared.observe(_rewrite_watch(rewrites))))
+        sub = shadow.observe(lambda ev: captured.append(ev.update))
+        try:
+            with shadow.transaction(origin="local"):
+                mutate(shadow)
+        except BaseException:
+            self.forget(name)  # what it half made must never be built on
+            raise
+        finally:
+            shadow.unobserve(sub)
+            for shared, watch in watched:
+                shared.unobserve(watch)
+        if rewrites:
+            self.forget(name)
+            raise LocalRewriteError(f"{name}: {rewrites[0][:60]!r} would be rewritten")
+        if name.startswith(cm.REF_PREFIX):
+            self.forget(name)  # written once, and large
+        if not captured:
+            return None
+        return captured[0] if len(captured) == 1 else pycrdt.merge_updates(*captured)
+
+    def forget(self, name: str) -> None:
+        """Drop a shadow (it is made again from its document when next needed)."""
+        self._shadows.pop(name, None)
+
+    def _shadow(self, name: str, live: Doc[Any]) -> Doc[Any]:
+        shadow = self._shadows.pop(name, None)
+        if shadow is None:
+            shadow = Doc(client_id=self.client_id)
+            shadow.apply_update(live.get_update())
+        elif not name.startswith(cm.EVENTS_PREFIX) or not _covers(shadow, live):
+            # what reached the document since (peers' changes, and deletions, which an
+            # events document never has), without what the shadow holds already
+            shadow.apply_update(live.get_update(shadow.get_state()))
+        self._shadows[name] = shadow
+        while len(self._shadows) > MAX_SHADOWS:
+            del self._shadows[next(iter(self._shadows))]
+        return shadow
+
+
+def _covers(shadow: Doc[Any], live: Doc[Any]) -> bool:
+    """True when the shadow holds every item of `live` (its own writes may be ahead)."""
+    have = sync.parse_state_vector(shadow.get_state())
+    return sync.covers(have, sync.parse_state_vector(live.get_state()))
+
+
+def _rewrite_watch(found: list[str]) -> Callable[[MapEvent], None]:
+    def watch(event: MapEvent) -> None:
+        keys: dict[str, dict[str, Any]] = event.keys  # type: ignore[attr-defined]
+        found.extend(key for key, change in keys.items() if change.get("action") != "add")
+
+    return watch
