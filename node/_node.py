@@ -80,6 +80,12 @@ class RuleError(NodeError):
         self.problem = problem
 
 
+class TooLargeError(NodeError):
+    """A change larger than peers take in one update: it would never replicate."""
+
+    status = 413
+
+
 class NodeFailedError(NodeError):
     """The node lost its durable storage and takes no more writes until restarted."""
 
@@ -394,9 +400,8 @@ class Node:
         """Make a local change durable, then apply it to its document (see node/_writes.py)."""
         if self.failed is not None:
             raise NodeFailedError(self.failed)
-        doc = self._doc(name)
         try:
-            update = self._writes.prepare(name, doc, mutate)
+            update = self._writes.prepare(name, self.docs.get(name), mutate)
         except LocalRewriteError as err:
             # every peer would refuse this for good: keep it off the disk, stop writing
             self.failed = f"a local write would rewrite an entry ({err}); restart the node"
@@ -404,6 +409,12 @@ class Node:
             raise NodeFailedError(self.failed) from None
         if update is None:
             return
+        if len(update) > sync.MAX_UPDATE_BYTES:  # a reference of a huge export, say
+            self._writes.forget(name)
+            raise TooLargeError(
+                f"the change of {name} is {len(update):,} bytes; peers take at most "
+                f"{sync.MAX_UPDATE_BYTES:,} in one update, so it would never reach them"
+            )
         started = time.perf_counter()
         try:
             await self.store.async_append(name, update)
@@ -413,6 +424,7 @@ class Node:
             _LOGGER.critical("%s", self.failed)
             raise NodeFailedError(self.failed) from None
         self.metrics.commit_seconds.observe(time.perf_counter() - started)
+        doc = self._doc(name)
         with doc.transaction(origin="local"):
             doc.apply_update(update)
         self._after_commit(name, update, None)

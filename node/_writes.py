@@ -35,11 +35,11 @@ class LocalWrites:
         self._shadows: dict[str, Doc[Any]] = {}
 
     def prepare(
-        self, name: str, live: Doc[Any], mutate: Callable[[Doc[Any]], None]
+        self, name: str, live: Doc[Any] | None, mutate: Callable[[Doc[Any]], None]
     ) -> bytes | None:
         """The update `mutate` makes, made on the shadow of `live` (None: it changes nothing).
 
-        `live` is not touched: apply the update once it is durable. Raises LocalRewriteError
+        `live` (None: not held yet) is not touched: apply the update once it is durable. Raises LocalRewriteError
         when the change would rewrite an events entry (every peer would refuse it).
         """
         shadow = self._shadow(name, live)
@@ -73,11 +73,14 @@ class LocalWrites:
         """Drop a shadow (it is made again from its document when next needed)."""
         self._shadows.pop(name, None)
 
-    def _shadow(self, name: str, live: Doc[Any]) -> Doc[Any]:
+    def _shadow(self, name: str, live: Doc[Any] | None) -> Doc[Any]:
         shadow = self._shadows.pop(name, None)
         if shadow is None:
             shadow = Doc(client_id=self.client_id)
-            shadow.apply_update(live.get_update())
+            if live is not None:
+                shadow.apply_update(live.get_update())
+        elif live is None:
+            pass  # its own writes, still on their way to the disk
         elif not name.startswith(cm.EVENTS_PREFIX) or not _covers(shadow, live):
             # what reached the document since (peers' changes, and deletions, which an
             # events document never has), without what the shadow holds already

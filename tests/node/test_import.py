@@ -8,9 +8,11 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+import node._node as node_module
 from node import DataDir
 from node._bundle import read_bundle
 from node._cli import cli
+from node._node import TooLargeError
 from node._sample import write_sample
 from tests.node.nodes import doc_contents, new_data_dir, open_node
 from tests.node.test_bundle import build, edited, zip_folder
@@ -119,3 +121,22 @@ def test_zip_and_cp1252_bundle_import_through_the_cli(tmp_path: Path) -> None:
     status = CliRunner().invoke(cli, ["status", "--data", str(data.root), "--json"])
     assert json.loads(status.output)["reference"]["export_id"] == read_bundle(folder).export_id
     assert DataDir(data.root).store.exists()
+
+
+async def test_a_reference_too_large_to_replicate_is_refused_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Peers take at most sync.MAX_UPDATE_BYTES in one update: a larger one would never reach
+    them (shown here with the limit lowered, not with a 64 MiB export)."""
+    data = new_data_dir(tmp_path)
+    node = await open_node(data)
+    bundle = read_bundle(write_sample(tmp_path / "b", scale="small", seed=7))
+    before = doc_contents(node)
+    monkeypatch.setattr(node_module.sync, "MAX_UPDATE_BYTES", 50_000)
+    with pytest.raises(TooLargeError, match="would never reach them"):
+        await node.async_import(bundle)
+    assert doc_contents(node) == before
+    assert f"ref/{bundle.export_id}" not in node.docs
+    monkeypatch.undo()
+    assert (await node.async_import(bundle))["status"] == "imported"  # nothing left in the way
+    await node.async_close()
