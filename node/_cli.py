@@ -6,6 +6,7 @@ import asyncio
 import io
 import json
 import logging
+import socket
 import sys
 import zipfile
 from collections.abc import Awaitable, Callable
@@ -88,13 +89,23 @@ async def _control(
     return answer
 
 
+SERVING_COMMANDS = frozenset({"run", "demo"})
+"""Commands that serve, and log what they do; the others log only warnings and errors."""
+
+
 @click.group()
 @click.version_option(VERSION, prog_name="sterimesh")
-@click.option("--log-level", default="INFO", show_default=True, help="DEBUG, INFO, WARNING...")
-def cli(log_level: str) -> None:
+@click.option(
+    "--log-level",
+    default=None,
+    help="DEBUG, INFO, WARNING... [INFO for run and demo, WARNING for the others]",
+)
+@click.pass_context
+def cli(ctx: click.Context, log_level: str | None) -> None:
     """sterimesh: sterilization traceability that keeps working through outages."""
+    default = "INFO" if ctx.invoked_subcommand in SERVING_COMMANDS else "WARNING"
     logging.basicConfig(
-        level=getattr(logging, log_level.upper(), logging.INFO),
+        level=getattr(logging, (log_level or default).upper(), logging.INFO),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
@@ -179,6 +190,8 @@ def run(
         static = [*config.get("peers", []), *peers]
         for peer in static:
             parse_hostport(peer, default_port=8701)
+        for option, (host, port) in (("--listen", address), ("--sync-listen", sync_address)):
+            _resolvable(option, host, port)
         mdns = bool(config.get("mdns", True)) and not no_mdns
         interfaces = config.get("mdns_interfaces") or None
     except (ValueError, DataDirError) as err:
@@ -196,9 +209,19 @@ def run(
             )
         )
     except OSError as err:
-        raise _fail(f"cannot listen: {err.strerror}") from None
+        where = f"{address[0]}:{address[1]} or {sync_address[0]}:{sync_address[1]}"
+        raise _fail(f"cannot listen on {where}: {err.strerror}") from None
     except KeyboardInterrupt:
         pass
+
+
+def _resolvable(option: str, host: str, port: int) -> None:
+    """ValueError naming the option when `host` is no address this PC can listen on."""
+    try:
+        socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except (OSError, UnicodeError) as err:
+        reason = getattr(err, "strerror", None) or str(err)
+        raise ValueError(f"{option} {host}:{port}: {reason}") from None
 
 
 def _zip_folder(path: Path) -> bytes:

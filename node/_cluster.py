@@ -278,6 +278,8 @@ async def async_join(
             {**identity, "incarnation": 0, "client_ids": []},
             {cm.CLUSTER_DOC: base64.b64decode(answer["cluster"])},
         )
+        if not data.config.exists():
+            data.write_config(peers=[peer])
     return identity
 
 

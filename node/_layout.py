@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import tomllib
 from dataclasses import dataclass
@@ -64,11 +65,18 @@ class DataDir:
         except (OSError, tomllib.TOMLDecodeError) as err:
             raise DataDirError(f"{self.config}: {err}") from None
 
-    def write_config(self, listen: str = DEFAULT_LISTEN) -> None:
-        """Write the default node.toml."""
-        self.config.write_text(
+    def write_config(self, listen: str = DEFAULT_LISTEN, peers: list[str] | None = None) -> None:
+        """Write the default node.toml (with `peers`: the node this one joined through)."""
+        text = (
             f'# sterimesh node settings; command-line options override them\nlisten = "{listen}"\n'
         )
+        if peers:
+            text += (
+                "# sync address of the node this one joined through (mDNS finds the others;"
+                " add more where multicast is blocked)\n"
+                f"peers = {json.dumps(peers)}\n"
+            )
+        self.config.write_text(text)
 
     def acquire(self) -> IO[bytes]:
         """Take the exclusive lock of this data directory; NodeRunningError when held."""

@@ -6,6 +6,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tomllib
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -109,6 +110,36 @@ def test_token_with_unknown_role_is_a_usage_error(node_dir: Path) -> None:
     )
     assert code == 2
     assert "king" in err
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "shown"),
+    [
+        ("--listen", "nonsense", "--listen nonsense:8700"),
+        ("--sync-listen", "no-such-host.invalid:8701", "--sync-listen no-such-host.invalid:8701"),
+        ("--listen", "127.0.0.1:99999", "not HOST:PORT"),
+    ],
+)
+def test_an_address_the_node_cannot_listen_on_is_a_usage_error(
+    node_dir: Path, option: str, value: str, shown: str
+) -> None:
+    store = {p.name: p.read_bytes() for p in (node_dir / "store").iterdir()}
+    code, _, err = invoke("run", "--data", str(node_dir), option, value, "--no-mdns")
+    assert code == 2
+    assert shown in err
+    assert {p.name: p.read_bytes() for p in (node_dir / "store").iterdir()} == store  # not opened
+
+
+def test_a_command_that_succeeds_says_nothing_on_stderr(node_dir: Path) -> None:
+    """Only run and demo log what they do; scripts read stdout, people read the one line."""
+    from tests.procs import run_cli
+
+    done = run_cli("token", "create", "--data", str(node_dir), "--name", "x", "--role", "head")
+    assert done.stdout.startswith("smt_")
+    assert done.stderr == ""
+    assert run_cli("status", "--data", str(node_dir)).stderr == ""
+    verbose = run_cli("--log-level", "INFO", "status", "--data", str(node_dir))
+    assert " INFO " in verbose.stderr
 
 
 def test_user_add_reads_the_password_from_stdin(node_dir: Path) -> None:
@@ -265,6 +296,8 @@ def test_invite_join_list_and_revoke(running_node: tuple[Path, str, str], tmp_pa
     )
     assert code == 0, err
     assert "node B (Poste stérile) joined" in out
+    # it keeps the address it joined through: `run` finds the cluster without --peer
+    assert tomllib.loads((joined / "node.toml").read_text())["peers"] == [sync]
     # the token was used once: a second node gets nothing
     code, _, err = invoke(
         "join", "--data", str(tmp_path / "c"), "--name", "Intrus", "--token", token, "--peer", sync
