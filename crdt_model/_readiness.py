@@ -47,6 +47,7 @@ PROBLEMS: dict[str, str] = {
     "set_expired": "set {set} expired on {expires_on}",
     "set_not_sterile": "set {set} is not sterile (status: {status})",
     "unknown_anomaly": "no anomaly {anomaly}",
+    "unknown_event": "no event {event} to void",
     "anomaly_already_resolved": (
         "anomaly {anomaly} was resolved on {day}: void that decision ({event}) to record another"
     ),

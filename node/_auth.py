@@ -22,6 +22,9 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "local": frozenset({"read", "record", "release", "resolve", "admin", "reference", "feed"}),
 }
 
+EVENT_PERMISSION = {"load.released": "release", "anomaly.resolved": "resolve"}
+"""Event types that need more than the `record` permission (and voiding them, the same)."""
+
 TOKEN_PREFIX = "smt_"  # noqa: S105 (a prefix, not a secret)
 _LOGIN_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 _PIN_RE = re.compile(r"^[0-9]{4,8}$")

@@ -23,9 +23,6 @@ _LOGGER = logging.getLogger(__name__)
 NODE_KEY: web.AppKey[Node] = web.AppKey("node", Node)
 CONTROL_KEY: web.AppKey[bool] = web.AppKey("control", bool)
 PRINCIPAL_KEY: web.RequestKey[Principal] = web.RequestKey("principal", Principal)
-EVENT_PERMISSION = {"load.released": "release", "anomaly.resolved": "resolve"}
-"""Event types that need more than the `record` permission."""
-
 MAX_JSON_BODY = 1024 * 1024
 MAX_BUNDLE_BODY = 256 * 1024 * 1024
 DEFAULT_LIMIT = 100

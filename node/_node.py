@@ -25,6 +25,7 @@ import devices
 import sync
 
 from ._auth import (
+    EVENT_PERMISSION,
     Principal,
     check_login,
     check_role,
@@ -78,6 +79,12 @@ class RuleError(NodeError):
     def __init__(self, problem: cm.Problem) -> None:
         super().__init__(problem)
         self.problem = problem
+
+
+class ForbiddenError(NodeError):
+    """The caller's role may not do this."""
+
+    status = 403
 
 
 class TooLargeError(NodeError):
@@ -540,12 +547,26 @@ class Node:
         physical world that breaks one is recorded, with warnings for the operator.
         """
         submission = cm.validate_submission(body)
+        permission = self.permission_for(submission)
+        if not principal.can(permission):
+            raise ForbiddenError(f"the role {principal.role} may not do this ({permission})")
         today = self.trace.today(self._clock())
         problem = self.trace.refusal(submission, today)
         if problem is not None:
             raise RuleError(problem)
         warnings = self.trace.warnings(submission, today)
         return await self._record_valid(submission, principal), warnings
+
+    def permission_for(self, submission: dict[str, Any]) -> str:
+        """The permission recording `submission` takes: voiding an event takes the right to
+        make the event it finally cancels (voiding a void brings that event back)."""
+        kind, seen = submission.get("type"), 0
+        while kind == "event.voided" and isinstance(submission.get("target"), str) and seen < 64:
+            target = self.get_event(submission["target"])
+            if target is None:
+                raise RuleError(cm.Problem("unknown_event", event=submission["target"][:40]))
+            submission, kind, seen = target, target["type"], seen + 1
+        return EVENT_PERMISSION.get(str(kind), "record")
 
     async def async_record(self, body: Any, principal: Principal) -> dict[str, Any]:
         """Validate, stamp and durably store a new event; returns it as stored."""

@@ -467,6 +467,23 @@ async def test_only_a_releaser_undoes_a_release_decision(trace: Trace) -> None:
     assert_error_shape(status, body, 403)
     assert t.count == before
     assert await t.status_of(code) == "quarantined"
+    # a release withdrawn by a releaser stays withdrawn: voiding the void takes the right to
+    # release too (it would bring the release back)
+    other = t.instance(t.kind(1))
+    await t.receive_wash_pack([other])
+    load = await t.sterilize([other])  # released
+    released = (await t.get(f"/api/loads/{load}", "operator"))["release"]["event"]
+    withdrawn = await t.record("event.voided", "releaser", target=released, reason="BI positif")
+    assert (await t.get(f"/api/loads/{load}", "operator"))["release"] is None
+    before = t.count
+    for target in (withdrawn["id"], released):
+        status, body = await t.post_event(type="event.voided", target=target, reason="oups")
+        assert_error_shape(status, body, 403)
+        assert "(release)" in body["error"]
+    assert t.count == before
+    assert (await t.get(f"/api/loads/{load}", "operator"))["release"] is None
+    status, body = await t.post_event(type="event.voided", target="1795869091234-00000-Z")
+    assert_error_shape(status, body, 422)
 
 
 @pytest.mark.parametrize("cycle", ["fail", None], ids=["failed", "missing"])
