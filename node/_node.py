@@ -417,11 +417,21 @@ class Node:
         if update is None:
             return
         if len(update) > sync.MAX_UPDATE_BYTES:  # a reference of a huge export, say
+            self._writes.applied(name, update)
             self._writes.forget(name)
             raise TooLargeError(
                 f"the change of {name} is {len(update):,} bytes; peers take at most "
                 f"{sync.MAX_UPDATE_BYTES:,} in one update, so it would never reach them"
             )
+        # once queued for the disk, it reaches the document too, even if the caller goes away
+        keep = asyncio.ensure_future(self._store_and_apply(name, update))
+        try:
+            await asyncio.shield(keep)
+        except asyncio.CancelledError:
+            await asyncio.wait([keep])
+            raise
+
+    async def _store_and_apply(self, name: str, update: bytes) -> None:
         started = time.perf_counter()
         try:
             await self.store.async_append(name, update)
@@ -434,6 +444,7 @@ class Node:
         doc = self._doc(name)
         with doc.transaction(origin="local"):
             doc.apply_update(update)
+        self._writes.applied(name, update)
         self._after_commit(name, update, None)
 
     def _refresh_views(self) -> None:
@@ -742,14 +753,21 @@ class Node:
         retired = cm.cluster_map(self.docs[cm.CLUSTER_DOC], "retired")
         if bundle.export_id in retired:
             raise ConflictError(f"export {bundle.export_id} was retired; it cannot come back")
-        existing = self.docs.get(name)
-        if existing is not None:
-            if cm.read_manifest(existing) == bundle.manifest:
-                return {"export_id": bundle.export_id, "status": "unchanged"}
-            raise ConflictError(f"export {bundle.export_id} was imported with other content")
-        await self._commit(
-            name, lambda doc: cm.write_reference(doc, bundle.manifest, bundle.tables)
-        )
+        unchanged = False
+
+        def write(doc: Doc[Any]) -> None:  # on the shadow: sees an import still in flight
+            nonlocal unchanged
+            found = cm.read_manifest(doc)
+            if found is None:
+                cm.write_reference(doc, bundle.manifest, bundle.tables)
+            elif found == bundle.manifest:
+                unchanged = True
+            else:
+                raise ConflictError(f"export {bundle.export_id} was imported with other content")
+
+        await self._commit(name, write)
+        if unchanged:
+            return {"export_id": bundle.export_id, "status": "unchanged"}
         retiring = self.references()[KEEP_REFERENCES:]
         if retiring:
             now = datetime.now(UTC).isoformat(timespec="seconds")

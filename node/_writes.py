@@ -33,6 +33,8 @@ class LocalWrites:
     def __init__(self, client_id: int) -> None:
         self.client_id = client_id
         self._shadows: dict[str, Doc[Any]] = {}
+        self._inflight: dict[str, list[bytes]] = {}
+        """Per document, the updates prepared and not yet applied to it, in order."""
 
     def prepare(
         self, name: str, live: Doc[Any] | None, mutate: Callable[[Doc[Any]], None]
@@ -63,22 +65,35 @@ class LocalWrites:
         if rewrites:
             self.forget(name)
             raise LocalRewriteError(f"{name}: {rewrites[0][:60]!r} would be rewritten")
-        if name.startswith(cm.REF_PREFIX):
-            self.forget(name)  # written once, and large
         if not captured:
             return None
-        return captured[0] if len(captured) == 1 else pycrdt.merge_updates(*captured)
+        update = captured[0] if len(captured) == 1 else pycrdt.merge_updates(*captured)
+        self._inflight.setdefault(name, []).append(update)
+        return update
+
+    def applied(self, name: str, update: bytes) -> None:
+        """`update` (prepared here) is in its document now, or was given up: no longer in flight."""
+        pending = self._inflight.get(name, [])
+        if update in pending:
+            pending.remove(update)
+        if not pending:
+            self._inflight.pop(name, None)
+            if name.startswith(cm.REF_PREFIX):
+                self._shadows.pop(name, None)  # written once, and large
 
     def forget(self, name: str) -> None:
-        """Drop a shadow (it is made again from its document when next needed)."""
+        """Drop a shadow: it is made again from its document and the writes still in flight."""
         self._shadows.pop(name, None)
 
     def _shadow(self, name: str, live: Doc[Any] | None) -> Doc[Any]:
         shadow = self._shadows.pop(name, None)
         if shadow is None:
+            # the document, then what is on its way to it: never reuse an in-flight clock
             shadow = Doc(client_id=self.client_id)
             if live is not None:
                 shadow.apply_update(live.get_update())
+            for update in self._inflight.get(name, ()):
+                shadow.apply_update(update)
         elif live is None:
             pass  # its own writes, still on their way to the disk
         elif not name.startswith(cm.EVENTS_PREFIX) or not _covers(shadow, live):
@@ -86,8 +101,9 @@ class LocalWrites:
             # events document never has), without what the shadow holds already
             shadow.apply_update(live.get_update(shadow.get_state()))
         self._shadows[name] = shadow
-        while len(self._shadows) > MAX_SHADOWS:
-            del self._shadows[next(iter(self._shadows))]
+        idle = [n for n in self._shadows if n != name and n not in self._inflight]
+        for old in idle[: max(0, len(self._shadows) - MAX_SHADOWS)]:
+            del self._shadows[old]  # the oldest with nothing in flight
         return shadow
 
 

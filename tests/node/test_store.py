@@ -335,3 +335,60 @@ async def test_a_local_write_reaches_peers_only_once_durable(tmp_path: Path) -> 
         assert dict(cm.iter_events(seen)) == {event["id"]: event}
     finally:
         await node.async_close()
+
+
+async def test_writes_in_flight_on_many_documents_are_all_kept(tmp_path: Path) -> None:
+    """Shadows of other documents come and go while a write waits for the disk: none is lost."""
+    data = new_data_dir(tmp_path)
+    clock = StepClock()
+    node = await open_node(data, clock=clock)
+    try:
+        days = []
+        for day in range(6):  # one event on each of six days: more documents than shadows kept
+            days.append((await node.async_record(submission("note"), OPERATOR))["id"])
+            clock.now += 86_400_000
+        clock.now -= 86_400_000
+        today = [asyncio.create_task(node.async_record(submission("note"), OPERATOR))]
+        acks = [asyncio.create_task(node.async_ack([i], "platform")) for i in days[:5]]
+        today.append(asyncio.create_task(node.async_record(submission("note"), OPERATOR)))
+        written = [e["id"] for e in await asyncio.gather(*today)]
+        assert await asyncio.gather(*acks) == [1] * 5
+    finally:
+        await node.async_close()
+    again = await open_node(data)
+    try:
+        assert all(again.get_event(i) is not None for i in [*days, *written])
+        assert again.trace.acked == set(days[:5])
+    finally:
+        await again.async_close()
+
+
+async def test_a_change_that_fails_midway_leaves_the_others_whole(tmp_path: Path) -> None:
+    data = new_data_dir(tmp_path)
+    node = await open_node(data)
+
+    def put(key: str) -> Any:
+        return lambda doc: cm.cluster_put(doc, "tokens", key, {"name": key, "role": "admin"})
+
+    def half(doc: Doc[Any]) -> None:
+        put("half")(doc)
+        raise RuntimeError("failed midway")
+
+    try:
+        results = await asyncio.gather(
+            node.commit_cluster(put("a")),
+            node.commit_cluster(half),
+            node.commit_cluster(put("c")),
+            return_exceptions=True,
+        )
+        assert [type(r).__name__ for r in results] == ["NoneType", "RuntimeError", "NoneType"]
+        assert {"a", "c"} <= set(cm.cluster_items(node.docs[cm.CLUSTER_DOC], "tokens"))
+        assert "half" not in cm.cluster_items(node.docs[cm.CLUSTER_DOC], "tokens")
+    finally:
+        await node.async_close()
+    again = await open_node(data)
+    try:
+        tokens = cm.cluster_items(again.docs[cm.CLUSTER_DOC], "tokens")
+        assert {"a", "c"} <= set(tokens) and "half" not in tokens
+    finally:
+        await again.async_close()
