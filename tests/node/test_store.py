@@ -344,7 +344,7 @@ async def test_writes_in_flight_on_many_documents_are_all_kept(tmp_path: Path) -
     node = await open_node(data, clock=clock)
     try:
         days = []
-        for day in range(6):  # one event on each of six days: more documents than shadows kept
+        for _day in range(6):  # one event on each of six days: more documents than shadows kept
             days.append((await node.async_record(submission("note"), OPERATOR))["id"])
             clock.now += 86_400_000
         clock.now -= 86_400_000
@@ -389,6 +389,7 @@ async def test_a_change_that_fails_midway_leaves_the_others_whole(tmp_path: Path
     again = await open_node(data)
     try:
         tokens = cm.cluster_items(again.docs[cm.CLUSTER_DOC], "tokens")
-        assert {"a", "c"} <= set(tokens) and "half" not in tokens
+        assert {"a", "c"} <= set(tokens)
+        assert "half" not in tokens
     finally:
         await again.async_close()
