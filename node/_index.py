@@ -33,6 +33,8 @@ class EventIndex:
         self.own_max = ZERO
         self.count = 0
         self._load_counters: dict[str, int] = defaultdict(int)
+        self._reserved: set[str] = set()
+        """Load numbers of local events on their way to the disk (not indexed yet)."""
 
     def add(self, day: str, event: dict[str, Any]) -> None:
         """Index one event of the given UTC day."""
@@ -59,9 +61,29 @@ class EventIndex:
             self.own_max = max(self.own_max, Timestamp.parse(event["hlc"]))
 
     def next_load_number(self, yymmdd: str) -> str:
-        """The next load number of this node for a local day, e.g. A-261128-004."""
-        self._load_counters[yymmdd] += 1
-        return f"{self.node_code}-{yymmdd}-{self._load_counters[yymmdd]:03d}"
+        """The next free load number of this node for a local day, e.g. A-261128-004."""
+        while True:
+            self._load_counters[yymmdd] += 1
+            number = f"{self.node_code}-{yymmdd}-{self._load_counters[yymmdd]:03d}"
+            if not self.load_taken(number):
+                return number
+
+    def load_taken(self, number: str) -> bool:
+        """True when a load number is held, or reserved by a write in flight."""
+        return number in self.loads or number in self._reserved
+
+    def load_owner(self, number: str) -> str | None:
+        """The node code whose numbering `number` follows (None: a number of another form)."""
+        match = _LOAD_RE.match(number)
+        return None if match is None else match.group(1)
+
+    def reserve_load(self, number: str) -> None:
+        """Hold a load number for a local event until it is indexed or given up."""
+        self._reserved.add(number)
+
+    def release_load(self, number: str) -> None:
+        """The write of a reserved load number is over (indexed now, or failed)."""
+        self._reserved.discard(number)
 
     def days(self) -> list[str]:
         """Days holding events, oldest first."""

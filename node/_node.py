@@ -599,18 +599,29 @@ class Node:
             "zone": self.zone,
             **submission,
         }
+        load = None
         if event_type.is_load:
             load = submission.get("load")
+            owner = None if load is None else self.index.load_owner(load)
             if load is None:
-                event["load"] = self.index.next_load_number(at.strftime("%y%m%d"))
-            elif load in self.index.loads:
+                load = event["load"] = self.index.next_load_number(at.strftime("%y%m%d"))
+            elif self.index.load_taken(load):
                 raise ConflictError(f"load {load} exists already")
+            elif owner is not None and owner != self.code:
+                raise ConflictError(
+                    f"load {load} follows node {owner}'s numbering; leave the number out "
+                    "and this node gives one"
+                )
         cm.check_event_size(event)
         self._pending_local[event["id"]] = event
+        if load is not None:
+            self.index.reserve_load(load)  # until indexed: a concurrent write cannot take it
         try:
             await self._commit(cm.events_doc_name(ts), lambda doc: cm.add_event(doc, event))
         finally:
             self._pending_local.pop(event["id"], None)
+            if load is not None:
+                self.index.release_load(load)
         self.metrics.events_recorded.labels(event["type"]).inc()
         return event
 

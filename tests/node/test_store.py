@@ -393,3 +393,25 @@ async def test_a_change_that_fails_midway_leaves_the_others_whole(tmp_path: Path
         assert "half" not in tokens
     finally:
         await again.async_close()
+
+
+async def test_a_load_number_is_given_once_even_to_concurrent_writes(tmp_path: Path) -> None:
+    node = await open_node(new_data_dir(tmp_path), clock=StepClock())
+    loaded = {"type": "wash.loaded", "machine": "LAV-1", "program": "P", "sets": ["JDIGGRBA#111"]}
+    try:
+        twice = await asyncio.gather(
+            node.async_record({**loaded, "load": "X-1"}, OPERATOR),
+            node.async_record({**loaded, "load": "X-1"}, OPERATOR),
+            return_exceptions=True,
+        )
+        assert sorted(type(r).__name__ for r in twice) == ["ConflictError", "dict"]
+        auto, explicit = await asyncio.gather(
+            node.async_record(loaded, OPERATOR),
+            node.async_record({**loaded, "load": "A-261128-002"}, OPERATOR),
+        )
+        assert auto["load"] != explicit["load"]
+        assert (await node.async_record(loaded, OPERATOR))["load"] == "A-261128-003"
+        with pytest.raises(node_module.ConflictError, match="node B's numbering"):
+            await node.async_record({**loaded, "load": "B-261128-001"}, OPERATOR)
+    finally:
+        await node.async_close()
