@@ -162,9 +162,9 @@ async def test_loaded_events_get_load_numbers(api: Api) -> None:
 
 
 async def test_a_load_number_is_given_once(api: Api) -> None:
-    status, _ = await api.post_event(**submission("steri.loaded", load="B-261128-001"))
+    status, _ = await api.post_event(**submission("steri.loaded", load="A-261128-007"))
     assert status == 201
-    status, body = await api.post_event(**submission("steri.loaded", load="B-261128-001"))
+    status, body = await api.post_event(**submission("steri.loaded", load="A-261128-007"))
     assert_error_shape(status, body, 409)
     assert api.node.index.count == 1
 
