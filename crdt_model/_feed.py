@@ -57,11 +57,16 @@ def feed_csv(events: Iterable[Mapping[str, Any]], event_type: str) -> str:
     return out.getvalue()
 
 
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+"""A text cell a spreadsheet would take for a formula, when it starts with one of these."""
+
+
 def _cell(value: Any) -> str:
     if value is None:
         return ""
     if isinstance(value, str):
-        return value
+        # recorded text goes to people's spreadsheets: never as a formula (=HYPERLINK...)
+        return "'" + value if value.startswith(_FORMULA_STARTS) else value
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 

@@ -123,16 +123,29 @@ def require(request: web.Request, permission: str) -> Principal:
     return principal
 
 
+async def read_body(request: web.Request, limit: int) -> bytes:
+    """The whole body, refused (413) beyond `limit` bytes before more is read.
+
+    Chunked bodies carry no Content-Length: the limit is kept while reading.
+    """
+    if request.content_length is not None and request.content_length > limit:
+        raise ApiError(413, f"body larger than {limit} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    while chunk := await request.content.read(limit + 1 - size):
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > limit:
+            raise ApiError(413, f"body larger than {limit} bytes")
+    return b"".join(chunks)
+
+
 async def read_json(request: web.Request) -> Any:
     """The JSON body of a request, size-limited."""
-    if request.content_length is not None and request.content_length > MAX_JSON_BODY:
-        raise ApiError(413, f"body larger than {MAX_JSON_BODY} bytes")
-    raw = await request.content.read(MAX_JSON_BODY + 1)
-    if len(raw) > MAX_JSON_BODY:
-        raise ApiError(413, f"body larger than {MAX_JSON_BODY} bytes")
+    raw = await read_body(request, MAX_JSON_BODY)
     try:
         return json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError):
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
         raise ApiError(400, "the body is not valid JSON") from None
 
 

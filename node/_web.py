@@ -5,13 +5,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import secrets
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import parse_qsl, urlencode
 
 import jinja2
 from aiohttp import web
@@ -20,7 +20,7 @@ import crdt_model as cm
 
 from ._api_trace import SCANNERS_KEY
 from ._auth import Principal, verify_password
-from ._http import NODE_KEY, PRINCIPAL_KEY, Handler
+from ._http import NODE_KEY, PRINCIPAL_KEY, ApiError, Handler, read_body
 from ._node import Node, NodeError, RuleError
 from ._users import active_user
 from ._web_dash import dashboard_context
@@ -36,6 +36,7 @@ from ._web_support import (
     local_time,
     node_secret,
     problem_item,
+    same_text,
     say_anomaly,
     say_problem,
     translator,
@@ -53,6 +54,8 @@ STATIC_DIR = Path(__file__).parent / "static"
 TEMPLATES_DIR = Path(__file__).parent / "templates"
 _API_PREFIXES = ("/api/", "/metrics")
 _MAX_FORM = 64 * 1024
+_NEXT_RE = re.compile(r"/[A-Za-z0-9/_.~%?=&#+-]*")
+"""Where a page may send back to after login or a language change: a plain local path."""
 _CSP = (
     "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
     "connect-src 'self'; frame-ancestors 'none'; form-action 'self'"
@@ -126,10 +129,7 @@ async def _web_middleware(request: web.Request, handler: Handler) -> web.StreamR
     if match.http_exception is not None:
         raise match.http_exception
     response = await match.handler(request)
-    response.headers.setdefault(
-        "Content-Security-Policy",
-        "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; connect-src 'self'; frame-ancestors 'none'",
-    )
+    response.headers.setdefault("Content-Security-Policy", _CSP)
     response.headers.setdefault("X-Content-Type-Options", "nosniff")
     response.headers.setdefault("Referrer-Policy", "same-origin")
     return response
@@ -242,16 +242,22 @@ def _gate(request: web.Request, permission: str) -> Principal | web.StreamRespon
 
 
 async def _form(request: web.Request) -> dict[str, str]:
-    if request.content_length is not None and request.content_length > _MAX_FORM:
-        raise web.HTTPRequestEntityTooLarge(max_size=_MAX_FORM, actual_size=request.content_length)
-    data = await request.post()
-    return {k: v for k, v in data.items() if isinstance(v, str)}
+    """A urlencoded form, at most _MAX_FORM bytes (read with the limit kept: chunked too)."""
+    try:
+        raw = await read_body(request, _MAX_FORM)
+    except ApiError:
+        raise web.HTTPRequestEntityTooLarge(max_size=_MAX_FORM, actual_size=_MAX_FORM + 1) from None
+    try:
+        pairs = parse_qsl(raw.decode("utf-8"), keep_blank_values=True, max_num_fields=200)
+    except (UnicodeDecodeError, ValueError):
+        raise web.HTTPBadRequest(text="malformed form") from None
+    return dict(pairs)
 
 
 def _csrf_ok(request: web.Request, form: dict[str, str]) -> bool:
     expected = (request.get(SESSION_KEY) or {}).get("c")
     given = form.get("csrf", "")
-    return isinstance(expected, str) and bool(given) and secrets.compare_digest(expected, given)
+    return isinstance(expected, str) and bool(given) and same_text(expected, given)
 
 
 def refused_flash(
@@ -330,7 +336,8 @@ def _csrf_refused(request: web.Request) -> web.Response:
 
 
 def _safe_next(value: str | None) -> str:
-    if value and value.startswith("/") and not value.startswith("//") and "\\" not in value:
+    # a path of this node only: browsers drop tabs and newlines, so "/\t/evil" is "//evil"
+    if value and _NEXT_RE.fullmatch(value) and not value.startswith("//"):
         return value
     return "/"
 

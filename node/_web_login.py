@@ -32,7 +32,7 @@ from ._web import (
     _state,
     render,
 )
-from ._web_support import LANGUAGES, new_session, translator
+from ._web_support import LANGUAGES, new_session, same_text, translator
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -107,7 +107,7 @@ async def _refused(
     state = _state(request)
     gettext = translator(state.catalogs, _lang(request))
     pre = request.cookies.get(PRE_COOKIE, "")
-    if not pre or not secrets.compare_digest(pre, form.get("csrf", "")):
+    if not pre or not same_text(pre, form.get("csrf", "")):
         return await login_page(
             request, gettext("The form expired or did not come from this page: try again.")
         )
@@ -122,8 +122,9 @@ async def _refused(
 
 async def _verify(secret: str, stored: Any) -> bool:
     hashed = stored if isinstance(stored, dict) else _decoy()
-    good = bool(secret) and await asyncio.to_thread(verify_password, secret, hashed)
-    return good and hashed is stored
+    # an empty secret costs the same as any other: failures are never cheap to make
+    good = await asyncio.to_thread(verify_password, secret or "\x00", hashed)
+    return good and bool(secret) and hashed is stored
 
 
 async def _failed(request: web.Request, key: str, who: str, message: str) -> web.Response:

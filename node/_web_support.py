@@ -28,6 +28,8 @@ SECRET_FILE = "web-secret"  # noqa: S105 (a file name, not a secret)
 SESSION_TTL_S = 12 * 3600
 LOGIN_FAILURES = 5
 LOGIN_WINDOW_S = 300.0
+ADDRESS_FAILURES = 30
+"""Failed logins one address may make per window, whatever the logins it tries."""
 _MAX_TRACKED = 10000
 
 # -- message catalogs ---------------------------------------------------------------
@@ -238,7 +240,7 @@ class Signer:
         if not raw or raw.count(".") != 1 or len(raw) > 4096:
             return None
         body, mac = raw.split(".")
-        if not hmac.compare_digest(mac, self._mac(body.encode())):
+        if not body.isascii() or not same_text(mac, self._mac(body.encode())):
             return None
         try:
             value = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
@@ -247,36 +249,62 @@ class Signer:
         return value if isinstance(value, dict) else None
 
 
+def same_text(expected: str, given: str) -> bool:
+    """Constant-time comparison of a secret with what a request sent (any characters)."""
+    return hmac.compare_digest(expected.encode(), given.encode("utf-8", "replace"))
+
+
 def new_session(login: str, lang: str, now: float) -> dict[str, Any]:
     """A fresh session: user, per-session CSRF token, expiry, language."""
     return {"u": login, "c": secrets.token_urlsafe(24), "e": int(now) + SESSION_TTL_S, "l": lang}
 
 
 class LoginLimiter:
-    """At most LOGIN_FAILURES failed logins per (login, address) per LOGIN_WINDOW_S, in memory."""
+    """Failed logins in memory: at most LOGIN_FAILURES per (login, address) and
+    ADDRESS_FAILURES per address, all logins together, per LOGIN_WINDOW_S."""
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
         self._failures: dict[tuple[str, str], deque[float]] = {}
+        self._by_address: dict[str, deque[float]] = {}
 
-    def _recent(self, key: tuple[str, str]) -> deque[float]:
-        found = self._failures.get(key, deque())
+    def _recent(self, found: deque[float] | None) -> deque[float]:
+        found = found if found is not None else deque()
         limit = self._clock() - LOGIN_WINDOW_S
         while found and found[0] < limit:
             found.popleft()
         return found
 
     def blocked(self, login: str, address: str) -> bool:
-        """True while the pair has used up its failures."""
-        return len(self._recent((login, address))) >= LOGIN_FAILURES
+        """True while the pair, or the address, has used up its failures."""
+        pair = self._recent(self._failures.get((login, address)))
+        everyone = self._recent(self._by_address.get(address))
+        return len(pair) >= LOGIN_FAILURES or len(everyone) >= ADDRESS_FAILURES
 
     def failed(self, login: str, address: str) -> None:
         """Count one failure."""
-        if len(self._failures) > _MAX_TRACKED:
-            self._failures.clear()  # bounded: keys come from whoever posts the form
-        key = (login, address)
-        self._failures[key] = self._recent(key)
-        self._failures[key].append(self._clock())
+        now = self._clock()
+        pair = (login, address)
+        if len(self._failures) > _MAX_TRACKED and pair not in self._failures:
+            self._bound(self._failures, LOGIN_FAILURES)
+        if len(self._by_address) > _MAX_TRACKED and address not in self._by_address:
+            self._bound(self._by_address, ADDRESS_FAILURES)
+        self._failures[pair] = self._recent(self._failures.get(pair))
+        self._failures[pair].append(now)
+        self._by_address[address] = self._recent(self._by_address.get(address))
+        self._by_address[address].append(now)
+
+    def _bound(self, table: dict[Any, deque[float]], limit: int) -> None:
+        """Forget expired entries, then the stalest that block nothing: never a blocked one
+        (keys come from whoever posts the form, to push the others out)."""
+        for key in [k for k, found in table.items() if not self._recent(found)]:
+            del table[key]
+        if len(table) > _MAX_TRACKED:
+            harmless = sorted(
+                (k for k in table if len(table[k]) < limit), key=lambda k: table[k][-1]
+            )
+            for key in harmless[: len(table) - _MAX_TRACKED // 2]:
+                del table[key]
 
     def succeeded(self, login: str, address: str) -> None:
         """Forget the failures of a pair that logged in."""

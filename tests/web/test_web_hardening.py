@@ -1,0 +1,71 @@
+"""What a hostile request gets from the web pages: no memory, no redirect, no traceback."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+from aiohttp.test_utils import TestClient
+
+from node import _web_support as support
+from tests.web.helpers import csrf_of
+
+
+async def _chunks(total: int, size: int = 64 * 1024) -> AsyncIterator[bytes]:
+    yield b"a="
+    for _ in range(total // size):
+        yield b"A" * size
+
+
+async def test_a_huge_chunked_form_is_refused_without_being_read(client: TestClient) -> None:
+    """Chunked bodies carry no length: the limit holds while reading (no login needed)."""
+    resp = await client.post(
+        "/login",
+        data=_chunks(8 * 1024 * 1024),
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert resp.status == 413
+
+
+async def test_pages_forbid_forms_posting_elsewhere(client: TestClient) -> None:
+    resp = await client.get("/login")
+    assert "form-action 'self'" in resp.headers["Content-Security-Policy"]
+
+
+@pytest.mark.parametrize(
+    "target", ["//evil.example/x", "/\t/evil.example/x", "/\\evil.example", "/%0d%0aSet-Cookie:x"]
+)
+async def test_no_redirect_leaves_the_node(client: TestClient, target: str) -> None:
+    resp = await client.get("/lang/en", params={"next": target}, allow_redirects=False)
+    assert resp.status == 303
+    assert resp.headers["Location"] in {"/", "/dashboard", "/station", "/login"}
+
+
+async def test_non_ascii_cookie_and_csrf_are_refused_quietly(client: TestClient) -> None:
+    client.session.cookie_jar.update_cookies({"sm_session": "abc.é"}, client.make_url("/"))
+    resp = await client.get("/dashboard", allow_redirects=False)
+    assert resp.status == 303  # to the login page, not a 500
+    client.session.cookie_jar.clear()
+    page = await client.get("/login")
+    assert csrf_of(await page.text())
+    resp = await client.post("/login", data={"csrf": "é", "login": "op", "password": "x"})
+    assert resp.status == 401
+
+
+def test_junk_logins_cannot_wipe_the_failures_of_a_real_one() -> None:
+    now = [1000.0]
+    limiter = support.LoginLimiter(clock=lambda: now[0])
+    for _ in range(support.LOGIN_FAILURES):
+        limiter.failed("admin1", "1.2.3.4")
+    for n in range(support._MAX_TRACKED + 2):
+        limiter.failed(f"junk{n}", f"10.0.{n // 250}.{n % 250}")
+    assert limiter.blocked("admin1", "1.2.3.4")
+
+
+def test_one_address_trying_many_logins_is_stopped_too() -> None:
+    limiter = support.LoginLimiter(clock=lambda: 1000.0)
+    for n in range(support.ADDRESS_FAILURES):
+        assert not limiter.blocked(f"user{n}", "1.2.3.4")
+        limiter.failed(f"user{n}", "1.2.3.4")
+    assert limiter.blocked("someone-else", "1.2.3.4")
+    assert not limiter.blocked("someone-else", "5.6.7.8")
