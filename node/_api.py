@@ -189,6 +189,26 @@ async def patch_user(request: web.Request) -> web.Response:
     return web.json_response(record)
 
 
+async def post_token_revoke(request: web.Request) -> web.Response:
+    """Revoke the API tokens of a name (admin): they are refused at once, on every node."""
+    principal = require(request, "admin")
+    name = request.match_info["name"]
+    count = await request.app[NODE_KEY].async_revoke_tokens(name, principal.name)
+    return web.json_response({"name": name, "revoked": count})
+
+
+async def post_user_state(request: web.Request) -> web.Response:
+    """Disable a user (their sessions end at once) or enable them again (admin)."""
+    principal = require(request, "admin")
+    login, action = request.match_info["login"], request.match_info["action"]
+    if login == principal.name and action == "disable":
+        raise ApiError(422, "an administrator cannot disable their own login")
+    await request.app[NODE_KEY].async_disable_user(
+        login, principal.name, disabled=action == "disable"
+    )
+    return web.json_response({"login": login, "disabled": action == "disable"})
+
+
 async def post_invite(request: web.Request) -> web.Response:
     """A one-time join token for a new node (admin)."""
     principal = require(request, "admin")
@@ -268,6 +288,8 @@ def make_app(
     app.router.add_post("/api/tokens", post_token)
     app.router.add_post("/api/users", post_user)
     app.router.add_patch("/api/users/{login}", patch_user)
+    app.router.add_post(r"/api/users/{login}/{action:disable|enable}", post_user_state)
+    app.router.add_post("/api/tokens/{name}/revoke", post_token_revoke)
     app.router.add_post("/api/invites", post_invite)
     app.router.add_get("/api/nodes", get_nodes)
     app.router.add_post("/api/nodes/{node}/revoke", post_revoke)

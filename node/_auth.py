@@ -45,6 +45,7 @@ ADMIN_MESSAGES: dict[str, str] = {
     "not_string_or_null": "{name} must be a string, or null to clear it",
     "bad_language": "a language is one of {languages}",
     "unknown_user": "no user {login!r}",
+    "unknown_token": "no API token named {name!r} in use",
     "badge_taken": "this badge is already given to {login}",
     "badge_needs_pin": "a user with a badge needs a PIN",
     # cluster membership (node/_cluster.py)

@@ -12,6 +12,7 @@ import zipfile
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import quote
 
 import aiohttp
 import click
@@ -318,9 +319,43 @@ def token_create(data_dir: Path, name: str, role: str) -> None:
     click.echo(_run(_offline(data, lambda n: n.async_create_token(name, role, CLI_PRINCIPAL.name))))
 
 
+@token.command("revoke")
+@data_option
+@click.option("--name", required=True, help="The name given at creation.")
+def token_revoke(data_dir: Path, name: str) -> None:
+    """Revoke the tokens of a name: refused at once, on every node."""
+    data = DataDir(data_dir)
+    if data.is_served():
+        count = _run(_control(data, "POST", f"/api/tokens/{quote(name, safe='')}/revoke"))[
+            "revoked"
+        ]
+    else:
+        count = _run(_offline(data, lambda n: n.async_revoke_tokens(name, CLI_PRINCIPAL.name)))
+    click.echo(f"{count} token(s) named {name} revoked")
+
+
 @cli.group()
 def user() -> None:
     """People who log in to the web UI."""
+
+
+@user.command("disable")
+@data_option
+@click.option("--login", required=True)
+@click.option("--enable", is_flag=True, help="Let the user log in again instead.")
+def user_disable(data_dir: Path, login: str, enable: bool) -> None:
+    """Stop a user logging in (their open sessions end at once), or --enable them again."""
+    data = DataDir(data_dir)
+    action = "enable" if enable else "disable"
+    if data.is_served():
+        _run(_control(data, "POST", f"/api/users/{quote(login, safe='')}/{action}"))
+    else:
+        _run(
+            _offline(
+                data, lambda n: n.async_disable_user(login, CLI_PRINCIPAL.name, disabled=not enable)
+            )
+        )
+    click.echo(f"user {login} {action}d")
 
 
 @user.command("add")

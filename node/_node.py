@@ -26,6 +26,7 @@ import sync
 
 from ._auth import (
     EVENT_PERMISSION,
+    AdminMessage,
     Principal,
     check_login,
     check_role,
@@ -841,6 +842,61 @@ class Node:
             cm.cluster_put(doc, "users", login, {**entry, **kept})
 
         await self._commit(cm.CLUSTER_DOC, save)
+
+    async def async_revoke_tokens(self, name: str, by: str) -> int:
+        """Revoke every API token of this name; how many were in use."""
+        at = datetime.now(UTC).isoformat(timespec="seconds")
+        done = 0
+
+        def revoke(doc: Doc[Any]) -> None:
+            nonlocal done
+            for key, entry in cm.cluster_items(doc, "tokens").items():
+                if entry.get("name") == name and not entry.get("revoked"):
+                    cm.cluster_put(
+                        doc,
+                        "tokens",
+                        key,
+                        {**entry, "revoked": True, "revoked_at": at, "revoked_by": by},
+                    )
+                    done += 1
+
+        await self._commit(cm.CLUSTER_DOC, revoke)
+        if not done:
+            raise NodeError(AdminMessage("unknown_token", name=name[:64]))
+        _LOGGER.warning("API token %r revoked by %s", name[:64], by)
+        return done
+
+    async def async_disable_user(self, login: str, by: str, *, disabled: bool = True) -> None:
+        """Stop a user logging in (their sessions end at once), or let them again."""
+        at = datetime.now(UTC).isoformat(timespec="seconds")
+
+        def change(entry: dict[str, Any]) -> dict[str, Any]:
+            if not disabled:
+                return {k: v for k, v in entry.items() if not k.startswith("disabled")}
+            return {**entry, "disabled": True, "disabled_at": at, "disabled_by": by}
+
+        await self._change_user(login, change)
+        _LOGGER.warning("user %s %s by %s", login, "disabled" if disabled else "enabled", by)
+
+    async def async_end_sessions(self, login: str) -> None:
+        """End every web session of a user, on every PC (at logout, say)."""
+        await self._change_user(login, lambda e: {**e, "sessions": int(e.get("sessions", 0)) + 1})
+
+    async def _change_user(
+        self, login: str, change: Callable[[dict[str, Any]], dict[str, Any]]
+    ) -> None:
+        found = False
+
+        def save(doc: Doc[Any]) -> None:
+            nonlocal found
+            entry = cm.cluster_get(doc, "users", login)
+            if entry is not None:
+                found = True
+                cm.cluster_put(doc, "users", login, change(entry))
+
+        await self._commit(cm.CLUSTER_DOC, save)
+        if not found:
+            raise NodeError(AdminMessage("unknown_user", login=login[:64]))
 
     def authenticate(self, token: str) -> Principal | None:
         """The principal of an API token, or None (cached until the cluster document changes)."""

@@ -39,6 +39,7 @@ from ._web_support import (
     same_text,
     say_anomaly,
     say_problem,
+    session_mark,
     translator,
 )
 
@@ -193,8 +194,8 @@ def _principal(request: web.Request) -> Principal | None:
     if not isinstance(session.get("e"), int) or session["e"] < state.clock():
         return None
     entry = active_user(_node(request), session["u"])
-    if entry is None:
-        return None
+    if entry is None or session.get("g") != session_mark(entry):
+        return None  # disabled, password replaced, or logged out since
     request[SESSION_KEY] = session
     if entry.get("lang") in LANGUAGES:
         request[USER_LANG_KEY] = entry["lang"]

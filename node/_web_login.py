@@ -142,7 +142,7 @@ def _logged_in(
     state = _state(request)
     state.limiter.succeeded(login, request.remote or "?")
     lang = entry.get("lang") if entry.get("lang") in LANGUAGES else _lang(request)
-    session = new_session(login, str(lang), state.clock())
+    session = new_session(login, str(lang), state.clock(), entry)
     principal = Principal(name=login, role=str(entry.get("role")))
     target = _safe_next(form.get("next"))
     response = _redirect(request, _home(principal) if target == "/" else target)
@@ -152,11 +152,13 @@ def _logged_in(
 
 
 async def logout(request: web.Request) -> web.StreamResponse:
-    """End the session."""
-    _principal(request)
+    """End the person's sessions, here and on every other PC (a copied cookie too)."""
+    principal = _principal(request)
     form = await _form(request)
     if request.get(SESSION_KEY) is not None and not _csrf_ok(request, form):
         return _csrf_refused(request)
+    if principal is not None:
+        await _node(request).async_end_sessions(principal.name)
     response = _redirect(request, "/login")
     response.del_cookie(SESSION_COOKIE, path="/")
     return response

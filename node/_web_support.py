@@ -254,9 +254,23 @@ def same_text(expected: str, given: str) -> bool:
     return hmac.compare_digest(expected.encode(), given.encode("utf-8", "replace"))
 
 
-def new_session(login: str, lang: str, now: float) -> dict[str, Any]:
-    """A fresh session: user, per-session CSRF token, expiry, language."""
-    return {"u": login, "c": secrets.token_urlsafe(24), "e": int(now) + SESSION_TTL_S, "l": lang}
+def new_session(login: str, lang: str, now: float, user: dict[str, Any]) -> dict[str, Any]:
+    """A fresh session: user, per-session CSRF token, expiry, language, and the mark of the
+    user's record it stays valid for (see session_mark)."""
+    return {
+        "u": login,
+        "c": secrets.token_urlsafe(24),
+        "e": int(now) + SESSION_TTL_S,
+        "l": lang,
+        "g": session_mark(user),
+    }
+
+
+def session_mark(user: dict[str, Any]) -> str:
+    """Changes when the user's password is replaced or their sessions are ended (logout):
+    a session made under another mark is over, on every PC."""
+    seed = json.dumps([user.get("password"), user.get("sessions", 0)], sort_keys=True)
+    return hashlib.sha256(seed.encode()).hexdigest()[:16]
 
 
 class LoginLimiter:

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
+import crdt_model as cm
 from node import Node, make_app
 from node._sample import write_sample
 from tests.helpers import submission
@@ -122,6 +123,32 @@ async def test_the_platforms_token_reads_the_feed_and_nothing_else(api: Api) -> 
         assert_error_shape(status, answer, 403)
         status, _ = await api.call("GET", path, "head")
         assert status != 403, path  # people who read may (200, or 404/409 for this empty node)
+
+
+async def test_an_admin_revokes_a_token_and_disables_a_user(api: Api) -> None:
+    status, made = await api.call(
+        "POST", "/api/tokens", "admin", json={"name": "xline", "role": "integration"}
+    )
+    assert status == 201
+    leaked = {"Authorization": f"Bearer {made['token']}"}
+    assert (await api.client.get("/api/feed", headers=leaked)).status == 200
+    status, body = await api.call("POST", "/api/tokens/xline/revoke", "operator")
+    assert_error_shape(status, body, 403)
+    status, body = await api.call("POST", "/api/tokens/xline/revoke", "admin")
+    assert (status, body) == (200, {"name": "xline", "revoked": 1})
+    assert (await api.client.get("/api/feed", headers=leaked)).status == 401
+    status, body = await api.call("POST", "/api/tokens/xline/revoke", "admin")
+    assert_error_shape(status, body, 400)  # none left in use
+    await api.node.async_add_user("mdupont", "operator", "a password 123", "test")
+    status, body = await api.call("POST", "/api/users/mdupont/disable", "admin")
+    assert (status, body) == (200, {"login": "mdupont", "disabled": True})
+    users = cm.cluster_items(api.node.docs[cm.CLUSTER_DOC], "users")
+    assert users["mdupont"]["disabled"] is True
+    status, _ = await api.call("POST", "/api/users/mdupont/enable", "admin")
+    assert status == 200
+    assert "disabled" not in cm.cluster_items(api.node.docs[cm.CLUSTER_DOC], "users")["mdupont"]
+    status, body = await api.call("POST", "/api/users/nobody/disable", "admin")
+    assert_error_shape(status, body, 400)
 
 
 async def test_event_is_answered_201_with_id_and_hlc(api: Api) -> None:

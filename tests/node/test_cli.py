@@ -7,6 +7,7 @@ import socket
 import subprocess
 import sys
 import tomllib
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -142,6 +143,21 @@ def test_a_command_that_succeeds_says_nothing_on_stderr(node_dir: Path) -> None:
     assert " INFO " in verbose.stderr
 
 
+def test_token_revoke_and_user_disable_on_a_stopped_node(node_dir: Path) -> None:
+    code, out, err = invoke(
+        "token", "create", "--data", str(node_dir), "--name", "xline", "--role", "integration"
+    )
+    assert code == 0, err
+    code, out, err = invoke("token", "revoke", "--data", str(node_dir), "--name", "xline")
+    assert (code, out.strip()) == (0, "1 token(s) named xline revoked"), err
+    code, _, err = invoke("token", "revoke", "--data", str(node_dir), "--name", "xline")
+    assert code == 1
+    assert "no API token named 'xline' in use" in err
+    code, _, err = invoke("user", "disable", "--data", str(node_dir), "--login", "nobody")
+    assert code == 1
+    assert "no user 'nobody'" in err
+
+
 def test_user_add_reads_the_password_from_stdin(node_dir: Path) -> None:
     code, out, err = invoke(
         "user",
@@ -258,6 +274,13 @@ def test_write_commands_go_through_the_running_node(
     assert info["events"] == 1
     assert info["reference"]["export_id"].startswith("SAMPLE-SMALL-")
     assert DataDir(node_dir).is_served()
+    code, _, err = invoke("user", "disable", "--data", str(node_dir), "--login", "chef")
+    assert code == 0, err
+    code, out, err = invoke("token", "revoke", "--data", str(node_dir), "--name", "ops")
+    assert (code, out.strip()) == (0, "1 token(s) named ops revoked"), err
+    with pytest.raises(urllib.error.HTTPError) as refused:  # at once, by the running node
+        urllib.request.urlopen(req, timeout=10)
+    assert refused.value.code == 401
 
 
 def test_new_cluster_has_its_own_ca_and_node_certificate(node_dir: Path) -> None:

@@ -92,6 +92,7 @@ ENGLISH = [
     ),
     (AdminMessage("bad_language", languages="fr, nl, en"), "a language is one of fr, nl, en"),
     (AdminMessage("unknown_user", login="nobody"), "no user 'nobody'"),
+    (AdminMessage("unknown_token", name="xline"), "no API token named 'xline' in use"),
     (AdminMessage("badge_taken", login="op"), "this badge is already given to op"),
     (AdminMessage("badge_needs_pin"), "a user with a badge needs a PIN"),
     (AdminMessage("no_code_left"), "no node code left"),

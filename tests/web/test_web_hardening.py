@@ -7,8 +7,9 @@ from collections.abc import AsyncIterator
 import pytest
 from aiohttp.test_utils import TestClient
 
+from node import Node
 from node import _web_support as support
-from tests.web.helpers import csrf_of
+from tests.web.helpers import csrf_of, login_in
 
 
 async def _chunks(total: int, size: int = 64 * 1024) -> AsyncIterator[bytes]:
@@ -69,3 +70,38 @@ def test_one_address_trying_many_logins_is_stopped_too() -> None:
         limiter.failed(f"user{n}", "1.2.3.4")
     assert limiter.blocked("someone-else", "1.2.3.4")
     assert not limiter.blocked("someone-else", "5.6.7.8")
+
+
+def _cookie(client: TestClient) -> str:
+    return next(c.value for c in client.session.cookie_jar if c.key == "sm_session")
+
+
+async def _with_cookie(client: TestClient, value: str, path: str = "/dashboard") -> int:
+    client.session.cookie_jar.clear()
+    client.session.cookie_jar.update_cookies({"sm_session": value}, client.make_url("/"))
+    return (await client.get(path, allow_redirects=False)).status
+
+
+async def test_logout_ends_the_session_even_for_a_copied_cookie(client: TestClient) -> None:
+    await login_in(client, "chef")
+    stolen = _cookie(client)
+    assert await _with_cookie(client, stolen) == 200
+    page = await client.get("/dashboard")
+    resp = await client.post("/logout", data={"csrf": csrf_of(await page.text())})
+    assert resp.status == 200  # the login page
+    assert await _with_cookie(client, stolen) == 303  # back to the login page
+
+
+async def test_a_disabled_user_or_a_replaced_password_ends_open_sessions(
+    client: TestClient, node: Node
+) -> None:
+    await login_in(client, "chef")
+    session = _cookie(client)
+    await node.async_disable_user("chef", "adm")
+    assert await _with_cookie(client, session) == 303
+    await node.async_disable_user("chef", "adm", disabled=False)
+    await login_in(client, "chef")  # may log in again
+    session = _cookie(client)
+    assert await _with_cookie(client, session) == 200
+    await node.async_add_user("chef", "head", "another password 1", "adm")
+    assert await _with_cookie(client, session) == 303
