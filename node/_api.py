@@ -27,6 +27,7 @@ from ._http import (
     ApiError,
     auth_middleware,
     error_middleware,
+    for_principal,
     int_param,
     read_json,
     require,
@@ -91,7 +92,7 @@ async def get_events(request: web.Request) -> web.Response:
             break
     return web.json_response(
         {
-            "events": events,
+            "events": for_principal(request, events),
             "after": after,
             "limit": limit,
             "next": events[-1]["id"] if len(events) == limit else None,
@@ -105,7 +106,7 @@ async def get_event(request: web.Request) -> web.Response:
     event = request.app[NODE_KEY].get_event(request.match_info["event_id"])
     if event is None:
         raise ApiError(404, "no such event")
-    return web.json_response(event)
+    return web.json_response(for_principal(request, event))
 
 
 async def get_status(request: web.Request) -> web.Response:

@@ -16,6 +16,7 @@ from ._http import (
     NODE_KEY,
     PRINCIPAL_KEY,
     ApiError,
+    for_principal,
     int_param,
     read_json,
     require,
@@ -50,7 +51,7 @@ async def get_set(request: web.Request) -> web.Response:
     if not known and type_code is None:
         raise ApiError(404, f"no set {code[:64]}")
     view = node.trace.fold.set_status(code, _today(node)).as_dict()
-    view["history"] = [e for e in node.iter_events(set_code=code)]
+    view["history"] = for_principal(request, list(node.iter_events(set_code=code)))
     if ref is not None and type_code is not None:
         view["type"] = dict(ref.set_types.get(type_code, {}))
         view["storage"] = ref.locations.get(code)
@@ -134,7 +135,7 @@ async def get_readiness(request: web.Request) -> web.Response:
     if ref is None:
         raise ApiError(409, "no reference data imported yet: import the platform's export first")
     answer = cm.readiness(node.trace.fold, day, ref)
-    return web.json_response(answer)
+    return web.json_response(for_principal(request, answer))
 
 
 async def get_recall(request: web.Request) -> web.Response:
@@ -146,16 +147,18 @@ async def get_recall(request: web.Request) -> web.Response:
     if len(given) != 1:
         raise ApiError(400, "give exactly one of lot, set, patient, machine")
     key = given[0]
-    if key == "patient" and principal.role not in {"releaser", "head", "admin", "local"}:
+    if key == "patient" and not principal.can("patients"):
         raise ApiError(403, "only a releaser, head or admin looks up a patient")
     value = query[key]
     if key == "lot":
-        return web.json_response(cm.recall_lot(fold, value))
-    if key == "set":
-        return web.json_response(cm.recall_set(fold, value))
-    if key == "patient":
-        return web.json_response(cm.recall_patient(fold, value))
-    return web.json_response(cm.recall_machine(fold, value))
+        found = cm.recall_lot(fold, value)
+    elif key == "set":
+        found = cm.recall_set(fold, value)
+    elif key == "patient":
+        found = cm.recall_patient(fold, value)
+    else:
+        found = cm.recall_machine(fold, value)
+    return web.json_response(for_principal(request, found))
 
 
 async def get_feed(request: web.Request) -> web.StreamResponse:
@@ -186,7 +189,7 @@ async def get_feed(request: web.Request) -> web.StreamResponse:
         event = node.get_event(event_id)
         if event is None:
             continue
-        lines.append(cm.feed_line(event))
+        lines.append(cm.feed_line(for_principal(request, event)))
         last = event["id"]
         if len(lines) == limit:
             break

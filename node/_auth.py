@@ -13,13 +13,16 @@ from crdt_model import CodedText
 ROLES = ("operator", "releaser", "head", "admin", "integration")
 
 PERMISSIONS: dict[str, frozenset[str]] = {
+    # "patients": see patient codes (the uses of sets, the planning); others read without
     "operator": frozenset({"read", "record"}),
-    "releaser": frozenset({"read", "record", "release", "resolve"}),
-    "head": frozenset({"read", "resolve"}),
-    "admin": frozenset({"read", "admin", "reference"}),
-    "integration": frozenset({"feed", "reference"}),  # the platform: nothing else
+    "releaser": frozenset({"read", "record", "release", "resolve", "patients"}),
+    "head": frozenset({"read", "resolve", "patients"}),
+    "admin": frozenset({"read", "admin", "reference", "patients"}),
+    "integration": frozenset({"feed", "reference", "patients"}),  # the platform: nothing else
     # a command run on the node's own machine through its control socket
-    "local": frozenset({"read", "record", "release", "resolve", "admin", "reference", "feed"}),
+    "local": frozenset(
+        {"read", "record", "release", "resolve", "admin", "reference", "feed", "patients"}
+    ),
 }
 
 EVENT_PERMISSION = {"load.released": "release", "anomaly.resolved": "resolve"}

@@ -123,6 +123,26 @@ def require(request: web.Request, permission: str) -> Principal:
     return principal
 
 
+PATIENT_FIELDS = frozenset({"patient", "patients", "patient_code"})
+
+
+def for_principal(request: web.Request, answer: Any) -> Any:
+    """`answer` as the caller may see it: without patient codes unless its role sees them."""
+    principal = request.get(PRINCIPAL_KEY)
+    if principal is not None and principal.can("patients"):
+        return answer
+    return without_patients(answer)
+
+
+def without_patients(value: Any) -> Any:
+    """A JSON-like value with every patient field left out, at any depth."""
+    if isinstance(value, dict):
+        return {k: without_patients(v) for k, v in value.items() if k not in PATIENT_FIELDS}
+    if isinstance(value, list):
+        return [without_patients(v) for v in value]
+    return value
+
+
 async def read_body(request: web.Request, limit: int) -> bytes:
     """The whole body, refused (413) beyond `limit` bytes before more is read.
 

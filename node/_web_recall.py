@@ -10,17 +10,17 @@ from aiohttp import web
 import crdt_model as cm
 
 from ._auth import Principal
+from ._http import without_patients
 from ._web import _gate, _node, render
 from ._web_support import anomalies_by_subject
 
 RECALL_KEYS = ("lot", "set", "patient", "machine")
-PATIENT_ROLES = frozenset({"releaser", "head", "admin"})
 MAX_RESULTS = 200
 
 
 def may_look_up_patients(principal: Principal) -> bool:
-    """Only a releaser, head or admin looks up a patient."""
-    return principal.role in PATIENT_ROLES
+    """Only a releaser, head or admin looks up a patient (or sees patient codes)."""
+    return principal.can("patients")
 
 
 async def recall_page(request: web.Request) -> web.StreamResponse:
@@ -64,6 +64,8 @@ async def recall_page(request: web.Request) -> web.StreamResponse:
                 status = 404
             else:
                 context["anomalies"] = anomalies_by_subject(fold.anomalies(), "load")
+                if not principal.can("patients"):
+                    context["result"] = without_patients(context["result"])
     return render(request, "recall.html", status, **context)
 
 

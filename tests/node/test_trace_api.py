@@ -361,6 +361,16 @@ async def test_a_set_from_reception_to_a_patient_and_back_by_recall(
     assert by_machine["last_passed_bi"] is None
     assert [x["load"]["load"] for x in by_machine["loads"]] == [load]
     assert by_machine["patients"] == [patient]
+    # an operator follows the lot too, without the patient codes (releaser, head, admin only)
+    for path in (f"/api/recall?lot={load}", f"/api/recall?set={q(code)}", "/api/feed"):
+        status, seen = await t.call("GET", path, "operator")
+        assert status == 200
+        assert patient not in json.dumps(seen), path
+    seen = await t.get(f"/api/recall?lot={load}", "operator")
+    assert [d["to"] for d in seen["sets"][0]["dispatches"]] == ["Bloc J"]
+    used = await t.get("/api/events?type=set.used", "operator")
+    assert used["events"] and not any("patient" in e for e in used["events"])
+    assert (await t.get("/api/events?type=set.used"))["events"][0]["patient"] == patient
 
 
 async def test_recall_of_a_sterilizer_stops_at_its_last_passed_biological_indicator(
@@ -771,13 +781,16 @@ async def test_an_anomaly_is_resolved_by_a_releaser_or_a_head_only(trace: Trace)
 
 async def test_readiness_of_a_planned_day_per_operation_and_per_room(trace: Trace) -> None:
     t = trace
-    before = await t.get(f"/api/readiness?date={PLANNED}", "operator")
+    before = await t.get(f"/api/readiness?date={PLANNED}", "head")
     ops = before["operations"]
     planned = sorted(t.ref.or_planning[PLANNED], key=lambda r: (r["start"], r["room"]))
     assert [(o["room"], o["start"], o["patient_code"]) for o in ops] == [
         (r["room"], r["start"], r["patient_code"]) for r in planned
     ]
     assert before["date"] == PLANNED
+    seen = await t.get(f"/api/readiness?date={PLANNED}", "operator")  # without patient codes
+    assert [o["start"] for o in seen["operations"]] == [o["start"] for o in ops]
+    assert not any("patient_code" in o for o in seen["operations"])
     assert before["reference"] == t.ref.export_id
     assert {o["status"] for o in ops} <= {"short", "no_profile"}  # nothing is sterile yet
 
@@ -786,7 +799,7 @@ async def test_readiness_of_a_planned_day_per_operation_and_per_room(trace: Trac
     assert first["status"] == "short"
     codes = [t.instance(need["type_code"], n) for need in first["sets"] for n in range(need["qty"])]
     await t.make_sterile(codes)
-    after = await t.get(f"/api/readiness?date={PLANNED}", "operator")
+    after = await t.get(f"/api/readiness?date={PLANNED}", "head")
     ops = after["operations"]
     assert ops[0]["status"] == "ok"
     assert sorted(c for need in ops[0]["sets"] for c in need["assigned"]) == sorted(codes)
@@ -804,7 +817,7 @@ async def test_readiness_of_a_planned_day_per_operation_and_per_room(trace: Trac
     assert "procedures" in after["endoscopy"]
     # a set back in the dirty zone is no longer available
     await t.record("set.received", set=codes[0])
-    again = await t.get(f"/api/readiness?date={PLANNED}", "operator")
+    again = await t.get(f"/api/readiness?date={PLANNED}", "head")
     assert again["operations"][0]["status"] == "short"
 
 
