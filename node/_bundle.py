@@ -305,7 +305,9 @@ _SPECS: dict[str, tuple[_Col, ...]] = {
         _Col("birth_date", _date, empty=None, patient=True, keep=False),
         _Col("sex", _SEX, patient=True, keep=False),
         _opt("admission"), _opt("anesthesia"), _opt("surgeon"), _opt("procedure"),
-        _opt("profile_code", _code), _opt("notes"),
+        _opt("profile_code", _code),
+        # free text beside a patient (care notes, a name typed in): read, never kept
+        _Col("notes", _text, keep=False),
     ),
     "endo_planning.csv": (
         _req("date", _date), _req("room"), _req("start", _time), _PATIENT_CODE,

@@ -165,19 +165,27 @@ async def logout(request: web.Request) -> web.StreamResponse:
 
 
 async def set_language(request: web.Request) -> web.StreamResponse:
-    """Choose the language of this browser; a logged-in person's is kept in their record."""
+    """Choose the language of this browser (GET, a link); a logged-in person's choice is
+    kept in their record by the header's form (POST, with its CSRF token)."""
     lang = request.match_info["lang"]
     if lang not in LANGUAGES:
         raise web.HTTPNotFound
-    response = _redirect(request, _safe_next(request.query.get("next")))
-    _cookie(response, request, LANG_COOKIE, lang)
     principal = _principal(request)
     session = request.get(SESSION_KEY)
+    keep = False
+    if request.method == "POST":
+        form = await _form(request)
+        if principal is None or not _csrf_ok(request, form):
+            return _csrf_refused(request)
+        keep = True
+    response = _redirect(request, _safe_next(request.query.get("next")))
+    _cookie(response, request, LANG_COOKIE, lang)
     if principal is not None and session is not None:
         session["l"] = lang
         _cookie(response, request, SESSION_COOKIE, _state(request).signer.dumps(session))
-        with contextlib.suppress(NodeError):  # a node that lost its disk still shows pages
-            await async_set_language(_node(request), principal.name, lang)
+        if keep:
+            with contextlib.suppress(NodeError):  # a node that lost its disk still shows pages
+                await async_set_language(_node(request), principal.name, lang)
     return response
 
 
@@ -188,3 +196,4 @@ def add_login_routes(app: web.Application) -> None:
     app.router.add_post("/login/badge", login_badge_post)
     app.router.add_post("/logout", logout)
     app.router.add_get("/lang/{lang}", set_language)
+    app.router.add_post("/lang/{lang}", set_language)

@@ -204,8 +204,7 @@ def test_reads_a_valid_bundle_normalised(tmp_path: Path) -> None:
         "surgeon": "Dr Lefèvre",
         "procedure": "TURBT (résection trans-urétrale d'une tumeur de la vessie)",
         "profile_code": "PURO001",
-        "notes": "",
-    }
+    }  # notes (free text beside a patient) are read, never kept
     assert bundle.tables["endo_planning"][0]["start"] == "08:30"
 
 
@@ -230,19 +229,19 @@ def test_accepts_every_dialect(tmp_path: Path, encoding: str, sep: str, newline:
 
 def test_quoted_fields_hold_separators_quotes_and_newlines(tmp_path: Path) -> None:
     note = 'Prévoir "kit ancillaire"; confirmer, avec\nle bloc\tvers 7h'
-    tables = edited("or_planning.csv", 1, notes=note)
+    tables = edited("or_planning.csv", 1, procedure=note)
     for sep in (";", "\t", ","):
         for quote_all in (False, True):
             folder = build(
                 tmp_path / f"{sep!r}{quote_all}", tables=tables, sep=sep, quote_all=quote_all
             )
-            assert read_bundle(folder).tables["or_planning"][0]["notes"] == note
+            assert read_bundle(folder).tables["or_planning"][0]["procedure"] == note
 
 
 def test_crlf_inside_a_quoted_value_becomes_lf(tmp_path: Path) -> None:
-    tables = edited("or_planning.csv", 1, notes="ligne 1\r\nligne 2")
+    tables = edited("or_planning.csv", 1, procedure="ligne 1\r\nligne 2")
     bundle = read_bundle(build(tmp_path / "b", tables=tables, newline="\r\n"))
-    assert bundle.tables["or_planning"][0]["notes"] == "ligne 1\nligne 2"
+    assert bundle.tables["or_planning"][0]["procedure"] == "ligne 1\nligne 2"
 
 
 @pytest.mark.parametrize(
@@ -717,7 +716,6 @@ def planning_rows(draw: st.DrawFn, encoding: str) -> list[tuple[list[str], dict[
             "surgeon": other[2].strip(),
             "procedure": other[3].strip(),
             "profile_code": written[11],
-            "notes": other[4].strip(),
         }
         rows.append((written, expected))
     return rows

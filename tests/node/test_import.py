@@ -86,6 +86,7 @@ async def test_import_is_one_durable_document(tmp_path: Path) -> None:
     ref = before[f"ref/{bundle.export_id}"]
     assert ref["tables"]["or_planning"] == bundle.tables["or_planning"]
     assert all("patient_name" not in row for row in ref["tables"]["or_planning"])
+    assert all("notes" not in row for row in ref["tables"]["or_planning"])  # free text: not kept
     await again.async_close()
 
 

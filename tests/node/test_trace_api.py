@@ -369,7 +369,8 @@ async def test_a_set_from_reception_to_a_patient_and_back_by_recall(
     seen = await t.get(f"/api/recall?lot={load}", "operator")
     assert [d["to"] for d in seen["sets"][0]["dispatches"]] == ["Bloc J"]
     used = await t.get("/api/events?type=set.used", "operator")
-    assert used["events"] and not any("patient" in e for e in used["events"])
+    assert used["events"]
+    assert not any("patient" in e for e in used["events"])
     assert (await t.get("/api/events?type=set.used"))["events"][0]["patient"] == patient
 
 

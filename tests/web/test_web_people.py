@@ -365,9 +365,19 @@ async def test_the_language_follows_the_user(
     client: TestClient, node: Node, aiohttp_client: Any
 ) -> None:
     await password_login(client, "op")
-    resp = await client.get("/lang/nl", params={"next": "/station"})
+    resp = await client.get("/lang/nl", params={"next": "/station"})  # a link: this browser
+    assert resp.status == 200
+    page = await resp.text()
+    assert '<html lang="nl">' in page
+    assert "lang" not in user(node, "op")  # a GET never writes
+    resp = await client.post(
+        "/lang/nl", params={"next": "/station"}, data={"csrf": csrf_of(page)}
+    )  # the header's form: kept in the user's record
     assert resp.status == 200
     assert '<html lang="nl">' in await resp.text()
+    assert user(node, "op")["lang"] == "nl"
+    resp = await client.post("/lang/en", data={"csrf": "forged"})
+    assert resp.status == 403
     assert user(node, "op")["lang"] == "nl"
 
     # another browser (another node of the cluster: the same replicated user record)
