@@ -51,6 +51,10 @@ PRE_COOKIE = "sm_pre"
 FLASH_COOKIE = "sm_flash"
 STREAM_DEBOUNCE_S = 0.3
 STREAM_KEEPALIVE_S = 25.0
+MAX_STREAMS = 64
+"""Live dashboards (server-sent event connections) one node serves at once."""
+MAX_STREAMS_PER_USER = 6
+_RETRY = {"Retry-After": "60"}
 STATIC_DIR = Path(__file__).parent / "static"
 TEMPLATES_DIR = Path(__file__).parent / "templates"
 _API_PREFIXES = ("/api/", "/metrics")
@@ -73,6 +77,7 @@ class WebState:
     limiter: LoginLimiter = field(default_factory=LoginLimiter)
     clock: Callable[[], float] = time.time
     streams: set[asyncio.Event] = field(default_factory=set)
+    stream_users: dict[asyncio.Event, str] = field(default_factory=dict)
     closing: bool = False
     zones: dict[str, str] = field(default_factory=dict)
     """Event id -> zone of the station that recorded it, read on demand (events never change)."""
@@ -483,12 +488,17 @@ async def dashboard_stream(request: web.Request) -> web.StreamResponse:
     if not isinstance(principal, Principal):
         return principal
     state = _state(request)
+    mine = sum(1 for who in state.stream_users.values() if who == principal.name)
+    if len(state.streams) >= MAX_STREAMS or mine >= MAX_STREAMS_PER_USER:
+        # each is an open connection: the page still works, refreshed by hand
+        return web.Response(status=429, text="too many live dashboards open", headers=_RETRY)
     response = web.StreamResponse(
         headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
     )
     await response.prepare(request)
     flag = asyncio.Event()
     state.streams.add(flag)
+    state.stream_users[flag] = principal.name
     try:
         await response.write(b"retry: 2000\n: hello\n\n")
         while not state.closing:
@@ -506,6 +516,7 @@ async def dashboard_stream(request: web.Request) -> web.StreamResponse:
         pass
     finally:
         state.streams.discard(flag)
+        state.stream_users.pop(flag, None)
     return response
 
 

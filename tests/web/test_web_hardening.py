@@ -9,6 +9,7 @@ from aiohttp.test_utils import TestClient
 
 from node import Node
 from node import _web_support as support
+from node._web import MAX_STREAMS_PER_USER
 from tests.web.helpers import csrf_of, login_in
 
 
@@ -105,3 +106,16 @@ async def test_a_disabled_user_or_a_replaced_password_ends_open_sessions(
     assert await _with_cookie(client, session) == 200
     await node.async_add_user("chef", "head", "another password 1", "adm")
     assert await _with_cookie(client, session) == 303
+
+
+async def test_live_dashboards_per_person_are_capped(client: TestClient) -> None:
+    await login_in(client, "chef")
+    opened = [await client.get("/dashboard/stream") for _ in range(MAX_STREAMS_PER_USER)]
+    try:
+        assert [r.status for r in opened] == [200] * MAX_STREAMS_PER_USER
+        one_more = await client.get("/dashboard/stream")
+        assert one_more.status == 429
+        assert (await client.get("/dashboard")).status == 200  # the page itself still works
+    finally:
+        for resp in opened:
+            resp.close()
