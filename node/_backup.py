@@ -427,10 +427,13 @@ class ScheduledBackups:
             checking = True
             await asyncio.to_thread(check_backup, path)
             checking = False
-            await asyncio.to_thread(self._prune)
-        except (BackupError, OSError) as err:
+            await asyncio.to_thread(self._prune, path)
+        except Exception as err:  # any failure is recorded and shown; the schedule goes on
+            if checking:  # a file that does not read back intact is no backup: never keep it
+                with contextlib.suppress(OSError):
+                    path.unlink(missing_ok=True)
             self.failures += 1
-            self.last_error = str(err)[:300]
+            self.last_error = str(err)[:300] or type(err).__name__
             self.last_reason = failure_reason(err, self.folder, checking=checking)
             self.last_error_at = time.time()
             _LOGGER.error("scheduled backup failed: %s", self.last_error)  # noqa: TRY400 (one line)
@@ -444,10 +447,14 @@ class ScheduledBackups:
     def _prefix(self) -> str:
         return f"sterimesh-{self.node.code}-"
 
-    def _prune(self) -> None:
+    def _prune(self, newest: Path) -> None:
+        """Keep `newest` (just written and checked) and the `keep - 1` last written before it:
+        by modification time, not by the time in the names, which a clock set back puts
+        out of order."""
         assert self.folder is not None
-        mine = sorted(self.folder.glob(f"{self._prefix()}*.zip"))
-        for old in mine[: max(0, len(mine) - self.keep)]:
+        others = [p for p in self.folder.glob(f"{self._prefix()}*.zip") if p != newest]
+        others.sort(key=lambda p: p.stat().st_mtime, reverse=True)
+        for old in others[max(0, self.keep - 1) :]:
             old.unlink(missing_ok=True)
 
     def status(self) -> dict[str, Any]:

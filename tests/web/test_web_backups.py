@@ -263,3 +263,22 @@ def test_each_system_error_has_its_reason(err: OSError, reason: str, tmp_path: P
     assert failure_reason(wrapped, tmp_path) == reason
     assert failure_reason(err, tmp_path / "gone") == "folder_missing"
     assert failure_reason(BackupError("checksum"), tmp_path, checking=True) == "damaged"
+
+
+async def test_a_clock_set_back_never_prunes_the_backup_just_made(
+    node: Node, tmp_path: Path
+) -> None:
+    folder = tmp_path / "share"
+    folder.mkdir()
+    for n, year in enumerate((2031, 2032)):  # written while the PC's clock was years ahead
+        old = folder / f"sterimesh-{node.code}-{year}0101-000000Z.zip"
+        old.write_bytes(b"older")
+        os.utime(old, (1_700_000_000 + n, 1_700_000_000 + n))
+    backups = ScheduledBackups(node, {"backup": {"folder": str(folder), "keep": 2}})
+    await backups.run_once()
+    assert backups.status()["state"] == "ok"
+    kept = sorted(p.name for p in folder.iterdir())
+    assert backups.status()["last_file"] in kept
+    assert kept == sorted(
+        [backups.status()["last_file"], f"sterimesh-{node.code}-20320101-000000Z.zip"]
+    )
