@@ -110,6 +110,11 @@ class Traceability:
             problem = cm.check_label(self.fold, submission["set"], submission["load"])
             if problem is not None:
                 return problem
+            label_id = submission.get("label_id")
+            match = None if label_id is None else _LABEL_RE.match(label_id)
+            if label_id in self.labels or (match and match.group(1) != self.node_code):
+                # one id, one label: another node's numbering is theirs to give
+                return cm.Problem("label_id_taken", label=label_id)
             data = cm.label_data(
                 self.fold, None, submission["set"], submission["load"], self.fold.settings
             )

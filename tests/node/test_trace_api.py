@@ -561,6 +561,15 @@ async def test_a_label_only_for_a_set_of_a_released_load(trace: Trace) -> None:
     status, answer = await t.call("POST", "/api/labels", json={"set": code, "load": load})
     assert status == 201, answer
     assert t.count == before + 2
+    # one id, one label: a label id given already, or in another node's numbering, is refused
+    expires = answer["expires_on"]
+    for taken in (answer["label_id"], "LB2611280001"):
+        status, body = await t.post_event(
+            type="label.printed", set=code, load=load, lot=load, expires_on=expires, label_id=taken
+        )
+        assert_error_shape(status, body, 422)
+        assert "is taken, or in another node's numbering" in body["error"]
+    assert t.count == before + 2
 
 
 async def test_using_a_set_that_is_not_sterile_or_is_expired_is_refused(trace: Trace) -> None:
