@@ -133,6 +133,16 @@ class Store:
             self._queue.put(None)
             self._writer.join()
             self._writer = None
+            # queued after the stop: never written, and its caller must not wait for ever
+            left: list[tuple[Waiter, Any, BaseException | None]] = []
+            while True:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is not None:
+                    left.append((item[1], None, StoreError("the store closed before this write")))
+            _notify(left)
         self._env.close()
 
     # -- meta ---------------------------------------------------------------
@@ -397,20 +407,23 @@ class Store:
             outcome = [
                 (waiter, result, None) for (_, waiter), result in zip(batch, results, strict=True)
             ]
-        by_loop: dict[
-            asyncio.AbstractEventLoop, list[tuple[Waiter, Any, BaseException | None]]
-        ] = {}
-        for waiter, result, error in outcome:
-            if isinstance(waiter, asyncio.Future):
-                by_loop.setdefault(waiter.get_loop(), []).append((waiter, result, error))
-            else:
-                _settle(waiter, result, error)
-        for loop, items in by_loop.items():
-            # one wake-up of each event loop per commit, not one per waiter
-            try:
-                loop.call_soon_threadsafe(_settle_all, items)
-            except RuntimeError:
-                _LOGGER.warning("an event loop closed before hearing of its commit")
+        _notify(outcome)
+
+
+def _notify(outcome: list[tuple[Waiter, Any, BaseException | None]]) -> None:
+    """Tell each waiter how its operation went (asyncio ones on their own event loop)."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[tuple[Waiter, Any, BaseException | None]]] = {}
+    for waiter, result, error in outcome:
+        if isinstance(waiter, asyncio.Future):
+            by_loop.setdefault(waiter.get_loop(), []).append((waiter, result, error))
+        else:
+            _settle(waiter, result, error)
+    for loop, items in by_loop.items():
+        # one wake-up of each event loop per commit, not one per waiter
+        try:
+            loop.call_soon_threadsafe(_settle_all, items)
+        except RuntimeError:
+            _LOGGER.warning("an event loop closed before hearing of its commit")
 
 
 def _settle(waiter: Waiter, result: Any, error: BaseException | None) -> None:

@@ -415,3 +415,20 @@ async def test_a_load_number_is_given_once_even_to_concurrent_writes(tmp_path: P
             await node.async_record({**loaded, "load": "B-261128-001"}, OPERATOR)
     finally:
         await node.async_close()
+
+
+def test_a_write_queued_as_the_store_closes_is_told_so(tmp_path: Path) -> None:
+    """Nobody waits for ever on a write that came after the writer's stop."""
+    from concurrent.futures import Future
+
+    from node._store import Store
+
+    store = Store(tmp_path / "store")
+    store.start()
+    written: Future[Any] = store.submit(lambda txn: "first")
+    store._queue.put(None)
+    late: Future[Any] = store.submit(lambda txn: "late")
+    store.close()
+    assert written.result(timeout=5) == "first"
+    with pytest.raises(StoreError, match="closed before this write"):
+        late.result(timeout=5)
