@@ -513,6 +513,7 @@ class Node:
         doc = self._doc(name)
         with doc.transaction(origin=peer):
             doc.apply_update(change)
+        self._writes.remote_change(name)
         self._after_commit(name, change, peer)
 
     async def commit_cluster(self, mutate: Callable[[Doc[Any]], None]) -> None:

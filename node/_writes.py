@@ -14,10 +14,9 @@ from collections.abc import Callable
 from typing import Any
 
 import pycrdt
-from pycrdt import Doc, Map, MapEvent
+from pycrdt import Doc, MapEvent
 
 import crdt_model as cm
-import sync
 
 MAX_SHADOWS = 4
 """Shadows kept: the documents written most recently (today's events, the cluster)."""
@@ -27,12 +26,35 @@ class LocalRewriteError(Exception):
     """A local change would change or delete an entry of an events document."""
 
 
+class _Shadow:
+    """A shadow document, watched once: the updates its transactions make, and any entry of
+    an events document they change or delete."""
+
+    def __init__(self, name: str, client_id: int) -> None:
+        self.doc: Doc[Any] = Doc(client_id=client_id)
+        self.stale = False
+        """Its document took a change from a peer since the shadow last caught up."""
+        self.captured: list[bytes] = []
+        self.rewrites: list[str] = []
+        # kept: a subscription nobody holds may be dropped
+        self._subs = [self.doc.observe(lambda ev: self.captured.append(ev.update))]
+        if name.startswith(cm.EVENTS_PREFIX):
+            for shared in (cm.events_map(self.doc), cm.acks_map(self.doc)):
+                self._subs.append(shared.observe(_rewrite_watch(self.rewrites)))
+
+    def catch_up(self, update: bytes) -> None:
+        """Take what the document holds and the shadow lacks (what it makes is not ours)."""
+        self.doc.apply_update(update)
+        self.captured.clear()
+        self.rewrites.clear()
+
+
 class LocalWrites:
     """The shadows of the documents this node writes, one per document, most recent last."""
 
     def __init__(self, client_id: int) -> None:
         self.client_id = client_id
-        self._shadows: dict[str, Doc[Any]] = {}
+        self._shadows: dict[str, _Shadow] = {}
         self._inflight: dict[str, list[bytes]] = {}
         """Per document, the updates prepared and not yet applied to it, in order."""
 
@@ -41,35 +63,36 @@ class LocalWrites:
     ) -> bytes | None:
         """The update `mutate` makes, made on the shadow of `live` (None: it changes nothing).
 
-        `live` (None: not held yet) is not touched: apply the update once it is durable. Raises LocalRewriteError
-        when the change would rewrite an events entry (every peer would refuse it).
+        `live` (None: not held yet) is not touched: apply the update once it is durable.
+        Raises LocalRewriteError when the change would rewrite an events entry (every peer
+        would refuse it).
         """
         shadow = self._shadow(name, live)
-        captured: list[bytes] = []
-        rewrites: list[str] = []
-        watched: list[tuple[Map[Any], Any]] = []
-        if name.startswith(cm.EVENTS_PREFIX):
-            for shared in (cm.events_map(shadow), cm.acks_map(shadow)):
-                watched.append((shared, shared.observe(_rewrite_watch(rewrites))))
-        sub = shadow.observe(lambda ev: captured.append(ev.update))
+        shadow.captured.clear()
+        shadow.rewrites.clear()
         try:
-            with shadow.transaction(origin="local"):
-                mutate(shadow)
+            with shadow.doc.transaction(origin="local"):
+                mutate(shadow.doc)
         except BaseException:
             self.forget(name)  # what it half made must never be built on
             raise
-        finally:
-            shadow.unobserve(sub)
-            for shared, watch in watched:
-                shared.unobserve(watch)
-        if rewrites:
+        if shadow.rewrites:
+            found = shadow.rewrites[0]
             self.forget(name)
-            raise LocalRewriteError(f"{name}: {rewrites[0][:60]!r} would be rewritten")
+            raise LocalRewriteError(f"{name}: {found[:60]!r} would be rewritten")
+        captured = list(shadow.captured)
+        shadow.captured.clear()
         if not captured:
             return None
         update = captured[0] if len(captured) == 1 else pycrdt.merge_updates(*captured)
         self._inflight.setdefault(name, []).append(update)
         return update
+
+    def remote_change(self, name: str) -> None:
+        """A peer's change reached the document: its shadow catches up before the next write."""
+        shadow = self._shadows.get(name)
+        if shadow is not None:
+            shadow.stale = True
 
     def applied(self, name: str, update: bytes) -> None:
         """`update` (prepared here) is in its document now, or was given up: no longer in flight."""
@@ -85,32 +108,25 @@ class LocalWrites:
         """Drop a shadow: it is made again from its document and the writes still in flight."""
         self._shadows.pop(name, None)
 
-    def _shadow(self, name: str, live: Doc[Any] | None) -> Doc[Any]:
+    def _shadow(self, name: str, live: Doc[Any] | None) -> _Shadow:
         shadow = self._shadows.pop(name, None)
         if shadow is None:
             # the document, then what is on its way to it: never reuse an in-flight clock
-            shadow = Doc(client_id=self.client_id)
+            shadow = _Shadow(name, self.client_id)
             if live is not None:
-                shadow.apply_update(live.get_update())
+                shadow.catch_up(live.get_update())
             for update in self._inflight.get(name, ()):
-                shadow.apply_update(update)
-        elif live is None:
-            pass  # its own writes, still on their way to the disk
-        elif not name.startswith(cm.EVENTS_PREFIX) or not _covers(shadow, live):
+                shadow.catch_up(update)
+        elif live is not None and (shadow.stale or not name.startswith(cm.EVENTS_PREFIX)):
             # what reached the document since (peers' changes, and deletions, which an
             # events document never has), without what the shadow holds already
-            shadow.apply_update(live.get_update(shadow.get_state()))
+            shadow.catch_up(live.get_update(shadow.doc.get_state()))
+        shadow.stale = False
         self._shadows[name] = shadow
         idle = [n for n in self._shadows if n != name and n not in self._inflight]
         for old in idle[: max(0, len(self._shadows) - MAX_SHADOWS)]:
             del self._shadows[old]  # the oldest with nothing in flight
         return shadow
-
-
-def _covers(shadow: Doc[Any], live: Doc[Any]) -> bool:
-    """True when the shadow holds every item of `live` (its own writes may be ahead)."""
-    have = sync.parse_state_vector(shadow.get_state())
-    return sync.covers(have, sync.parse_state_vector(live.get_state()))
 
 
 def _rewrite_watch(found: list[str]) -> Callable[[MapEvent], None]:
