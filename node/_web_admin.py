@@ -173,6 +173,43 @@ async def revoke_post(request: web.Request) -> web.StreamResponse:
     return _redirect(request, "/admin", {"k": "ok", "m": "Node revoked.", "d": which})
 
 
+async def user_state_post(request: web.Request) -> web.StreamResponse:
+    """Disable a user (their sessions end at once, on every PC) or enable them again."""
+    checked = await _gated_form(request, "admin")
+    if not isinstance(checked, tuple):
+        return checked
+    principal, form = checked
+    login, action = form.get("login", "")[:64], form.get("action", "")
+    if action not in ("disable", "enable"):
+        return _redirect(request, "/admin")
+    if login == principal.name:
+        return _admin_page(request, 422, error="An administrator cannot disable their own login.")
+    try:
+        await _node(request).async_disable_user(login, principal.name, disabled=action == "disable")
+    except NodeError as err:
+        return _admin_page(
+            request, err.status, error="The change was refused.", detail=admin_item(err)
+        )
+    done = "User disabled: their sessions end at once." if action == "disable" else "User enabled."
+    return _redirect(request, "/admin", {"k": "ok", "m": done, "d": login})
+
+
+async def token_revoke_post(request: web.Request) -> web.StreamResponse:
+    """Revoke the API tokens of a name: refused at once, on every node."""
+    checked = await _gated_form(request, "admin")
+    if not isinstance(checked, tuple):
+        return checked
+    principal, form = checked
+    name = form.get("name", "")[:64]
+    try:
+        await _node(request).async_revoke_tokens(name, principal.name)
+    except NodeError as err:
+        return _admin_page(
+            request, err.status, error="The change was refused.", detail=admin_item(err)
+        )
+    return _redirect(request, "/admin", {"k": "ok", "m": "Token revoked.", "d": name})
+
+
 def add_admin_routes(app: web.Application) -> None:
     """Register the administration pages."""
     app.router.add_get("/admin", admin_page)
@@ -181,3 +218,5 @@ def add_admin_routes(app: web.Application) -> None:
     app.router.add_post("/admin/tokens", token_post)
     app.router.add_post("/admin/invite", invite_post)
     app.router.add_post("/admin/revoke", revoke_post)
+    app.router.add_post("/admin/user-state", user_state_post)
+    app.router.add_post("/admin/token-revoke", token_revoke_post)

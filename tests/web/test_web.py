@@ -273,6 +273,11 @@ RUNTIME_MESSAGES = {
     "The step was refused.",
     "The decision was refused.",
     "Decision recorded.",
+    "User disabled: their sessions end at once.",
+    "User enabled.",
+    "Token revoked.",
+    "An administrator cannot disable their own login.",
+    "The change was refused.",
 }
 
 

@@ -196,6 +196,33 @@ async def test_admin_gives_a_badge_and_pin_then_takes_them_back(
     assert 'id="badge"' not in await (await client.get("/login")).text()
 
 
+async def test_admin_disables_a_user_and_revokes_a_token_from_the_page(
+    client: TestClient, node: Node
+) -> None:
+    token = await node.async_create_token("xline", "integration", "test")
+    await password_login(client, "adm")
+    page = await (await client.get("/admin")).text()
+    assert 'id="disable-op"' in page
+    assert 'id="disable-adm"' not in page  # not their own login
+    resp = await post_form(client, "/admin", "/admin/user-state", login="op", action="disable")
+    assert resp.status == 200
+    page = html.unescape(await resp.text())
+    assert "Utilisateur désactivé : ses sessions sont fermées aussitôt." in page
+    assert 'id="enable-op"' in page
+    assert node.authenticate(token) is not None
+    resp = await post_form(client, "/admin", "/admin/token-revoke", name="xline")
+    assert "Jeton révoqué." in html.unescape(await resp.text())
+    assert node.authenticate(token) is None
+    resp = await post_form(client, "/admin", "/admin/user-state", login="adm", action="disable")
+    assert resp.status == 422
+    client.session.cookie_jar.clear()
+    assert (await password_login(client, "op")).status == 401  # disabled
+    await password_login(client, "adm")
+    await post_form(client, "/admin", "/admin/user-state", login="op", action="enable")
+    client.session.cookie_jar.clear()
+    assert (await password_login(client, "op")).status == 303
+
+
 async def test_replacing_a_password_keeps_badge_pin_and_language(
     client: TestClient, node: Node
 ) -> None:
