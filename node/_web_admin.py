@@ -6,6 +6,7 @@ message's code (`admin.<code>`, see `ADMIN_MESSAGES`); the API keeps the English
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from typing import Any
 
 from aiohttp import web
@@ -184,14 +185,9 @@ async def user_state_post(request: web.Request) -> web.StreamResponse:
         return _redirect(request, "/admin")
     if login == principal.name:
         return _admin_page(request, 422, error="An administrator cannot disable their own login.")
-    try:
-        await _node(request).async_disable_user(login, principal.name, disabled=action == "disable")
-    except NodeError as err:
-        return _admin_page(
-            request, err.status, error="The change was refused.", detail=admin_item(err)
-        )
     done = "User disabled: their sessions end at once." if action == "disable" else "User enabled."
-    return _redirect(request, "/admin", {"k": "ok", "m": done, "d": login})
+    change = _node(request).async_disable_user(login, principal.name, disabled=action == "disable")
+    return await _changed(request, change, done, login)
 
 
 async def token_revoke_post(request: web.Request) -> web.StreamResponse:
@@ -201,13 +197,21 @@ async def token_revoke_post(request: web.Request) -> web.StreamResponse:
         return checked
     principal, form = checked
     name = form.get("name", "")[:64]
+    change = _node(request).async_revoke_tokens(name, principal.name)
+    return await _changed(request, change, "Token revoked.", name)
+
+
+async def _changed(
+    request: web.Request, change: Awaitable[Any], done: str, subject: str
+) -> web.StreamResponse:
+    """Make an administrator's change; back to the page saying it was done, or why not."""
     try:
-        await _node(request).async_revoke_tokens(name, principal.name)
+        await change
     except NodeError as err:
         return _admin_page(
             request, err.status, error="The change was refused.", detail=admin_item(err)
         )
-    return _redirect(request, "/admin", {"k": "ok", "m": "Token revoked.", "d": name})
+    return _redirect(request, "/admin", {"k": "ok", "m": done, "d": subject})
 
 
 def add_admin_routes(app: web.Application) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -61,3 +62,20 @@ def doc_contents(node: Node) -> dict[str, Any]:
 def iter_ids(node: Node) -> Iterator[str]:
     for event in node.iter_events():
         yield event["id"]
+
+
+def hold_store_writes(node: Node) -> tuple[asyncio.Event, asyncio.Event]:
+    """Make the node's store wait before each durable write: (entered, release).
+
+    `entered` is set when a write reaches the store; it goes on once `release` is set.
+    """
+    entered, release = asyncio.Event(), asyncio.Event()
+    append = node.store.async_append
+
+    async def slow_append(doc: str, update: bytes) -> Any:
+        entered.set()
+        await release.wait()
+        return await append(doc, update)
+
+    node.store.async_append = slow_append  # type: ignore[method-assign]
+    return entered, release

@@ -16,7 +16,14 @@ import node._node as node_module
 import sync
 from node import Node, NodeRunningError, StoreDamagedError, StoreError
 from tests.helpers import submission
-from tests.node.nodes import OPERATOR, StepClock, doc_contents, new_data_dir, open_node
+from tests.node.nodes import (
+    OPERATOR,
+    StepClock,
+    doc_contents,
+    hold_store_writes,
+    new_data_dir,
+    open_node,
+)
 
 DAY_MS = 86_400_000
 
@@ -281,15 +288,7 @@ async def test_a_peers_change_stored_as_its_session_ends_is_applied_too(tmp_path
         name = cm.events_doc_name(cm.Timestamp.parse(ev["hlc"]))
         heard: list[str] = []
         node.add_listener(lambda doc, _update, origin: heard.append(doc))
-        entered, release = asyncio.Event(), asyncio.Event()
-        append = node.store.async_append
-
-        async def slow_append(doc: str, update: bytes) -> Any:
-            entered.set()
-            await release.wait()
-            return await append(doc, update)
-
-        node.store.async_append = slow_append  # type: ignore[method-assign]
+        entered, release = hold_store_writes(node)
         task = asyncio.create_task(
             NodeReplica(node).async_apply_remote(name, peer.get_update(), "B")
         )
@@ -311,15 +310,7 @@ async def test_a_local_write_reaches_peers_only_once_durable(tmp_path: Path) -> 
     node = await open_node(new_data_dir(tmp_path))
     try:
         replica = NodeReplica(node)
-        entered, release = asyncio.Event(), asyncio.Event()
-        append = node.store.async_append
-
-        async def slow_append(doc: str, update: bytes) -> Any:
-            entered.set()
-            await release.wait()
-            return await append(doc, update)
-
-        node.store.async_append = slow_append  # type: ignore[method-assign]
+        entered, release = hold_store_writes(node)
         task = asyncio.create_task(node.async_submit({"type": "note", "text": "x"}, OPERATOR))
         await entered.wait()  # the change is made; the disk does not have it yet
         for name in replica.doc_names():
