@@ -101,9 +101,12 @@ async def async_invite(node: Node, by: str, now_s: int | None = None) -> str:
         raise NodeError(AdminMessage("cannot_invite"))
     now_s = int(time.time()) if now_s is None else now_s
     invite = new_invite(node.cluster_id, node.node_id, pki.ca_fingerprint(), now_s)
-    code = next_code(taken_codes(node, now_s))
-    entry = {"code": code, "expires": invite.expires, "by": by, "inviter": node.node_id}
-    await node.commit_cluster(lambda doc: cm.cluster_put(doc, "invites", invite.secret_hash, entry))
+    async with node.exclusive:  # two invitations at once promise two codes
+        code = next_code(taken_codes(node, now_s))
+        entry = {"code": code, "expires": invite.expires, "by": by, "inviter": node.node_id}
+        await node.commit_cluster(
+            lambda doc: cm.cluster_put(doc, "invites", invite.secret_hash, entry)
+        )
     return invite.encode()
 
 
@@ -115,9 +118,22 @@ async def async_accept_join(
     keys = ("secret", "csr", "name", "zone", "node_id")
     if not all(isinstance(request.get(k), str) for k in keys):
         raise NodeError("a join request carries secret, csr, name, zone and node_id")
-    secret, csr, name, zone, new_id = (str(request[k]) for k in keys)
-    if zone not in cm.ZONES or not name.strip() or len(name) > 64 or len(new_id) != 32:
+    fields = {k: str(request[k]) for k in keys}
+    if (
+        fields["zone"] not in cm.ZONES
+        or not fields["name"].strip()
+        or len(fields["name"]) > 64
+        or len(fields["node_id"]) != 32
+    ):
         raise NodeError("bad name, zone or node id in the join request")
+    async with node.exclusive:  # an invitation is used once, even by two joins at once
+        return await _admit(node, fields, now_s)
+
+
+async def _admit(node: Node, fields: dict[str, str], now_s: int) -> dict[str, Any]:
+    secret, csr, name, zone, new_id = (
+        fields[k] for k in ("secret", "csr", "name", "zone", "node_id")
+    )
     invite_hash = Invite(node.cluster_id, node.node_id, "", secret, 0).secret_hash
     doc = node.docs[cm.CLUSTER_DOC]
     invite = cm.cluster_get(doc, "invites", invite_hash)
@@ -188,6 +204,11 @@ def _code_clash(doc: Doc[Any], invite_hash: str, code: str, now_s: int) -> bool:
 
 async def async_revoke(node: Node, which: str, by: str) -> dict[str, Any]:
     """Revoke a member by node id or code: every peer refuses it from then on."""
+    async with node.exclusive:
+        return await _revoke(node, which, by)
+
+
+async def _revoke(node: Node, which: str, by: str) -> dict[str, Any]:
     doc = node.docs[cm.CLUSTER_DOC]
     for node_id, entry in cm.cluster_items(doc, "members").items():
         if which in (node_id, entry.get("code")):

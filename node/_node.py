@@ -56,6 +56,8 @@ KEEP_REFERENCES = 3
 DEFAULT_TIMEZONE = "Europe/Paris"
 FREEZE_MIN_EVENTS = 10_000
 """Events held before the first freeze after start-up (see Node._freeze)."""
+RULED_TYPES = frozenset({"load.released", "anomaly.resolved", "label.printed", "set.used"})
+"""Event types the node checks against what it holds before recording (Trace.refusal)."""
 USER_KEPT = ("badge", "pin", "lang")
 """What a user keeps when an administrator replaces their role or password."""
 
@@ -218,6 +220,10 @@ class Node:
         self._lock: IO[bytes] | None = None
         self._store: Store | None = None
         self._writes = LocalWrites(0)  # with this incarnation's client id once open
+        self.exclusive = asyncio.Lock()
+        """Held from a rule's check to its write applied: a write is seen by the views only
+        once durable, so two concurrent requests must not both pass one check (two releases
+        of a load, two decisions on an anomaly, one invitation used twice)."""
         self._listeners: list[Callable[[str, bytes, str | None], None]] = []
         self._subs: list[Any] = []
         self._compacting: set[str] = set()
@@ -563,6 +569,14 @@ class Node:
         permission = self.permission_for(submission)
         if not principal.can(permission):
             raise ForbiddenError(f"the role {principal.role} may not do this ({permission})")
+        if submission["type"] not in RULED_TYPES:
+            return await self._checked_record(submission, principal)
+        async with self.exclusive:
+            return await self._checked_record(submission, principal)
+
+    async def _checked_record(
+        self, submission: dict[str, Any], principal: Principal
+    ) -> tuple[dict[str, Any], list[str]]:
         today = self.trace.today(self._clock())
         problem = self.trace.refusal(submission, today)
         if problem is not None:
@@ -655,6 +669,12 @@ class Node:
         self, set_code: str, load: str, principal: Principal, printer: Any = None
     ) -> dict[str, Any]:
         """Issue a label for a set of a released load and record label.printed."""
+        async with self.exclusive:  # reprint or not, and the id, hold until it is recorded
+            return await self._issue_label(set_code, load, principal, printer)
+
+    async def _issue_label(
+        self, set_code: str, load: str, principal: Principal, printer: Any
+    ) -> dict[str, Any]:
         problem = cm.check_label(self.trace.fold, set_code, load)
         if problem is not None:
             raise RuleError(problem)
@@ -839,7 +859,8 @@ class Node:
 
         def save(doc: Doc[Any]) -> None:
             before = cm.cluster_get(doc, "users", login) or {}
-            kept = {name: before[name] for name in USER_KEPT if name in before}
+            # badge, PIN, language, and being disabled: a new password does not re-enable
+            kept = {n: v for n, v in before.items() if n in USER_KEPT or n.startswith("disabled")}
             cm.cluster_put(doc, "users", login, {**entry, **kept})
 
         await self._commit(cm.CLUSTER_DOC, save)
@@ -884,6 +905,12 @@ class Node:
         await self._change_user(login, lambda e: {**e, "sessions": int(e.get("sessions", 0)) + 1})
 
     async def _change_user(
+        self, login: str, change: Callable[[dict[str, Any]], dict[str, Any]]
+    ) -> None:
+        async with self.exclusive:  # never between another change's read and its write
+            await self._change_user_now(login, change)
+
+    async def _change_user_now(
         self, login: str, change: Callable[[dict[str, Any]], dict[str, Any]]
     ) -> None:
         found = False

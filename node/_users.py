@@ -99,7 +99,11 @@ async def async_update_user(
             raise AuthError(AdminMessage("bad_language", languages=", ".join(LANGUAGES)))
         else:
             prepared[name] = value
-    # from here on, nothing awaits until the change is applied: no other write slips between
+    async with node.exclusive:  # no other change slips between the read and the write
+        return await _update(node, login, prepared, by)
+
+
+async def _update(node: Node, login: str, prepared: dict[str, Any], by: str) -> dict[str, Any]:
     entry = cm.cluster_get(node.docs[cm.CLUSTER_DOC], "users", login)
     if entry is None:
         raise UnknownUserError(AdminMessage("unknown_user", login=login[:64]))

@@ -59,7 +59,7 @@ STATIC_DIR = Path(__file__).parent / "static"
 TEMPLATES_DIR = Path(__file__).parent / "templates"
 _API_PREFIXES = ("/api/", "/metrics")
 _MAX_FORM = 64 * 1024
-_NEXT_RE = re.compile(r"/[A-Za-z0-9/_.~%?=&#+-]*")
+_NEXT_RE = re.compile(r"/[A-Za-z0-9/_.~%?=&#+,:;@!$'()*-]*")
 """Where a page may send back to after login or a language change: a plain local path."""
 _CSP = (
     "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "

@@ -111,7 +111,8 @@ async def _refused(
         return await login_page(
             request, gettext("The form expired or did not come from this page: try again.")
         )
-    if state.limiter.blocked(key, request.remote or "?"):
+    known = active_user(_node(request), key) is not None
+    if state.limiter.blocked(key, request.remote or "?", known=known):
         response = await login_page(
             request, gettext("Too many failed attempts: wait 5 minutes and try again.")
         )
@@ -158,7 +159,8 @@ async def logout(request: web.Request) -> web.StreamResponse:
     if request.get(SESSION_KEY) is not None and not _csrf_ok(request, form):
         return _csrf_refused(request)
     if principal is not None:
-        await _node(request).async_end_sessions(principal.name)
+        with contextlib.suppress(NodeError):  # a node that lost its disk still logs out here
+            await _node(request).async_end_sessions(principal.name)
     response = _redirect(request, "/login")
     response.del_cookie(SESSION_COOKIE, path="/")
     return response

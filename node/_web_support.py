@@ -274,8 +274,8 @@ def session_mark(user: dict[str, Any]) -> str:
 
 
 class LoginLimiter:
-    """Failed logins in memory: at most LOGIN_FAILURES per (login, address) and
-    ADDRESS_FAILURES per address, all logins together, per LOGIN_WINDOW_S."""
+    """Failed logins in memory: at most LOGIN_FAILURES per (login, address), and for logins
+    nobody holds ADDRESS_FAILURES per address, all logins together, per LOGIN_WINDOW_S."""
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
@@ -289,11 +289,13 @@ class LoginLimiter:
             found.popleft()
         return found
 
-    def blocked(self, login: str, address: str) -> bool:
-        """True while the pair, or the address, has used up its failures."""
-        pair = self._recent(self._failures.get((login, address)))
-        everyone = self._recent(self._by_address.get(address))
-        return len(pair) >= LOGIN_FAILURES or len(everyone) >= ADDRESS_FAILURES
+    def blocked(self, login: str, address: str, *, known: bool = True) -> bool:
+        """True while the pair has used up its failures; for a login or badge nobody holds
+        (`known` False), also while the address has: spraying many logins is stopped, and
+        people sharing an address (a terminal server, a proxy) still log in."""
+        if len(self._recent(self._failures.get((login, address)))) >= LOGIN_FAILURES:
+            return True
+        return not known and len(self._recent(self._by_address.get(address))) >= ADDRESS_FAILURES
 
     def failed(self, login: str, address: str) -> None:
         """Count one failure."""

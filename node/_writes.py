@@ -42,6 +42,12 @@ class _Shadow:
             for shared in (cm.events_map(self.doc), cm.acks_map(self.doc)):
                 self._subs.append(shared.observe(_rewrite_watch(self.rewrites)))
 
+    def close(self) -> None:
+        """Drop its subscriptions: pycrdt holds their callbacks (and so the shadow) until then."""
+        for sub in self._subs:
+            sub.drop()
+        self._subs.clear()
+
     def catch_up(self, update: bytes) -> None:
         """Take what the document holds and the shadow lacks (what it makes is not ours)."""
         self.doc.apply_update(update)
@@ -102,11 +108,13 @@ class LocalWrites:
         if not pending:
             self._inflight.pop(name, None)
             if name.startswith(cm.REF_PREFIX):
-                self._shadows.pop(name, None)  # written once, and large
+                self.forget(name)  # written once, and large
 
     def forget(self, name: str) -> None:
         """Drop a shadow: it is made again from its document and the writes still in flight."""
-        self._shadows.pop(name, None)
+        shadow = self._shadows.pop(name, None)
+        if shadow is not None:
+            shadow.close()
 
     def _shadow(self, name: str, live: Doc[Any] | None) -> _Shadow:
         shadow = self._shadows.pop(name, None)
@@ -125,7 +133,7 @@ class LocalWrites:
         self._shadows[name] = shadow
         idle = [n for n in self._shadows if n != name and n not in self._inflight]
         for old in idle[: max(0, len(self._shadows) - MAX_SHADOWS)]:
-            del self._shadows[old]  # the oldest with nothing in flight
+            self.forget(old)  # the oldest with nothing in flight
         return shadow
 
 

@@ -144,6 +144,9 @@ async def test_an_admin_revokes_a_token_and_disables_a_user(api: Api) -> None:
     assert (status, body) == (200, {"login": "mdupont", "disabled": True})
     users = cm.cluster_items(api.node.docs[cm.CLUSTER_DOC], "users")
     assert users["mdupont"]["disabled"] is True
+    await api.node.async_add_user("mdupont", "releaser", "another password", "test")
+    users = cm.cluster_items(api.node.docs[cm.CLUSTER_DOC], "users")
+    assert users["mdupont"]["disabled"] is True  # a new password or role does not re-enable
     status, _ = await api.call("POST", "/api/users/mdupont/enable", "admin")
     assert status == 200
     assert "disabled" not in cm.cluster_items(api.node.docs[cm.CLUSTER_DOC], "users")["mdupont"]

@@ -423,3 +423,32 @@ def test_a_write_queued_as_the_store_closes_is_told_so(tmp_path: Path) -> None:
     assert written.result(timeout=5) == "first"
     with pytest.raises(StoreError, match="closed before this write"):
         late.result(timeout=5)
+
+
+async def test_one_invitation_admits_one_node_even_at_once(tmp_path: Path) -> None:
+    from node._cluster import async_accept_join, async_invite
+    from node._pki import Invite, make_csr, new_key
+
+    node = await open_node(new_data_dir(tmp_path))
+    try:
+        invite = Invite.decode(await async_invite(node, "test"))
+
+        def request(n: int) -> dict[str, Any]:
+            key, _ = new_key()
+            node_id = f"{n:032x}"
+            return {
+                "secret": invite.secret,
+                "csr": make_csr(key, node_id).decode(),
+                "name": f"Poste {n}",
+                "zone": "sale",
+                "node_id": node_id,
+            }
+
+        answers = await asyncio.gather(
+            *(async_accept_join(node, request(n)) for n in (1, 2)), return_exceptions=True
+        )
+        assert sorted(type(a).__name__ for a in answers) == ["PermissionError", "dict"]
+        codes = [m["code"] for m in cm.cluster_items(node.docs[cm.CLUSTER_DOC], "members").values()]
+        assert sorted(codes) == ["A", "B"]
+    finally:
+        await node.async_close()

@@ -7,6 +7,7 @@ with its acknowledgements, and two replicas fed in different orders giving the s
 
 from __future__ import annotations
 
+import asyncio
 import json
 import random
 import re
@@ -462,6 +463,23 @@ async def test_a_washer_load_is_not_released(trace: Trace) -> None:
     assert "washer load" in body["error"]
     assert t.count == before
     assert await t.status_of(code) == "packed"
+
+
+async def test_two_releases_at_once_record_one(trace: Trace) -> None:
+    """A double tap, or two releasers: the rule holds while the first is made durable."""
+    t = trace
+    code = t.instance(t.kind())
+    await t.receive_wash_pack([code])
+    load = await t.sterilize([code], release=False)
+    before = t.count
+    answers = await asyncio.gather(
+        *(
+            t.post_event("releaser", type="load.released", load=load, decision="released")
+            for _ in range(2)
+        )
+    )
+    assert sorted(status for status, _ in answers) == [201, 422]
+    assert t.count == before + 1
 
 
 async def test_only_a_releaser_undoes_a_release_decision(trace: Trace) -> None:
