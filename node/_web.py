@@ -54,6 +54,7 @@ STREAM_KEEPALIVE_S = 25.0
 MAX_STREAMS = 64
 """Live dashboards (server-sent event connections) one node serves at once."""
 MAX_STREAMS_PER_USER = 6
+"""Live dashboards one session (a browser) holds open at once."""
 _RETRY = {"Retry-After": "60"}
 STATIC_DIR = Path(__file__).parent / "static"
 TEMPLATES_DIR = Path(__file__).parent / "templates"
@@ -488,7 +489,9 @@ async def dashboard_stream(request: web.Request) -> web.StreamResponse:
     if not isinstance(principal, Principal):
         return principal
     state = _state(request)
-    mine = sum(1 for who in state.stream_users.values() if who == principal.name)
+    # per session: wall screens sharing one login each have their own
+    session = str((request.get(SESSION_KEY) or {}).get("c", principal.name))
+    mine = sum(1 for who in state.stream_users.values() if who == session)
     if len(state.streams) >= MAX_STREAMS or mine >= MAX_STREAMS_PER_USER:
         # each is an open connection: the page still works, refreshed by hand
         return web.Response(status=429, text="too many live dashboards open", headers=_RETRY)
@@ -498,7 +501,7 @@ async def dashboard_stream(request: web.Request) -> web.StreamResponse:
     await response.prepare(request)
     flag = asyncio.Event()
     state.streams.add(flag)
-    state.stream_users[flag] = principal.name
+    state.stream_users[flag] = session
     try:
         await response.write(b"retry: 2000\n: hello\n\n")
         while not state.closing:

@@ -109,7 +109,7 @@ async def test_a_disabled_user_or_a_replaced_password_ends_open_sessions(
     assert await _with_cookie(client, session) == 303
 
 
-async def test_live_dashboards_per_person_are_capped(client: TestClient) -> None:
+async def test_live_dashboards_per_session_are_capped(client: TestClient) -> None:
     await login_in(client, "chef")
     opened = [await client.get("/dashboard/stream") for _ in range(MAX_STREAMS_PER_USER)]
     try:
@@ -117,6 +117,10 @@ async def test_live_dashboards_per_person_are_capped(client: TestClient) -> None
         one_more = await client.get("/dashboard/stream")
         assert one_more.status == 429
         assert (await client.get("/dashboard")).status == 200  # the page itself still works
+        await login_in(client, "chef")  # another wall screen, same login: its own session
+        another = await client.get("/dashboard/stream")
+        assert another.status == 200
+        another.close()
     finally:
         for resp in opened:
             resp.close()
