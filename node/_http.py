@@ -131,15 +131,15 @@ def for_principal(request: web.Request, answer: Any) -> Any:
     principal = request.get(PRINCIPAL_KEY)
     if principal is not None and principal.can("patients"):
         return answer
-    return without_patients(answer)
+    return _without_patients(answer)
 
 
-def without_patients(value: Any) -> Any:
+def _without_patients(value: Any) -> Any:
     """A JSON-like value with every patient field left out, at any depth."""
     if isinstance(value, dict):
-        return {k: without_patients(v) for k, v in value.items() if k not in PATIENT_FIELDS}
+        return {k: _without_patients(v) for k, v in value.items() if k not in PATIENT_FIELDS}
     if isinstance(value, list):
-        return [without_patients(v) for v in value]
+        return [_without_patients(v) for v in value]
     return value
 
 

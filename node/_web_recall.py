@@ -10,7 +10,7 @@ from aiohttp import web
 import crdt_model as cm
 
 from ._auth import Principal
-from ._http import without_patients
+from ._http import for_principal
 from ._web import _gate, _node, render
 from ._web_support import anomalies_by_subject
 
@@ -64,8 +64,7 @@ async def recall_page(request: web.Request) -> web.StreamResponse:
                 status = 404
             else:
                 context["anomalies"] = anomalies_by_subject(fold.anomalies(), "load")
-                if not principal.can("patients"):
-                    context["result"] = without_patients(context["result"])
+                context["result"] = for_principal(request, context["result"])
     return render(request, "recall.html", status, **context)
 
 

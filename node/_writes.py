@@ -49,10 +49,8 @@ class _Shadow:
         self._subs.clear()
 
     def catch_up(self, update: bytes) -> None:
-        """Take what the document holds and the shadow lacks (what it makes is not ours)."""
+        """Take what the document holds and the shadow lacks (prepare forgets what it noted)."""
         self.doc.apply_update(update)
-        self.captured.clear()
-        self.rewrites.clear()
 
 
 class LocalWrites:

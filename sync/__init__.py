@@ -45,7 +45,7 @@ from ._session import PeerSession
 from ._status import NodeIdentity, PeerState, PeerStatus, Timing
 from ._text import sanitize
 from ._validate import UpdateChecker, check_update
-from ._vectors import covers, parse_state_vector
+from ._vectors import parse_state_vector
 
 __all__ = [
     "MAX_DOC_NAME",
@@ -88,7 +88,6 @@ __all__ = [
     "UpdateIncomplete",
     "UpdateRefused",
     "check_update",
-    "covers",
     "decode_message",
     "encode_frame",
     "encode_message",

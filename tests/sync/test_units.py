@@ -131,7 +131,7 @@ def test_public_api() -> None:
         "PeerSession", "PeerState", "PeerStatus", "Ping", "Pong", "ProtocolError", "Refused",
         "RemoteProtocolError", "Replica", "Step1", "Step2", "SyncError", "SyncManager",
         "Timing", "Update", "UpdateChecker", "UpdateIncomplete", "UpdateRefused", "check_update",
-        "covers", "decode_message", "encode_frame", "encode_message", "memory_channel_pair", "parse_state_vector", "sanitize",
+        "decode_message", "encode_frame", "encode_message", "memory_channel_pair", "parse_state_vector", "sanitize",
     }  # fmt: skip
     for name in sync.__all__:
         assert getattr(sync, name) is not None

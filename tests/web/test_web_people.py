@@ -343,7 +343,8 @@ async def test_the_station_release_is_signed_too(client: TestClient, node: Node)
     page = await (await client.get("/station", params={"zone": "sterile", "code": SET})).text()
     assert re.search(r'<input name="confirm" type="password" inputmode="numeric"', page)
     before = node.index.count
-    for secret in ("", "1234"):
+
+    async def release(secret: str) -> str:
         resp = await post_form(
             client,
             f"/station?zone=sterile&code={quote(SET)}",
@@ -353,18 +354,12 @@ async def test_the_station_release_is_signed_too(client: TestClient, node: Node)
             action="release",
             confirm=secret,
         )
-        assert "Code PIN erroné" in html.unescape(await resp.text())
+        return html.unescape(await resp.text())
+
+    for secret in ("", "1234"):
+        assert "Code PIN erroné" in await release(secret)
     assert node.index.count == before
-    resp = await post_form(
-        client,
-        f"/station?zone=sterile&code={quote(SET)}",
-        "/station",
-        zone="sterile",
-        code=SET,
-        action="release",
-        confirm=PIN,
-    )
-    assert "Charge libérée." in html.unescape(await resp.text())
+    assert "Charge libérée." in await release(PIN)
     assert node.trace.fold.set_status(SET).status == "sterile"
 
 
