@@ -11,7 +11,7 @@ import secrets
 import shutil
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Coroutine, Iterator, Mapping
 from concurrent.futures import ProcessPoolExecutor
 from datetime import UTC, date, datetime
 from typing import IO, TYPE_CHECKING, Any
@@ -100,6 +100,16 @@ class NodeFailedError(NodeError):
     """The node lost its durable storage and takes no more writes until restarted."""
 
     status = 503
+
+
+async def finished_even_if_cancelled(step: Coroutine[Any, Any, None]) -> None:
+    """Run `step` to its end even when the caller is cancelled (who then hears of it after)."""
+    task = asyncio.ensure_future(step)
+    try:
+        await asyncio.shield(task)
+    except asyncio.CancelledError:
+        await asyncio.wait([task])
+        raise
 
 
 def wall_clock_ms() -> int:
@@ -431,12 +441,7 @@ class Node:
                 f"{sync.MAX_UPDATE_BYTES:,} in one update, so it would never reach them"
             )
         # once queued for the disk, it reaches the document too, even if the caller goes away
-        keep = asyncio.ensure_future(self._store_and_apply(name, update))
-        try:
-            await asyncio.shield(keep)
-        except asyncio.CancelledError:
-            await asyncio.wait([keep])
-            raise
+        await finished_even_if_cancelled(self._store_and_apply(name, update))
 
     async def _store_and_apply(self, name: str, update: bytes) -> None:
         started = time.perf_counter()

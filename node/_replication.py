@@ -17,7 +17,7 @@ import sync
 from discovery import MdnsDiscovery, PeerCandidate
 
 from ._cluster import member_by_cert
-from ._node import Node, NodeError
+from ._node import Node, NodeError, finished_even_if_cancelled
 from ._pki import NodePki, fingerprint, node_id_of
 
 _LOGGER = logging.getLogger(__name__)
@@ -58,12 +58,7 @@ class NodeReplica:
             if change is None:
                 return False
             # once the store has it, memory and listeners must too, even if the session ends
-            keep = asyncio.ensure_future(self.node.async_store_remote(name, change, peer))
-            try:
-                await asyncio.shield(keep)
-            except asyncio.CancelledError:
-                await asyncio.wait([keep])
-                raise
+            await finished_even_if_cancelled(self.node.async_store_remote(name, change, peer))
         return True
 
     def add_listener(self, listener: sync.Listener) -> Callable[[], None]:
