@@ -113,7 +113,8 @@ class Fold:
         """Fold one validated event (local or from a peer, in any order); False if known."""
         if event["id"] in self._records:
             return False
-        rec = self._keep(event)
+        rec = self._record(event)
+        self._keep(rec)
         if rec.id > self._max and rec.type != VOIDED and rec.id not in self._voids:
             self._max = rec.id
             self._apply(rec)
@@ -132,23 +133,41 @@ class Fold:
     def _add_many(self, events: Iterable[Mapping[str, Any]]) -> int:
         known = self._records
         before = len(known)
-        fresh = sorted((e for e in events if e["id"] not in known), key=_event_id)
-        late = bisect.bisect_right(fresh, self._max, key=_event_id)
-        for event in fresh[:late]:
-            if event["id"] not in known:
-                rec = self._keep(event)
+        # Slim records first, in the order the events come (each event is read once, while
+        # it is in the cache), then only the records are sorted: a month's refold spent a
+        # third of its time reading decoded events again in id order.
+        record = self._record
+        fresh = sorted([record(e) for e in events if e["id"] not in known], key=record_id)
+        late = bisect.bisect_right(fresh, self._max, key=record_id)
+        keep = self._keep
+        for rec in fresh[:late]:
+            if rec.id not in known:
+                keep(rec)
                 self._index(rec)
                 self._mark(rec)
         self._flush()
-        add = self.add
-        for event in fresh[late:]:
-            add(event)
+        for rec in fresh[late:]:
+            if rec.id in known:
+                continue  # the same event twice in the batch
+            keep(rec)
+            if rec.type != VOIDED and rec.id not in self._voids:
+                self._max = rec.id
+                self._apply(rec)
+            else:
+                self._max = max(self._max, rec.id)
+                self._index(rec)
+                self._mark(rec)
+                self._flush()
         return len(known) - before
 
-    def _keep(self, event: Mapping[str, Any]) -> Record:
+    def _record(self, event: Mapping[str, Any]) -> Record:
+        """The slim record of an event, its clock checked against its wall time."""
         rec = Record(event, self._intern)
-        self._records[rec.id] = rec
         self._check_skew(event["at"], event["hlc"], rec)
+        return rec
+
+    def _keep(self, rec: Record) -> None:
+        self._records[rec.id] = rec
         kind = rec.type
         if kind == VOIDED and rec.key is not None:
             self._voids.setdefault(rec.key, []).append(rec)
@@ -159,7 +178,6 @@ class Fold:
             patient = rec.get("patient")
             if patient is not None:
                 _insort(self._patients.setdefault(patient, []), rec)
-        return rec
 
     def _check_skew(self, at: str, hlc: str, rec: Record) -> None:
         """Raise clock_skew when the wall clock `at` is far from the HLC's physical time."""
@@ -608,10 +626,6 @@ def _collector_paused() -> Iterator[None]:
         yield
     finally:
         gc.enable()
-
-
-def _event_id(event: Mapping[str, Any]) -> str:
-    return str(event["id"])
 
 
 def _insort(items: list[Record], rec: Record) -> None:
