@@ -289,11 +289,7 @@ class Node:
             self.trace = Traceability(self.code, self.timezone)
             for name, doc in self.docs.items():
                 if name.startswith(cm.EVENTS_PREFIX):
-                    day = name[len(cm.EVENTS_PREFIX) :]
-                    events = [event for _, event in cm.iter_events(doc)]
-                    for event in events:
-                        self.index.add(day, event)
-                    self.trace.add_events(events)
+                    self.trace.add_events(self._indexed(name[len(cm.EVENTS_PREFIX) :], doc))
                     for key in cm.acks_map(doc).keys():  # noqa: SIM118 (pycrdt Map)
                         self.trace.add_ack(key)
                 self._watch(name, doc)
@@ -376,6 +372,12 @@ class Node:
         except (ZoneInfoNotFoundError, ValueError):
             _LOGGER.warning("unknown time zone in settings; using %s", DEFAULT_TIMEZONE)
             return ZoneInfo(DEFAULT_TIMEZONE)
+
+    def _indexed(self, day: str, doc: Doc[Any]) -> Iterator[dict[str, Any]]:
+        """The events of a day's document, each indexed as it is decoded (start-up)."""
+        for _, event in cm.iter_events(doc):
+            self.index.add(day, event)
+            yield event
 
     def _watch(self, name: str, doc: Doc[Any]) -> None:
         if name == cm.CLUSTER_DOC:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
@@ -39,11 +39,13 @@ class Traceability:
     # -- feeding ----------------------------------------------------------------
 
     def add_events(self, events: Iterable[dict[str, Any]]) -> None:
-        """Fold a batch of events (start-up)."""
-        batch = list(events)
-        for event in batch:
+        """Fold a batch of events (start-up: an iterator, each event read once as it comes)."""
+        self.fold.add_many(self._noted(events))
+
+    def _noted(self, events: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+        for event in events:
             self._note(event)
-        self.fold.add_many(batch)
+            yield event
 
     def add_event(self, event: dict[str, Any]) -> None:
         """Fold one event, local or from a peer."""
