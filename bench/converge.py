@@ -253,15 +253,16 @@ def _read_apply(doc: pycrdt.Doc[Any], diff: bytes) -> None:
 def _checked_apply(
     checker: sync.UpdateChecker, fold: Fold, doc: pycrdt.Doc[Any], name: str, diff: bytes
 ) -> None:
-    change = checker.check(doc, name, diff)
+    checked: dict[str, dict[str, Any]] = {}
+    change = checker.check(doc, name, diff, events=checked)
     if change is None:
         return
     added: list[dict[str, Any]] = []
 
-    def collect(event: Any) -> None:
-        for change_ in event.keys.values():
+    def collect(event: Any) -> None:  # as a node does: the events as the check decoded them
+        for key, change_ in event.keys.items():
             if change_.get("action") == "add":
-                added.append(cm.decode_map(change_["newValue"]))
+                added.append(checked[key])
 
     events = cm.events_map(doc)
     sub = events.observe(collect)

@@ -246,6 +246,8 @@ class Node:
         """Set by the replication service: per-peer sync status for metrics."""
         self._principals: dict[str, Principal | None] = {}
         self._pending_local: dict[str, dict[str, Any]] = {}
+        self._pending_remote: Mapping[str, dict[str, Any]] = {}
+        """While a peer's change is applied: its events as sync checked them, by id."""
         self.started_at = ""
 
     # -- lifecycle --------------------------------------------------------
@@ -386,18 +388,22 @@ class Node:
             day = name[len(cm.EVENTS_PREFIX) :]
 
             def on_events(ev: Any) -> None:
-                wall = None
                 added = []
+                remote: set[str] = set()
                 for key, change in ev.keys.items():
                     if change.get("action") != "add":
                         continue  # never: sync refuses it, local writes cannot (_writes.py)
                     event = self._pending_local.pop(key, None)
-                    if event is None:  # from a peer: let our clock hear of its time
-                        event = cm.decode_map(change["newValue"])
-                        wall = self._clock() if wall is None else wall
-                        self.hlc.observe(cm.Timestamp.parse(event["hlc"]), wall)
+                    if event is None:  # from a peer: as sync checked it, else decoded here
+                        event = self._pending_remote.get(key) or cm.decode_map(change["newValue"])
+                        remote.add(event["hlc"])
                     self.index.add(day, event)
                     added.append(event)
+                if remote:  # let our clock hear of the latest time it may adopt
+                    wall = self._clock()
+                    for hlc in sorted(remote, reverse=True):
+                        if self.hlc.observe(cm.Timestamp.parse(hlc), wall):
+                            break
                 # one batch: a peer's catch-up arrives in no useful order, the fold sorts it once
                 if len(added) == 1:
                     self.trace.add_event(added[0])
@@ -513,8 +519,18 @@ class Node:
         retired = cm.cluster_map(self.docs[cm.CLUSTER_DOC], "retired")
         return name[len(cm.REF_PREFIX) :] in retired
 
-    async def async_store_remote(self, name: str, change: bytes, peer: str) -> None:
-        """Durably store, then apply, a peer's checked change; listeners hear of it."""
+    async def async_store_remote(
+        self,
+        name: str,
+        change: bytes,
+        peer: str,
+        events: Mapping[str, dict[str, Any]] | None = None,
+    ) -> None:
+        """Durably store, then apply, a peer's checked change; listeners hear of it.
+
+        `events`: the change's events as the check decoded and validated them, by id (spares
+        decoding each again); any the change adds that are missing are decoded here.
+        """
         if self.failed is not None:
             raise NodeFailedError(self.failed)
         try:
@@ -524,8 +540,12 @@ class Node:
             _LOGGER.critical("%s", self.failed)
             raise NodeFailedError(self.failed) from None
         doc = self._doc(name)
-        with doc.transaction(origin=peer):
-            doc.apply_update(change)
+        self._pending_remote = events or {}
+        try:
+            with doc.transaction(origin=peer):
+                doc.apply_update(change)
+        finally:
+            self._pending_remote = {}
         self._writes.remote_change(name)
         self._after_commit(name, change, peer)
 

@@ -87,15 +87,24 @@ class UpdateChecker:
         """Document name -> (the live document it shadows, the shadow), most recent last."""
 
     def check(
-        self, doc: Doc[Any] | None, name: str, update: bytes, *, max_bytes: int = MAX_UPDATE_BYTES
+        self,
+        doc: Doc[Any] | None,
+        name: str,
+        update: bytes,
+        *,
+        max_bytes: int = MAX_UPDATE_BYTES,
+        events: dict[str, dict[str, Any]] | None = None,
     ) -> bytes | None:
-        """As `check_update`."""
+        """As `check_update`; `events`, when given, receives each event added, validated, by id.
+
+        (The caller that applies the change can use them instead of decoding each again.)
+        """
         _check_name(name, update, max_bytes)
         if not name.startswith(cm.EVENTS_PREFIX):
             return _check_on(_copy(doc), name, update)  # small or rare documents
         shadow = self._shadow(doc, name)
         try:
-            return _check_on(shadow, name, update)
+            return _check_on(shadow, name, update, events)
         except BaseException:
             self._shadows.pop(name, None)
             raise
@@ -138,9 +147,11 @@ def _copy(doc: Doc[Any] | None) -> Doc[Any]:
     return scratch
 
 
-def _check_on(scratch: Doc[Any], name: str, update: bytes) -> bytes | None:
+def _check_on(
+    scratch: Doc[Any], name: str, update: bytes, events: dict[str, dict[str, Any]] | None = None
+) -> bytes | None:
     """Apply `update` to `scratch` while watching it; the new part, or a refusal."""
-    rule, roots = _rule_for(name)
+    rule, roots = _rule_for(name, {} if events is None else events)
     watch = _Watch(scratch, roots)
     deleted_before = _deletions(scratch)
     clocks_before = parse_state_vector(scratch.get_state())
@@ -215,9 +226,9 @@ class _Watch:
         self._subs.clear()
 
 
-def _rule_for(name: str) -> tuple[_Rule, tuple[str, ...]]:
+def _rule_for(name: str, events: dict[str, dict[str, Any]]) -> tuple[_Rule, tuple[str, ...]]:
     if name.startswith(cm.EVENTS_PREFIX):
-        return _events_rule(name), EVENTS_ROOTS
+        return _events_rule(name, events), EVENTS_ROOTS
     if name.startswith(cm.REF_PREFIX):
         return _ref_rule, REF_ROOTS
     return _cluster_rule, cm.CLUSTER_MAPS
@@ -239,7 +250,7 @@ def _cluster_rule(root: str, key: str, change: dict[str, Any], had_manifest: boo
     return None
 
 
-def _events_rule(name: str) -> _Rule:
+def _events_rule(name: str, events: dict[str, dict[str, Any]]) -> _Rule:
     def rule(root: str, key: str, change: dict[str, Any], had_manifest: bool) -> str | None:
         del had_manifest
         action = change.get("action")
@@ -248,13 +259,13 @@ def _events_rule(name: str) -> _Rule:
         if action == "update":
             return "would be rewritten"
         if root == "events":
-            return _check_event(name, key, change.get("newValue"))
+            return _check_event(name, key, change.get("newValue"), events)
         return _check_ack(name, key, change.get("newValue"))
 
     return rule
 
 
-def _check_event(name: str, key: str, value: Any) -> str | None:
+def _check_event(name: str, key: str, value: Any, events: dict[str, dict[str, Any]]) -> str | None:
     if not isinstance(value, bytes | bytearray):
         return "is not an encoded event"
     try:
@@ -267,6 +278,7 @@ def _check_event(name: str, key: str, value: Any) -> str | None:
         return "belongs to another day"
     if cm.encode(event) != bytes(value):
         return "is not in its canonical form"
+    events[key] = event
     return None
 
 

@@ -452,3 +452,34 @@ async def test_one_invitation_admits_one_node_even_at_once(tmp_path: Path) -> No
         assert sorted(codes) == ["A", "B"]
     finally:
         await node.async_close()
+
+
+async def test_a_peers_batch_moves_the_clock_to_its_latest_time_within_the_drift(
+    tmp_path: Path,
+) -> None:
+    """An event of a batch far in the future is not adopted; the latest one within is."""
+    from node._replication import NodeReplica
+
+    clock = StepClock()
+    node = await open_node(new_data_dir(tmp_path), clock=clock)
+    try:
+        near = clock.now + 60_000  # a peer a minute ahead: adopted
+        far = near + node.hlc.max_drift_ms + 1_000  # a skewed peer: not adopted
+        peers: dict[str, Doc[Any]] = {}
+        for ms in (near - 5, near, far):
+            ts = cm.Timestamp(ms, 0)
+            body = {"type": "note", "text": "from a peer", "node": "B", "user": "u"}
+            at = "2026-11-28T12:11:31.234+01:00"
+            ev = cm.validate_event(
+                {**body, "id": cm.make_event_id(ts, "B"), "hlc": str(ts), "at": at}
+            )
+            cm.add_event(peers.setdefault(cm.events_doc_name(ts), Doc()), ev)
+        replica = NodeReplica(node)
+        for name, doc in peers.items():
+            assert await replica.async_apply_remote(name, doc.get_update(), "B")
+        assert node.index.count == 3
+        mine = cm.Timestamp.parse((await node.async_record(submission("note"), OPERATOR))["hlc"])
+        assert cm.Timestamp(near, 0) < mine
+        assert mine.physical < far
+    finally:
+        await node.async_close()

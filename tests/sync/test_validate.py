@@ -357,3 +357,20 @@ def test_an_oversized_event_from_a_peer_is_refused() -> None:
     cm.events_map(source)[big["id"]] = cm.encode(big)
     day = cm.events_doc_name(cm.Timestamp.parse(big["hlc"]))
     assert "larger than" in refused(events_doc(), day, source.get_update())
+
+
+def test_the_checker_hands_over_each_new_event_as_stored() -> None:
+    # the node folds these instead of decoding each event again: they must be the stored ones
+    checker = UpdateChecker()
+    local = events_doc(event(1), client_id=1)
+    remote = copy(local, 2)
+    cm.add_event(remote, event(2, "B"))
+    cm.add_event(remote, event(3, "B"))
+    handed: dict[str, dict[str, Any]] = {}
+    change = checker.check(local, DAY, remote.get_update(), events=handed)
+    assert change is not None
+    local.apply_update(change)
+    stored = dict(cm.iter_events(local))
+    assert sorted(handed) == sorted([event(2, "B")["id"], event(3, "B")["id"]])
+    for key, ev in handed.items():
+        assert ev == stored[key]
