@@ -215,8 +215,7 @@ class Fold:
             if rec.machine is not None:
                 machine = self._machine(rec.machine)
                 _insort(machine.items, rec)
-                if kind == STERI_LOADED:
-                    _insort(machine.loads_by_day.setdefault(rec.day, []), rec)
+                _insort(machine.loads_by_day.setdefault(rec.day, []), rec)
         elif kind in CYCLES:
             if rec.machine is not None:
                 _insort(self._machine(rec.machine).items, rec)
@@ -418,7 +417,7 @@ class Fold:
         ]
         found: list[Anomaly] = []
         for rec in self._machines[machine].loads_by_day.get(day, ()):
-            if rec.id in self._voided:
+            if rec.type != STERI_LOADED or rec.id in self._voided:
                 continue
             last = None
             for test in tests:
@@ -554,7 +553,9 @@ class Fold:
         """One machine's tests and loads on one local day."""
         tests = [t for t in self._tests.get((machine, day), ()) if t.id not in self._voided]
         bowie = [t for t in tests if t.key == "bowie_dick"]
-        loads = [r.load or "" for r in self.machine_loads(machine) if r.day == day]
+        state = self._machines.get(machine)
+        of_day = () if state is None else state.loads_by_day.get(day, ())
+        loads = [r.load or "" for r in of_day if r.id not in self._voided]
         return MachineDayView(
             machine=machine,
             day=day,

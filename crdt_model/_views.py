@@ -434,7 +434,7 @@ class MachineState:
     def __init__(self, name: str) -> None:
         self.name = name
         self.items: list[Record] = []  # loaded and cycle records, voided included
-        self.loads_by_day: dict[str, list[Record]] = {}  # steri.loaded, voided included
+        self.loads_by_day: dict[str, list[Record]] = {}  # loaded records, voided included
         self.attr: dict[str, str | None] = {}  # cycle id -> load number
         self.checkpoints: list[tuple[str, Snapshot]] = []
         self.restart("", ((), ()), 0)

@@ -280,6 +280,19 @@ def test_machine_tests_of_a_day() -> None:
     json.dumps(day.as_dict())
 
 
+def test_a_machines_loads_of_a_day_leave_voided_ones_out() -> None:
+    s = Stamper()
+    s.make("wash.loaded", machine="LAV-1", sets=[SET], load="A-1")
+    wrong = s.make("wash.loaded", machine="LAV-1", sets=["JX#1"], load="A-2")
+    s.make("steri.loaded", sets=[SET], load="A-3")
+    s.make("event.voided", target=wrong["id"], reason="mauvaise charge")
+    fold = fold_of(s.events)
+    assert fold.machine_tests("LAV-1", "2026-11-28").loads == ("A-1",)
+    assert fold.machine_tests("LAV-1", "2026-11-28").anomalies == ()  # a washer: no test
+    assert fold.machine_tests("AUTO-2", "2026-11-28").loads == ("A-3",)
+    assert fold.machine_tests("LAV-1", "2026-11-29").loads == ()
+
+
 def test_an_endoscope_is_ready_after_a_passed_reprocessing() -> None:
     s = Stamper()
     code = "GIF-H190-2101234"
