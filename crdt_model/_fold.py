@@ -113,16 +113,7 @@ class Fold:
         """Fold one validated event (local or from a peer, in any order); False if known."""
         if event["id"] in self._records:
             return False
-        rec = self._record(event)
-        self._keep(rec)
-        if rec.id > self._max and rec.type != VOIDED and rec.id not in self._voids:
-            self._max = rec.id
-            self._apply(rec)
-        else:
-            self._max = max(self._max, rec.id)
-            self._index(rec)
-            self._mark(rec)
-            self._flush()
+        self._fold_one(self._record(event))
         return True
 
     def add_many(self, events: Iterable[Mapping[str, Any]]) -> int:
@@ -146,19 +137,23 @@ class Fold:
                 self._index(rec)
                 self._mark(rec)
         self._flush()
+        fold_one = self._fold_one
         for rec in fresh[late:]:
-            if rec.id in known:
-                continue  # the same event twice in the batch
-            keep(rec)
-            if rec.type != VOIDED and rec.id not in self._voids:
-                self._max = rec.id
-                self._apply(rec)
-            else:
-                self._max = max(self._max, rec.id)
-                self._index(rec)
-                self._mark(rec)
-                self._flush()
+            if rec.id not in known:  # else the same event twice in the batch
+                fold_one(rec)
         return len(known) - before
+
+    def _fold_one(self, rec: Record) -> None:
+        """Keep a new record and fold it: in place when later than everything, else replay."""
+        self._keep(rec)
+        if rec.id > self._max and rec.type != VOIDED and rec.id not in self._voids:
+            self._max = rec.id
+            self._apply(rec)
+        else:
+            self._max = max(self._max, rec.id)
+            self._index(rec)
+            self._mark(rec)
+            self._flush()
 
     def _record(self, event: Mapping[str, Any]) -> Record:
         """The slim record of an event, its clock checked against its wall time."""
