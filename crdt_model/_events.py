@@ -25,10 +25,10 @@ MAX_LONG_TEXT = 4000
 MAX_RAW = 64 * 1024
 MAX_LIST = 500
 
-_CODE_RE = re.compile(r"^[\w#./:+-][\w#./:+ -]*$")
-_NODE_CODE_RE = re.compile(r"^[A-Z]{1,3}$")
-_PATIENT_RE = re.compile(r"^[A-Za-z0-9-]{1,32}$")
-_ID_RE = re.compile(r"^(\d{13}-\d{5})-([A-Z]{1,3})$")
+_CODE_RE = re.compile(r"^[\w#./:+-][\w#./:+ -]*\Z")
+_NODE_CODE_RE = re.compile(r"^[A-Z]{1,3}\Z")
+_PATIENT_RE = re.compile(r"^[A-Za-z0-9-]{1,32}\Z")
+_ID_RE = re.compile(r"^(\d{13}-\d{5})-([A-Z]{1,3})\Z")
 
 
 FIELD_MESSAGES: dict[str, str] = {

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -111,12 +112,19 @@ def check_schema(check: Check) -> dict[str, Any]:
     return dict(fixed)
 
 
+def _ecma(regex: re.Pattern[str]) -> str:
+    """A check's pattern as JSON Schema writes it (ECMA-262: `$` is the very end of the text)."""
+    return (
+        regex.pattern.removesuffix(r"\Z") + "$" if regex.pattern.endswith(r"\Z") else regex.pattern
+    )
+
+
 def _text(p: dict[str, Any]) -> dict[str, Any]:
     return {"type": "string", "minLength": 1, "maxLength": p["max_len"]}
 
 
 def _code(p: dict[str, Any]) -> dict[str, Any]:
-    return {**_text(p), "pattern": _CODE_RE.pattern}
+    return {**_text(p), "pattern": _ecma(_CODE_RE)}
 
 
 def _number(p: dict[str, Any]) -> dict[str, Any]:
@@ -155,8 +163,8 @@ _NAMED: dict[str, dict[str, Any]] = {
     "boolean": {"type": "boolean"},
     "iso_date": {"type": "string", "format": "date"},
     "iso_datetime": {"type": "string", "format": "date-time"},
-    "patient_code": {"type": "string", "pattern": _PATIENT_RE.pattern},
-    "event_id": {"type": "string", "pattern": _ID_RE.pattern},
+    "patient_code": {"type": "string", "pattern": _ecma(_PATIENT_RE)},
+    "event_id": {"type": "string", "pattern": _ecma(_ID_RE)},
     "phase": {
         "type": "object",
         "maxProperties": 16,
@@ -164,6 +172,6 @@ _NAMED: dict[str, dict[str, Any]] = {
         "properties": {"name": {"type": "string", "minLength": 1}},
         "additionalProperties": _SCALAR,
     },
-    "_node_code": {"type": "string", "pattern": _NODE_CODE_RE.pattern},
+    "_node_code": {"type": "string", "pattern": _ecma(_NODE_CODE_RE)},
     "_hlc": {"type": "string", "pattern": r"^\d{13}-\d{5}$"},
 }

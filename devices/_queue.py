@@ -330,7 +330,7 @@ class PrintQueue:
                 _LOGGER.exception("print job file %s unreadable: kept as %s", path, bad.name)
                 continue
             self._jobs[job.id] = job
-            self._seq = max(self._seq, int(job.id) if job.id.isdigit() else 0)
+            self._seq = max(self._seq, int(job.id) if job.id.isascii() and job.id.isdigit() else 0)
         for job in list(self._jobs.values()):
             if job.state is JobState.PRINTING:
                 self._save(

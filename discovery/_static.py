@@ -12,8 +12,8 @@ from ._sanitize import sanitize
 
 MAX_PEER_TEXT = 300
 
-_PORT_RE = re.compile(r"^[0-9]{1,5}$")
-_LABEL_RE = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
+_PORT_RE = re.compile(r"^[0-9]{1,5}\Z")
+_LABEL_RE = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)\Z")
 
 
 def parse_peer(text: str, *, default_port: int | None = None) -> PeerCandidate:

@@ -23,11 +23,11 @@ MAX_TXT_BYTES = 1300  # one mDNS packet; ours is about 120 bytes
 MAX_TXT_ENTRIES = 16
 MAX_VERSION = 9999
 
-_FINGERPRINT_RE = re.compile(r"^[0-9a-f]{64}$")
-_NODE_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
-_CODE_RE = re.compile(r"^[A-Z]{1,3}$")
-_VERSION_RE = re.compile(r"^[1-9][0-9]{0,3}$")
-_KEY_RE = re.compile(rb"^[\x21-\x3c\x3e-\x7e]{1,9}$")  # printable ASCII but '=' (RFC 6763 6.4)
+_FINGERPRINT_RE = re.compile(r"^[0-9a-f]{64}\Z")
+_NODE_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}\Z")
+_CODE_RE = re.compile(r"^[A-Z]{1,3}\Z")
+_VERSION_RE = re.compile(r"^[1-9][0-9]{0,3}\Z")
+_KEY_RE = re.compile(rb"^[\x21-\x3c\x3e-\x7e]{1,9}\Z")  # printable ASCII but '=' (RFC 6763 6.4)
 
 
 @dataclass(frozen=True, slots=True)

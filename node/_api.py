@@ -19,7 +19,6 @@ from ._cluster import async_invite, async_revoke, members
 from ._devices import Scanners
 from ._http import (
     CONTROL_KEY,
-    DAY_RE,
     DEFAULT_LIMIT,
     MAX_BUNDLE_BODY,
     MAX_LIMIT,
@@ -29,6 +28,7 @@ from ._http import (
     error_middleware,
     for_principal,
     int_param,
+    is_day,
     read_json,
     require,
 )
@@ -69,7 +69,7 @@ async def get_events(request: web.Request) -> web.Response:
     query = request.query
     errors = []
     day = query.get("day") or None
-    if day is not None and not DAY_RE.match(day):
+    if day is not None and not is_day(day):
         errors.append({"field": "day", "message": "must be a date YYYY-MM-DD"})
     event_type = query.get("type") or None
     if event_type is not None and event_type not in cm.EVENT_TYPES:

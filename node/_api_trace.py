@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import re
-from datetime import date
-
 from aiohttp import web
 
 import crdt_model as cm
@@ -18,6 +15,7 @@ from ._http import (
     ApiError,
     for_principal,
     int_param,
+    is_day,
     read_json,
     require,
 )
@@ -29,7 +27,6 @@ SCANNERS_KEY: web.AppKey[Scanners] = web.AppKey("scanners", Scanners)
 
 DEFAULT_FEED_LIMIT = 1000
 MAX_FEED_LIMIT = 10000
-_DAY_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
 def _node(request: web.Request) -> Node:
@@ -113,16 +110,10 @@ async def post_resolve(request: web.Request) -> web.Response:
 
 def _day_param(request: web.Request, name: str, default: str) -> str:
     value = request.query.get(name) or default
-    if not _DAY_RE.match(value):
+    if not is_day(value):
         raise ApiError(
-            400, "bad query parameter", [{"field": name, "message": "must be YYYY-MM-DD"}]
+            400, "bad query parameter", [{"field": name, "message": "must be a date YYYY-MM-DD"}]
         )
-    try:
-        date.fromisoformat(value)
-    except ValueError:
-        raise ApiError(
-            400, "bad query parameter", [{"field": name, "message": "not a date"}]
-        ) from None
     return value
 
 
@@ -173,12 +164,7 @@ async def get_feed(request: web.Request) -> web.StreamResponse:
             raise ApiError(
                 400, "bad query parameter", [{"field": "after", "message": "must be an event id"}]
             ) from None
-    raw_limit = request.query.get("limit", str(DEFAULT_FEED_LIMIT))
-    if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= MAX_FEED_LIMIT:
-        raise ApiError(
-            400, "bad query parameter", [{"field": "limit", "message": f"1 to {MAX_FEED_LIMIT}"}]
-        )
-    limit = int(raw_limit)
+    limit = int_param(request, "limit", DEFAULT_FEED_LIMIT, 1, MAX_FEED_LIMIT)
     unacked = request.query.get("unacked") in {"1", "true", "yes"}
     lines: list[bytes] = []
     last = None
@@ -231,8 +217,9 @@ async def post_label(request: web.Request) -> web.Response:
         not isinstance(body, dict)
         or not isinstance(body.get("set"), str)
         or not isinstance(body.get("load"), str)
+        or not isinstance(body.get("printer"), str | None)
     ):
-        raise ApiError(422, 'send {"set": ..., "load": ...}')
+        raise ApiError(422, 'send {"set": ..., "load": ...} (and "printer": NAME to print)')
     printer = body.get("printer")
     printing = request.app.get(PRINTING_KEY)
     if printer is not None and (printing is None or printer not in printing.formats):

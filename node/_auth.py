@@ -29,9 +29,9 @@ EVENT_PERMISSION = {"load.released": "release", "anomaly.resolved": "resolve"}
 """Event types that need more than the `record` permission (and voiding them, the same)."""
 
 TOKEN_PREFIX = "smt_"  # noqa: S105 (a prefix, not a secret)
-_LOGIN_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
-_PIN_RE = re.compile(r"^[0-9]{4,8}$")
-_BADGE_RE = re.compile(r"^[A-Z0-9._:-]{4,64}$")
+_LOGIN_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}\Z")
+_PIN_RE = re.compile(r"^[0-9]{4,8}\Z")
+_BADGE_RE = re.compile(r"^[A-Z0-9._:-]{4,64}\Z")
 _SCRYPT = {"n": 2**14, "r": 8, "p": 1}
 
 

@@ -139,6 +139,8 @@ def sample_data(out: Path, scale: str, seed: int, encoding: str, start: Any) -> 
         )
     except ValueError as err:
         raise _fail(str(err)) from None
+    except OSError as err:
+        raise _fail(f"{out}: {err.strerror or err}") from None
     click.echo(str(out))
 
 

@@ -267,14 +267,19 @@ def feed(data_dir: Path, fmt: str, after: str | None, unacked: bool, out: Path |
             raise click.UsageError("--format csv writes one file per event type: give --out FOLDER")
         if out.exists() and not out.is_dir():
             raise click.UsageError(f"--out {out} is a file; csv needs a folder")
-        out.mkdir(parents=True, exist_ok=True)
-        sink = _Csv(out)
     else:
         if out is not None and out.is_dir():
             raise click.UsageError(f"--out {out} is a folder; jsonl needs a file name")
         if out is not None and not out.parent.is_dir():
             raise click.UsageError(f"--out {out}: the folder {out.parent} does not exist")
-        sink = _Jsonl(out)
+    try:
+        if fmt == "csv" and out is not None:
+            out.mkdir(parents=True, exist_ok=True)
+            sink = _Csv(out)
+        else:
+            sink = _Jsonl(out)
+    except OSError as err:
+        raise click.ClickException(f"--out {out}: {err.strerror or err}") from None
     try:
         asyncio.run(_export(data, sink, after, unacked))
         sink.commit()
@@ -286,6 +291,9 @@ def feed(data_dir: Path, fmt: str, after: str | None, unacked: bool, out: Path |
         with contextlib.suppress(OSError, ValueError):
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         raise SystemExit(1) from None
+    except OSError as err:  # e.g. the disk filled up while writing
+        sink.abort()
+        raise click.ClickException(f"--out {out}: {err.strerror or err}") from None
     except BaseException:
         sink.abort()
         raise

@@ -7,6 +7,7 @@ import json
 import logging
 import re
 from collections.abc import Awaitable, Callable
+from datetime import date
 from typing import Any
 
 from aiohttp import web
@@ -29,7 +30,19 @@ DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
 OPEN_ROUTES = frozenset({"/api/health"})
 
-DAY_RE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+DAY_RE = re.compile(r"^\d{4}-\d{2}-\d{2}\Z")
+
+
+def is_day(value: str) -> bool:
+    """True for a calendar date written YYYY-MM-DD (2026-13-45 is not one)."""
+    if not DAY_RE.match(value):
+        return False
+    try:
+        date.fromisoformat(value)
+    except ValueError:
+        return False
+    return True
+
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -164,9 +177,12 @@ async def read_json(request: web.Request) -> Any:
     """The JSON body of a request, size-limited."""
     raw = await read_body(request, MAX_JSON_BODY)
     try:
-        return json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+        value = json.loads(raw)
+        if b"\\u" in raw:  # "\\ud800" decodes to half a surrogate pair: not text
+            json.dumps(value, ensure_ascii=False).encode()
+    except (UnicodeError, json.JSONDecodeError, RecursionError):
         raise ApiError(400, "the body is not valid JSON") from None
+    return value
 
 
 def int_param(request: web.Request, name: str, default: int, low: int, high: int) -> int:

@@ -10,7 +10,7 @@ from typing import Any
 
 from crdt_model import ZERO, Timestamp, events_doc_name, split_event_id
 
-_LOAD_RE = re.compile(r"^([A-Z]{1,3})-(\d{6})-(\d{3,})$")
+_LOAD_RE = re.compile(r"^([A-Z]{1,3})-(\d{6})-(\d{3,})\Z")
 
 
 def _insert(ids: list[str], event_id: str) -> None:

@@ -93,6 +93,8 @@ class DataDir:
 
     def is_served(self) -> bool:
         """True when a running node holds this directory."""
+        if not self.lock.exists():
+            return False  # no node ever ran here (and asking leaves the folder as it was)
         try:
             self.acquire().close()
         except NodeRunningError:

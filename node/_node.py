@@ -261,12 +261,13 @@ class Node:
 
     async def async_open(self, *, readonly: bool = False) -> None:
         """Lock the data directory, load the store, and get ready to write (or only read)."""
+        if self.data.root.is_dir() and not (self.data.store / "data.mdb").exists():
+            # said before the lock is taken: a folder without a node is left as it was
+            raise StoreError(
+                f"{self.data.root} holds no sterimesh node: run `sterimesh init` first"
+            )
         self._lock = self.data.acquire()
         try:
-            if readonly and not (self.data.store / "data.mdb").exists():
-                raise StoreError(
-                    f"{self.data.root} holds no sterimesh node: run `sterimesh init` first"
-                )
             self._store = Store(self.data.store)
             self.store.check_format()
             self._load_identity()

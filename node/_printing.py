@@ -36,7 +36,7 @@ def _printer(entry: dict[str, Any]) -> devices.Printer:
     kind = entry.get("kind", "tcp")
     if kind == "tcp":
         host, _, port = str(entry.get("address", "")).rpartition(":")
-        if not host or not port.isdigit():
+        if not host or not (port.isascii() and port.isdigit()):
             raise PrinterConfigError("a tcp printer needs address = HOST:PORT")
         return devices.TcpPrinter(host, int(port))
     if kind == "serial" and entry.get("port"):

@@ -28,7 +28,7 @@ def parse_hostport(value: str, *, default_port: int) -> tuple[str, int]:
     if not sep:
         host, port = value, str(default_port)
     host = host.strip("[]")
-    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+    if not host or not (port.isascii() and port.isdigit()) or not 0 < int(port) < 65536:
         raise ValueError(f"not HOST:PORT: {value[:60]!r}")
     return host, int(port)
 

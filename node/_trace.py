@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 
 _LOGGER = logging.getLogger(__name__)
 
-_LABEL_RE = re.compile(r"^L([A-Z]{1,3})(\d{6})(\d{4,})$")
+_LABEL_RE = re.compile(r"^L([A-Z]{1,3})(\d{6})(\d{4,})\Z")
 
 
 class Traceability:

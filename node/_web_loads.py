@@ -33,7 +33,7 @@ from ._web_support import anomalies_by_subject
 
 KINDS = ("wash", "steri")
 MAX_SETS = 200
-_LABEL_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_LABEL_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}\Z")
 _PENDING = {"open", "passed", "failed"}
 
 

@@ -69,7 +69,9 @@ async def login_post(request: web.Request) -> web.StreamResponse:
     entry = active_user(_node(request), login)
     stored = None if entry is None else entry.get("password")
     if not await _verify(form.get("password", ""), stored) or entry is None:
-        return await _failed(request, login, login, "Unknown user or wrong password.")
+        # what was typed is logged only when it is someone's login: it may be a password
+        who = login if entry is not None else "a login nobody active holds"
+        return await _failed(request, login, who, "Unknown user or wrong password.")
     return _logged_in(request, form, login, entry)
 
 

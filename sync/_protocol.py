@@ -37,7 +37,7 @@ MAX_NAME = 64
 MAX_REASON = 1000
 MAX_COUNTER = 2**63 - 1
 
-_ID_RE = re.compile(r"^[A-Za-z0-9._-]+$")
+_ID_RE = re.compile(r"^[A-Za-z0-9._-]+\Z")
 
 Check = Callable[[Any], "str | None"]
 

@@ -316,3 +316,42 @@ async def test_admin_creates_tokens_that_work(api: Api) -> None:
     assert resp.status == 200
     status, bad = await api.call("POST", "/api/tokens", "admin", json={"name": "x", "role": "king"})
     assert_error_shape(status, bad, 422)
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "kw"),
+    [
+        # half a surrogate pair is valid JSON but no text: 400, not a 500 when stored
+        ("POST", "/api/events", {"data": b'{"type": "note", "text": "\\ud800"}'}),
+        (
+            "POST",
+            "/api/users",
+            {"data": b'{"login": "bob", "role": "operator", "password": "\\udfff"}'},
+        ),
+        # characters that are digits to str.isdigit but no number
+        ("GET", "/api/feed?limit=%C2%B2", {}),
+        ("GET", "/api/events?day=2026-13-45", {}),
+        ("GET", "/api/events?day=2026-11-28%0A", {}),
+        ("GET", "/api/readiness?date=2026-02-30", {}),
+    ],
+)
+async def test_odd_input_is_one_clear_400_and_changes_nothing(
+    api: Api, method: str, path: str, kw: dict[str, Any]
+) -> None:
+    headers = {**api.headers("admin"), "Content-Type": "application/json"}
+    resp = await api.client.request(method, path, headers=headers, **kw)
+    assert_error_shape(resp.status, await resp.json(), 400)
+    assert api.node.index.count == 0
+
+
+@pytest.mark.parametrize("value", ["bob\n", "Bob", "bob bob"])
+async def test_a_login_with_a_trailing_newline_is_refused(api: Api, value: str) -> None:
+    body = {"login": value, "role": "operator", "password": "correct horse battery"}
+    status, answer = await api.call("POST", "/api/users", "admin", json=body)
+    assert_error_shape(status, answer, 422)
+
+
+async def test_a_patient_code_with_a_trailing_newline_is_refused(api: Api) -> None:
+    status, body = await api.post_event(type="set.used", set="JX#1", patient="000123\n")
+    assert_error_shape(status, body, 422)
+    assert api.node.index.count == 0

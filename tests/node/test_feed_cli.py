@@ -276,7 +276,20 @@ def test_a_folder_without_a_node_is_left_as_it_was(tmp_path: Path) -> None:
     code, _, err = invoke("--data", tmp_path)
     assert code == 1
     assert "sterimesh init" in err
-    assert not (tmp_path / "store").exists()
+    assert list(tmp_path.iterdir()) == []  # no store, no lock: `restore` can still use it
+
+
+def test_an_output_that_cannot_be_written_is_one_clear_error(fed: Fed, tmp_path: Path) -> None:
+    # /proc takes no new file, not even from root
+    for args in (("--out", "/proc/feed.jsonl"), ("--format", "csv", "--out", "/proc/feed")):
+        code, _, err = invoke("--data", fed.data, *args)
+        assert code == 1
+        assert "--out /proc/feed" in err
+        assert len(err.strip().splitlines()) == 1  # no traceback
+    result = CliRunner().invoke(cli, ["sample-data", "--out", "/proc/bundle"])
+    assert result.exit_code == 1
+    assert "/proc/bundle" in result.output
+    assert "Traceback" not in result.output
 
 
 def test_files_are_for_their_owner_only(fed: Fed, tmp_path: Path) -> None:

@@ -99,10 +99,11 @@ async def test_an_unknown_printer_is_refused_before_anything_is_recorded(
     code = trace.instance(trace.kind())
     load = await trace.make_sterile([code])
     before = trace.count
-    status, body = await trace.call(
-        "POST", "/api/labels", json={"set": code, "load": load, "printer": "nowhere"}
-    )
-    assert status == 422, body
+    for printer in ("nowhere", ["zebra-1"], {"name": "zebra-1"}):
+        status, body = await trace.call(
+            "POST", "/api/labels", json={"set": code, "load": load, "printer": printer}
+        )
+        assert status == 422, body
     assert trace.count == before
 
 

@@ -132,8 +132,10 @@ async def test_pin_and_badge_are_never_kept_or_logged_in_clear(
         await badge_login(client, BADGE, "7777")
         await badge_login(client, "0BADC0DE", "7777")
         await password_login(client, "rel", "7777wrong")
+        await password_login(client, "s3cret-typed-in-login", "x")  # a password, wrong field
     assert caplog.records
-    for secret in (BADGE, "0BADC0DE", "7777"):
+    assert "'rel'" in caplog.text  # a real login is named for IT
+    for secret in (BADGE, "0BADC0DE", "7777", "s3cret-typed-in-login"):
         assert secret not in caplog.text
         assert secret.lower() not in caplog.text
 
