@@ -119,6 +119,7 @@ WHY: dict[str, tuple[str, str]] = {
         "sa dernière charge est une charge de lavage",
         "its last load is a washer load",
     ),
+    "quarantined": ("le set est en quarantaine", "the set is quarantined"),
     "missing": ("absent", "missing"),
     "failed": ("en échec", "failed"),
     "last_use": ("sa dernière utilisation", "its last use"),
@@ -242,6 +243,7 @@ _USUAL_BEFORE: dict[str, frozenset[str]] = {
     "wash.loaded": frozenset({"unknown", "dirty", "washed", "quarantined"}),
     "set.inspected": frozenset({"unknown", "washed", "packed", "quarantined"}),
     "steri.loaded": frozenset({"unknown", "packed", "sterile", "quarantined"}),
+    "set.dispatched": frozenset({"sterile", "dispatched"}),
 }
 
 
@@ -465,7 +467,10 @@ def _dispatched(fold: Fold, st: SetState, rec: Record) -> None:
     why, related = load_problem(fold, st, st.load, rec.id)
     if why is not None:
         st.flag(DISPATCH_NOT_RELEASED, related, rec, load=st.load or "-", why=why)
-    st.move("dispatched", rec)
+    elif out_of_order(rec.type, st.status, st.reason):
+        st.flag(OUT_OF_ORDER, [st.since], rec, step=rec.type, status=st.status)
+    if st.status not in ("quarantined", "used"):  # moving a set does not make it safe again
+        st.move("dispatched", rec)
     st.phase = False
     st.location = rec.get("to")
 

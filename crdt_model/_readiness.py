@@ -300,6 +300,8 @@ def check_label(fold: Fold, set_code: str, load: str) -> Problem | None:
     if state is None or not state.loaded:
         return Problem("unknown_load", load=load)
     why, _ = load_problem(fold, st, load, END)
+    if why is None and effective(fold, st, END)[0] == "quarantined":
+        why = "quarantined"  # e.g. a torn wrap found after the release
     return None if why is None else Problem("label_refused", set=set_code, load=load, why=why)
 
 
@@ -310,7 +312,19 @@ def check_use(fold: Fold, set_code: str, today: str) -> Problem | None:
         return Problem("set_expired", set=set_code, expires_on=view.expires_on)
     if view.status not in AVAILABLE:
         return Problem("set_not_sterile", set=set_code, status=view.status)
+    why = _unsafe(fold, set_code)
+    if why is not None:  # e.g. dispatched from a load never released, or released no more
+        return Problem("set_not_safe", set=set_code, why=why)
     return None
+
+
+def _unsafe(fold: Fold, set_code: str) -> str | None:
+    """Why a set whose status says available is not safe to use (None when it is)."""
+    st = fold.set_state(set_code)
+    if st is None:
+        return "no_load"
+    why, _ = load_problem(fold, st, st.load, END)
+    return why
 
 
 def warnings_for(fold: Fold, submission: Mapping[str, Any], today: str) -> list[Problem]:
@@ -338,11 +352,12 @@ def warnings_for(fold: Fold, submission: Mapping[str, Any], today: str) -> list[
         if st is None:
             return out
         status, reason, _ = effective(fold, st, END)
+        why = None
         if kind == "set.dispatched":
             why, _ = load_problem(fold, st, st.load, END)
             if why is not None:
                 out.append(Problem("set_not_safe", set=code, why=why))
-        elif out_of_order(kind, status, reason):
+        if why is None and out_of_order(kind, status, reason):
             out.append(Problem("out_of_order", step=kind, set=code, status=status))
     return out
 
@@ -445,7 +460,7 @@ def _available_sets(fold: Fold, ref: Reference, type_code: str, day: str) -> lis
     found: list[tuple[str, str]] = []
     for code in ref.instances_by_type.get(type_code, ()):
         st = fold.set_state(code)
-        if st is None or effective(fold, st, END)[0] not in AVAILABLE:
+        if st is None or effective(fold, st, END)[0] not in AVAILABLE or _unsafe(fold, code):
             continue
         expires = set_expiry(fold, st)
         if expires is None or expires >= day:
