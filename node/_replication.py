@@ -238,7 +238,7 @@ class Replication:
             ):
                 await ws.close()
                 raise sync.PeerRejected(f"{address} is not a current member of this cluster")
-            return WebSocketChannel(ws)
+            return WebSocketChannel(ws, peer_node=node_id_of(cert))
 
         return dial
 

@@ -118,6 +118,9 @@ class Store:
         self._writer: threading.Thread | None = None
         self.commits = 0
         self.committed_ops = 0
+        self.failure: StoreError | None = None
+        """Set by the first failed durable commit: nothing is written after it (a later update
+        may build on one the disk never got, and would make the stored log unreadable)."""
 
     # -- lifecycle --------------------------------------------------------
 
@@ -394,12 +397,16 @@ class Store:
 
     def _commit(self, batch: list[tuple[Op, Waiter]]) -> None:
         outcome: list[tuple[Waiter, Any, BaseException | None]]
+        if self.failure is not None:
+            _notify([(waiter, None, self.failure) for _, waiter in batch])
+            return
         try:
             with self._env.begin(write=True) as txn:
                 results = [op(txn) for op, _ in batch]
         except Exception as err:  # every waiter hears of the failed commit
             _LOGGER.exception("durable commit of %d operations failed", len(batch))
             failure = StoreError(f"durable commit failed: {err}")
+            self.failure = StoreError(f"an earlier durable commit failed ({err}): restart the node")
             outcome = [(waiter, None, failure) for _, waiter in batch]
         else:
             self.commits += 1

@@ -483,3 +483,47 @@ async def test_a_peers_batch_moves_the_clock_to_its_latest_time_within_the_drift
         assert mine.physical < far
     finally:
         await node.async_close()
+
+
+async def test_after_a_failed_commit_no_later_write_is_stored_or_answered(tmp_path: Path) -> None:
+    """A write built on one the disk refused is refused too: else its update is stored without
+    the one it depends on and that day's document never reaches a peer again."""
+    import time
+
+    from node._store import Store
+
+    data = new_data_dir(tmp_path)
+    node = await open_node(data)
+    real = Store._commit
+    calls = 0
+
+    def failing_once(self: Store, batch: list[Any]) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 1:  # a slow fsync that then fails (disk full, I/O error)
+            time.sleep(0.3)
+
+            def refused(txn: Any) -> None:
+                raise OSError("No space left on device")
+
+            batch = [(refused, waiter) for _, waiter in batch]
+        real(self, batch)
+
+    node.store._commit = failing_once.__get__(node.store)  # type: ignore[method-assign]
+    first = asyncio.create_task(node.async_record(submission("note"), OPERATOR))
+    await asyncio.sleep(0.05)  # the second is prepared while the first is on its way
+    second = asyncio.create_task(node.async_record(submission("note"), OPERATOR))
+    answers = await asyncio.gather(first, second, return_exceptions=True)
+    assert all(isinstance(a, Exception) for a in answers), answers
+    assert node.failed is not None
+    with pytest.raises(Exception, match="restart the node"):
+        await node.async_record(submission("note"), OPERATOR)
+    await node.async_close()
+    node = await open_node(data)
+    try:
+        assert node.index.count == 0
+        for name, doc in node.docs.items():  # every stored document is whole
+            if name.startswith(cm.EVENTS_PREFIX):
+                sync.check_update(None, name, doc.get_update())
+    finally:
+        await node.async_close()

@@ -209,3 +209,40 @@ async def test_a_cleared_flag_lets_the_repaired_peer_sync_again() -> None:
     await wait_until(lambda: events_of(a) == events_of(repaired))
     assert not cluster.managers["A"].flagged()
     await cluster.close()
+
+
+async def test_a_dialled_member_cannot_take_another_members_place() -> None:
+    """The dialled peer's certificate names it (the channel's peer_node): its HELLO must agree."""
+    from sync import PROTOCOL_VERSION, Hello, encode_frame, encode_message, memory_channel_pair
+
+    from .sync_helpers import CLUSTER
+
+    a = SyncManager(MemoryReplica(), identity("A"), timing=FAST)
+    c = SyncManager(MemoryReplica(), identity("C"), timing=FAST)
+    try:
+
+        async def dial_c() -> Channel:
+            mine, theirs = memory_channel_pair()
+            mine.peer_node = "node-C"  # type: ignore[attr-defined]  # as the node's dialer sets
+            asyncio.get_running_loop().create_task(c.accept(theirs, peer_node="node-A"))
+            return mine
+
+        await a.connect("c:8701", dial_c)
+        await wait_until(lambda: [p["node_id"] for p in live_peers(a)] == ["node-C"])
+        real = a._sessions["node-C"]
+
+        async def dial_m() -> Channel:  # member M, whose certificate says node-M, claims C
+            mine, theirs = memory_channel_pair()
+            mine.peer_node = "node-M"  # type: ignore[attr-defined]
+            hello = Hello(PROTOCOL_VERSION, CLUSTER, "node-C", "C", "Poste C")
+            await theirs.send(encode_frame(encode_message(hello)))
+            return mine
+
+        await a.connect("m:8701", dial_m)
+        await asyncio.sleep(0.5)
+        assert not real.ended.is_set()  # the real C keeps its session
+        assert a.flagged() == {}
+        assert [p["node_id"] for p in live_peers(a)] == ["node-C"]
+    finally:
+        await a.close()
+        await c.close()
