@@ -11,13 +11,16 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import crdt_model as cm
 
 from ._auth import AdminMessage, AuthError, badge_hash, hash_pin
 from ._node import USER_KEPT, ConflictError, Node, NodeError
 from ._web_support import LANGUAGES
+
+if TYPE_CHECKING:
+    from pycrdt import Doc
 
 KEPT = USER_KEPT
 
@@ -36,8 +39,8 @@ def active_user(node: Node, login: str) -> dict[str, Any] | None:
     return entry
 
 
-def _with_badge(node: Node, digest: str) -> list[str]:
-    users = cm.cluster_items(node.docs[cm.CLUSTER_DOC], "users")
+def _with_badge(doc: Doc[Any], digest: str) -> list[str]:
+    users = cm.cluster_items(doc, "users")
     return sorted(login for login, entry in users.items() if entry.get("badge") == digest)
 
 
@@ -51,7 +54,11 @@ def badge_owner(node: Node, raw: str) -> str | None:
         digest = badge_hash(raw)
     except AuthError:
         return None
-    found = [login for login in _with_badge(node, digest) if active_user(node, login)]
+    found = [
+        login
+        for login in _with_badge(node.docs[cm.CLUSTER_DOC], digest)
+        if active_user(node, login)
+    ]
     return found[0] if len(found) == 1 else None
 
 
@@ -104,26 +111,34 @@ async def async_update_user(
 
 
 async def _update(node: Node, login: str, prepared: dict[str, Any], by: str) -> dict[str, Any]:
-    entry = cm.cluster_get(node.docs[cm.CLUSTER_DOC], "users", login)
-    if entry is None:
-        raise UnknownUserError(AdminMessage("unknown_user", login=login[:64]))
-    badge = prepared.get("badge")
-    if badge is not None:
-        others = [other for other in _with_badge(node, badge) if other != login]
-        if others:
-            raise ConflictError(AdminMessage("badge_taken", login=others[0]))
-    for name, value in prepared.items():
-        if value is None:
-            entry.pop(name, None)
-        else:
-            entry[name] = value
-    if entry.get("badge") and not entry.get("pin"):
-        raise AuthError(AdminMessage("badge_needs_pin"))
-    if set(prepared) - {"lang"}:
-        entry["updated_at"] = datetime.now(UTC).isoformat(timespec="seconds")
-        entry["updated_by"] = by
-    await node.commit_cluster(lambda doc: cm.cluster_put(doc, "users", login, entry))
-    return public_record(login, entry)
+    changed: dict[str, Any] = {}
+
+    def save(doc: Doc[Any]) -> None:
+        # read where the write is made (the record as the writes still on their way to the
+        # disk leave it): a password replaced a moment before is never written back
+        entry = cm.cluster_get(doc, "users", login)
+        if entry is None:
+            raise UnknownUserError(AdminMessage("unknown_user", login=login[:64]))
+        badge = prepared.get("badge")
+        if badge is not None:
+            others = [other for other in _with_badge(doc, badge) if other != login]
+            if others:
+                raise ConflictError(AdminMessage("badge_taken", login=others[0]))
+        for name, value in prepared.items():
+            if value is None:
+                entry.pop(name, None)
+            else:
+                entry[name] = value
+        if entry.get("badge") and not entry.get("pin"):
+            raise AuthError(AdminMessage("badge_needs_pin"))
+        if set(prepared) - {"lang"}:
+            entry["updated_at"] = datetime.now(UTC).isoformat(timespec="seconds")
+            entry["updated_by"] = by
+        cm.cluster_put(doc, "users", login, entry)
+        changed.update(entry)
+
+    await node.commit_cluster(save)
+    return public_record(login, changed)
 
 
 async def async_set_language(node: Node, login: str, lang: str) -> None:

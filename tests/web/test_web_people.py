@@ -430,3 +430,22 @@ async def test_a_user_without_a_language_keeps_the_browser_choice(
     page = await (await client.get("/dashboard")).text()
     assert '<html lang="en">' in page
     assert "lang" not in user(node, "chef")
+
+
+async def test_a_new_password_is_never_put_back_by_a_change_made_at_once(node: Node) -> None:
+    """An admin replaces a password while the user picks a language: both hold."""
+    import asyncio
+
+    from node._auth import verify_password
+
+    await node.async_add_user("mdupont", "operator", "old-password-1", "admin")
+    replaced = asyncio.create_task(
+        node.async_add_user("mdupont", "operator", "new-password-2", "admin")
+    )
+    await asyncio.sleep(0)  # the replacement is on its way to the disk
+    await async_update_user(node, "mdupont", {"lang": "nl"}, "mdupont")
+    await replaced
+    entry = user(node, "mdupont")
+    assert verify_password("new-password-2", entry["password"])
+    assert not verify_password("old-password-1", entry["password"])
+    assert entry["lang"] == "nl"
