@@ -130,7 +130,7 @@ class Replication:
         identity = sync.NodeIdentity(
             cluster_id=node.cluster_id, node_id=node.node_id, code=node.code, name=node.name
         )
-        self.manager = sync.SyncManager(NodeReplica(node), identity)
+        self.manager = sync.SyncManager(NodeReplica(node), identity, admit=self._is_member)
         self.static_peers = static_peers
         self.mdns_enabled = mdns
         self.mdns_interfaces = mdns_interfaces
@@ -247,6 +247,11 @@ class Replication:
             self._drop_revoked()
             for candidate in list(self._strangers.values()):
                 self._on_candidate(candidate)
+
+    def _is_member(self, node_id: str) -> bool:
+        """A member not revoked (asked again as each peer's HELLO arrives)."""
+        entry = cm.cluster_get(self.node.docs[cm.CLUSTER_DOC], "members", node_id)
+        return entry is not None and not entry.get("revoked")
 
     def _drop_revoked(self) -> None:
         members = cm.cluster_items(self.node.docs[cm.CLUSTER_DOC], "members")

@@ -45,8 +45,12 @@ class SyncManager:
         rng: random.Random | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
+        admit: Callable[[str], bool] | None = None,
     ) -> None:
+        """`admit(node_id)`: whether a peer may sync now, asked as its HELLO arrives (a node
+        revoked while its connection was being opened is refused there)."""
         self.replica = replica
+        self._admit = admit
         self.identity = identity
         self.timing = timing or Timing.default()
         self._rng = rng or random.Random()  # noqa: S311 - jitter, not secrets
@@ -173,6 +177,8 @@ class SyncManager:
             dialer.node = node
         if self._closed:
             return "node shutting down", PeerState.CLOSED
+        if self._admit is not None and not self._admit(node):
+            return "not a current member of this cluster", PeerState.CLOSED
         if node in self._flagged:
             session.status.refused = self._flagged[node]
             return "flagged: " + self._flagged[node], PeerState.REFUSED

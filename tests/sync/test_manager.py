@@ -246,3 +246,50 @@ async def test_a_dialled_member_cannot_take_another_members_place() -> None:
     finally:
         await a.close()
         await c.close()
+
+
+async def test_a_node_revoked_while_its_connection_opens_gets_nothing() -> None:
+    """Admission is asked again when the HELLO arrives, not only when the certificate did."""
+    from sync import (
+        PROTOCOL_VERSION,
+        FrameDecoder,
+        Hello,
+        Manifest,
+        Step2,
+        decode_message,
+        encode_frame,
+        encode_message,
+        memory_channel_pair,
+    )
+
+    from .sync_helpers import CLUSTER
+
+    members = {"node-R"}
+    replica = MemoryReplica()
+    record(replica, event(1, "A"))
+    a = SyncManager(replica, identity("A"), timing=FAST, admit=members.__contains__)
+    try:
+        mine, theirs = memory_channel_pair()
+        accepted = asyncio.get_running_loop().create_task(a.accept(mine, peer_node="node-R"))
+        await asyncio.sleep(0.2)  # its certificate passed; it holds its HELLO back
+        members.discard("node-R")  # the revocation lands
+        a.disconnect("node-R", "revoked")
+        hello = Hello(PROTOCOL_VERSION, CLUSTER, "node-R", "R", "stolen PC")
+        await theirs.send(encode_frame(encode_message(hello)))
+        await theirs.send(encode_frame(encode_message(Manifest({}))))
+        received: list[Any] = []
+        decoder = FrameDecoder()
+
+        async def read() -> None:
+            while True:
+                for frame in decoder.feed(await theirs.recv()):
+                    received.append(decode_message(frame))
+
+        reader = asyncio.get_running_loop().create_task(read())
+        reason = await asyncio.wait_for(accepted, 5)
+        reader.cancel()
+        assert "not a current member" in reason
+        assert not [m for m in received if isinstance(m, Step2)]
+        assert live_peers(a) == []
+    finally:
+        await a.close()
