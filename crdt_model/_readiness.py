@@ -26,6 +26,7 @@ ENDO_TURNAROUND_MINUTES = 60
 
 AVAILABLE = frozenset({"sterile", "dispatched"})
 _IN_REPAIR = "en réparation"
+_FAILED_STEPS = frozenset({"leak_test_failed", "reprocessing_failed"})
 _TO_REPROCESS = "à retraiter"
 _MACHINE_PHASE = frozenset({"washing", "washed", "in_sterilizer", "sterilized"})
 
@@ -475,11 +476,15 @@ def _endoscope_pool(fold: Fold, ref: Reference, kind: str) -> dict[str, int]:
     for serial in ref.endoscopes_by_type.get(kind, ()):
         state = (ref.endoscopes[serial].get("state") or "").casefold()
         ready: bool | None = None
+        failed = False
         for code in ref.endoscope_codes(serial):
             view = fold.endoscope(code)
             if view.ready is not None:
                 ready = view.ready
+                failed = view.status in _FAILED_STEPS
                 break
+        if failed:
+            continue  # a failed leak test or reprocessing: to repair or redo, not for today
         if ready is None:
             if state == _IN_REPAIR:
                 continue

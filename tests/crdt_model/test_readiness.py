@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from datetime import date
 from pathlib import Path
 
@@ -104,7 +103,23 @@ def test_endoscopy_readiness_counts_turnaround_and_leaves_out_repairs() -> None:
     assert [p["status"] for p in endoscopy["procedures"]] == ["ok", "ok", "ok"]
 
 
-def test_readiness_at_hospital_scale_answers_fast(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("kind", "extra"), [("endo.leak_test", {}), ("endo.aer_cycle", {"cycle_no": "812"})]
+)
+def test_an_endoscope_whose_last_step_failed_is_given_to_no_procedure(
+    kind: str, extra: dict[str, str]
+) -> None:
+    fold = stock()
+    s = Stamper()
+    s.make(kind, "C", endoscope="2101234", result="fail", **extra)  # perforated, or a bad cycle
+    fold.add_many(s.events)
+    endoscopy = readiness(fold, DAY)["endoscopy"]
+    assert [p["endoscope"] for p in endoscopy["procedures"]] == [None, None, None]
+    assert endoscopy["summary"]["short"] == 3
+
+
+def test_readiness_at_hospital_scale(tmp_path: Path) -> None:
+    """The answer at hospital scale (its time is measured by bench/fold, not here)."""
     from node._bundle import read_bundle
     from node._sample import write_sample
 
@@ -116,9 +131,7 @@ def test_readiness_at_hospital_scale_answers_fast(tmp_path: Path) -> None:
     for start in range(0, len(codes), 20):
         process(s, codes[start : start + 20], use=False)
     fold = fold_of(s.events, reference=ref)
-    started = time.perf_counter()
     answer = readiness(fold, "2026-12-01")
-    assert time.perf_counter() - started < 0.5  # aim 100 ms; generous on a shared machine
     assert answer["summary"]["total"] > 30
     assert answer["summary"]["ok"] > 0
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import time
 from collections import Counter
 from datetime import date, timedelta
 from pathlib import Path
@@ -163,13 +162,8 @@ def test_refuses_bad_arguments(tmp_path: Path, scale: str, encoding: str, match:
 
 def test_hospital_scale(tmp_path: Path) -> None:
     assert SCALES == ("small", "hospital")
-    began = time.perf_counter()
     folder = write_sample(tmp_path / "h", scale="hospital", encoding="cp1252", start=START)
-    written = time.perf_counter()
     bundle = read_bundle(folder)
-    read = time.perf_counter()
-    assert written - began < 5
-    assert read - written < 2
     t = bundle.tables
     assert bundle.export_id == "SAMPLE-HOSP-20261127-s1"
     assert len(t["set_types"]) == 400
