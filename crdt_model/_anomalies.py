@@ -430,7 +430,8 @@ def _loaded(fold: Fold, st: SetState, rec: Record) -> None:
     load = rec.load
     if load == st.load:
         return  # the same load named twice
-    current = None if st.load is None else fold.load_state(st.load)
+    # the set's load is its current one only until a step takes it out (e.g. its inspection)
+    current = None if st.load is None or not st.phase else fold.load_state(st.load)
     if current is not None and current.open_at(st.loaded, rec.id):
         st.flag(SET_IN_TWO_LOADS, [st.loaded], rec, load=load or "", other=st.load or "")
     elif out_of_order(rec.type, st.status, st.reason):

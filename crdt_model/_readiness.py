@@ -337,7 +337,7 @@ def warnings_for(fold: Fold, submission: Mapping[str, Any], today: str) -> list[
             st = fold.set_state(code)
             if st is None or (st.load is not None and st.load == submission.get("load")):
                 continue  # unknown set, or the same load named again
-            current = fold.load_state(st.load)
+            current = fold.load_state(st.load) if st.phase else None
             status, reason, _ = effective(fold, st, END)
             if current is not None and current.open_at(st.loaded, END):
                 out.append(Problem("set_in_open_load", set=code, load=st.load))

@@ -65,6 +65,22 @@ def test_a_set_in_two_loads_at_once() -> None:
     assert "A-1" in found.message_fr
 
 
+def test_an_inspection_takes_the_set_out_of_a_washer_load_without_a_cycle_yet() -> None:
+    """A washer whose cycle is captured late: the inspected set is in no open load any more."""
+    from tests.crdt_model.fold_helpers import warnings_for
+
+    s = Stamper()
+    bowie_dick(s)
+    s.make("set.received", set=SET)
+    s.make("wash.loaded", sets=[SET], load="A-1")
+    s.make("set.inspected", set=SET)  # before the washer's record came in: out of order only
+    loading = {"type": "steri.loaded", "machine": "AUTO-2", "program": "P", "sets": [SET]}
+    assert warnings_for(fold_of(s.events), {**loading, "load": "A-2"}, "2026-11-28") == []
+    s.make("steri.loaded", sets=[SET], load="A-2")
+    s.make("wash.cycle", load="A-1")  # the washer's record arrives from its drop folder
+    assert rules(fold_of(s.events)) == ["out_of_order"]
+
+
 def test_a_set_whose_load_has_a_cycle_may_enter_the_next_load() -> None:
     s = Stamper()
     bowie_dick(s)
