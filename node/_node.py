@@ -74,6 +74,10 @@ class ConflictError(NodeError):
     status = 409
 
 
+_UNSAFE_LOAD = frozenset({"rejected", "not_released", "cycle_failed", "no_cycle"})
+"""Reasons a label already printed must not be printed again: its load is not safe now."""
+
+
 class RuleError(NodeError):
     """A safety rule forbids recording this now (e.g. releasing a load whose cycle failed)."""
 
@@ -741,11 +745,17 @@ class Node:
             return devices.LabelLayout()
 
     def label_for_printing(self, label_id: str) -> devices.LabelData | None:
-        """What a recorded label shows, ready to render; None if unknown."""
+        """What a recorded label shows, ready to render; None if unknown or voided.
+
+        RuleError when its load is no longer safe (rejected, or its release voided since).
+        """
         event_id = self.trace.labels.get(label_id)
         event = None if event_id is None else self.get_event(event_id)
-        if event is None:
+        if event is None or event["id"] in self.trace.fold.voided:
             return None
+        problem = cm.check_label(self.trace.fold, event["set"], event["load"])
+        if problem is not None and problem.params.get("why") in _UNSAFE_LOAD:
+            raise RuleError(problem)
         data = cm.label_data(
             self.trace.fold, None, event["set"], event["load"], self.trace.fold.settings
         )

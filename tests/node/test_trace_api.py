@@ -1137,3 +1137,30 @@ async def test_two_replicas_fed_in_different_orders_give_byte_identical_feeds(
         for t in (a, b):
             await t.client.close()
             await t.node.async_close()
+
+
+async def test_a_voided_label_or_one_of_a_load_no_longer_safe_is_not_printed(
+    trace: Trace,
+) -> None:
+    t = trace
+    codes = [t.instance(t.kind(0), 0), t.instance(t.kind(1), 0)]
+    await t.receive_wash_pack(codes)
+    load = await t.sterilize(codes, release=False)
+    release = await t.record("load.released", "releaser", load=load, decision="released")
+    labels = []
+    for code in codes:
+        status, label = await t.call("POST", "/api/labels", json={"set": code, "load": load})
+        assert status == 201, label
+        labels.append(label)
+    for label in labels:
+        resp = await t.client.get(label["pdf"], headers=t.headers("operator"))
+        assert resp.status == 200
+    # a label printed on the wrong set is voided: it is no label any more
+    await t.record("event.voided", "operator", target=labels[0]["event"], reason="mauvais set")
+    status, body = await t.call("GET", labels[0]["pdf"])
+    assert_error_shape(status, body, 404)
+    # the release is withdrawn: no label of that load is printed again
+    await t.record("event.voided", "releaser", target=release["id"], reason="libérée trop tôt")
+    status, body = await t.call("GET", labels[1]["zpl"])
+    assert_error_shape(status, body, 422)
+    assert "not released" in body["error"]
