@@ -111,6 +111,9 @@ class PeerSession:
         self._frames: deque[bytes] = deque()
         self._outbox: deque[bytes] = deque()
         self._outbox_bytes = 0
+        self._pong: bytes | None = None
+        """The answer to the peer's latest PING, sent before anything queued (one at most:
+        a peer that pings and never reads cannot make the outbox grow)."""
         self._wake = asyncio.Event()
         self._inbox: deque[Step2 | Update | Manifest] = deque()
         self._inbox_bytes = 0
@@ -304,6 +307,10 @@ class PeerSession:
     async def _writer(self) -> None:
         try:
             while True:
+                if self._pong is not None:
+                    frame, self._pong = self._pong, None
+                    await self.channel.send(frame)
+                    continue
                 if self._outbox:
                     frame = self._outbox.popleft()
                     self._outbox_bytes -= len(frame)
@@ -367,7 +374,8 @@ class PeerSession:
             if sent is not None and sent.covers is not None:
                 self._evaluate_sync()
         elif isinstance(msg, Ping):
-            self._queue(Pong(msg.nonce))
+            self._pong = self._frame(Pong(msg.nonce))  # an earlier unsent one is not needed
+            self._wake.set()
         elif isinstance(msg, Pong):
             sent_at = self._pings.pop(msg.nonce, None)
             if sent_at is not None:

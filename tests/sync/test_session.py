@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from dataclasses import replace
 from typing import Any
 
@@ -279,3 +280,45 @@ async def test_a_large_catch_up_is_relayed_to_a_node_that_cannot_reach_its_autho
     assert b_to_c.update_bytes < 1.1 * len(a.diff(doc_of(event(0)), b"\x00"))  # once
     await ab.close()
     await bc.close()
+
+
+async def test_a_peer_that_pings_and_never_reads_cannot_fill_our_memory() -> None:
+    from sync import PROTOCOL_VERSION, Hello, Ping, encode_frame, encode_message
+
+    from .sync_helpers import CLUSTER, FAST, identity
+
+    class Stalled:
+        """The peer's side: its TCP window is full, our sends never complete after HELLO."""
+
+        def __init__(self) -> None:
+            self.inbound: asyncio.Queue[bytes] = asyncio.Queue()
+            self.sent = 0
+
+        async def send(self, data: bytes) -> None:
+            self.sent += 1
+            if self.sent > 1:
+                await asyncio.Event().wait()
+
+        async def recv(self) -> bytes:
+            return await self.inbound.get()
+
+        def close(self) -> None:
+            pass
+
+    channel = Stalled()
+    session = PeerSession(MemoryReplica(), identity("A"), channel, timing=FAST)
+    hello = Hello(PROTOCOL_VERSION, CLUSTER, "node-M", "M", "M")
+    channel.inbound.put_nowait(encode_frame(encode_message(hello)))
+    task = asyncio.get_running_loop().create_task(session.run())
+    try:
+        await asyncio.sleep(0.05)
+        pings = b"".join(encode_frame(encode_message(Ping(2**40 + i))) for i in range(5_000))
+        for _ in range(10):
+            channel.inbound.put_nowait(pings)
+            await asyncio.sleep(0.02)
+        assert len(session._outbox) < 100  # 50,000 pings: at most one answer waits
+    finally:
+        session.close("test over")
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
