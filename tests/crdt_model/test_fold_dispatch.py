@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from crdt_model._fold import Fold
 from tests.crdt_model.fold_helpers import (
     Stamper,
     bowie_dick,
@@ -45,6 +46,17 @@ def _dispatch_warnings(s: Stamper) -> list[str]:
     return [w.code for w in warnings_for(fold, submission, DAY)]
 
 
+def _dispatched_stays_quarantined(s: Stamper, reason: str) -> Fold:
+    """Dispatch the set: it stays quarantined for `reason`, unusable and counted nowhere."""
+    s.make("set.dispatched", set=SET, to="Bloc J")
+    fold = fold_of(s.events, reference=small_reference())
+    view = fold.set_status(SET, DAY)
+    assert (view.status, view.reason) == ("quarantined", reason)
+    assert check_use(fold, SET, DAY) is not None
+    assert _assigned(s) == []
+    return fold
+
+
 def test_a_sterile_set_dispatched_is_usable_and_counted() -> None:
     s = Stamper()
     _sterile(s)
@@ -78,12 +90,7 @@ def test_a_quarantined_set_dispatched_stays_quarantined() -> None:
     _to_sterilizer(s)
     s.make("steri.cycle", result="fail")
     assert _dispatch_warnings(s) == ["set_not_safe"]
-    s.make("set.dispatched", set=SET, to="Bloc J")
-    fold = fold_of(s.events, reference=small_reference())
-    view = fold.set_status(SET, DAY)
-    assert (view.status, view.reason) == ("quarantined", "cycle_failed")
-    assert check_use(fold, SET, DAY) is not None
-    assert _assigned(s) == []
+    fold = _dispatched_stays_quarantined(s, "cycle_failed")
     assert "dispatch_not_released" in [a.rule for a in fold.anomalies()]
 
 
@@ -123,9 +130,4 @@ def test_a_torn_wrap_after_release_refuses_label_use_and_counts_nowhere() -> Non
     assert label is not None
     assert label.params["why"] == "quarantined"
     assert _dispatch_warnings(s) == ["out_of_order"]
-    s.make("set.dispatched", set=SET, to="Bloc J")
-    fold = fold_of(s.events, reference=small_reference())
-    view = fold.set_status(SET, DAY)
-    assert (view.status, view.reason) == ("quarantined", "inspection_failed")
-    assert check_use(fold, SET, DAY) is not None
-    assert _assigned(s) == []
+    _dispatched_stays_quarantined(s, "inspection_failed")
