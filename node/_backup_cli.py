@@ -47,6 +47,7 @@ async def _served_backup(data: DataDir) -> bytes:
     timeout = aiohttp.ClientTimeout(total=None, sock_read=600)
     async with control_session(data, timeout=timeout) as session:
         try:
+            click.echo("  the running node is writing the backup...", err=True)
             async with session.get(CONTROL_URL + "/api/backup") as resp:
                 if resp.status != 200:
                     answer = await resp.json(content_type=None)
@@ -85,7 +86,8 @@ def backup(data_dir: Path, out: Path) -> None:
     try:
         raw = asyncio.run(_served_backup(data) if data.is_served() else _offline_backup(data))
         write_file(out, raw)
-        summary = check_backup(out).summary()
+        click.echo(f"  reading {out} back to check it", err=True)
+        summary = check_backup(out, _progress).summary()
     except (BackupError, StoreError, DataDirError, NodeError) as err:
         raise click.ClickException(str(err)) from None
     click.echo(f"backup written to {out} ({len(raw):,} bytes, checked): {_show(summary)}")

@@ -103,6 +103,11 @@ async def test_a_running_nodes_backup_restores_a_new_cluster_with_the_same_feed(
         unacked = await feed(node, admin, "&unacked=1")
         code, said, err = await ainvoke("backup", "--data", str(root), "--out", str(out))
         assert code == 0, err
+    # no silent stretch: the node writing, the bytes coming, the file read back
+    assert "the running node is writing the backup" in err
+    assert "received" in err
+    assert "reading" in err
+    assert "checked" in err  # the read-back's own progress, document by document
     assert "checked" in said
     assert "30 events over 1 day " in said
     assert out.stat().st_mode & 0o777 == 0o600  # it holds password and token hashes
