@@ -36,6 +36,7 @@ from ._node import VERSION, Node, NodeError
 from ._printing import Printing
 from ._replication import REPLICATION_KEY as REPLICATION_APP_KEY
 from ._replication import Replication
+from ._settings import async_set_settings, settings_of
 from ._users import KEPT, async_update_user
 from ._web import add_web_routes
 
@@ -198,6 +199,21 @@ async def post_token_revoke(request: web.Request) -> web.Response:
     return web.json_response({"name": name, "revoked": count})
 
 
+async def get_settings(request: web.Request) -> web.Response:
+    """The cluster settings: site, views (shelf lives by packaging), label layout (admin)."""
+    require(request, "admin")
+    return web.json_response(settings_of(request.app[NODE_KEY]))
+
+
+async def put_settings(request: web.Request) -> web.Response:
+    """Replace one section of the cluster settings, on every node (admin)."""
+    principal = require(request, "admin")
+    body = await read_json(request)
+    section = request.match_info["section"]
+    kept = await async_set_settings(request.app[NODE_KEY], section, body, principal.name)
+    return web.json_response({section: kept})
+
+
 async def post_user_state(request: web.Request) -> web.Response:
     """Disable a user (their sessions end at once) or enable them again (admin)."""
     principal = require(request, "admin")
@@ -291,6 +307,8 @@ def make_app(
     app.router.add_patch("/api/users/{login}", patch_user)
     app.router.add_post(r"/api/users/{login}/{action:disable|enable}", post_user_state)
     app.router.add_post("/api/tokens/{name}/revoke", post_token_revoke)
+    app.router.add_get("/api/settings", get_settings)
+    app.router.add_put("/api/settings/{section}", put_settings)
     app.router.add_post("/api/invites", post_invite)
     app.router.add_get("/api/nodes", get_nodes)
     app.router.add_post("/api/nodes/{node}/revoke", post_revoke)

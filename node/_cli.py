@@ -37,6 +37,7 @@ from ._node import VERSION, Node, NodeError, init_node
 from ._pki import PkiError
 from ._sample import SCALES, write_sample
 from ._server import async_run, parse_hostport
+from ._settings import SECTIONS, async_set_settings, settings_of
 from ._store import StoreError
 
 T = TypeVar("T")
@@ -334,6 +335,52 @@ def token_revoke(data_dir: Path, name: str) -> None:
     else:
         count = _run(_offline(data, lambda n: n.async_revoke_tokens(name, CLI_PRINCIPAL.name)))
     click.echo(f"{count} token(s) named {name} revoked")
+
+
+@cli.group()
+def settings() -> None:
+    """Cluster settings: time zone, shelf lives by packaging, label layout (every node)."""
+
+
+@settings.command("show")
+@data_option
+def settings_show(data_dir: Path) -> None:
+    """Print every settings section as JSON."""
+    data = DataDir(data_dir)
+    if data.is_served():
+        shown = _run(_control(data, "GET", "/api/settings"))
+    else:
+
+        async def read(node: Node) -> dict[str, Any]:
+            return settings_of(node)
+
+        shown = _run(_offline(data, read, readonly=True))
+    click.echo(json.dumps(shown, indent=1, ensure_ascii=False, sort_keys=True))
+
+
+@settings.command("set")
+@data_option
+@click.argument("section", type=click.Choice(SECTIONS))
+@click.argument("value")
+def settings_set(data_dir: Path, section: str, value: str) -> None:
+    """Replace one section with the JSON object VALUE, e.g.
+
+    settings set views '{"shelf_life_by_packaging": {"double sachet": 180}}'
+    """
+    try:
+        parsed = json.loads(value)
+    except json.JSONDecodeError as err:
+        raise click.UsageError(f"VALUE is not JSON: {err.msg} at character {err.pos}") from None
+    data = DataDir(data_dir)
+    if data.is_served():
+        kept = _run(_control(data, "PUT", f"/api/settings/{section}", body=parsed))[section]
+    else:
+        kept = _run(
+            _offline(data, lambda n: async_set_settings(n, section, parsed, CLI_PRINCIPAL.name))
+        )
+    click.echo(f"settings {section}: {json.dumps(kept, ensure_ascii=False, sort_keys=True)}")
+    if section == "site":
+        click.echo("the time zone is read when a node starts: restart each node", err=True)
 
 
 @cli.group()

@@ -348,3 +348,20 @@ def test_a_bad_backup_setting_stops_the_node_with_one_line(source: tuple[Path, s
     )
     assert code == 1
     assert "every_hours must be a number of hours above 0" in err
+
+
+async def test_settings_set_through_a_running_node_reach_its_views(
+    source: tuple[Path, str],
+) -> None:
+    """`settings set` on a served folder goes through the node (the store is held by it)."""
+    root, _ = source
+    with NodeProcess(root).start():
+        views = '{"shelf_life_by_packaging": {"conteneur": 180}}'
+        code, said, err = await ainvoke("settings", "set", "--data", str(root), "views", views)
+        assert code == 0, err
+        code, said, err = await ainvoke("settings", "show", "--data", str(root))
+        assert code == 0, err
+        assert json.loads(said)["views"] == {"shelf_life_by_packaging": {"conteneur": 180}}
+        code, _, err = await ainvoke("settings", "set", "--data", str(root), "site", "{}")
+        assert code == 1
+        assert "timezone" in err

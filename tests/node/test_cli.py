@@ -403,3 +403,23 @@ def test_damaged_or_expired_token_is_refused(tmp_path: Path) -> None:
     )
     assert code == 1
     assert "expired" in err
+
+
+def test_settings_are_shown_and_set_with_one_clear_error_for_bad_values(node_dir: Path) -> None:
+    code, out, err = invoke("settings", "show", "--data", str(node_dir))
+    assert code == 0, err
+    shown = json.loads(out)
+    assert shown["site"]["timezone"] == "Europe/Paris"
+    assert shown["views"] == {}
+    views = '{"shelf_life_by_packaging": {"conteneur": 180}}'
+    code, out, err = invoke("settings", "set", "--data", str(node_dir), "views", views)
+    assert code == 0, err
+    code, _, err = invoke("settings", "set", "--data", str(node_dir), "views", "{nope")
+    assert code == 2
+    assert "not JSON" in err
+    code, _, err = invoke("settings", "set", "--data", str(node_dir), "label", '{"dpi": 203.5}')
+    assert code == 1
+    assert len(err.strip().splitlines()) == 1
+    code, out, err = invoke("settings", "show", "--data", str(node_dir))
+    assert json.loads(out)["views"] == {"shelf_life_by_packaging": {"conteneur": 180}}
+    assert json.loads(out)["label"] == {}

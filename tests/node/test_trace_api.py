@@ -1164,3 +1164,38 @@ async def test_a_voided_label_or_one_of_a_load_no_longer_safe_is_not_printed(
     status, body = await t.call("GET", labels[1]["zpl"])
     assert_error_shape(status, body, 422)
     assert "not released" in body["error"]
+
+
+async def test_an_admin_sets_a_shelf_life_by_packaging_and_labels_follow_it(
+    trace: Trace,
+) -> None:
+    t = trace
+    views = {"shelf_life_by_packaging": {"double sachet": 7}}
+    status, body = await t.call("PUT", "/api/settings/views", "operator", json=views)
+    assert_error_shape(status, body, 403)
+    for bad in (
+        {"shelf_life_by_packaging": {"double sachet": 0}},
+        {"shelf_life_by_packaging": {"double sachet": "7"}},
+        {"shelf_life": {}},
+        ["not", "an", "object"],
+    ):
+        status, body = await t.call("PUT", "/api/settings/views", "admin", json=bad)
+        assert_error_shape(status, body, 422)
+    status, body = await t.call("PUT", "/api/settings/site", "admin", json={"timezone": "Mars"})
+    assert_error_shape(status, body, 422)
+    status, body = await t.call("PUT", "/api/settings/nothing", "admin", json={})
+    assert_error_shape(status, body, 422)
+    assert (await t.get("/api/settings", "admin"))["views"] == {}  # nothing of it kept
+    status, body = await t.call("PUT", "/api/settings/views", "admin", json=views)
+    assert status == 200, body
+    assert (await t.get("/api/settings", "admin"))["views"] == views
+
+    code = t.instance(t.kind())
+    await t.record("set.received", set=code, **{"from": "Bloc J Salle 1"})
+    await t.record("wash.loaded", machine="LAV-1", program="INSTRU 93°C 3MIN NORMAL", sets=[code])
+    await t.record("wash.cycle", machine="LAV-1", cycle_no=t.cycle_no(), result="pass")
+    await t.record("set.inspected", set=code, result="ok", packaging="double sachet")
+    load = await t.sterilize([code])
+    status, label = await t.call("POST", "/api/labels", json={"set": code, "load": load})
+    assert status == 201, label
+    assert label["expires_on"] == (date.fromisoformat(TODAY) + timedelta(days=7)).isoformat()
