@@ -133,9 +133,14 @@ async def _web_middleware(request: web.Request, handler: Handler) -> web.StreamR
     if request.path.startswith(_API_PREFIXES) or request.app.get(WEB_KEY) is None:
         return await handler(request)
     match = request.match_info
-    if match.http_exception is not None:
-        raise match.http_exception
-    response = await match.handler(request)
+    try:
+        if match.http_exception is not None:
+            raise match.http_exception
+        response = await match.handler(request)
+    except web.HTTPException as err:
+        if err.status < 400:
+            raise
+        response = _error_page(request, err.status)  # a person reads it: a page, not JSON
     response.headers.setdefault("Content-Security-Policy", _CSP)
     response.headers.setdefault("X-Content-Type-Options", "nosniff")
     response.headers.setdefault("Referrer-Policy", "same-origin")
@@ -232,6 +237,17 @@ def render(request: web.Request, template: str, status: int = 200, **context: An
         **context,
     )
     return web.Response(text=html, status=status, content_type="text/html", charset="utf-8")
+
+
+def _error_page(request: web.Request, status: int) -> web.Response:
+    gettext = translator(_state(request).catalogs, _lang(request))
+    if status == 404:
+        message = gettext("This page does not exist, or what it showed is no longer here.")
+    elif status == 413:
+        message = gettext("What was sent is too large.")
+    else:
+        message = gettext("The request could not be understood: go back and try again.")
+    return render(request, "error.html", status, message=message)
 
 
 def _deny(request: web.Request, principal: Principal | None) -> web.StreamResponse:

@@ -382,3 +382,17 @@ def test_bar_chart_is_plain_svg() -> None:
     assert svg.startswith("<svg")
     assert "&lt;t&gt;" in svg
     assert "http" not in svg
+
+
+async def test_a_missing_page_or_load_is_a_page_that_says_so_not_json(client: TestClient) -> None:
+    await login(client, "chef")
+    for path in ("/loads/A-261128-999", "/no-such-page", "/reference/sets/NOPE"):
+        resp = await client.get(path)
+        assert resp.status == 404, path
+        assert resp.content_type == "text/html"
+        assert "Content-Security-Policy" in resp.headers
+        text = html.unescape(await resp.text())
+        assert "Cette page n'existe pas" in text  # French by default
+        assert 'href="/"' in text  # and the way back
+    resp = await client.get("/api/no-such-endpoint")  # machines keep their JSON
+    assert resp.content_type == "application/json"
