@@ -344,8 +344,11 @@ def warnings_for(fold: Fold, submission: Mapping[str, Any], today: str) -> list[
             elif out_of_order(kind, status, reason):
                 out.append(Problem("out_of_order", step=kind, set=code, status=status))
         machine = submission.get("machine")
-        steri = kind == "steri.loaded" and isinstance(machine, str)
-        if steri and fold.machine_tests(str(machine), today).bowie_dick != "pass":
+        if (
+            kind == "steri.loaded"
+            and isinstance(machine, str)
+            and fold.machine_tests(machine, today).bowie_dick != "pass"
+        ):
             out.append(Problem("no_bowie_dick", machine=machine, day=today))
     elif kind in ("set.received", "set.inspected", "set.used", "set.dispatched"):
         code = str(submission.get("set"))

@@ -239,22 +239,26 @@ def render(request: web.Request, template: str, status: int = 200, **context: An
     return web.Response(text=html, status=status, content_type="text/html", charset="utf-8")
 
 
-def _error_page(request: web.Request, status: int) -> web.Response:
+_HTTP_ERRORS = {
+    404: "This page does not exist, or what it showed is no longer here.",
+    413: "What was sent is too large.",
+}
+
+
+def _error_page(request: web.Request, status: int, message: str | None = None) -> web.Response:
+    """error.html with `message` (English, translated here), else what `status` means."""
+    if message is None:
+        message = _HTTP_ERRORS.get(
+            status, "The request could not be understood: go back and try again."
+        )
     gettext = translator(_state(request).catalogs, _lang(request))
-    if status == 404:
-        message = gettext("This page does not exist, or what it showed is no longer here.")
-    elif status == 413:
-        message = gettext("What was sent is too large.")
-    else:
-        message = gettext("The request could not be understood: go back and try again.")
-    return render(request, "error.html", status, message=message)
+    return render(request, "error.html", status, message=gettext(message))
 
 
 def _deny(request: web.Request, principal: Principal | None) -> web.StreamResponse:
     if principal is None:
         raise web.HTTPSeeOther("/login?" + urlencode({"next": request.path_qs}))
-    gettext = translator(_state(request).catalogs, _lang(request))
-    return render(request, "error.html", 403, message=gettext("Your role may not use this page."))
+    return _error_page(request, 403, "Your role may not use this page.")
 
 
 def _gate(request: web.Request, permission: str) -> Principal | web.StreamResponse:
@@ -349,13 +353,7 @@ async def _gated_form(
 
 
 def _csrf_refused(request: web.Request) -> web.Response:
-    gettext = translator(_state(request).catalogs, _lang(request))
-    return render(
-        request,
-        "error.html",
-        403,
-        message=gettext("The form expired or did not come from this page: try again."),
-    )
+    return _error_page(request, 403, "The form expired or did not come from this page: try again.")
 
 
 def _safe_next(value: str | None) -> str:

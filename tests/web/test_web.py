@@ -278,6 +278,9 @@ RUNTIME_MESSAGES = {
     "Token revoked.",
     "An administrator cannot disable their own login.",
     "The change was refused.",
+    "This page does not exist, or what it showed is no longer here.",
+    "What was sent is too large.",
+    "The request could not be understood: go back and try again.",
 }
 
 
