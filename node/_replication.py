@@ -23,6 +23,10 @@ from ._pki import NodePki, fingerprint, node_id_of
 _LOGGER = logging.getLogger(__name__)
 
 WS_MAX_MESSAGE = sync.MAX_FRAME_BYTES + 1024
+WS_CHUNK_BYTES = 256 * 1024
+"""Sync bytes are sent in WebSocket messages of at most this size: the peer's reader
+sees a large catch-up arrive piece by piece (proof of life on a slow link) instead of
+one message that may take longer than the dead-after delay to cross."""
 MDNS_PROTO_VERSION = sync.PROTOCOL_VERSION
 MAX_STRANGERS = 64
 
@@ -84,17 +88,19 @@ class WebSocketChannel:
         self._closing: asyncio.Task[Any] | None = None
 
     async def send(self, data: bytes) -> None:
-        """Send one binary message."""
+        """Send the bytes in order, in binary messages of at most WS_CHUNK_BYTES."""
+        view = memoryview(data)
         async with self._send_lock:
-            if self._ws.closed:
-                raise sync.ChannelClosed("websocket closed")
-            try:
-                await self._ws.send_bytes(data)
-            except (ConnectionError, RuntimeError) as err:
-                raise sync.ChannelClosed(f"websocket closed: {err}") from None
+            for start in range(0, max(len(view), 1), WS_CHUNK_BYTES):
+                if self._ws.closed:
+                    raise sync.ChannelClosed("websocket closed")
+                try:
+                    await self._ws.send_bytes(view[start : start + WS_CHUNK_BYTES])
+                except (ConnectionError, RuntimeError) as err:
+                    raise sync.ChannelClosed(f"websocket closed: {err}") from None
 
     async def recv(self) -> bytes:
-        """The next binary message."""
+        """The next binary message (a piece of the peer's byte stream)."""
         msg = await self._ws.receive()
         if msg.type == aiohttp.WSMsgType.BINARY:
             return bytes(msg.data)

@@ -298,7 +298,9 @@ class PeerSession:
                     await self._dispatch(msg)
                     if self._stopped():
                         return
-                self._frames.extend(self._decoder.feed(await self.channel.recv()))
+                data = await self.channel.recv()
+                self._last_rx = self._clock()  # part of a large frame is proof of life too
+                self._frames.extend(self._decoder.feed(data))
         except ChannelClosed:
             self._finish("connection lost", PeerState.DEAD)
         except RemoteProtocolError as err:

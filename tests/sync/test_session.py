@@ -322,3 +322,27 @@ async def test_a_peer_that_pings_and_never_reads_cannot_fill_our_memory() -> Non
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+
+
+async def test_a_catch_up_slower_to_cross_than_dead_after_still_arrives() -> None:
+    """On a slow link a large diff arrives piece by piece: each piece shows the peer alive."""
+
+    class SlowLink(MemoryChannel):
+        """A byte stream at about 1.3 MB/s: a send completes once its bytes have crossed."""
+
+        async def send(self, data: bytes) -> None:
+            for start in range(0, len(data), 64 * 1024):
+                await asyncio.sleep(0.05)
+                await super().send(data[start : start + 64 * 1024])
+
+    ca, cb = SlowLink(), SlowLink()
+    ca.peer, cb.peer = cb, ca
+    a, b = big_replica("A"), MemoryReplica()
+    crossing = len(a.diff(doc_of(event(0)), b"\x00")) / (64 * 1024) * 0.05
+    assert crossing > 2 * FAST.dead_after_s  # the catch-up takes longer than dead-after
+    pair = Pair(a, b, ca, cb)
+    await wait_until(lambda: len(events_of(b)) == 1500, timeout=crossing * 4)
+    assert pair.sa.state is PeerState.LIVE or pair.sa.state is PeerState.SYNCING
+    assert pair.sb.state is not PeerState.DEAD
+    assert pair.sb.status.error is None
+    await pair.close()
