@@ -213,6 +213,10 @@ class Ledger:
             del self._asked[next(iter(self._asked))]
         return True
 
+    def awaiting(self, doc: str, now: float, interval: float) -> bool:
+        """Whether STEP1 for `doc` went less than `interval` ago and is not answered yet."""
+        return now - self._asked.get(doc, -1e18) < interval
+
     def answered(self, doc: str) -> None:
         """A diff of `doc` arrived: a new STEP1 may go at once."""
         self._asked.pop(doc, None)

@@ -408,6 +408,13 @@ class PeerSession:
         return batch
 
     async def _apply(self, doc: str, msgs: list[Step2 | Update]) -> bool:
+        if not any(isinstance(m, Step2) for m in msgs) and self.ledger.awaiting(
+            doc, self._clock(), self.timing.heartbeat_s
+        ):
+            # an update of this document could not integrate and its catch-up is asked for:
+            # what the peer sent since is in that catch-up; checking it would only find it
+            # incomplete again, at the cost of copying the whole document each time
+            return True
         try:
             update = msgs[0].update
             if len(msgs) > 1:

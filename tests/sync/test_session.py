@@ -346,3 +346,47 @@ async def test_a_catch_up_slower_to_cross_than_dead_after_still_arrives() -> Non
     assert pair.sb.state is not PeerState.DEAD
     assert pair.sb.status.error is None
     await pair.close()
+
+
+async def test_updates_that_cannot_integrate_are_checked_once_until_the_catch_up_comes() -> None:
+    """Each check of an update that cannot integrate copies the whole day: it is done once."""
+    from sync import Step1
+
+    theirs = MemoryReplica()
+    updates = [record(theirs, event(n, "B")) for n in range(31)]
+    name = doc_of(event(0, "B"))
+    victim = MemoryReplica()
+    checked: list[str] = []
+    apply_remote = victim.async_apply_remote
+
+    async def counted(doc: str, update: bytes, peer: str) -> bool:
+        checked.append(doc)
+        return await apply_remote(doc, update, peer)
+
+    victim.async_apply_remote = counted  # type: ignore[method-assign]
+    calm = replace(FAST, heartbeat_s=1.0, anti_entropy_s=5.0, dead_after_s=5.0)
+    mine, other = memory_channel_pair()
+    session = PeerSession(victim, identity("A"), mine, timing=calm)
+    task = asyncio.create_task(session.run())
+    raw = RawPeer(other)
+    await raw.handshake(identity("B"))
+    await raw.send(Manifest({}))
+    for n, update in enumerate(updates[1:30], start=1):  # the first one never arrives
+        assert update is not None
+        await raw.send(Update(name, update, n))
+        await asyncio.sleep(0.002)  # one at a time: no batch merges them
+    asked = await raw.expect(Step1)
+    await asyncio.sleep(0.05)
+    assert checked == [name]  # the first was found incomplete; the others waited for the catch-up
+    assert not events_of(victim)
+    await raw.send(Step2(name, theirs.diff(name, asked.sv), 100))
+    await wait_until(lambda: len(events_of(victim)) == 31)
+    last = record(theirs, event(31, "B"))
+    assert last is not None
+    await raw.send(Update(name, last, 101))  # live updates flow again once caught up
+    while (await raw.expect(Ack)).ack != 101:
+        pass
+    await wait_until(lambda: len(events_of(victim)) == 32)
+    assert events_of(victim) == events_of(theirs)
+    session.close()
+    await task
