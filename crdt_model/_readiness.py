@@ -114,10 +114,16 @@ class Reference:
         self.endo_planning = _by_date(t.get("endo_planning", ()))
         self.endoscopes: dict[str, Mapping[str, Any]] = {}
         self.endoscopes_by_type: dict[str, list[str]] = {}
+        self._endoscope_aliases: dict[str, str] = {}
+        """model-serial -> serial."""
         for row in t.get("endoscopes", ()):
             serial = str(row["serial"])
             self.endoscopes[serial] = row
             self.endoscopes_by_type.setdefault(row["type"], []).append(serial)
+        for serial in self.endoscopes:
+            for code in self.endoscope_codes(serial)[1:]:
+                if code not in self.endoscopes:  # a serial wins over another's model-serial
+                    self._endoscope_aliases[code] = serial
 
     def type_code(self, instance: str) -> str | None:
         """The set type of an instance; for an unlisted `TYPE#n`, TYPE when it is a known type."""
@@ -144,6 +150,11 @@ class Reference:
         row = self.endoscopes.get(serial)
         model = (row or {}).get("model")
         return (serial, f"{model}-{serial}") if model else (serial,)
+
+    def endoscope_serial(self, code: str) -> str:
+        """The serial of the endoscope scanned as `code` (its serial or model-serial);
+        `code` itself when the reference does not know it."""
+        return self._endoscope_aliases.get(code, code)
 
 
 def expiry(sterilized_on: str | None, days: int | None) -> str | None:
@@ -480,12 +491,14 @@ def _endoscope_pool(fold: Fold, ref: Reference, kind: str) -> dict[str, int]:
         state = (ref.endoscopes[serial].get("state") or "").casefold()
         ready: bool | None = None
         failed = False
-        for code in ref.endoscope_codes(serial):
-            view = fold.endoscope(code)
-            if view.ready is not None:
-                ready = view.ready
-                failed = view.status in _FAILED_STEPS
-                break
+        # recorded under its serial (what stations record) or, by an older node, under
+        # model-serial: the code with the latest event tells its state
+        views = [fold.endoscope(code) for code in ref.endoscope_codes(serial)]
+        known = [view for view in views if view.ready is not None and view.events]
+        if known:
+            view = max(known, key=lambda v: v.events[-1])
+            ready = view.ready
+            failed = view.status in _FAILED_STEPS
         if failed:
             continue  # a failed leak test or reprocessing: to repair or redo, not for today
         if ready is None:

@@ -597,7 +597,7 @@ class Node:
         What the node can see breaking a rule is refused (RuleError); a fact of the
         physical world that breaks one is recorded, with warnings for the operator.
         """
-        submission = cm.validate_submission(body)
+        submission = self.trace.canonical(cm.validate_submission(body))
         permission = self.permission_for(submission)
         if not principal.can(permission):
             raise ForbiddenError(f"the role {principal.role} may not do this ({permission})")
@@ -629,7 +629,9 @@ class Node:
 
     async def async_record(self, body: Any, principal: Principal) -> dict[str, Any]:
         """Validate, stamp and durably store a new event; returns it as stored."""
-        return await self._record_valid(cm.validate_submission(body), principal)
+        return await self._record_valid(
+            self.trace.canonical(cm.validate_submission(body)), principal
+        )
 
     async def _record_valid(
         self, submission: dict[str, Any], principal: Principal

@@ -103,6 +103,20 @@ class Traceability:
         self._label_counters[key] = self._label_counters.get(key, 0) + 1
         return f"L{self.node_code}{key}{self._label_counters[key]:04d}"
 
+    def canonical(self, submission: dict[str, Any]) -> dict[str, Any]:
+        """The submission naming an endoscope by its reference serial when it was scanned
+        as model-serial: one endoscope, one history, whatever label was scanned."""
+        ref, code = self.fold.reference, submission.get("endoscope")
+        if ref is None or not isinstance(code, str):
+            return submission
+        serial = ref.endoscope_serial(code)
+        if serial == code:
+            return submission
+        try:
+            return cm.validate_submission({**submission, "endoscope": serial})
+        except cm.EventError:
+            return submission  # a serial no event may carry: kept as scanned
+
     def refusal(self, submission: dict[str, Any], today: str) -> cm.Problem | None:
         """Why the node refuses to record this submission now (None when it may)."""
         kind = submission["type"]

@@ -294,3 +294,25 @@ def test_label_data_and_reprint() -> None:
     )
     with pytest.raises(FoldError):
         label_data(fold, None, "JDIGGRBA#111", "A-9", {})
+
+
+def test_an_endoscope_recorded_under_two_codes_is_judged_by_its_latest_event() -> None:
+    """Reprocessed under its serial, then found perforated under model-serial: not ready."""
+    fold = stock()
+    s = Stamper()
+    s.make("endo.aer_cycle", "C", endoscope="2101234", result="pass", cycle_no="811")
+    s.make("endo.leak_test", "C", endoscope="GIF-H190-2101234", result="fail")
+    fold.add_many(s.events)
+    endoscopy = readiness(fold, DAY)["endoscopy"]
+    assert [p["endoscope"] for p in endoscopy["procedures"]] == [None, None, None]
+    s.make("endo.aer_cycle", "C", endoscope="2101234", result="pass", cycle_no="812")
+    fold.add_many(s.events[-1:])  # repaired and reprocessed, scanned by its serial again
+    endoscopy = readiness(fold, DAY)["endoscopy"]
+    assert [p["endoscope"] for p in endoscopy["procedures"]] == ["2101234", None, "2101234"]
+
+
+def test_a_model_serial_scan_names_the_reference_serial() -> None:
+    ref = small_reference()
+    assert ref.endoscope_serial("GIF-H190-2101234") == "2101234"
+    assert ref.endoscope_serial("2101234") == "2101234"
+    assert ref.endoscope_serial("UNKNOWN-1") == "UNKNOWN-1"

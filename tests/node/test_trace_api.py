@@ -849,6 +849,28 @@ async def test_readiness_of_a_planned_day_per_operation_and_per_room(trace: Trac
     assert again["operations"][0]["status"] == "short"
 
 
+async def test_an_endoscope_scanned_as_model_serial_is_recorded_under_its_serial(
+    trace: Trace,
+) -> None:
+    t = trace
+    serial, row = next(iter(t.ref.endoscopes.items()))
+    scanned = f"{row['model']}-{serial}"
+    reprocessed = await t.record(
+        "endo.aer_cycle", endoscope=scanned, machine="LD-1", cycle_no="77", result="pass"
+    )
+    stored = t.node.get_event(reprocessed["id"])
+    assert stored is not None
+    assert stored["endoscope"] == serial  # one history, whichever label was scanned
+    leak = await t.record("endo.leak_test", endoscope=serial, result="pass")
+    state = t.node.trace.fold.endoscope(serial)
+    assert state.events == (reprocessed["id"], leak["id"])
+    assert not t.node.trace.fold.endoscope(scanned).events
+    unknown = await t.record("endo.leak_test", endoscope="XX-9999999", result="pass")
+    kept = t.node.get_event(unknown["id"])
+    assert kept is not None
+    assert kept["endoscope"] == "XX-9999999"  # not in the reference: kept as scanned
+
+
 async def test_readiness_defaults_to_today_and_checks_its_date(trace: Trace) -> None:
     answer = await trace.get("/api/readiness", "operator")
     assert answer["date"] == TODAY  # a Saturday: nothing planned
