@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hmac
 import json
 import logging
 import re
@@ -24,6 +25,11 @@ _LOGGER = logging.getLogger(__name__)
 NODE_KEY: web.AppKey[Node] = web.AppKey("node", Node)
 CONTROL_KEY: web.AppKey[bool] = web.AppKey("control", bool)
 PRINCIPAL_KEY: web.RequestKey[Principal] = web.RequestKey("principal", Principal)
+SessionAuth = Callable[[web.Request], tuple[Principal, str] | None]
+"""The person of a request's session cookie and the session's CSRF token (set by the web UI)."""
+SESSION_AUTH_KEY: web.AppKey[SessionAuth] = web.AppKey("session_auth")
+CSRF_HEADER = "X-CSRF-Token"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 MAX_JSON_BODY = 1024 * 1024
 MAX_BUNDLE_BODY = 256 * 1024 * 1024
 DEFAULT_LIMIT = 100
@@ -111,13 +117,17 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
 
 @web.middleware
 async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Bearer token for people and integrations; the control socket is the local machine."""
+    """Bearer token for people and integrations, or a web session's cookie (with its CSRF
+    token in X-CSRF-Token to change anything); the control socket is the local machine."""
     if request.app[CONTROL_KEY]:
         request[PRINCIPAL_KEY] = Principal(name="local-admin", role="local")
         return await handler(request)
     if request.path in OPEN_ROUTES:
         return await handler(request)
-    header = request.headers.get("Authorization", "")
+    header = request.headers.get("Authorization")
+    if header is None:
+        request[PRINCIPAL_KEY] = _session_principal(request)
+        return await handler(request)
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise ApiError(401, "authentication required: send Authorization: Bearer TOKEN")
@@ -126,6 +136,21 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
         raise ApiError(401, "unknown or revoked token")
     request[PRINCIPAL_KEY] = principal
     return await handler(request)
+
+
+def _session_principal(request: web.Request) -> Principal:
+    session_auth = request.app.get(SESSION_AUTH_KEY)
+    found = None if session_auth is None else session_auth(request)
+    if found is None:
+        raise ApiError(401, "authentication required: send Authorization: Bearer TOKEN, or log in")
+    principal, csrf = found
+    if request.method not in SAFE_METHODS:
+        given = request.headers.get(CSRF_HEADER, "")
+        if not csrf or not hmac.compare_digest(csrf.encode(), given.encode("utf-8", "replace")):
+            raise ApiError(
+                403, f"a change made with a session cookie needs the session's {CSRF_HEADER}"
+            )
+    return principal
 
 
 def require(request: web.Request, permission: str) -> Principal:

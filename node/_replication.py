@@ -89,13 +89,12 @@ class WebSocketChannel:
 
     async def send(self, data: bytes) -> None:
         """Send the bytes in order, in binary messages of at most WS_CHUNK_BYTES."""
-        view = memoryview(data)
         async with self._send_lock:
-            for start in range(0, max(len(view), 1), WS_CHUNK_BYTES):
+            for start in range(0, max(len(data), 1), WS_CHUNK_BYTES):
                 if self._ws.closed:
                     raise sync.ChannelClosed("websocket closed")
                 try:
-                    await self._ws.send_bytes(view[start : start + WS_CHUNK_BYTES])
+                    await self._ws.send_bytes(data[start : start + WS_CHUNK_BYTES])
                 except (ConnectionError, RuntimeError) as err:
                     raise sync.ChannelClosed(f"websocket closed: {err}") from None
 

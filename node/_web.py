@@ -20,7 +20,7 @@ import crdt_model as cm
 
 from ._api_trace import SCANNERS_KEY
 from ._auth import Principal, verify_password
-from ._http import NODE_KEY, PRINCIPAL_KEY, ApiError, Handler, read_body
+from ._http import NODE_KEY, PRINCIPAL_KEY, SESSION_AUTH_KEY, ApiError, Handler, read_body
 from ._node import Node, NodeError, RuleError
 from ._users import active_user
 from ._web_dash import dashboard_context
@@ -99,6 +99,7 @@ def add_web_routes(app: web.Application) -> None:
         lstrip_blocks=True,
     )
     app[WEB_KEY] = WebState(env, load_catalogs(), Signer(node_secret(node.data.root)))
+    app[SESSION_AUTH_KEY] = _api_session
     # the pages authenticate by session cookie, not by the API's bearer token
     app.middlewares.insert(1, _web_middleware)
     app.router.add_get("/", index)
@@ -213,6 +214,14 @@ def _principal(request: web.Request) -> Principal | None:
     principal = Principal(name=session["u"], role=str(entry.get("role")))
     request[PRINCIPAL_KEY] = principal
     return principal
+
+
+def _api_session(request: web.Request) -> tuple[Principal, str] | None:
+    """For /api/*: the logged-in person and their session's CSRF token."""
+    principal = _principal(request)
+    if principal is None:
+        return None
+    return principal, str(request[SESSION_KEY].get("c") or "")
 
 
 def render(request: web.Request, template: str, status: int = 200, **context: Any) -> web.Response:

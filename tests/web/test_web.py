@@ -169,12 +169,6 @@ async def test_roles_are_enforced_on_the_server(client: TestClient, node: Node) 
     assert status_of(node) == "sterilized"
 
 
-async def test_api_still_wants_a_bearer_token(client: TestClient) -> None:
-    await login(client, "op")
-    resp = await client.get("/api/events")
-    assert resp.status == 401
-
-
 async def test_a_set_goes_from_reception_to_dispatch(client: TestClient, node: Node) -> None:
     await login(client, "rel")
     text = await step(client, "receive", "sale")
