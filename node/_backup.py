@@ -36,6 +36,7 @@ import crdt_model as cm
 from ._cluster import next_code
 from ._layout import DataDir, write_private
 from ._node import VERSION, Node, NodeError, creating_store, found_cluster
+from ._user_records import user_records
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -76,7 +77,7 @@ class Checked:
             "last_day": max(days)[len(cm.EVENTS_PREFIX) :] if days else None,
             "references": sum(1 for n in listed if n.startswith(cm.REF_PREFIX)),
             "members": len(cm.cluster_items(cluster, "members")),
-            "users": len(cm.cluster_items(cluster, "users")),
+            "users": len(user_records(cluster)),
             "bytes": sum(int(entry["bytes"]) for entry in listed.values()),
         }
 

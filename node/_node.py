@@ -41,6 +41,7 @@ from ._metrics import Metrics
 from ._pki import NodePki, create_ca, fingerprint, load_cert, make_csr, new_key, sign_node
 from ._store import Store, StoreDamagedError, StoreError
 from ._trace import Traceability
+from ._user_records import count_logout, put_field
 from ._writes import LocalRewriteError, LocalWrites
 
 if TYPE_CHECKING:
@@ -900,7 +901,11 @@ class Node:
         def save(doc: Doc[Any]) -> None:
             before = cm.cluster_get(doc, "users", login) or {}
             # badge, PIN, language, and being disabled: a new password does not re-enable
-            kept = {n: v for n, v in before.items() if n in USER_KEPT or n.startswith("disabled")}
+            kept = {
+                n: v
+                for n, v in before.items()
+                if n in USER_KEPT or n.startswith("disabled") or n == "sessions"
+            }
             cm.cluster_put(doc, "users", login, {**entry, **kept})
 
         await self._commit(cm.CLUSTER_DOC, save)
@@ -930,37 +935,25 @@ class Node:
 
     async def async_disable_user(self, login: str, by: str, *, disabled: bool = True) -> None:
         """Stop a user logging in (their sessions end at once), or let them again."""
-        at = datetime.now(UTC).isoformat(timespec="seconds")
-
-        def change(entry: dict[str, Any]) -> dict[str, Any]:
-            if not disabled:
-                return {k: v for k, v in entry.items() if not k.startswith("disabled")}
-            return {**entry, "disabled": True, "disabled_at": at, "disabled_by": by}
-
-        await self._change_user(login, change)
+        await self._change_user(login, lambda doc: put_field(doc, login, "disabled", disabled, by))
         _LOGGER.warning("user %s %s by %s", login, "disabled" if disabled else "enabled", by)
 
     async def async_end_sessions(self, login: str) -> None:
         """End every web session of a user, on every PC (at logout, say)."""
-        await self._change_user(login, lambda e: {**e, "sessions": int(e.get("sessions", 0)) + 1})
+        await self._change_user(login, lambda doc: count_logout(doc, login, self.code))
 
-    async def _change_user(
-        self, login: str, change: Callable[[dict[str, Any]], dict[str, Any]]
-    ) -> None:
+    async def _change_user(self, login: str, change: Callable[[Doc[Any]], None]) -> None:
         async with self.exclusive:  # never between another change's read and its write
             await self._change_user_now(login, change)
 
-    async def _change_user_now(
-        self, login: str, change: Callable[[dict[str, Any]], dict[str, Any]]
-    ) -> None:
+    async def _change_user_now(self, login: str, change: Callable[[Doc[Any]], None]) -> None:
         found = False
 
         def save(doc: Doc[Any]) -> None:
             nonlocal found
-            entry = cm.cluster_get(doc, "users", login)
-            if entry is not None:
+            if "/" not in login and cm.cluster_get(doc, "users", login) is not None:
                 found = True
-                cm.cluster_put(doc, "users", login, change(entry))
+                change(doc)
 
         await self._commit(cm.CLUSTER_DOC, save)
         if not found:

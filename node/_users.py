@@ -1,22 +1,23 @@
 """People's records in the cluster document: badge, PIN and language beside role and password.
 
-A user record (cluster map `users`, key = login) holds `role`, `password` (salted scrypt),
-and optionally `badge` (SHA-256 of the badge code), `pin` (salted scrypt of 4 to 8 digits)
-and `lang` (fr, nl or en). The record is replicated: a badge or a language set on one node
-follows its owner to every node.
+A user record holds `role`, `password` (salted scrypt), and optionally `badge` (SHA-256 of
+the badge code), `pin` (salted scrypt of 4 to 8 digits) and `lang` (fr, nl or en); each of
+the last three (and being disabled) is kept in a cluster entry of its own (_user_records),
+so that changes made to one person on two PCs during a network split are all kept. The
+record is replicated: a badge or a language set on one node follows its owner to every node.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import crdt_model as cm
 
 from ._auth import AdminMessage, AuthError, badge_hash, hash_pin
 from ._node import USER_KEPT, ConflictError, Node, NodeError
+from ._user_records import put_field, user_record, user_records
 from ._web_support import LANGUAGES
 
 if TYPE_CHECKING:
@@ -33,14 +34,14 @@ class UnknownUserError(NodeError):
 
 def active_user(node: Node, login: str) -> dict[str, Any] | None:
     """The record of a user who may log in, or None."""
-    entry = cm.cluster_get(node.docs[cm.CLUSTER_DOC], "users", login)
-    if not isinstance(entry, dict) or entry.get("revoked") or entry.get("disabled"):
+    entry = user_record(node.docs[cm.CLUSTER_DOC], login)
+    if entry is None or entry.get("revoked") or entry.get("disabled"):
         return None
     return entry
 
 
 def _with_badge(doc: Doc[Any], digest: str) -> list[str]:
-    users = cm.cluster_items(doc, "users")
+    users = user_records(doc)
     return sorted(login for login, entry in users.items() if entry.get("badge") == digest)
 
 
@@ -64,7 +65,7 @@ def badge_owner(node: Node, raw: str) -> str | None:
 
 def any_badge(node: Node) -> bool:
     """True when some active user has a badge (the login page then offers it)."""
-    users = cm.cluster_items(node.docs[cm.CLUSTER_DOC], "users")
+    users = user_records(node.docs[cm.CLUSTER_DOC])
     return any(
         entry.get("badge") and not entry.get("revoked") and not entry.get("disabled")
         for entry in users.values()
@@ -116,7 +117,7 @@ async def _update(node: Node, login: str, prepared: dict[str, Any], by: str) -> 
     def save(doc: Doc[Any]) -> None:
         # read where the write is made (the record as the writes still on their way to the
         # disk leave it): a password replaced a moment before is never written back
-        entry = cm.cluster_get(doc, "users", login)
+        entry = user_record(doc, login)
         if entry is None:
             raise UnknownUserError(AdminMessage("unknown_user", login=login[:64]))
         badge = prepared.get("badge")
@@ -131,10 +132,8 @@ async def _update(node: Node, login: str, prepared: dict[str, Any], by: str) -> 
                 entry[name] = value
         if entry.get("badge") and not entry.get("pin"):
             raise AuthError(AdminMessage("badge_needs_pin"))
-        if set(prepared) - {"lang"}:
-            entry["updated_at"] = datetime.now(UTC).isoformat(timespec="seconds")
-            entry["updated_by"] = by
-        cm.cluster_put(doc, "users", login, entry)
+        for name, value in prepared.items():
+            put_field(doc, login, name, value, by)  # each alone: a split keeps every change
         changed.update(entry)
 
     await node.commit_cluster(save)

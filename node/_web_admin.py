@@ -17,6 +17,7 @@ from ._auth import ROLES, AuthError, Principal, check_token_name
 from ._cluster import async_invite, async_revoke, members
 from ._node import NodeError
 from ._pki import PkiError
+from ._user_records import user_records
 from ._users import async_update_user
 from ._web import (
     FLASH_COOKIE,
@@ -41,7 +42,7 @@ BADGE_ACTIONS = {
 
 def _admin_page(request: web.Request, status: int = 200, **extra: Any) -> web.Response:
     doc = _node(request).docs[cm.CLUSTER_DOC]
-    users = sorted(cm.cluster_items(doc, "users").items())
+    users = sorted(user_records(doc).items())
     tokens = sorted(cm.cluster_items(doc, "tokens").values(), key=lambda t: str(t.get("name")))
     context: dict[str, Any] = {
         "users": [(login, entry) for login, entry in users],

@@ -13,6 +13,7 @@ from aiohttp.test_utils import TestClient
 import crdt_model as cm
 from node import Node, make_app
 from node._sample import write_sample
+from node._user_records import user_records
 from tests.helpers import submission
 from tests.node.nodes import StepClock, new_data_dir, open_node
 
@@ -142,14 +143,14 @@ async def test_an_admin_revokes_a_token_and_disables_a_user(api: Api) -> None:
     await api.node.async_add_user("mdupont", "operator", "a password 123", "test")
     status, body = await api.call("POST", "/api/users/mdupont/disable", "admin")
     assert (status, body) == (200, {"login": "mdupont", "disabled": True})
-    users = cm.cluster_items(api.node.docs[cm.CLUSTER_DOC], "users")
+    users = user_records(api.node.docs[cm.CLUSTER_DOC])
     assert users["mdupont"]["disabled"] is True
     await api.node.async_add_user("mdupont", "releaser", "another password", "test")
-    users = cm.cluster_items(api.node.docs[cm.CLUSTER_DOC], "users")
+    users = user_records(api.node.docs[cm.CLUSTER_DOC])
     assert users["mdupont"]["disabled"] is True  # a new password or role does not re-enable
     status, _ = await api.call("POST", "/api/users/mdupont/enable", "admin")
     assert status == 200
-    assert "disabled" not in cm.cluster_items(api.node.docs[cm.CLUSTER_DOC], "users")["mdupont"]
+    assert "disabled" not in user_records(api.node.docs[cm.CLUSTER_DOC])["mdupont"]
     status, body = await api.call("POST", "/api/users/nobody/disable", "admin")
     assert_error_shape(status, body, 400)
 

@@ -14,6 +14,7 @@ from aiohttp.test_utils import TestClient
 import crdt_model as cm
 from node import Node, make_app
 from node import _web_support as support
+from node._user_records import user_record
 from node._users import async_set_language, async_update_user
 from tests.web.helpers import PASSWORD, SET, csrf_of, load_with_cycle
 
@@ -22,7 +23,7 @@ PIN = "4821"
 
 
 def user(node: Node, login: str) -> dict[str, Any]:
-    entry = cm.cluster_get(node.docs[cm.CLUSTER_DOC], "users", login)
+    entry = user_record(node.docs[cm.CLUSTER_DOC], login)
     assert entry is not None
     return entry
 
