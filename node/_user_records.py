@@ -40,7 +40,7 @@ def user_record(doc: Doc[Any], login: str) -> dict[str, Any] | None:
     if record is None:
         return None
     prefix = login + "/"
-    for key in users:
+    for key in list(users.keys()):
         if key.startswith(prefix):
             _apply(record, key[len(prefix) :], cm.cluster_get(doc, "users", key))
     return record
