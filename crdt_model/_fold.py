@@ -71,13 +71,16 @@ class Fold:
     """The merged event log folded into views and anomalies; add events in any order.
 
     `reference` (the current reference snapshot) and `settings` (the cluster settings) are
-    only read when answering (expiry, set types); they may be replaced at any time.
+    read when answering (expiry, set types); they may be replaced at any time. The reference
+    also says which codes name one endoscope (serial, model-serial): their records are
+    walked as one endoscope's, filed under its serial.
     """
 
     def __init__(
         self, reference: Reference | None = None, settings: Mapping[str, Any] | None = None
     ) -> None:
-        self.reference = reference
+        self._reference: Reference | None = None
+        self._endo_alias: Mapping[str, str] = {}
         self.settings: Mapping[str, Any] = settings or {}
         self._records: dict[str, Record] = {}
         self._intern: dict[str, str] = {}
@@ -100,6 +103,34 @@ class Fold:
         self._dirty_days: set[tuple[str, str]] = set()
         self._anomaly_cache: list[Anomaly] | None = None
         self._max = ""
+        self.reference = reference
+
+    @property
+    def reference(self) -> Reference | None:
+        """The current reference snapshot (None before any import)."""
+        return self._reference
+
+    @reference.setter
+    def reference(self, reference: Reference | None) -> None:
+        self._reference = reference
+        aliases = {} if reference is None else reference.endoscope_aliases()
+        if aliases != self._endo_alias:
+            self._endo_alias = aliases
+            self._refile_endoscopes()
+
+    def _refile_endoscopes(self) -> None:
+        """File every endo record under its endoscope's code as the reference now names it."""
+        records = [rec for endo in self._endos.values() for rec in endo.items]
+        self._endos.clear()
+        for rec in sorted(records, key=record_id):
+            self._endo(self._endo_key(rec)).items.append(rec)
+        for endo in self._endos.values():
+            replay_endo(self, endo)
+        self._anomaly_cache = None
+
+    def _endo_key(self, rec: Record) -> str:
+        code = rec.key or ""
+        return self._endo_alias.get(code, code)
 
     def __len__(self) -> int:
         return len(self._records)
@@ -222,7 +253,7 @@ class Fold:
                 self._machine(rec.machine)
                 _insort(self._tests.setdefault((rec.machine, rec.day), []), rec)
         elif kind in ENDO_EVENTS:
-            _insort(self._endo(rec.key or "").items, rec)
+            _insort(self._endo(self._endo_key(rec)).items, rec)
 
     # -- the fast path: a record later than everything folded -------------------------
 
@@ -258,7 +289,7 @@ class Fold:
             if rec.machine is not None:
                 self._bowie_dick(rec.machine, rec.day)
         elif kind in ENDO_EVENTS:
-            step_endo(self._endos[rec.key or ""], rec)
+            step_endo(self._endos[self._endo_key(rec)], rec)
             if kind == "endo.used":
                 self._anomaly_cache = None
 
@@ -307,7 +338,7 @@ class Fold:
             if rec.machine is not None:
                 self._dirty_days.add((rec.machine, rec.day))
         elif kind in ENDO_EVENTS:
-            self._dirty_endos.add(rec.key or "")
+            self._dirty_endos.add(self._endo_key(rec))
 
     def _refresh_void(self, target: str, depth: int = 0) -> None:
         """Recompute whether `target` is voided; on a change, mark what it touched."""
@@ -468,8 +499,8 @@ class Fold:
         return self._sets.get(code)
 
     def endo_state(self, code: str) -> EndoState | None:
-        """The state of an endoscope."""
-        return self._endos.get(code)
+        """The state of an endoscope, named by any of its codes."""
+        return self._endos.get(self._endo_alias.get(code, code))
 
     def machine_loads(self, machine: str) -> list[Record]:
         """The effective loaded records of a machine, in (hlc, id) order."""
@@ -540,7 +571,9 @@ class Fold:
         return None if load is None else load_view(load, labels=labels)
 
     def endoscope(self, code: str) -> EndoscopeView:
-        """An endoscope's reprocessing state (status unknown when no event names it)."""
+        """An endoscope's reprocessing state, named by any of its codes (status unknown when
+        no event names it)."""
+        code = self._endo_alias.get(code, code)
         endo = self._endos.get(code)
         return (endo or EndoState(code)).view(self._voided)
 

@@ -26,7 +26,6 @@ ENDO_TURNAROUND_MINUTES = 60
 
 AVAILABLE = frozenset({"sterile", "dispatched"})
 _IN_REPAIR = "en réparation"
-_FAILED_STEPS = frozenset({"leak_test_failed", "reprocessing_failed"})
 _TO_REPROCESS = "à retraiter"
 _MACHINE_PHASE = frozenset({"washing", "washed", "in_sterilizer", "sterilized"})
 
@@ -155,6 +154,10 @@ class Reference:
         """The serial of the endoscope scanned as `code` (its serial or model-serial);
         `code` itself when the reference does not know it."""
         return self._endoscope_aliases.get(code, code)
+
+    def endoscope_aliases(self) -> dict[str, str]:
+        """model-serial -> serial, for every endoscope with a model."""
+        return dict(self._endoscope_aliases)
 
 
 def expiry(sterilized_on: str | None, days: int | None) -> str | None:
@@ -489,18 +492,12 @@ def _endoscope_pool(fold: Fold, ref: Reference, kind: str) -> dict[str, int]:
     pool: dict[str, int] = {}
     for serial in ref.endoscopes_by_type.get(kind, ()):
         state = (ref.endoscopes[serial].get("state") or "").casefold()
-        ready: bool | None = None
-        failed = False
-        # recorded under its serial (what stations record) or, by an older node, under
-        # model-serial: the code with the latest event tells its state
-        views = [fold.endoscope(code) for code in ref.endoscope_codes(serial)]
-        known = [view for view in views if view.ready is not None and view.events]
-        if known:
-            view = max(known, key=lambda v: v.events[-1])
-            ready = view.ready
-            failed = view.status in _FAILED_STEPS
-        if failed:
-            continue  # a failed leak test or reprocessing: to repair or redo, not for today
+        walk = fold.endo_state(serial)  # its records under any of its codes, walked as one
+        ready = None if walk is None else walk.ready
+        if walk is not None and walk.blocker is not None and walk.blocker.result == "fail":
+            # a failed leak test or reprocessing, whatever was scanned since (cleaned,
+            # stored): to repair or redo, not for today
+            continue
         if ready is None:
             if state == _IN_REPAIR:
                 continue

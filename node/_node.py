@@ -41,7 +41,7 @@ from ._metrics import Metrics
 from ._pki import NodePki, create_ca, fingerprint, load_cert, make_csr, new_key, sign_node
 from ._store import Store, StoreDamagedError, StoreError
 from ._trace import Traceability
-from ._user_records import count_logout, put_field
+from ._user_records import count_logout, enable, put_field
 from ._writes import LocalRewriteError, LocalWrites
 
 if TYPE_CHECKING:
@@ -935,7 +935,14 @@ class Node:
 
     async def async_disable_user(self, login: str, by: str, *, disabled: bool = True) -> None:
         """Stop a user logging in (their sessions end at once), or let them again."""
-        await self._change_user(login, lambda doc: put_field(doc, login, "disabled", disabled, by))
+
+        def change(doc: Doc[Any]) -> None:
+            if disabled:
+                put_field(doc, login, "disabled", True, by)
+            else:
+                enable(doc, login, by)
+
+        await self._change_user(login, change)
         _LOGGER.warning("user %s %s by %s", login, "disabled" if disabled else "enabled", by)
 
     async def async_end_sessions(self, login: str) -> None:

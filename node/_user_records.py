@@ -12,8 +12,11 @@ disabled on one PC while choosing a language on another came back enabled; a new
 could be undone the same way. Each node counts its own logouts under its own key, so their
 sum only grows and no merge brings an ended session back.
 
-Records written whole before this layout (fields inside `users[login]`) read as before; a
-field entry, once written, wins over the field of the record.
+Records written whole before this layout (fields inside `users[login]`, by nodes of sync
+protocol 1, which nodes of this layout no longer sync with) read as before; a field entry,
+once written, wins over the field of the record, but for being disabled: a person is
+disabled when either says so (enabling clears both), so a disable is never undone by a
+record written at the same time.
 """
 
 from __future__ import annotations
@@ -65,9 +68,9 @@ def _apply(record: dict[str, Any], field: str, entry: dict[str, Any] | None) -> 
         if isinstance(value, int) and value > 0:
             record["sessions"] = int(record.get("sessions", 0)) + value
     elif field == "disabled":
-        for name in ("disabled", "disabled_at", "disabled_by"):
-            record.pop(name, None)
-        if value is True:
+        # disabling wins: the record's own flag (written by a node of protocol 1, or kept by
+        # a new password given at the same time) counts too; enabling clears both
+        if value is True and record.get("disabled") is not True:
             record.update(disabled=True, disabled_at=entry.get("at"), disabled_by=entry.get("by"))
     elif field in FIELDS:
         if value is None:
@@ -82,6 +85,15 @@ def put_field(doc: Doc[Any], login: str, field: str, value: Any, by: str) -> Non
         raise ValueError(f"not a field kept alone: {field}")
     at = datetime.now(UTC).isoformat(timespec="seconds")
     cm.cluster_put(doc, "users", f"{login}/{field}", {"v": value, "at": at, "by": by})
+
+
+def enable(doc: Doc[Any], login: str, by: str) -> None:
+    """Let a person log in again: clear their disabled entry and their record's own flag."""
+    put_field(doc, login, "disabled", False, by)
+    record = cm.cluster_get(doc, "users", login)
+    if record is not None and any(name.startswith("disabled") for name in record):
+        kept = {k: v for k, v in record.items() if not k.startswith("disabled")}
+        cm.cluster_put(doc, "users", login, kept)
 
 
 def count_logout(doc: Doc[Any], login: str, node_code: str) -> None:

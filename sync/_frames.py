@@ -1,8 +1,8 @@
 """Length-prefixed frames over a byte stream (sans-I/O).
 
-A frame is a 4-byte big-endian length followed by that many payload bytes. A
-WebSocket binary message carries one or more whole frames, but the decoder
-does not rely on that: it accepts the stream cut anywhere.
+A frame is a 4-byte big-endian length followed by that many payload bytes. The
+node's WebSocket carries the stream in binary messages of at most 256 KiB, so a
+large frame arrives in pieces: the decoder accepts the stream cut anywhere.
 """
 
 from __future__ import annotations

@@ -23,7 +23,10 @@ from ._errors import LocalProtocolError, ProtocolError, RemoteProtocolError
 from ._text import sanitize
 from ._vectors import parse_state_vector
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
+"""2: a person's fields are cluster entries of their own (node/_user_records.py); a node of
+1 would not read them (a person disabled there could still log in on it). Nodes of another
+version refuse each other at HELLO and work apart until every node is upgraded."""
 MAX_UPDATE_BYTES = 64 * 1024 * 1024
 """Largest update in a STEP2 (catch-up)."""
 MAX_LIVE_UPDATE_BYTES = 1024 * 1024

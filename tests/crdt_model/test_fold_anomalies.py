@@ -15,6 +15,7 @@ from tests.crdt_model.fold_helpers import (
     fold_of,
     process,
     rules,
+    small_reference,
 )
 
 SET = "JDIGGRBA#111"
@@ -216,6 +217,23 @@ def test_an_endoscope_used_after_a_failed_reprocessing() -> None:
     s.make("endo.used", "B", endoscope=code, patient="P1")
     found = only(fold_of(s.events).anomalies(), "endoscope_not_reprocessed")
     assert dict(found.subject)["reason"] == "failed_step"
+
+
+def test_an_endoscope_scanned_under_its_two_codes_is_one_endoscope() -> None:
+    """Uses under model-serial then serial, no reprocessing between: raised once the
+    reference says both codes name one endoscope, whenever it comes."""
+    s = Stamper()
+    first = s.make("endo.used", "B", endoscope="GIF-H190-2101234", patient="P1")
+    second = s.make("endo.used", "B", endoscope="2101234", patient="P2")
+    fold = fold_of(s.events)
+    assert rules(fold) == []  # without a reference: two endoscopes, each used once
+    fold.reference = small_reference()  # the reference arrives: one endoscope
+    found = only(fold.anomalies(), "endoscope_not_reprocessed")
+    assert found.events == (first["id"], second["id"])
+    assert fold.endoscope("GIF-H190-2101234") == fold.endoscope("2101234")
+    assert fold.endoscope_codes() == ["2101234"]
+    later = fold_of(s.events, reference=small_reference())  # or there from the start
+    assert [a.id for a in later.anomalies()] == [found.id]
 
 
 def test_a_first_known_use_of_an_endoscope_raises_nothing() -> None:

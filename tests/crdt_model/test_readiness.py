@@ -296,8 +296,8 @@ def test_label_data_and_reprint() -> None:
         label_data(fold, None, "JDIGGRBA#111", "A-9", {})
 
 
-def test_an_endoscope_recorded_under_two_codes_is_judged_by_its_latest_event() -> None:
-    """Reprocessed under its serial, then found perforated under model-serial: not ready."""
+def test_an_endoscope_recorded_under_two_codes_is_judged_by_its_whole_history() -> None:
+    """Steps scanned under serial and model-serial are walked as one endoscope's."""
     fold = stock()
     s = Stamper()
     s.make("endo.aer_cycle", "C", endoscope="2101234", result="pass", cycle_no="811")
@@ -309,6 +309,13 @@ def test_an_endoscope_recorded_under_two_codes_is_judged_by_its_latest_event() -
     fold.add_many(s.events[-1:])  # repaired and reprocessed, scanned by its serial again
     endoscopy = readiness(fold, DAY)["endoscopy"]
     assert [p["endoscope"] for p in endoscopy["procedures"]] == ["2101234", None, "2101234"]
+    # passed under model-serial, failed under the serial, then stored under model-serial
+    s.make("endo.aer_cycle", "C", endoscope="GIF-H190-2101234", result="pass", cycle_no="813")
+    s.make("endo.aer_cycle", "C", endoscope="2101234", result="fail", cycle_no="814")
+    s.make("endo.stored", "C", endoscope="GIF-H190-2101234")
+    fold.add_many(s.events[-3:])
+    endoscopy = readiness(fold, DAY)["endoscopy"]
+    assert [p["endoscope"] for p in endoscopy["procedures"]] == [None, None, None]
 
 
 def test_a_model_serial_scan_names_the_reference_serial() -> None:

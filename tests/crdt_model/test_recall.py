@@ -16,6 +16,7 @@ from tests.crdt_model.fold_helpers import (
     recall_machine,
     recall_patient,
     recall_set,
+    small_reference,
 )
 
 
@@ -97,6 +98,23 @@ def test_recall_of_a_patient_names_sets_loads_and_endoscopes() -> None:
         "sets": [],
         "endoscopes": [],
     }
+
+
+def test_recall_of_a_patient_finds_the_reprocessing_scanned_under_the_other_code() -> None:
+    s = Stamper()
+    s.make(
+        "endo.aer_cycle",
+        "C",
+        endoscope="GIF-H190-2101234",
+        machine="LDE-1",
+        cycle_no=9,
+        result="pass",
+    )
+    s.make("endo.used", "B", endoscope="2101234", patient="P7")
+    (endo,) = recall_patient(fold_of(s.events, reference=small_reference()), "P7")["endoscopes"]
+    assert endo["endoscope"] == "2101234"
+    assert endo["reprocessing"] is not None
+    assert endo["reprocessing"]["cycle_no"] == "9"
 
 
 def test_recall_of_a_sterilizer_since_its_last_passed_biological_indicator() -> None:

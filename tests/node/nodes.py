@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import crdt_model as cm
-from node import DataDir, Node, init_node
+from node import DataDir, Node, Store, init_node
 from node._auth import Principal
 
 OPERATOR = Principal(name="mdupont", role="operator")
@@ -31,6 +32,16 @@ def new_data_dir(tmp: Path, name: str = "node") -> DataDir:
     data = DataDir(tmp / name)
     init_node(data, name="Poste test", zone="sale")
     return data
+
+
+def copy_as(data: DataDir, folder: Path, code: str, name: str) -> DataDir:
+    """A copy of a closed node's data (same cluster and documents) under another short code."""
+    copy = DataDir(folder)
+    shutil.copytree(data.root, copy.root)
+    store = Store(copy.store)
+    store.put_meta_now({"code": code, "name": name})
+    store.close()
+    return copy
 
 
 async def open_node(data: DataDir, **kwargs: Any) -> Node:

@@ -85,8 +85,9 @@ async def test_a_label_goes_to_the_printer_and_a_paper_out_is_shown_then_healed(
     # paper back: the waiting job prints, once
     sim.set_mode(PrinterMode.READY)
     if job["state"] == "error":
-        status, _ = await trace.call("POST", f"/api/print-jobs/{job['id']}/retry")
-        assert status == 200
+        status, body = await trace.call("POST", f"/api/print-jobs/{job['id']}/retry")
+        # 409 when the queue's own next attempt came first: the job is no longer in error
+        assert status == 200 or "only errors are retried" in body["error"], body
     assert await asyncio.to_thread(sim.wait_printed, 2, 10.0)
     await _wait(lambda: not printing.status()["jobs"], "the queue to empty")
     assert len(sim.printed) == 2

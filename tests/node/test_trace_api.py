@@ -11,7 +11,6 @@ import asyncio
 import json
 import random
 import re
-import shutil
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import date, timedelta
 from pathlib import Path
@@ -23,11 +22,11 @@ from aiohttp.test_utils import TestClient
 
 import crdt_model as cm
 from devices import decode_label_code, parse_element_string
-from node import DataDir, Node, Store, make_app
+from node import DataDir, Node, make_app
 from node._bundle import Bundle, read_bundle
 from node._sample import write_sample
 from tests.devices.devices_helpers import rasterize, zxing
-from tests.node.nodes import BASE_MS, StepClock, new_data_dir, open_node
+from tests.node.nodes import BASE_MS, StepClock, copy_as, new_data_dir, open_node
 from tests.node.test_api import Api, assert_error_shape
 
 TODAY = "2026-11-28"
@@ -1061,11 +1060,7 @@ async def test_two_replicas_fed_in_different_orders_give_byte_identical_feeds(
     node = await open_node(data_a)
     await node.async_import(bundle)
     await node.async_close()
-    data_b = DataDir(tmp_path / "b")
-    shutil.copytree(data_a.root, data_b.root)
-    store = Store(data_b.store)
-    store.put_meta_now({"code": "B", "name": "Poste stérile"})
-    store.close()
+    data_b = copy_as(data_a, tmp_path / "b", "B", "Poste stérile")
     a = await start(data_a, aiohttp_client, StepClock(BASE_MS, 1000))
     b = await start(data_b, aiohttp_client, StepClock(BASE_MS + 400, 1000))
     outbox: dict[str, list[tuple[str, bytes]]] = {"A": [], "B": []}

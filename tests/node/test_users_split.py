@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
+from typing import Any
+
+from pycrdt import Doc
 
 import crdt_model as cm
-from node import DataDir, Node, Store
+from node import Node
 from node._replication import NodeReplica
 from node._user_records import user_record
 from node._users import active_user, async_set_language, async_update_user
 from node._web_support import session_mark
-from tests.node.nodes import new_data_dir, open_node
+from tests.node.nodes import copy_as, new_data_dir, open_node
 
 PASSWORD = "correct horse battery"
 
@@ -22,11 +24,7 @@ async def two_nodes(tmp_path: Path) -> tuple[Node, Node]:
     node = await open_node(data_a)
     await node.async_add_user("mdupont", "operator", PASSWORD, "adm")
     await node.async_close()
-    data_b = DataDir(tmp_path / "b")
-    shutil.copytree(data_a.root, data_b.root)
-    store = Store(data_b.store)
-    store.put_meta_now({"code": "B", "name": "Poste stérile"})
-    store.close()
+    data_b = copy_as(data_a, tmp_path / "b", "B", "Poste stérile")
     return await open_node(data_a), await open_node(data_b)
 
 
@@ -80,6 +78,38 @@ async def test_a_new_password_and_logouts_on_two_pcs_are_all_kept(tmp_path: Path
         assert after["sessions"] == 2  # each PC's logout counted
         # no session made before the split, nor on B during it, is valid any more
         assert session_mark(after) not in {session_mark(before), session_mark(b_view)}
+    finally:
+        await a.async_close()
+        await b.async_close()
+
+
+async def test_a_disable_beside_a_new_password_holds_and_enabling_clears_it(
+    tmp_path: Path,
+) -> None:
+    a, b = await two_nodes(tmp_path)
+    try:
+        await a.async_add_user("mdupont", "operator", "a new password 42", "adm")
+        await b.async_disable_user("mdupont", "adm")  # apart, at the same time
+        await heal(a, b)
+        for node in (a, b):
+            assert active_user(node, "mdupont") is None, node.code
+        # a record flagged whole, as a node of protocol 1 wrote it, counts too
+        await a.async_disable_user("mdupont", "adm", disabled=False)
+        assert active_user(a, "mdupont") is not None
+
+        def old_style_disable(doc: Doc[Any]) -> None:
+            record = cm.cluster_get(doc, "users", "mdupont")
+            assert record is not None
+            cm.cluster_put(doc, "users", "mdupont", {**record, "disabled": True})
+
+        await a.commit_cluster(old_style_disable)
+        assert active_user(a, "mdupont") is None
+        await a.async_disable_user("mdupont", "adm", disabled=False)  # clears both
+        await heal(a, b)
+        for node in (a, b):
+            record = active_user(node, "mdupont")
+            assert record is not None, node.code
+            assert not any(name.startswith("disabled") for name in record)
     finally:
         await a.async_close()
         await b.async_close()

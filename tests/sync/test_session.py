@@ -9,6 +9,7 @@ import pytest
 
 import crdt_model as cm
 from sync import (
+    PROTOCOL_VERSION,
     Ack,
     Bye,
     Manifest,
@@ -168,9 +169,11 @@ async def test_updates_are_relayed_but_not_sent_back() -> None:
     await bc.close()
 
 
-async def silent_peer(victim: MemoryReplica, **kw: Any) -> tuple[PeerSession, RawPeer, Any]:
+async def silent_peer(
+    victim: MemoryReplica, timing: Timing = FAST, **kw: Any
+) -> tuple[PeerSession, RawPeer, Any]:
     mine, theirs = memory_channel_pair()
-    session = PeerSession(victim, identity("A"), mine, timing=FAST, **kw)
+    session = PeerSession(victim, identity("A"), mine, timing=timing, **kw)
     task = asyncio.create_task(session.run())
     raw = RawPeer(theirs)
     return session, raw, task
@@ -203,10 +206,11 @@ async def test_a_peer_answering_pings_stays_alive() -> None:
 @pytest.mark.parametrize(
     ("who", "version", "why"),
     [
-        (identity("B", cluster="other"), 1, "another cluster"),
-        (identity("B"), 2, "protocol version"),
-        (identity("A"), 1, "ourselves"),
-        (identity("C"), 1, "certificate"),
+        (identity("B", cluster="other"), PROTOCOL_VERSION, "another cluster"),
+        (identity("B"), PROTOCOL_VERSION + 1, "protocol version"),
+        (identity("B"), PROTOCOL_VERSION - 1, "protocol version"),  # a node not upgraded
+        (identity("A"), PROTOCOL_VERSION, "ourselves"),
+        (identity("C"), PROTOCOL_VERSION, "certificate"),
     ],
 )
 async def test_incompatible_peers_are_rejected_with_bye(who: Any, version: int, why: str) -> None:
@@ -365,10 +369,7 @@ async def test_updates_that_cannot_integrate_are_checked_once_until_the_catch_up
 
     victim.async_apply_remote = counted  # type: ignore[method-assign]
     calm = replace(FAST, heartbeat_s=1.0, anti_entropy_s=5.0, dead_after_s=5.0)
-    mine, other = memory_channel_pair()
-    session = PeerSession(victim, identity("A"), mine, timing=calm)
-    task = asyncio.create_task(session.run())
-    raw = RawPeer(other)
+    session, raw, task = await silent_peer(victim, calm)
     await raw.handshake(identity("B"))
     await raw.send(Manifest({}))
     for n, update in enumerate(updates[1:30], start=1):  # the first one never arrives
