@@ -85,11 +85,16 @@ class WebSocketChannel:
         self.peer_node = peer_node
         """The node id the peer's certificate names: its HELLO must say the same."""
         self._send_lock = asyncio.Lock()
+        self._torn = False
+        """A send was cut off mid-frame (cancelled): the peer's stream is broken for good."""
         self._closing: asyncio.Task[Any] | None = None
 
     async def send(self, data: bytes) -> None:
         """Send the bytes in order, in binary messages of at most WS_CHUNK_BYTES."""
         async with self._send_lock:
+            if self._torn:
+                raise sync.ChannelClosed("websocket closed: a frame was cut off")
+            self._torn = True  # until every piece is out: nothing may follow half a frame
             for start in range(0, max(len(data), 1), WS_CHUNK_BYTES):
                 if self._ws.closed:
                     raise sync.ChannelClosed("websocket closed")
@@ -97,6 +102,7 @@ class WebSocketChannel:
                     await self._ws.send_bytes(data[start : start + WS_CHUNK_BYTES])
                 except (ConnectionError, RuntimeError) as err:
                     raise sync.ChannelClosed(f"websocket closed: {err}") from None
+            self._torn = False
 
     async def recv(self) -> bytes:
         """The next binary message (a piece of the peer's byte stream)."""

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 
 import aiohttp
+import pytest
 from aiohttp import web
 
 import sync
@@ -52,3 +54,31 @@ async def test_a_large_frame_crosses_in_bounded_messages_and_is_read_back_whole(
     assert frames == [payload, small]
     assert max(messages) <= WS_CHUNK_BYTES
     assert len(messages) >= 5  # the large frame came as four pieces, the small one as one
+
+
+async def test_nothing_is_sent_after_a_frame_cut_off_midway() -> None:
+    """A session ending mid-frame must not append its goodbye to half a frame."""
+
+    class SlowSocket:
+        closed = False
+
+        def __init__(self) -> None:
+            self.sent: list[bytes] = []
+            self.stall = asyncio.Event()
+
+        async def send_bytes(self, data: bytes) -> None:
+            self.sent.append(bytes(data))
+            if len(self.sent) == 2:
+                await self.stall.wait()  # the link stalls on the second piece
+
+    ws = SlowSocket()
+    channel = WebSocketChannel(ws)  # type: ignore[arg-type]
+    task = asyncio.create_task(channel.send(sync.encode_frame(os.urandom(3 * WS_CHUNK_BYTES))))
+    while len(ws.sent) < 2:
+        await asyncio.sleep(0)
+    task.cancel()  # the session ends while the frame is half sent
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    with pytest.raises(sync.ChannelClosed):
+        await channel.send(sync.encode_frame(b"bye"))
+    assert len(ws.sent) == 2  # nothing followed the cut-off frame
