@@ -814,7 +814,18 @@ class Node:
                 manifest = cm.read_manifest(doc)
                 if manifest is not None:
                     found.append(manifest)
-        return sorted(found, key=lambda m: (m["exported_at"], m["export_id"]), reverse=True)
+        return sorted(found, key=self._export_order, reverse=True)
+
+    def _export_order(self, manifest: dict[str, Any]) -> tuple[float, str]:
+        """When an export was made, as an instant (a time without offset is the site's
+        local time): exports written with another offset or layout compare by time, not text."""
+        try:
+            moment = datetime.fromisoformat(str(manifest["exported_at"]))
+        except ValueError:
+            return (float("-inf"), str(manifest["export_id"]))
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=self.timezone)
+        return (moment.timestamp(), str(manifest["export_id"]))
 
     def current_reference(self) -> dict[str, Any] | None:
         """The manifest of the export with the greatest exported_at."""
@@ -827,6 +838,15 @@ class Node:
         retired = cm.cluster_map(self.docs[cm.CLUSTER_DOC], "retired")
         if bundle.export_id in retired:
             raise ConflictError(f"export {bundle.export_id} was retired; it cannot come back")
+        held = self.references()
+        if len(held) >= KEEP_REFERENCES and bundle.export_id not in {m["export_id"] for m in held}:
+            oldest = held[KEEP_REFERENCES - 1]
+            if self._export_order(bundle.manifest) < self._export_order(oldest):
+                raise ConflictError(
+                    f"export {bundle.export_id} (made {bundle.exported_at}) is older than the"
+                    f" {KEEP_REFERENCES} exports kept (the oldest, {oldest['export_id']}, made"
+                    f" {oldest['exported_at']}): not imported"
+                )
         unchanged = False
 
         def write(doc: Doc[Any]) -> None:  # on the shadow: sees an import still in flight

@@ -12,7 +12,7 @@ import node._node as node_module
 from node import DataDir
 from node._bundle import read_bundle
 from node._cli import cli
-from node._node import TooLargeError
+from node._node import ConflictError, TooLargeError
 from node._sample import write_sample
 from tests.node.nodes import doc_contents, new_data_dir, open_node
 from tests.node.test_bundle import build, edited, zip_folder
@@ -111,6 +111,37 @@ async def test_the_newest_three_exports_are_kept(tmp_path: Path) -> None:
     with pytest.raises(Exception, match="retired"):
         await again.async_import(read_bundle(tmp_path / "x0"))
     await again.async_close()
+
+
+async def test_exports_are_ordered_by_the_time_they_were_made_not_by_their_text(
+    tmp_path: Path,
+) -> None:
+    """Offsets change with daylight saving, a platform may write a space for the T or no
+    offset (the site's time): the newest export is the latest instant, never retired."""
+    node = await open_node(new_data_dir(tmp_path))
+    made = [
+        ("E1", "2026-11-22T07:30:00+00:00"),  # 08:30 at the site (UTC+1 in November)
+        ("E2", "2026-11-22 09:00:00+01:00"),  # the newest; a space sorts before "T"
+        ("E3", "2026-11-22T08:45:00"),  # the site's local time: 08:45
+    ]
+    try:
+        for export_id, at in [*made, ("E0", "2026-11-22T08:00:00+01:00")]:
+            build(
+                tmp_path / export_id,
+                manifest_edit=lambda m, e=export_id, t=at: m.update(export_id=e, exported_at=t),
+            )
+        for export_id, _ in made:
+            await node.async_import(read_bundle(tmp_path / export_id))
+        assert [m["export_id"] for m in node.references()] == ["E2", "E3", "E1"]
+        before = doc_contents(node)
+        with pytest.raises(ConflictError, match="older than the 3 exports kept"):
+            await node.async_import(read_bundle(tmp_path / "E0"))  # older than all three
+        assert doc_contents(node) == before  # nothing imported, nothing retired
+        assert node.current_reference()["export_id"] == "E2"
+        assert node.trace.fold.reference is not None
+        assert node.trace.fold.reference.export_id == "E2"
+    finally:
+        await node.async_close()
 
 
 def test_zip_and_cp1252_bundle_import_through_the_cli(tmp_path: Path) -> None:
