@@ -23,6 +23,7 @@ import json
 import logging
 import time
 import zipfile
+import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -35,7 +36,7 @@ import crdt_model as cm
 
 from ._cluster import next_code
 from ._layout import DataDir, write_private
-from ._node import VERSION, Node, NodeError, creating_store, found_cluster
+from ._node import STAGING, VERSION, Node, NodeError, creating_store, found_cluster
 from ._user_records import user_records
 
 _LOGGER = logging.getLogger(__name__)
@@ -44,6 +45,13 @@ FORMAT = "sterimesh-backup/1"
 MANIFEST = "manifest.json"
 MAX_MANIFEST_BYTES = 4 * 1024 * 1024
 MAX_DOC_BYTES = 2 * 1024 * 1024 * 1024
+
+MAX_RATIO = 100
+"""A document packs into at least 1/MAX_RATIO of its size (a few times smaller, in practice)..."""
+MAX_RATIO_FREE_BYTES = 16 * 1024 * 1024
+"""...once larger than this."""
+_UNREADABLE = (zipfile.BadZipFile, zlib.error, RuntimeError, NotImplementedError, OSError, EOFError)
+"""What reading a damaged zip member raises: a flipped bit, an encrypted or unknown method."""
 
 Progress = Callable[[str, int, int], None]
 """progress(what, done, total): called as documents are written, checked or restored."""
@@ -207,8 +215,8 @@ def _manifest(zf: zipfile.ZipFile) -> dict[str, Any]:
         raise BackupError("manifest.json is too large")
     try:
         manifest = json.loads(zf.read(info))
-    except (ValueError, zipfile.BadZipFile, OSError) as err:
-        raise BackupError(f"manifest.json is damaged: {err}") from None
+    except (*_UNREADABLE, ValueError, RecursionError) as err:
+        raise BackupError(f"manifest.json is damaged: {_said(err)}") from None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         found = manifest.get("format") if isinstance(manifest, dict) else None
         raise BackupError(f"not a backup of this format ({FORMAT}): {str(found)[:40]!r}")
@@ -216,6 +224,8 @@ def _manifest(zf: zipfile.ZipFile) -> dict[str, Any]:
     node = manifest.get("node")
     if not isinstance(listed, dict) or not isinstance(node, dict):
         raise BackupError("manifest.json lacks its documents or node")
+    if not isinstance(manifest.get("created_at"), str):
+        raise BackupError("manifest.json lacks the time the backup was made")
     for name, entry in listed.items():
         if not cm.is_doc_name(name):
             raise BackupError(f"manifest.json names an unknown document {str(name)[:60]!r}")
@@ -224,6 +234,10 @@ def _manifest(zf: zipfile.ZipFile) -> dict[str, Any]:
         if not isinstance(entry.get("sha256"), str) or not isinstance(entry.get("bytes"), int):
             raise BackupError(f"manifest.json: {name} lacks its size or checksum")
     return manifest
+
+
+def _said(err: BaseException) -> str:
+    return (str(err) or type(err).__name__)[:120]
 
 
 def _read_doc(zf: zipfile.ZipFile, name: str, entry: Mapping[str, Any]) -> bytes:
@@ -235,10 +249,14 @@ def _read_doc(zf: zipfile.ZipFile, name: str, entry: Mapping[str, Any]) -> bytes
         raise BackupError(
             f"{name}: {info.file_size} bytes where the manifest says {entry['bytes']}"
         )
+    if info.file_size > MAX_RATIO_FREE_BYTES and info.file_size > MAX_RATIO * info.compress_size:
+        raise BackupError(  # read whole, it would take that much memory: a zip bomb
+            f"{name}: {info.file_size} bytes packed into {info.compress_size}: not a document"
+        )
     try:
         data = zf.read(info)
-    except (zipfile.BadZipFile, OSError, EOFError) as err:
-        raise BackupError(f"{name} is damaged: {err}") from None
+    except _UNREADABLE as err:
+        raise BackupError(f"{name} is damaged: {_said(err)}") from None
     if hashlib.sha256(data).hexdigest() != entry["sha256"]:
         raise BackupError(f"{name} is damaged: its checksum does not match")
     doc: Doc[Any] = Doc()
@@ -276,8 +294,10 @@ def restore(
     source = checked.manifest["node"]
     name = name or str(source.get("name") or "Poste restauré")
     zone = zone or str(source.get("zone") or "office")
-    if data.root.exists() and any(data.root.iterdir()):
+    if data.root.is_dir() and any(p.name != STAGING for p in data.root.iterdir()):
         raise BackupError(f"{data.root} is not empty: restore into a new folder")
+    if data.root.exists() and not data.root.is_dir():
+        raise BackupError(f"{data.root} is a file: restore into a new folder")
     cluster: Doc[Any] = Doc()
     cluster.apply_update(checked.docs[cm.CLUSTER_DOC])
     at = datetime.now(UTC).isoformat(timespec="seconds")
@@ -294,9 +314,9 @@ def restore(
             revoked = {**entry, "revoked": True, "revoked_at": at, "revoked_by": "restore"}
             cm.cluster_put(doc, "members", node_id, {**revoked, "revoked_reason": reason})
 
-    with creating_store(data, name=name, zone=zone) as store:  # removes what it made, on failure
+    with creating_store(data, name=name, zone=zone) as (store, staged):  # whole or nothing
         identity = found_cluster(
-            data,
+            staged,
             store,
             name=name,
             zone=zone,
@@ -344,6 +364,8 @@ DEFAULT_EVERY_HOURS = 24.0
 DEFAULT_KEEP = 14
 FIRST_AFTER_S = 60.0
 """The first scheduled backup comes this long after start-up (or sooner if the period is)."""
+STALE_TMP_S = 24 * 3600.0
+"""A temporary backup file older than this was left by a run cut off (power cut): removed."""
 
 
 class ScheduledBackups:
@@ -453,10 +475,17 @@ class ScheduledBackups:
         by modification time, not by the time in the names, which a clock set back puts
         out of order."""
         assert self.folder is not None
-        others = [p for p in self.folder.glob(f"{self._prefix()}*.zip") if p != newest]
+        others = [
+            p
+            for p in self.folder.glob(f"{self._prefix()}*.zip")
+            if p != newest and made_by(p) == self.node.node_id
+        ]  # another cluster's node of the same code may write to the same share
         others.sort(key=lambda p: p.stat().st_mtime, reverse=True)
         for old in others[max(0, self.keep - 1) :]:
             old.unlink(missing_ok=True)
+        for stale in self.folder.glob(f".{self._prefix()}*.zip.tmp"):  # a run cut off
+            if time.time() - stale.stat().st_mtime > STALE_TMP_S:
+                stale.unlink(missing_ok=True)
 
     def status(self) -> dict[str, Any]:
         """How the schedule goes: ok, pending (no run yet), failing or stale."""
@@ -482,6 +511,21 @@ class ScheduledBackups:
             "last_error_reason": self.last_reason,
             "last_error_at": _iso(self.last_error_at),
         }
+
+
+def made_by(path: Path) -> str | None:
+    """The node id a backup file says made it (None when it is not a readable backup)."""
+    try:
+        with zipfile.ZipFile(path) as zf:
+            info = zf.getinfo(MANIFEST)
+            if info.file_size > MAX_MANIFEST_BYTES:
+                return None
+            manifest = json.loads(zf.read(info))
+    except (*_UNREADABLE, KeyError, ValueError, RecursionError):
+        return None
+    node = manifest.get("node") if isinstance(manifest, dict) else None
+    found = node.get("node_id") if isinstance(node, dict) else None
+    return found if isinstance(found, str) else None
 
 
 def _iso(stamp: float | None) -> str | None:

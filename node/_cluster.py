@@ -241,7 +241,7 @@ async def async_join(
     invite = Invite.decode(token)
     if invite.expires < int(time.time()):
         raise PkiError("this join token has expired; ask for a new one (sterimesh invite)")
-    with creating_store(data, name=name, zone=zone) as store:
+    with creating_store(data, name=name, zone=zone) as (store, staged):
         node_id = uuid.uuid4().hex
         key, key_pem = new_key()
         base = f"https://{peer}"
@@ -282,7 +282,7 @@ async def async_join(
                 raise PkiError(f"the peer refused to admit this node: {error}")
         if fingerprint(load_cert(answer["ca_cert"].encode())) != invite.ca_fingerprint:
             raise PkiError("the peer answered with another CA: refusing")
-        pki = NodePki(data.pki)
+        pki = NodePki(staged.pki)
         pki.write(pki.key, key_pem)
         pki.write(pki.cert, answer["cert"].encode())
         pki.write(pki.ca_cert, answer["ca_cert"].encode())
@@ -300,7 +300,7 @@ async def async_join(
             {cm.CLUSTER_DOC: base64.b64decode(answer["cluster"])},
         )
         if not data.config.exists():
-            data.write_config(peers=[peer])
+            staged.write_config(peers=[peer])
     return identity
 
 

@@ -7,6 +7,7 @@ import contextlib
 import gc
 import logging
 import multiprocessing
+import os
 import secrets
 import shutil
 import time
@@ -52,6 +53,8 @@ _LOGGER = logging.getLogger(__name__)
 VERSION = "0.1.0"
 COMPACT_EVERY = 1000
 """Log entries of one document that trigger its compaction into a snapshot."""
+STAGING = ".creating"
+"""Where init, join and restore make a node's files before moving them into place."""
 KEEP_REFERENCES = 3
 """Reference exports kept; older ones are retired."""
 DEFAULT_TIMEZONE = "Europe/Paris"
@@ -123,46 +126,74 @@ def wall_clock_ms() -> int:
 
 
 @contextlib.contextmanager
-def creating_store(data: DataDir, *, name: str, zone: str) -> Iterator[Store]:
-    """Lock a data directory that holds no node yet and open its store to create one."""
+def creating_store(data: DataDir, *, name: str, zone: str) -> Iterator[tuple[Store, DataDir]]:
+    """Make a new node's files (store, keys, config) for `data`: (its store, where to write).
+
+    They are made in a staging folder inside `data` (STAGING: the same disk, whatever is
+    mounted where) and moved into place once whole, the store last: a creation cut off (a
+    crash, a power cut, an error) leaves `data` as it was but for that folder, which the
+    next attempt removes.
+    """
     if zone not in cm.ZONES:
         raise DataDirError(f"unknown zone {zone[:20]!r}: choose one of {', '.join(cm.ZONES)}")
     if not name.strip() or len(name) > 64:
         raise DataDirError("a node name has 1 to 64 characters")
-    existed = set(data.root.iterdir()) if data.root.is_dir() else None
-    data.root.mkdir(parents=True, exist_ok=True)
+    if data.root.exists() and not data.root.is_dir():
+        raise DataDirError(f"{data.root} is a file: give a folder")
+    if data.store.exists():
+        raise DataDirError(f"{data.root} holds a node already")
+    made_root = not data.root.exists()
     try:
-        lock = data.acquire()
+        data.root.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise DataDirError(f"cannot make the folder {data.root}: {err.strerror or err}") from None
+    staged = DataDir(data.root / STAGING)
+    if staged.root.exists():
+        staged.acquire().close()  # NodeRunningError while another creation is under way
+        shutil.rmtree(staged.root)  # what a creation cut off left
+    staged.root.mkdir(mode=0o700)
+    try:
+        lock = staged.acquire()
         try:
-            store = Store(data.store)
+            store = Store(staged.store)
             try:
-                if store.is_initialised():
-                    raise DataDirError(f"{data.root} holds a node already")
-                yield store
+                yield store, staged
             finally:
                 store.close()
-            if not data.config.exists():
-                data.write_config()
+            _move_into_place(staged, data)
         finally:
             lock.close()
     except BaseException:
-        # a failed init, join or restore leaves the folder as it found it: try again as is
-        if existed is None:
-            shutil.rmtree(data.root, ignore_errors=True)
-        else:
-            for item in set(data.root.iterdir()) - existed:
-                if item.is_dir():
-                    shutil.rmtree(item, ignore_errors=True)
-                else:
-                    item.unlink(missing_ok=True)
+        shutil.rmtree(staged.root, ignore_errors=True)
+        if made_root:
+            with contextlib.suppress(OSError):
+                data.root.rmdir()
         raise
+    shutil.rmtree(staged.root, ignore_errors=True)
+
+
+def _move_into_place(staged: DataDir, data: DataDir) -> None:
+    """The staged files into `data` (which may hold a node.toml written beforehand)."""
+    if not data.config.exists() and not staged.config.exists():
+        staged.write_config()
+    items = [p for p in staged.root.iterdir() if p != staged.lock]
+    for item in sorted(items, key=lambda p: p.name == "store"):  # the store last
+        target = data.root / item.name
+        if target.exists():
+            raise DataDirError(f"{data.root} holds {item.name} already: give an empty folder")
+        item.rename(target)
+    folder = os.open(data.root, os.O_RDONLY)
+    try:
+        os.fsync(folder)  # the moves themselves survive a power cut
+    finally:
+        os.close(folder)
 
 
 def init_node(data: DataDir, *, name: str, zone: str, now_ms: int | None = None) -> dict[str, Any]:
     """Create a new cluster with this node as its first member (node code A)."""
-    with creating_store(data, name=name, zone=zone) as store:
+    with creating_store(data, name=name, zone=zone) as (store, staged):
         at = datetime.fromtimestamp((now_ms or wall_clock_ms()) / 1000, UTC).isoformat()
-        return found_cluster(data, store, name=name, zone=zone, code="A", at=at)
+        return found_cluster(staged, store, name=name, zone=zone, code="A", at=at)
 
 
 def found_cluster(

@@ -6,6 +6,9 @@ import asyncio
 import hashlib
 import json
 import re
+import signal
+import subprocess
+import sys
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -232,6 +235,102 @@ def test_an_invalid_event_with_a_right_checksum_is_refused(
     assert "is not valid" in err
 
 
+def _patched(src: Path, dst: Path, member: str, change: Any) -> None:
+    """Copy a zip, `change(raw, local_offset, central_offset)` editing the bytes of one member's
+    local and central headers in place."""
+    raw = bytearray(src.read_bytes())
+    with zipfile.ZipFile(src) as zf:
+        info = zf.getinfo(member)
+    central = raw.find(b"PK\x01\x02" + raw[info.header_offset + 4 : info.header_offset + 6])
+    while raw[central + 46 : central + 46 + len(member)] != member.encode():
+        central = raw.find(b"PK\x01\x02", central + 4)
+    change(raw, info.header_offset, central)
+    dst.write_bytes(bytes(raw))
+
+
+def _biggest(path: Path) -> zipfile.ZipInfo:
+    with zipfile.ZipFile(path) as zf:
+        return max(zf.infolist(), key=lambda i: i.compress_size)
+
+
+def _flip(raw: bytearray, local: int, _central: int) -> None:
+    start = local + 30 + int.from_bytes(raw[local + 26 : local + 28], "little")
+    for i in range(start + 40, start + 60):
+        raw[i] ^= 0xFF  # bits rotted in the middle of the packed data
+
+
+def _encrypted(raw: bytearray, local: int, central: int) -> None:
+    raw[local + 6] |= 1
+    raw[central + 8] |= 1
+
+
+def _method(raw: bytearray, local: int, central: int) -> None:
+    raw[local + 8 : local + 10] = raw[central + 10 : central + 12] = (9).to_bytes(2, "little")
+
+
+@pytest.mark.parametrize("damage", [_flip, _encrypted, _method])
+def test_a_damaged_member_is_one_clear_error(
+    good_backup: Path, tmp_path: Path, damage: Any
+) -> None:
+    bad = tmp_path / "bad.zip"
+    member = _biggest(good_backup).filename
+    _patched(good_backup, bad, member, damage)
+    for command in (
+        ["verify-backup", str(bad)],
+        ["restore", str(bad), "--data", str(tmp_path / "n")],
+    ):
+        code, _, err = invoke(*command)
+        assert code == 1, err
+        assert "Traceback" not in err
+        [said] = [line for line in err.splitlines() if not line.startswith(" ")]  # progress
+        assert "damaged" in said
+    assert not (tmp_path / "n").exists()
+
+
+@pytest.mark.parametrize(
+    ("edit", "why"),
+    [
+        (lambda m: "[" * 100_000, "manifest.json is damaged"),
+        (lambda m: json.dumps({k: v for k, v in m.items() if k != "created_at"}), "made"),
+    ],
+)
+def test_a_crafted_manifest_is_one_clear_error(
+    good_backup: Path, tmp_path: Path, edit: Any, why: str
+) -> None:
+    bad = tmp_path / "bad.zip"
+    rewrite(
+        good_backup,
+        bad,
+        lambda n, d: edit(json.loads(d)).encode() if n == "manifest.json" else d,
+    )
+    code, _, err = invoke("verify-backup", str(bad))
+    assert code == 1
+    assert "Traceback" not in err
+    assert why in err
+
+
+def test_a_zip_bomb_is_refused_before_it_is_unpacked(good_backup: Path, tmp_path: Path) -> None:
+    with zipfile.ZipFile(good_backup) as zf:
+        manifest = json.loads(zf.read("manifest.json"))
+    day = cm.events_doc_name(cm.Timestamp(1_795_869_091_234, 0))
+    zeros = bytes(64 * 1024 * 1024)
+    manifest["documents"][day] = {
+        "file": f"docs/{day}.ydoc",
+        "bytes": len(zeros),
+        "sha256": hashlib.sha256(zeros).hexdigest(),
+    }
+    bad = tmp_path / "bomb.zip"
+    rewrite(
+        good_backup, bad, lambda n, d: json.dumps(manifest).encode() if n == "manifest.json" else d
+    )
+    with zipfile.ZipFile(bad, "a", compression=zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr(f"docs/{day}.ydoc", zeros)
+    assert bad.stat().st_size < 1024 * 1024
+    code, _, err = invoke("verify-backup", str(bad))
+    assert code == 1
+    assert "not a document" in err
+
+
 def test_a_truncated_file_is_refused(good_backup: Path, tmp_path: Path) -> None:
     cut = tmp_path / "cut.zip"
     cut.write_bytes(good_backup.read_bytes()[:-200])
@@ -365,3 +464,39 @@ async def test_settings_set_through_a_running_node_reach_its_views(
         code, _, err = await ainvoke("settings", "set", "--data", str(root), "site", "{}")
         assert code == 1
         assert "timezone" in err
+
+
+_CUT_OFF = """
+import os, signal, sys
+from node._store import Store
+from node import _cli
+
+def crash(self, *args, **kwargs):
+    os.kill(os.getpid(), signal.SIGKILL)  # the power goes while the store is written
+
+Store.initialise = crash
+sys.argv = ["sterimesh", *sys.argv[1:]]
+_cli.cli()
+"""
+
+
+def test_a_restore_cut_off_midway_leaves_nothing_in_the_way(
+    good_backup: Path, tmp_path: Path
+) -> None:
+    target = tmp_path / "restored"
+    cut = subprocess.run(
+        [sys.executable, "-c", _CUT_OFF, "restore", str(good_backup), "--data", str(target)],
+        capture_output=True,
+        check=False,
+        timeout=120,
+    )
+    assert cut.returncode == -signal.SIGKILL
+    assert [p.name for p in target.iterdir()] == [".creating"]  # keys, store: all staged
+    code, _, err = invoke("status", "--data", str(target))
+    assert code == 1
+    assert "no sterimesh node" in err
+    code, _, err = invoke("restore", str(good_backup), "--data", str(target))
+    assert code == 0, err
+    assert sorted(p.name for p in target.iterdir()) == ["node.toml", "pki", "store"]
+    code, _, err = invoke("status", "--data", str(target))
+    assert code == 0, err

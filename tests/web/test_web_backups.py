@@ -17,7 +17,14 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from node import Node
-from node._backup import BackupError, ScheduledBackups, failure_reason
+from node._backup import (
+    BackupError,
+    ScheduledBackups,
+    failure_reason,
+    node_info,
+    snapshot,
+    write_backup,
+)
 from node._users import async_update_user
 from node._web_support import local_time
 from tests.helpers import STRICT
@@ -270,9 +277,10 @@ async def test_a_clock_set_back_never_prunes_the_backup_just_made(
 ) -> None:
     folder = tmp_path / "share"
     folder.mkdir()
+    mine = write_backup(node_info(node), snapshot(node))
     for n, year in enumerate((2031, 2032)):  # written while the PC's clock was years ahead
         old = folder / f"sterimesh-{node.code}-{year}0101-000000Z.zip"
-        old.write_bytes(b"older")
+        old.write_bytes(mine)
         os.utime(old, (1_700_000_000 + n, 1_700_000_000 + n))
     backups = ScheduledBackups(node, {"backup": {"folder": str(folder), "keep": 2}})
     await backups.run_once()
@@ -281,4 +289,36 @@ async def test_a_clock_set_back_never_prunes_the_backup_just_made(
     assert backups.status()["last_file"] in kept
     assert kept == sorted(
         [backups.status()["last_file"], f"sterimesh-{node.code}-20320101-000000Z.zip"]
+    )
+
+
+async def test_pruning_leaves_what_another_node_or_nothing_known_wrote(
+    node: Node, tmp_path: Path
+) -> None:
+    """Two sites, or a cluster made anew after a disaster, may share one folder: each first
+    node is A. Only this node's own backups are pruned; a run cut off leaves its temporary
+    file, removed a day later."""
+    folder = tmp_path / "share"
+    folder.mkdir()
+    docs = snapshot(node)
+    other = write_backup({**node_info(node), "node_id": "another-site-node-a"}, docs)
+    theirs = [folder / f"sterimesh-{node.code}-2026010{n}-000000Z.zip" for n in range(1, 4)]
+    for n, path in enumerate(theirs):
+        path.write_bytes(other)
+        os.utime(path, (1_700_000_000 + n, 1_700_000_000 + n))
+    unknown = folder / f"sterimesh-{node.code}-20260104-000000Z.zip"
+    unknown.write_bytes(b"not a backup")
+    os.utime(unknown, (1_700_000_000, 1_700_000_000))
+    cut_off = folder / f".sterimesh-{node.code}-20260105-000000Z.zip.tmp"
+    recent = folder / f".sterimesh-{node.code}-20260106-000000Z.zip.tmp"
+    for path in (cut_off, recent):
+        path.write_bytes(b"half")
+    os.utime(cut_off, (1_700_000_000, 1_700_000_000))
+    backups = ScheduledBackups(node, {"backup": {"folder": str(folder), "keep": 1}})
+    await backups.run_once()
+    await backups.run_once()
+    assert backups.status()["state"] == "ok"
+    kept = sorted(p.name for p in folder.iterdir())
+    assert kept == sorted(
+        [backups.status()["last_file"], unknown.name, recent.name, *(p.name for p in theirs)]
     )
