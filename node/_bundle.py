@@ -8,10 +8,11 @@ Rules, beyond DESIGN.md ("Export bundle"); any breach raises BundleError(file, l
 - manifest.json: a UTF-8 JSON object with exactly format ("xline-export/1"), export_id
   (``[A-Za-z0-9][A-Za-z0-9._-]{0,127}``), exported_at (ISO 8601 with a time; kept normalised
   by ``datetime.isoformat``), site (non-empty text) and files; files names exactly the nine
-  FILES, each with exactly sha256 (64 hex digits) and rows (a whole number). Files in the
-  container that the manifest does not name are ignored.
-- CSV: bytes are UTF-8 when valid (a BOM is dropped), else Windows-1252; a NUL byte, UTF-16
-  or a byte undefined in Windows-1252 is refused. The separator is the most frequent of
+  FILES, each with exactly sha256 (64 hex digits) and rows (a whole number); no key given
+  twice. Files in the container that the manifest does not name are ignored.
+- CSV: bytes are UTF-8 when valid (a BOM is dropped), else Windows-1252; a NUL byte, UTF-16,
+  a byte undefined in Windows-1252, or a byte that is not UTF-8 after UTF-8 letters (a file
+  saved in two encodings) is refused. The separator is the most frequent of
   ``;``, tab, ``,`` in the header line (ties in that order). Quoting is strict. Records whose
   fields are all blank are skipped and not counted; every other record has the header's
   field count. Header names match case-insensitively after strip; extra columns are dropped.
@@ -20,8 +21,8 @@ Rules, beyond DESIGN.md ("Export bundle"); any breach raises BundleError(file, l
   yyyy-mm-dd, years 1900-2199, to yyyy-mm-dd. Times: HH:MM, HH:MM:SS, 8h00 or 8h, to HH:MM.
   Whole numbers: ASCII digits, at most 9; qty and line >= 0; shelf_life_days 1..3650.
   Timestamps: ISO 8601 with a time, or dd-mm-yyyy HH:MM[:SS]; to ``isoformat`` (an offset
-  is kept when given). Codes (keys and references) hold no control character and at most
-  100 characters. Zone: sale/propre/sterile in any case, with or without accent. Sex: M, F,
+  is kept when given). Codes (keys and references) hold no control or invisible character
+  (a zero-width space, a BOM) and at most 100 characters. Zone: sale/propre/sterile in any case, with or without accent. Sex: M, F,
   X or empty. item_kind: set or instrument in any case. GTIN: 8, 12, 13 or 14 digits with
   a valid GS1 check digit, left-padded to 14.
 - Required (non-empty): set type code, name, shelf_life_days; instance, type_code; content
@@ -134,6 +135,7 @@ _TS_DMY = re.compile(
     re.ASCII,
 )
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_INVISIBLE = re.compile("[\u00ad\u200b-\u200f\u202a-\u202e\u2060-\u2064\ufeff]")
 _EXPORT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}", re.ASCII)
 _SHA256 = re.compile(r"[0-9a-fA-F]{64}", re.ASCII)
 _ZONES = {"sale": "sale", "propre": "propre", "sterile": "sterile"}
@@ -150,6 +152,9 @@ def _code(value: str) -> str:
         raise _Bad("longer than 100 characters", value)
     if _CONTROL.search(value):
         raise _Bad("holds a control character", value)
+    invisible = _INVISIBLE.search(value)
+    if invisible:  # a second code that looks the same as the first
+        raise _Bad(f"holds an invisible character (U+{ord(invisible.group()):04X})", value)
     return value
 
 
@@ -443,7 +448,7 @@ def _read_manifest(source: _Source) -> tuple[dict[str, Any], str, dict[str, int]
     if data is None:
         raise BundleError(MANIFEST, None, "missing manifest.json")
     try:
-        manifest = json.loads(data.decode("utf-8-sig"))
+        manifest = json.loads(data.decode("utf-8-sig"), object_pairs_hook=_unique_keys)
     except UnicodeDecodeError:
         raise BundleError(MANIFEST, None, "not UTF-8 text") from None
     except json.JSONDecodeError as exc:
@@ -491,6 +496,15 @@ def _read_manifest(source: _Source) -> tuple[dict[str, Any], str, dict[str, int]
     return manifest, exported_at, rows
 
 
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    seen: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in seen:
+            raise BundleError(MANIFEST, None, f"{_cut(key)!r} is given twice")
+        seen[key] = value
+    return seen
+
+
 def _exported_at(value: Any) -> str:
     if not isinstance(value, str) or not _TS_ISO.match(value):
         raise BundleError(MANIFEST, None, "exported_at: not an ISO 8601 date and time")
@@ -498,6 +512,10 @@ def _exported_at(value: Any) -> str:
         return datetime.fromisoformat(value).isoformat()
     except ValueError:
         raise BundleError(MANIFEST, None, "exported_at: not an ISO 8601 date and time") from None
+
+
+_UTF8_SEQUENCE = re.compile(rb"[\xc2-\xf4][\x80-\xbf]+")
+"""A multi-byte UTF-8 character (in Windows-1252 text, a rare pair such as Ã©)."""
 
 
 def _decode(name: str, data: bytes) -> str:
@@ -509,9 +527,15 @@ def _decode(name: str, data: bytes) -> str:
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
         if data.startswith(b"\xef\xbb\xbf"):
-            line = data.count(b"\n", 0, exc.start) + 1
             raise BundleError(name, line, "invalid UTF-8 after a UTF-8 BOM") from None
+        if _UTF8_SEQUENCE.search(data, 0, exc.start):
+            # accented letters in UTF-8 before it: read as Windows-1252, every one of them
+            # would be garbled (Ã©): a file edited in two encodings is refused, not guessed
+            raise BundleError(
+                name, line, f"byte 0x{data[exc.start]:02x} is not UTF-8, and the lines before are"
+            ) from None
     try:
         return data.decode("cp1252")
     except UnicodeDecodeError as exc:

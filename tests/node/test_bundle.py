@@ -376,6 +376,35 @@ def test_refuses_manifest_that_is_not_json(tmp_path: Path) -> None:
     assert err.reason.startswith("not valid JSON")
 
 
+def test_refuses_a_utf8_file_with_a_windows_1252_byte(tmp_path: Path) -> None:
+    """Read as Windows-1252 it would pass, every accented letter garbled (93Â°C)."""
+    raw = bytearray(encode(BASE["procedures.csv"]))
+    assert "°".encode() in raw  # UTF-8 letters early in the file
+    raw += "JDIGGRBA;Sale;X;Séchage;;\n".encode("cp1252")  # one line saved by another editor
+    err = refused(build(tmp_path / "b", data={"procedures.csv": bytes(raw)}))
+    assert (err.file, err.line) == ("procedures.csv", len(BASE["procedures.csv"]) + 1)
+    assert err.reason == "byte 0xe9 is not UTF-8, and the lines before are"
+
+
+def test_refuses_a_code_with_an_invisible_character(tmp_path: Path) -> None:
+    err = refused(
+        build(
+            tmp_path / "b",
+            tables=added("set_types.csv", ["\ufeffJDIGLAPA", "Autre", "", "", "", "", "30"]),
+        )
+    )
+    assert err.file == "set_types.csv"
+    assert "invisible character (U+FEFF)" in err.reason
+
+
+def test_refuses_a_manifest_key_given_twice(tmp_path: Path) -> None:
+    folder = build(tmp_path / "b")
+    text = (folder / "manifest.json").read_text()
+    (folder / "manifest.json").write_text(text.replace('"site":', '"site": "X", "site":', 1))
+    err = refused(folder)
+    assert (err.file, err.reason) == ("manifest.json", "'site' is given twice")
+
+
 def test_refuses_a_missing_column(tmp_path: Path) -> None:
     rows = [row[:3] + row[4:] for row in BASE["set_contents.csv"]]
     err = refused(build(tmp_path / "b", tables={"set_contents.csv": rows}))
