@@ -50,8 +50,7 @@ async def _served_backup(data: DataDir) -> bytes:
             click.echo("  the running node is writing the backup...", err=True)
             async with session.get(CONTROL_URL + "/api/backup") as resp:
                 if resp.status != 200:
-                    answer = await resp.json(content_type=None)
-                    raise BackupError(str(answer.get("error", f"HTTP {resp.status}")))
+                    raise BackupError(await _refusal(resp))
                 total = resp.content_length or 0
                 chunks: list[bytes] = []
                 got = shown = 0
@@ -64,6 +63,16 @@ async def _served_backup(data: DataDir) -> bytes:
                 return b"".join(chunks)
         except aiohttp.ClientError as err:
             raise BackupError(f"the node serving {data.root} does not answer: {err}") from None
+
+
+async def _refusal(resp: aiohttp.ClientResponse) -> str:
+    """What a node's error answer says (its JSON error, else its status)."""
+    try:
+        answer = await resp.json(content_type=None)
+    except ValueError:
+        answer = None
+    error = answer.get("error") if isinstance(answer, dict) else None
+    return str(error)[:300] if error else f"the node answered HTTP {resp.status}"
 
 
 def _show(summary: dict[str, Any]) -> str:
