@@ -113,6 +113,15 @@ def control_session(data: DataDir, **kwargs: Any) -> aiohttp.ClientSession:
     return aiohttp.ClientSession(connector=aiohttp.UnixConnector(path=str(data.socket)), **kwargs)
 
 
+def fsync_folder(folder: Path) -> None:
+    """Make the names just created, renamed or removed in `folder` durable."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def write_private(path: Path, data: bytes) -> None:
     """Write a file whole or not at all (fsynced under a temporary name, then renamed), mode 0600."""
     tmp = path.with_name(f".{path.name}.tmp")
@@ -123,11 +132,7 @@ def write_private(path: Path, data: bytes) -> None:
             fh.flush()
             os.fsync(fh.fileno())
         tmp.replace(path)
-        folder = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(folder)  # the rename itself survives a power cut
-        finally:
-            os.close(folder)
+        fsync_folder(path.parent)  # the rename itself survives a power cut
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

@@ -7,7 +7,6 @@ import contextlib
 import gc
 import logging
 import multiprocessing
-import os
 import secrets
 import shutil
 import time
@@ -37,7 +36,7 @@ from ._auth import (
     token_hash,
 )
 from ._index import EventIndex
-from ._layout import DataDir, DataDirError
+from ._layout import DataDir, DataDirError, fsync_folder
 from ._metrics import Metrics
 from ._pki import NodePki, create_ca, fingerprint, load_cert, make_csr, new_key, sign_node
 from ._store import Store, StoreDamagedError, StoreError
@@ -182,11 +181,7 @@ def _move_into_place(staged: DataDir, data: DataDir) -> None:
         if target.exists():
             raise DataDirError(f"{data.root} holds {item.name} already: give an empty folder")
         item.rename(target)
-    folder = os.open(data.root, os.O_RDONLY)
-    try:
-        os.fsync(folder)  # the moves themselves survive a power cut
-    finally:
-        os.close(folder)
+    fsync_folder(data.root)  # the moves themselves survive a power cut
 
 
 def init_node(data: DataDir, *, name: str, zone: str, now_ms: int | None = None) -> dict[str, Any]:

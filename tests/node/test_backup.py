@@ -182,6 +182,24 @@ def good_backup(source: tuple[Path, str], tmp_path: Path) -> Path:
     return out
 
 
+DAY = cm.events_doc_name(cm.Timestamp(1_795_869_091_234, 0))
+
+
+def with_document(src: Path, dst: Path, data: bytes, compression: int = zipfile.ZIP_STORED) -> None:
+    """A copy of a backup with one more events document (DAY), listed with its right size
+    and checksum."""
+    with zipfile.ZipFile(src) as zf:
+        manifest = json.loads(zf.read("manifest.json"))
+    manifest["documents"][DAY] = {
+        "file": f"docs/{DAY}.ydoc",
+        "bytes": len(data),
+        "sha256": hashlib.sha256(data).hexdigest(),
+    }
+    rewrite(src, dst, lambda n, d: json.dumps(manifest).encode() if n == "manifest.json" else d)
+    with zipfile.ZipFile(dst, "a", compression=compression) as zf:
+        zf.writestr(f"docs/{DAY}.ydoc", data)
+
+
 def forged_event_doc(name: str) -> bytes:
     doc: Doc[Any] = Doc()
     cm.events_map(doc)["x"] = cm.encode({"type": "note", "text": "forged"})
@@ -215,21 +233,8 @@ def test_a_damaged_backup_is_refused_and_restores_nothing(
 def test_an_invalid_event_with_a_right_checksum_is_refused(
     good_backup: Path, tmp_path: Path
 ) -> None:
-    with zipfile.ZipFile(good_backup) as zf:
-        manifest = json.loads(zf.read("manifest.json"))
-    day = cm.events_doc_name(cm.Timestamp(1_795_869_091_234, 0))
-    forged = forged_event_doc(day)
-    manifest["documents"][day] = {
-        "file": f"docs/{day}.ydoc",
-        "bytes": len(forged),
-        "sha256": hashlib.sha256(forged).hexdigest(),
-    }
     bad = tmp_path / "forged.zip"
-    rewrite(
-        good_backup, bad, lambda n, d: json.dumps(manifest).encode() if n == "manifest.json" else d
-    )
-    with zipfile.ZipFile(bad, "a") as zf:
-        zf.writestr(f"docs/{day}.ydoc", forged)
+    with_document(good_backup, bad, forged_event_doc(DAY))
     code, _, err = invoke("verify-backup", str(bad))
     assert code == 1
     assert "is not valid" in err
@@ -310,21 +315,8 @@ def test_a_crafted_manifest_is_one_clear_error(
 
 
 def test_a_zip_bomb_is_refused_before_it_is_unpacked(good_backup: Path, tmp_path: Path) -> None:
-    with zipfile.ZipFile(good_backup) as zf:
-        manifest = json.loads(zf.read("manifest.json"))
-    day = cm.events_doc_name(cm.Timestamp(1_795_869_091_234, 0))
-    zeros = bytes(64 * 1024 * 1024)
-    manifest["documents"][day] = {
-        "file": f"docs/{day}.ydoc",
-        "bytes": len(zeros),
-        "sha256": hashlib.sha256(zeros).hexdigest(),
-    }
     bad = tmp_path / "bomb.zip"
-    rewrite(
-        good_backup, bad, lambda n, d: json.dumps(manifest).encode() if n == "manifest.json" else d
-    )
-    with zipfile.ZipFile(bad, "a", compression=zipfile.ZIP_DEFLATED) as zf:
-        zf.writestr(f"docs/{day}.ydoc", zeros)
+    with_document(good_backup, bad, bytes(64 * 1024 * 1024), zipfile.ZIP_DEFLATED)
     assert bad.stat().st_size < 1024 * 1024
     code, _, err = invoke("verify-backup", str(bad))
     assert code == 1
