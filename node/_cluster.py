@@ -107,7 +107,25 @@ async def async_invite(node: Node, by: str, now_s: int | None = None) -> str:
         await node.commit_cluster(
             lambda doc: cm.cluster_put(doc, "invites", invite.secret_hash, entry)
         )
+        issued = {h: e for h, e in _issued(node).items() if e >= now_s}
+        await node.store.async_put_meta({ISSUED: {**issued, invite.secret_hash: invite.expires}})
     return invite.encode()
+
+
+ISSUED = "invites_issued"
+"""Store meta: the invitations this node made (secret hash -> expiry), kept on this node only.
+
+The cluster document's `invites` map says which codes are promised, for every node to see;
+but any member may write any entry of it, so it cannot say which invitations are real: a
+member could plant one there and join through it after it was revoked. A node admits only
+through an invitation it made itself, recorded here, used once."""
+
+
+def _issued(node: Node) -> dict[str, int]:
+    found = node.store.get_meta(ISSUED)
+    if not isinstance(found, dict):
+        return {}
+    return {str(h): int(e) for h, e in found.items() if isinstance(e, int)}
 
 
 async def async_accept_join(
@@ -137,12 +155,16 @@ async def _admit(node: Node, fields: dict[str, str], now_s: int) -> dict[str, An
     invite_hash = Invite(node.cluster_id, node.node_id, "", secret, 0).secret_hash
     doc = node.docs[cm.CLUSTER_DOC]
     invite = cm.cluster_get(doc, "invites", invite_hash)
-    # the invitation is accepted only by the node that made it: single use holds in a split
+    issued = _issued(node)
+    # the invitation is accepted only by the node that made it (single use holds in a split),
+    # and only if this node's own record has it: the document's entry may have been planted
     if invite is None or invite.get("inviter") != node.node_id:
         raise PermissionError("unknown join token")
     if invite.get("used_by"):
         raise PermissionError("this join token was used already")
-    if int(invite["expires"]) < now_s:
+    if invite_hash not in issued:
+        raise PermissionError("unknown join token")
+    if issued[invite_hash] < now_s:
         raise PermissionError("this join token has expired")
     if cm.cluster_get(doc, "members", new_id) is not None:
         raise ConflictError("a node with this id is a member already")
@@ -174,6 +196,8 @@ async def _admit(node: Node, fields: dict[str, str], now_s: int) -> dict[str, An
         cm.cluster_put(d, "members", new_id, member)
 
     await node.commit_cluster(admit)
+    del issued[invite_hash]  # used: whatever the document's entry says later
+    await node.store.async_put_meta({ISSUED: issued})
     _LOGGER.info("node %s (%s) joined the cluster", code, name.strip()[:64])
     return {
         "cluster_id": node.cluster_id,

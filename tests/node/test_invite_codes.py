@@ -80,3 +80,33 @@ async def test_an_expired_promise_does_not_block_its_code(tmp_path: Path) -> Non
         assert answer["code"] == "B"
     finally:
         await node.async_close()
+
+
+async def test_an_invitation_planted_by_a_member_admits_no_one(tmp_path: Path) -> None:
+    """Any member may write the cluster document: a revoked one could have left an entry
+    naming this node as inviter, with a secret it knows. Only invitations this node made
+    admit, once, whatever the document says later."""
+    node = await open_node(new_data_dir(tmp_path))
+    try:
+        planted = Invite(node.cluster_id, node.node_id, "", "s" * 32, 4_000_000_000)
+        entry = {"code": "Q", "expires": 4_000_000_000, "by": "admin", "inviter": node.node_id}
+        await node.commit_cluster(
+            lambda d: cm.cluster_put(d, "invites", planted.secret_hash, entry)
+        )
+        request = join_request(planted.encode(), "intruder")
+        with pytest.raises(PermissionError, match="unknown join token"):
+            await async_accept_join(node, request, now_s=NOW)
+        assert cm.cluster_get(node.docs[cm.CLUSTER_DOC], "members", request["node_id"]) is None
+        # a real invitation admits once, even if a member wipes its `used_by` afterwards
+        token = await async_invite(node, "admin", now_s=NOW)
+        answer = await async_accept_join(node, join_request(token, "newnode"), now_s=NOW + 60)
+        assert answer["code"] == "B"
+        spent = Invite.decode(token).secret_hash
+        used = cm.cluster_get(node.docs[cm.CLUSTER_DOC], "invites", spent)
+        assert used is not None
+        wiped = {k: v for k, v in used.items() if k not in ("used_by", "used_at")}
+        await node.commit_cluster(lambda d: cm.cluster_put(d, "invites", spent, wiped))
+        with pytest.raises(PermissionError):
+            await async_accept_join(node, join_request(token, "again"), now_s=NOW + 120)
+    finally:
+        await node.async_close()
