@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import logging
-import ssl
 import time
 import uuid
 from collections.abc import Callable
@@ -13,10 +11,10 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
-from cryptography import x509
 from pycrdt import Doc
 
 import crdt_model as cm
+from sync import sanitize
 
 from ._auth import AdminMessage
 from ._layout import DataDir
@@ -26,8 +24,6 @@ from ._pki import (
     NodePki,
     PkiError,
     fingerprint,
-    issued_by,
-    join_client_context,
     load_cert,
     make_csr,
     new_invite,
@@ -41,6 +37,10 @@ if TYPE_CHECKING:
 _LOGGER = logging.getLogger(__name__)
 
 _LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+_NOT_THE_INVITER = (
+    "the peer is not the node that made this token (another certificate): refusing;"
+    " check the address, or ask that node for a new token"
+)
 
 
 def code_sequence() -> list[str]:
@@ -100,7 +100,8 @@ async def async_invite(node: Node, by: str, now_s: int | None = None) -> str:
     if not pki.ca_key.exists():
         raise NodeError(AdminMessage("cannot_invite"))
     now_s = int(time.time()) if now_s is None else now_s
-    invite = new_invite(node.cluster_id, node.node_id, pki.ca_fingerprint(), now_s)
+    mine = fingerprint(load_cert(pki.cert.read_bytes()))  # what the sync listener presents
+    invite = new_invite(node.cluster_id, node.node_id, pki.ca_fingerprint(), now_s, mine)
     async with node.exclusive:  # two invitations at once promise two codes
         code = next_code(taken_codes(node, now_s))
         entry = {"code": code, "expires": invite.expires, "by": by, "inviter": node.node_id}
@@ -269,22 +270,23 @@ async def async_join(
         node_id = uuid.uuid4().hex
         key, key_pem = new_key()
         base = f"https://{peer}"
-        host, _, port = peer.rpartition(":")
-        server_der = await _peer_leaf(host.strip("[]"), int(port))
+        # both requests go to the node that made the token, and to no other: its certificate
+        # is pinned (every member holds the CA key, a revoked one too)
+        pin = aiohttp.Fingerprint(bytes.fromhex(invite.inviter_fingerprint))
         timeout = aiohttp.ClientTimeout(total=30)
         async with aiohttp.ClientSession(timeout=timeout) as session:
             try:
-                async with session.get(base + "/join/ca", ssl=join_client_context()) as resp:
+                async with session.get(base + "/join/ca", ssl=pin) as resp:
                     ca_pem = await resp.read()
                     if resp.status != 200:
                         raise PkiError("the peer did not hand out its cluster CA")
+            except aiohttp.ServerFingerprintMismatch:
+                raise PkiError(_NOT_THE_INVITER) from None
             except aiohttp.ClientError as err:
-                raise PkiError(f"cannot reach the peer: {err}") from None
+                raise PkiError(f"cannot reach the peer: {sanitize(str(err), 200)}") from None
             ca = load_cert(ca_pem)
             if fingerprint(ca) != invite.ca_fingerprint:
                 raise PkiError("the peer's cluster CA is not the one of the token: refusing")
-            if not issued_by(x509.load_der_x509_certificate(server_der), ca):
-                raise PkiError("the peer's certificate is not from the token's cluster CA")
             body = {
                 "secret": invite.secret,
                 "csr": make_csr(key, node_id).decode(),
@@ -292,18 +294,17 @@ async def async_join(
                 "zone": zone,
                 "node_id": node_id,
             }
-            # the secret goes only to a server whose certificate our pinned CA signed
-            trusted = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-            trusted.load_verify_locations(cadata=ca_pem.decode())
-            trusted.check_hostname = False
-            try:
-                async with session.post(base + "/join", json=body, ssl=trusted) as resp:
+            try:  # the secret goes to the pinned node only
+                async with session.post(base + "/join", json=body, ssl=pin) as resp:
                     answer = await resp.json(content_type=None)
-            except aiohttp.ClientError as err:
-                raise PkiError(f"cannot reach the peer: {err}") from None
+            except aiohttp.ServerFingerprintMismatch:
+                raise PkiError(_NOT_THE_INVITER) from None
+            except (aiohttp.ClientError, ValueError) as err:
+                raise PkiError(f"cannot reach the peer: {sanitize(str(err), 200)}") from None
             if resp.status != 200:
                 error = answer.get("error") if isinstance(answer, dict) else None
-                raise PkiError(f"the peer refused to admit this node: {error}")
+                said = sanitize(str(error), 200)
+                raise PkiError(f"the peer refused to admit this node: {said}")
         if fingerprint(load_cert(answer["ca_cert"].encode())) != invite.ca_fingerprint:
             raise PkiError("the peer answered with another CA: refusing")
         pki = NodePki(staged.pki)
@@ -326,21 +327,3 @@ async def async_join(
         if not data.config.exists():
             staged.write_config(peers=[peer])
     return identity
-
-
-async def _peer_leaf(host: str, port: int) -> bytes:
-    """The DER certificate a peer presents on its sync listener."""
-    try:
-        _, writer = await asyncio.wait_for(
-            asyncio.open_connection(host, port, ssl=join_client_context()), timeout=15
-        )
-    except (OSError, TimeoutError, ssl.SSLError) as err:
-        raise PkiError(f"cannot reach the peer over TLS: {err}") from None
-    try:
-        ssl_obj = writer.get_extra_info("ssl_object")
-        der = ssl_obj.getpeercert(binary_form=True) if ssl_obj is not None else None
-    finally:
-        writer.close()
-    if not der:
-        raise PkiError("the peer presented no certificate")
-    return bytes(der)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import hashlib
+import re
 import secrets
 import ssl
 from dataclasses import dataclass
@@ -39,6 +40,9 @@ class Invite:
     ca_fingerprint: str
     secret: str
     expires: int
+    inviter_fingerprint: str = ""
+    """SHA-256 of the inviting node's certificate: the secret goes to that node only (any
+    member holds the CA key and could present another CA-signed certificate)."""
 
     def encode(self) -> str:
         """The token as printed: smj_ + base64url(CBOR)."""
@@ -47,6 +51,7 @@ class Invite:
                 "c": self.cluster_id,
                 "i": self.inviter,
                 "f": self.ca_fingerprint,
+                "n": self.inviter_fingerprint,
                 "s": self.secret,
                 "e": self.expires,
             }
@@ -63,15 +68,19 @@ class Invite:
         try:
             raw = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
             data = cbor2.loads(raw)
-            return cls(
+            invite = cls(
                 cluster_id=str(data["c"]),
                 inviter=str(data["i"]),
                 ca_fingerprint=str(data["f"]),
                 secret=str(data["s"]),
                 expires=int(data["e"]),
+                inviter_fingerprint=str(data.get("n", "")),
             )
-        except (ValueError, KeyError, TypeError, cbor2.CBORDecodeError):
+        except (ValueError, KeyError, TypeError, AttributeError, cbor2.CBORDecodeError):
             raise PkiError("this join token is damaged (copy it again)") from None
+        if not _HEX64.fullmatch(invite.inviter_fingerprint):
+            raise PkiError("this join token is from an older version: make a new one")
+        return invite
 
     @property
     def secret_hash(self) -> str:
@@ -79,11 +88,21 @@ class Invite:
         return hashlib.sha256(self.secret.encode()).hexdigest()
 
 
-def new_invite(cluster_id: str, inviter: str, ca_fingerprint: str, now: int) -> Invite:
+def new_invite(
+    cluster_id: str, inviter: str, ca_fingerprint: str, now: int, inviter_fingerprint: str
+) -> Invite:
     """A fresh one-time invitation valid for INVITE_TTL_S seconds."""
     return Invite(
-        cluster_id, inviter, ca_fingerprint, secrets.token_urlsafe(24), now + INVITE_TTL_S
+        cluster_id,
+        inviter,
+        ca_fingerprint,
+        secrets.token_urlsafe(24),
+        now + INVITE_TTL_S,
+        inviter_fingerprint,
     )
+
+
+_HEX64 = re.compile(r"[0-9a-f]{64}")
 
 
 def _now() -> dt.datetime:
@@ -274,11 +293,3 @@ class NodePki:
         ctx.check_hostname = False  # peers are named by node id in the certificate, not by host
         ctx.verify_mode = ssl.CERT_REQUIRED
         return ctx
-
-
-def join_client_context() -> ssl.SSLContext:
-    """TLS for a node that is joining: it pins the CA fingerprint of its token itself."""
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
-    return ctx

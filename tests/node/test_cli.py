@@ -389,7 +389,7 @@ def test_damaged_or_expired_token_is_refused(tmp_path: Path) -> None:
     )
     assert code == 1
     assert "damaged" in err
-    expired = new_invite("c", "n", "f" * 64, now=1000).encode()
+    expired = new_invite("c", "n", "f" * 64, now=1000, inviter_fingerprint="e" * 64).encode()
     code, _, err = invoke(
         "join",
         "--data",

@@ -88,7 +88,7 @@ async def test_an_invitation_planted_by_a_member_admits_no_one(tmp_path: Path) -
     admit, once, whatever the document says later."""
     node = await open_node(new_data_dir(tmp_path))
     try:
-        planted = Invite(node.cluster_id, node.node_id, "", "s" * 32, 4_000_000_000)
+        planted = Invite(node.cluster_id, node.node_id, "", "s" * 32, 4_000_000_000, "a" * 64)
         entry = {"code": "Q", "expires": 4_000_000_000, "by": "admin", "inviter": node.node_id}
         await node.commit_cluster(
             lambda d: cm.cluster_put(d, "invites", planted.secret_hash, entry)
