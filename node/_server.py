@@ -6,7 +6,9 @@ import asyncio
 import contextlib
 import logging
 import os
+import resource
 import signal
+from typing import Any
 
 from aiohttp import web
 
@@ -31,6 +33,37 @@ def parse_hostport(value: str, *, default_port: int) -> tuple[str, int]:
     if not host or not (port.isascii() and port.isdigit()) or not 0 < int(port) < 65536:
         raise ValueError(f"not HOST:PORT: {value[:60]!r}")
     return host, int(port)
+
+
+SYNC_IDLE_S = 10.0
+"""On the sync listener, anyone may connect (a joining PC has no certificate yet): a TLS
+handshake and each request must come within this, or the connection is closed."""
+
+
+class SyncSite(web.TCPSite):
+    """The sync listener's site: TLS handshakes bounded by SYNC_IDLE_S (asyncio's default
+    is 60 s: idle connections that never finish one would hold file descriptors)."""
+
+    async def start(self) -> None:
+        """Listen (as TCPSite does, with the handshake bounded)."""
+        await web.BaseSite.start(self)
+        assert self._runner.server is not None
+        self._server = await asyncio.get_running_loop().create_server(
+            self._runner.server,
+            self._host,
+            self._port,
+            ssl=self._ssl_context,
+            backlog=self._backlog,
+            ssl_handshake_timeout=SYNC_IDLE_S,
+        )
+
+
+def raise_open_files_limit() -> None:
+    """Let the node hold as many open files as the system allows (peers, clients, LMDB)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
 class NodeServer:
@@ -62,6 +95,7 @@ class NodeServer:
 
     async def async_start(self) -> None:
         """Open the node and start serving."""
+        raise_open_files_limit()
         await self.node.async_open()
         try:
             config = self.data.read_config()
@@ -81,8 +115,10 @@ class NodeServer:
             runner = await self._runner(self._app(control=False))
             await web.TCPSite(runner, self.listen[0], self.listen[1]).start()
             if self.sync_listen is not None and self.replication is not None:
-                sync_runner = await self._runner(make_sync_app(self.node, self.replication))
-                site = web.TCPSite(
+                sync_runner = await self._runner(
+                    make_sync_app(self.node, self.replication), keepalive_timeout=SYNC_IDLE_S
+                )
+                site = SyncSite(
                     sync_runner,
                     self.sync_listen[0],
                     self.sync_listen[1],
@@ -122,8 +158,8 @@ class NodeServer:
             scanners=self.scanners,
         )
 
-    async def _runner(self, app: web.Application) -> web.AppRunner:
-        runner = web.AppRunner(app, access_log=None)
+    async def _runner(self, app: web.Application, **kwargs: Any) -> web.AppRunner:
+        runner = web.AppRunner(app, access_log=None, **kwargs)
         await runner.setup()
         self._runners.append(runner)
         return runner
