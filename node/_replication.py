@@ -152,7 +152,8 @@ class Replication:
         self._client_ssl = self.pki.client_context()
         self._strangers: dict[str, PeerCandidate] = {}
         """mDNS candidates not (yet) known as members; proposed again when membership changes."""
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._announced: dict[str, str] = {}
+        """Member node id -> the address its mDNS dialler dials."""
 
     async def async_start(self) -> None:
         """Dial the static peers and start mDNS."""
@@ -225,11 +226,18 @@ class Replication:
         self._strangers.pop(node_id, None)
         if member.get("revoked") or node_id < self.node.node_id:
             return  # the smaller node id dials; a single connection per pair
-        task = asyncio.get_running_loop().create_task(
-            self.manager.connect(candidate.address, self._dialer(candidate.address))
-        )
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        # one mDNS dialler per member, at its latest address: announcements (forged ones too)
+        # naming it at ever new addresses must not pile up diallers that never stop
+        dialled = self._announced.get(node_id)
+        if dialled == candidate.address:
+            return
+        if dialled is not None:
+            if self.manager.connected_at(dialled):
+                return  # a working connection is kept
+            if dialled not in self.static_peers:  # configured peers are dialled for good
+                self.manager.forget(dialled)
+        self._announced[node_id] = candidate.address
+        self.manager.dial(candidate.address, self._dialer(candidate.address))
 
     def _dialer(self, address: str) -> sync._manager.Dial:
         async def dial() -> sync.Channel:

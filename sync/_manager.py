@@ -67,12 +67,27 @@ class SyncManager:
 
     async def connect(self, address: str, dial: Dial) -> None:
         """Keep a connection to the peer at `address`, dialling again with backoff when lost."""
+        self.dial(address, dial)
+
+    def dial(self, address: str, dial: Dial) -> None:
+        """As `connect`, from synchronous code running in the event loop."""
         if self._closed or address in self._dialers:
             return
         status = PeerStatus(address=address, direction="out", since=self._wall())
         dialer = _Dialer(address, dial, status)
         self._dialers[address] = dialer
         dialer.task = asyncio.create_task(self._dial_loop(dialer), name=f"sync-dial-{address}")
+
+    def forget(self, address: str) -> None:
+        """Stop dialling `address` (a session it runs ends with it)."""
+        dialer = self._dialers.pop(address, None)
+        if dialer is not None and dialer.task is not None:
+            dialer.task.cancel()
+
+    def connected_at(self, address: str) -> bool:
+        """Whether the dialler of `address` has a session running now."""
+        dialer = self._dialers.get(address)
+        return dialer is not None and dialer.node is not None and dialer.node in self._sessions
 
     async def accept(
         self, channel: Channel, *, address: str = "", peer_node: str | None = None
