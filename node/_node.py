@@ -744,6 +744,10 @@ class Node:
             raise RuleError(cm.Problem("no_shelf_life", set=set_code))
         local_day = datetime.fromtimestamp(self._clock() / 1000, self.timezone).date()
         label_id = self.trace.next_label_id(local_day)
+        try:  # what is recorded must print: a code a barcode cannot carry is refused first
+            self._label(set_code, load, data["lot"], data["expires_on"], label_id, reprint=False)
+        except devices.LabelError:
+            raise RuleError(cm.Problem("label_not_printable", set=set_code)) from None
         submission: dict[str, Any] = {
             "type": "label.printed",
             "set": set_code,
@@ -785,23 +789,34 @@ class Node:
         problem = cm.check_label(self.trace.fold, event["set"], event["load"])
         if problem is not None and problem.params.get("why") in _UNSAFE_LOAD:
             raise RuleError(problem)
-        data = cm.label_data(
-            self.trace.fold, None, event["set"], event["load"], self.trace.fold.settings
+        return self._label(
+            event["set"],
+            event["load"],
+            event["lot"],
+            event["expires_on"],
+            label_id,
+            reprint=bool(event.get("reprint")),
         )
-        expires = date.fromisoformat(event["expires_on"])
+
+    def _label(
+        self, set_code: str, load: str, lot: str, expires_on: str, label_id: str, *, reprint: bool
+    ) -> devices.LabelData:
+        """A label's printed fields; devices.LabelError when they cannot be printed."""
+        data = cm.label_data(self.trace.fold, None, set_code, load, self.trace.fold.settings)
+        expires = date.fromisoformat(expires_on)
         sterilized = date.fromisoformat(data["sterilized_on"]) if data["sterilized_on"] else expires
         return devices.LabelData(
-            set_code=data["set_type"] or event["set"].split("#")[0],
-            set_name=data["set_name"] or event["set"],
-            instance=event["set"],
-            lot=event["lot"],
+            set_code=data["set_type"] or set_code.split("#", maxsplit=1)[0],
+            set_name=data["set_name"] or set_code,
+            instance=set_code,
+            lot=lot,
             sterilized_on=sterilized,
             expires_on=expires,
             sterilizer=data["sterilizer"] or "-",
             cycle_no=str(data["cycle_no"] or "-"),
             packer=data["packer"] or "-",
             label_id=label_id,
-            reprint=bool(event.get("reprint")),
+            reprint=reprint,
         )
 
     def get_event(self, event_id: str) -> dict[str, Any] | None:

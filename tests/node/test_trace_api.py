@@ -589,6 +589,35 @@ async def test_a_label_only_for_a_set_of_a_released_load(trace: Trace) -> None:
     assert t.count == before + 2
 
 
+async def test_a_label_that_could_not_be_printed_is_refused_before_it_is_recorded(
+    trace: Trace,
+) -> None:
+    """A barcode carries printable ASCII: recording a label first would leave a label.printed
+    nobody can print, and make the next try a "reprint"."""
+    t = trace
+    code = f"{t.kind()}#Œ1"  # an instance the reference does not list, of a known type
+    steps: list[dict[str, Any]] = [
+        {"type": "set.received", "set": code},
+        {"type": "wash.loaded", "machine": "LAV-1", "program": "P", "sets": [code]},
+        {"type": "wash.cycle", "machine": "LAV-1", "cycle_no": t.cycle_no(), "result": "pass"},
+        {"type": "set.inspected", "set": code, "result": "ok", "packer": "mdupont"},
+        {"type": "steri.test", "machine": "AUTO-1", "kind": "bowie_dick", "result": "pass"},
+        {"type": "steri.loaded", "machine": "AUTO-1", "program": "P", "sets": [code]},
+    ]
+    for step in steps:  # recorded, with a warning that the reference does not list it
+        status, body = await t.post_event("operator", **step)
+        assert status == 201, body
+    load = str(body["load"])
+    await t.record("steri.cycle", machine="AUTO-1", load=load, cycle_no=t.cycle_no(), result="pass")
+    await t.record("load.released", "releaser", load=load, decision="released")
+    before = t.count
+    status, body = await t.call("POST", "/api/labels", json={"set": code, "load": load})
+    assert status == 422, body
+    assert "cannot carry" in body["error"]
+    assert t.count == before  # nothing recorded
+    assert t.node.trace.fold.set_status(code).label is None
+
+
 async def test_using_a_set_that_is_not_sterile_or_is_expired_is_refused(trace: Trace) -> None:
     t = trace
     code = t.instance(t.kind())
