@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -151,9 +152,17 @@ def record_id(record: Record) -> str:
 
 
 def cycle_day(cycle: Record) -> str:
-    """The sterilization date of a cycle: the local date it ended, else the date it was recorded."""
+    """The sterilization date of a cycle: the local date it ended, by the machine's own clock,
+    but never after the date it was recorded (a cycle is recorded once it ended: a later date
+    is a machine clock running ahead, which must not move expiry dates later; a clock behind
+    gives an earlier date, the safe side); else the date it was recorded."""
     ended = cycle.get("ended")
-    return ended[:10] if isinstance(ended, str) and len(ended) >= 10 else cycle.day
+    if isinstance(ended, str) and _DAY.match(ended):
+        return min(ended[:10], cycle.day)
+    return cycle.day
+
+
+_DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 
 class FoldError(LookupError):

@@ -299,8 +299,13 @@ def datamatrix_matrix(bracketed: str) -> tuple[tuple[int, int], bytes]:
 
 @lru_cache(maxsize=256)
 def _datamatrix(bracketed: str) -> tuple[tuple[int, int], bytes]:
+    # Square symbols only: zxing-cpp otherwise picks rectangular DMRE sizes (e.g. 12x64),
+    # which many scanners do not read and which read back as ]d8, not GS1's ]d2; ZPL's ^BX
+    # draws square symbols too, so the PDF and the ZPL label carry the same symbol.
     try:
-        barcode = zxingcpp.create_barcode(bracketed, zxingcpp.BarcodeFormat.DataMatrix, gs1=True)
+        barcode = zxingcpp.create_barcode(
+            bracketed, zxingcpp.BarcodeFormat.DataMatrix, gs1=True, forceSquare=True
+        )
     except (ValueError, RuntimeError) as err:
         raise LabelError(f"DataMatrix encoding failed: {err}") from err
     image: Any = barcode.to_image(scale=1, add_quiet_zones=False)

@@ -28,6 +28,7 @@ _LOGGER = logging.getLogger(__name__)
 
 RETRY_DELAYS = (1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
 IDLE_WAIT = 5.0
+PURGE_EVERY = 86_400.0
 _SUFFIX = ".job.json"
 INTERRUPTED = "interrupted while printing: check whether the label came out, then retry or cancel"
 UNSURE = "may have printed partly: check the printer, then retry or cancel"
@@ -76,12 +77,18 @@ class PrintQueue:
         retry_delays: Iterable[float] = RETRY_DELAYS,
         clock: Callable[[], float] = time.time,
         on_change: Callable[[PrintJob], None] | None = None,
+        keep_finished: float | None = None,
     ) -> None:
-        """Open (or create) the queue in `folder`; jobs left printing by a crash are held."""
+        """Open (or create) the queue in `folder`; jobs left printing by a crash are held.
+
+        With `keep_finished` (seconds), the worker deletes done and cancelled jobs older than
+        that when it starts and once a day after, so the folder does not grow for ever.
+        """
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
         self.printers = dict(printers)
         self.retry_delays = tuple(retry_delays) or RETRY_DELAYS
+        self.keep_finished = keep_finished
         self._clock = clock
         self._on_change = on_change
         self._lock = threading.Lock()
@@ -263,7 +270,11 @@ class PrintQueue:
     # Private
 
     def _run(self) -> None:
+        next_purge = float("-inf")
         while not self._stop.is_set():
+            if self.keep_finished is not None and self._clock() >= next_purge:
+                next_purge = self._clock() + PURGE_EVERY
+                self._purge_finished(self.keep_finished)
             try:
                 job = self.process_once()
             except Exception:
@@ -274,6 +285,15 @@ class PrintQueue:
             wait = self.next_due_in()
             self._wake.wait(IDLE_WAIT if wait is None else min(wait, IDLE_WAIT))
             self._wake.clear()
+
+    def _purge_finished(self, keep: float) -> None:
+        try:
+            removed = self.purge(self._clock() - keep)
+        except OSError:
+            _LOGGER.exception("print queue purge failed")
+            return
+        if removed:
+            _LOGGER.info("print queue: %d finished jobs purged", removed)
 
     def _next_due(self, now: float) -> PrintJob | None:
         blocked: set[str] = set()

@@ -12,16 +12,22 @@ Configured in node.toml:
     path = "/srv/lavage"
     machine = "LAV-1"        # optional when the files name the machine
     kind = "washer"          # washer | sterilizer
+    settle = 120             # seconds a file must stay unchanged before it is read
 
 Each record becomes a `wash.cycle`, `steri.cycle` or `steri.test` event with its raw
 text; a cycle event without a load number belongs to the machine's open load. A record
-the event rules cannot take (garbled beyond use) is kept: its raw text is written to
-DATA/devices/unreadable/ and a `note` event says where, so nothing is dropped.
+the event rules cannot take (garbled beyond use), and stray text that shows no cycle
+(neither its start nor its number: it must not take the open load), is kept: its raw
+text is written to DATA/devices/unreadable/ and a `note` event says where, so nothing
+is dropped. The same printout delivered twice (drop folders deliver at least once) is
+recorded once: records are told apart by their content, not by their cycle number,
+which machines restart (every day, after a reset) or print unreadably.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import time
 from collections.abc import Callable
@@ -38,6 +44,14 @@ if TYPE_CHECKING:
 _LOGGER = logging.getLogger(__name__)
 
 CYCLE_TYPES = ("wash.cycle", "steri.cycle", "steri.test")
+SEEN_DAYS = 7
+"""How long a recorded printout is remembered; drop folders re-deliver within minutes."""
+SEEN_MAX = 20_000
+"""At most this many printouts remembered (a bound whatever the machines send)."""
+_DAY_MS = 86_400_000
+SETTLE_S = 120
+"""Default seconds a dropped file must stay unchanged: loggers write rows during the cycle."""
+STRAY = "ni début ni numéro de cycle : ce texte n'est le cycle d'aucune charge"
 
 
 class DeviceConfigError(ValueError):
@@ -53,16 +67,18 @@ class CycleCapture:
         self._folders: list[devices.DropFolderWatcher] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._seen: set[tuple[str, str, str]] = set()
+        self._seen: dict[str, int] = {}  # digest -> when recorded (ms), oldest first
         self._config = config
         self.unreadable = node.data.root / "devices" / "unreadable"
 
     def start(self) -> None:
         """Open every port and folder (reader threads)."""
         self._loop = asyncio.get_running_loop()
-        for event in self.node.iter_events():
-            if event["type"] in CYCLE_TYPES:
-                self._seen.add(self._key(event))
+        since = f"{max(0, self.node._clock() - SEEN_DAYS * _DAY_MS):013d}"
+        for event in self.node.iter_events(after=since):
+            if event["type"] in CYCLE_TYPES and isinstance(event.get("raw"), str):
+                self._seen[self._key(event)] = int(event["hlc"][:13])
+        self._forget(self.node._clock())
         tz = self.node.timezone
         for entry in self._config.get("cycle_tap", []):
             if not isinstance(entry, dict) or not entry.get("port") or not entry.get("machine"):
@@ -85,6 +101,9 @@ class CycleCapture:
                 if entry.get("kind", "washer") == "washer"
                 else devices.CycleKind.STERILIZER
             )
+            settle = entry.get("settle", SETTLE_S)
+            if isinstance(settle, bool) or not isinstance(settle, int | float) or settle < 0:
+                raise DeviceConfigError("cycle_folder settle is a number of seconds")
             watcher = devices.DropFolderWatcher(
                 str(entry["path"]),
                 machine=entry.get("machine"),
@@ -92,6 +111,7 @@ class CycleCapture:
                 fmt=entry.get("format"),
                 tz=tz,
                 kind=kind,
+                settle=float(settle),
             )
             watcher.start()
             self._folders.append(watcher)
@@ -106,12 +126,22 @@ class CycleCapture:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
     @staticmethod
-    def _key(event: dict[str, Any]) -> tuple[str, str, str]:
-        return (
-            event["type"],
-            str(event.get("machine")),
-            str(event.get("cycle_no") or event.get("hlc")),
-        )
+    def _key(event: dict[str, Any]) -> str:
+        """What tells one printout from another: its machine and its text, blanks aside."""
+        lines = (" ".join(line.split()) for line in str(event.get("raw", "")).splitlines())
+        text = "\n".join(line for line in lines if line)
+        whole = f"{event['type']}\0{event.get('machine')}\0{text}"
+        return hashlib.sha256(whole.encode("utf-8", "surrogatepass")).hexdigest()
+
+    def _forget(self, now_ms: int) -> None:
+        """Drop printouts older than SEEN_DAYS, and the oldest beyond SEEN_MAX."""
+        oldest = now_ms - SEEN_DAYS * _DAY_MS
+        seen = self._seen
+        while seen:
+            key, at = next(iter(seen.items()))
+            if at >= oldest and len(seen) <= SEEN_MAX:
+                break
+            del seen[key]
 
     def _from_thread(self, record: devices.CycleRecord) -> None:
         loop = self._loop
@@ -130,30 +160,45 @@ class CycleCapture:
         body = {k: v for k, v in record.to_event(self.node.timezone).items() if v is not None}
         if record.flags:
             body["flags"] = sorted(str(f) for f in record.flags)
-        key = self._key(body) if body.get("cycle_no") else None
-        if key is not None and key in self._seen:
+        key = self._key(body)
+        if key in self._seen:
             _LOGGER.info(
                 "cycle %s of %s was recorded already", body.get("cycle_no"), record.machine
             )
             return None
-        who = Principal(name=f"device:{str(record.machine)[:40]}", role="operator")
+        # Marked before the write is awaited: the same printout handed out twice at once
+        # (two files of one cycle in one poll) must find it taken.
+        now = self.node._clock()
+        self._seen[key] = now
+        self._forget(now)
         try:
-            event = await self.node.async_record(body, who)
+            return await self._record(record, body)
+        except BaseException:
+            self._seen.pop(key, None)  # not recorded: a new delivery may try again
+            raise
+
+    async def _record(self, record: devices.CycleRecord, body: dict[str, Any]) -> dict[str, Any]:
+        who = Principal(name=f"device:{str(record.machine)[:40]}", role="operator")
+        if not record.identified:
+            return await self._keep_unreadable(record, STRAY, who, title="Texte hors cycle")
+        try:
+            return await self.node.async_record(body, who)
         except cm.EventError as err:
             return await self._keep_unreadable(record, str(err), who)
-        if key is not None:
-            self._seen.add(key)
-        return event
 
     async def _keep_unreadable(
-        self, record: devices.CycleRecord, reason: str, who: Principal
+        self,
+        record: devices.CycleRecord,
+        reason: str,
+        who: Principal,
+        title: str = "Enregistrement de cycle illisible",
     ) -> dict[str, Any]:
         self.unreadable.mkdir(parents=True, exist_ok=True)
         path = self.unreadable / f"{int(time.time() * 1000)}-{abs(hash(record.raw)) % 10**8}.txt"
         path.write_text(record.raw, encoding="utf-8")
         _LOGGER.warning("unreadable cycle record of %s kept in %s", str(record.machine)[:40], path)
         text = (
-            f"Enregistrement de cycle illisible ({str(record.machine)[:40]}), conservé dans {path}. "
+            f"{title} ({str(record.machine)[:40]}), conservé dans {path}. "
             f"Motif : {reason[:300]}\n---\n{record.raw[:3000]}"
         )
         return await self.node.async_record({"type": "note", "text": text, "ref": "cycle"}, who)

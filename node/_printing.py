@@ -11,7 +11,10 @@ Configured in node.toml:
 A job waits in DATA/print-queue/ until its printer takes it: a printer that is
 off or out of paper leaves it queued, retried, with its error shown to the
 operator (GET /api/printers); nothing is lost across a restart, and a label
-already printed goes out again only as a reprint.
+already printed goes out again only as a reprint. Done and cancelled jobs are
+deleted after KEEP_FINISHED_DAYS days, at start-up and once a day. TCP printers
+of format "zpl" are asked Zebra's ~HS status first; a "pdf" one is not (it
+would print the question and never answer).
 """
 
 from __future__ import annotations
@@ -28,6 +31,10 @@ if TYPE_CHECKING:
 _LOGGER = logging.getLogger(__name__)
 
 
+KEEP_FINISHED_DAYS = 7
+"""Done and cancelled print jobs are deleted after this many days (at start-up, then daily)."""
+
+
 class PrinterConfigError(ValueError):
     """A [[printer]] entry that cannot be used."""
 
@@ -38,7 +45,8 @@ def _printer(entry: dict[str, Any]) -> devices.Printer:
         host, _, port = str(entry.get("address", "")).rpartition(":")
         if not host or not (port.isascii() and port.isdigit()):
             raise PrinterConfigError("a tcp printer needs address = HOST:PORT")
-        return devices.TcpPrinter(host, int(port))
+        # ~HS is Zebra's: a PDF printer on 9100 would take it as data and never answer.
+        return devices.TcpPrinter(host, int(port), check_status=entry.get("format") != "pdf")
     if kind == "serial" and entry.get("port"):
         return devices.SerialPrinter(str(entry["port"]), int(entry.get("baud", 9600)))
     if kind == "cups" and entry.get("destination"):
@@ -64,7 +72,9 @@ class Printing:
             name = str(entry["name"])
             printers[name] = _printer(entry)
             self.formats[name] = "pdf" if entry.get("format") == "pdf" else "zpl"
-        self.queue = devices.PrintQueue(node.data.root / "print-queue", printers)
+        self.queue = devices.PrintQueue(
+            node.data.root / "print-queue", printers, keep_finished=KEEP_FINISHED_DAYS * 86_400
+        )
 
     def start(self) -> None:
         """Start printing queued jobs (a thread)."""

@@ -2,27 +2,36 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable
 from datetime import tzinfo
 from pathlib import Path
 
 from .._sanitize import sanitize
 from .._serial import RECONNECT_DELAY, SerialStream
-from ._model import CycleKind, CycleRecord
+from ._model import CycleFlag, CycleKind, CycleRecord
 from ._registry import cycle_parser, parse_cycle_bytes
 
 _LOGGER = logging.getLogger(__name__)
 
 POLL_INTERVAL = 2.0
+SETTLE_TIME = 120.0
+"""Seconds a dropped file must stay unchanged: loggers append a row every 30 s or so."""
 PROCESSED = "processed"
 RecordHandler = Callable[[CycleRecord], None]
+DISCONNECTED = "the port was disconnected before the cycle end"
 
 
 class SerialCycleCapture:
-    """Reads a machine's printer port and hands out each finished cycle record."""
+    """Reads a machine's printer port and hands out each finished cycle record.
+
+    An unplugged port ends the open record there, flagged truncated: the lines read after
+    the port comes back belong to whatever cycle runs then.
+    """
 
     def __init__(
         self,
@@ -41,7 +50,12 @@ class SerialCycleCapture:
         self._on_record = on_record
         self._lock = threading.Lock()
         self.stream = SerialStream(
-            port, self._data, baudrate=baudrate, reconnect_delay=reconnect_delay, name=machine
+            port,
+            self._data,
+            baudrate=baudrate,
+            on_disconnect=self._disconnected,
+            reconnect_delay=reconnect_delay,
+            name=machine,
         )
 
     @property
@@ -74,6 +88,20 @@ class SerialCycleCapture:
             records = self._parser.feed(chunk)
         self._emit(records)
 
+    def _disconnected(self) -> None:
+        # What comes after a reconnect may be another cycle: the open record ends here,
+        # truncated (a failed cycle), and is never completed by the next cycle's lines.
+        with self._lock:
+            records = self._parser.flush()
+        self._emit(
+            [
+                dataclasses.replace(r, problems=(*r.problems, DISCONNECTED))
+                if CycleFlag.TRUNCATED in r.flags
+                else r
+                for r in records
+            ]
+        )
+
     def _emit(self, records: list[CycleRecord]) -> None:
         for record in records:
             if record.flags:
@@ -89,9 +117,11 @@ class SerialCycleCapture:
 class DropFolderWatcher:
     """Parses per-cycle files a machine drops in a folder, then moves them to processed/.
 
-    A file is read once its size and modification time are unchanged between two polls;
-    names starting with "." or ending in .tmp/.part are skipped. The file is moved only after
-    `on_record` returned for all its records, so a crash re-delivers rather than loses.
+    A file is read once its size and modification time have not changed for `settle`
+    seconds (and between two polls): a logger that writes its file row by row during the
+    cycle must not have it taken half written. Names starting with "." or ending in
+    .tmp/.part are skipped. The file is moved only after `on_record` returned for all its
+    records, so a crash re-delivers rather than loses.
     """
 
     def __init__(
@@ -104,8 +134,10 @@ class DropFolderWatcher:
         tz: tzinfo | None = None,
         kind: CycleKind = CycleKind.WASHER,
         poll_interval: float = POLL_INTERVAL,
+        settle: float = SETTLE_TIME,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        """Watch `folder`; `fmt` None sniffs each file."""
+        """Watch `folder`; `fmt` None sniffs each file; `clock` counts the settle seconds."""
         self.folder = Path(folder)
         self.processed = self.folder / PROCESSED
         self.machine = machine
@@ -113,27 +145,33 @@ class DropFolderWatcher:
         self.tz = tz
         self.kind = kind
         self.poll_interval = poll_interval
+        self.settle = settle
+        self._clock = clock
         self._on_record = on_record
-        self._seen: dict[str, tuple[int, int]] = {}
+        self._seen: dict[str, tuple[int, int, float]] = {}  # name -> size, mtime, unchanged since
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
     def poll_once(self) -> list[CycleRecord]:
-        """Handle every file that is stable since the previous poll; return their records."""
+        """Handle every file unchanged for `settle` seconds; return their records."""
         out: list[CycleRecord] = []
         try:
             entries = sorted(os.scandir(self.folder), key=lambda e: e.name)
         except OSError as err:
             _LOGGER.warning("drop folder %s: %s", self.folder, err)
             return out
-        current: dict[str, tuple[int, int]] = {}
+        now = self._clock()
+        current: dict[str, tuple[int, int, float]] = {}
         for entry in entries:
             name = entry.name
             if name.startswith(".") or name.endswith((".tmp", ".part")) or not entry.is_file():
                 continue
             stat = entry.stat()
-            current[name] = (stat.st_size, stat.st_mtime_ns)
-            if self._seen.get(name) != current[name]:
+            known = self._seen.get(name)
+            same = known is not None and known[:2] == (stat.st_size, stat.st_mtime_ns)
+            since = known[2] if known is not None and same else now
+            current[name] = (stat.st_size, stat.st_mtime_ns, since)
+            if not same or now - since < self.settle:
                 continue
             records = self._handle(Path(entry.path))
             if records is not None:

@@ -93,6 +93,16 @@ class CycleRecord:
         return self.result is not None and not self.flags
 
     @property
+    def identified(self) -> bool:
+        """True when the text shows a cycle (its start or its number), not stray text.
+
+        Stray text (line noise at start-up, a fragment with neither) must not be taken for
+        the cycle of the machine's open load.
+        """
+        framed = not self.flags & {CycleFlag.UNFRAMED, CycleFlag.UNKNOWN_FORMAT}
+        return framed or bool(self.cycle_no and self.cycle_no.strip())
+
+    @property
     def verdict(self) -> str:
         """Return "pass" only for a complete record that passed, every phase OK; else "fail"."""
         if not self.complete or self.result != "pass":

@@ -405,3 +405,31 @@ def test_the_snapshot_is_json_ready() -> None:
     snapshot = fold_of(s.events, reference=small_reference()).snapshot("2026-12-01")
     assert json.loads(json.dumps(snapshot)) == snapshot
     assert set(snapshot) == {"sets", "loads", "endoscopes", "machines", "anomalies"}
+
+
+@pytest.mark.parametrize(
+    ("ended", "day"),
+    [
+        ("2026-11-27T23:50:00+01:00", "2026-11-27"),  # ended before midnight, recorded after
+        ("2027-11-28T07:46:00+01:00", "2026-11-28"),  # a machine clock a year ahead
+        ("2025-11-28T07:46:00", "2025-11-28"),  # a year behind: earlier, the safe side
+        ("bientôt", "2026-11-28"),
+    ],
+)
+def test_a_cycle_is_dated_by_the_machine_but_never_after_it_was_recorded(
+    ended: str, day: str
+) -> None:
+    from crdt_model._views import Record, cycle_day
+
+    event = {
+        "type": "steri.cycle",
+        "id": "1795864291234-00000-A",
+        "hlc": "1795864291234-00000",
+        "at": "2026-11-28T08:11:31.234+01:00",
+        "node": "A",
+        "machine": "AUTO-1",
+        "cycle_no": "7",
+        "result": "pass",
+        "ended": ended,
+    }
+    assert cycle_day(Record(event, {})) == day

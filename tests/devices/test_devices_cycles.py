@@ -335,11 +335,48 @@ def test_serial_capture_on_a_pty_survives_unplug(tmp_path: Path) -> None:
         port.close()
 
 
+def test_unplug_during_a_failed_cycle_never_lets_the_next_cycle_complete_it(
+    tmp_path: Path,
+) -> None:
+    failed = dac_cycle_text(1234, START, fail=True).encode().split(b"\r\n")
+    passed = dac_cycle_text(1235, START + timedelta(hours=1)).encode().split(b"\r\n")
+    head = b"\r\n".join(failed[:15]) + b"\r\n"  # the failed end is never seen
+    tail = b"\r\n".join(passed[12:])  # nor the next cycle's header
+    records: queue.Queue[CycleRecord] = queue.Queue()
+    port = VirtualSerial(tmp_path / "ste1")
+    try:
+        capture = SerialCycleCapture(
+            port.path, machine="STE-01", on_record=records.put, reconnect_delay=0.05
+        )
+        with capture:
+            assert capture.stream.wait_connected(5)
+            port.write(head)
+            assert wait_for(lambda: capture.stream.bytes_read == len(head))
+            port.unplug()
+            cut = records.get(timeout=5)  # handed out at the unplug, not at the next end
+            port.plug()
+            assert wait_for(lambda: capture.stream.connects == 2)
+            assert capture.stream.wait_connected(5)
+            port.write(tail)
+            rest = records.get(timeout=5)
+    finally:
+        port.close()
+    assert cut.raw == head.decode()
+    assert cut.cycle_no == "01234"
+    assert CycleFlag.TRUNCATED in cut.flags
+    assert cut.verdict == "fail"
+    assert any("disconnected" in p for p in cut.problems)
+    assert rest.cycle_no is None
+    assert CycleFlag.UNFRAMED in rest.flags
+    assert rest.verdict == "fail"
+    assert records.empty()
+
+
 def test_drop_folder(tmp_path: Path) -> None:
     drop = tmp_path / "drop"
     washer = WasherSimulator(drop, machine="LD-02")
     seen: list[CycleRecord] = []
-    watcher = DropFolderWatcher(drop, machine="LD-02", on_record=seen.append)
+    watcher = DropFolderWatcher(drop, machine="LD-02", on_record=seen.append, settle=0)
     washer.drop_cycle(1, START)
     washer.drop_text("broken.txt", b"\x00\x01garbage")
     (drop / ".partial.tmp").write_bytes(b"IMS-LOG;1")
@@ -359,6 +396,34 @@ def test_drop_folder(tmp_path: Path) -> None:
     assert sorted(p.name for p in drop.iterdir()) == [".partial.tmp", "processed"]
 
 
+def test_drop_folder_waits_for_a_logger_that_writes_during_the_cycle(tmp_path: Path) -> None:
+    text = ims_cycle_csv(812, START)
+    rows = text.splitlines(keepends=True)
+    seconds = [0.0]
+    seen: list[CycleRecord] = []
+    watcher = DropFolderWatcher(
+        tmp_path, machine="LD-02", on_record=seen.append, clock=lambda: seconds[0]
+    )
+    log = tmp_path / "LD-02_000812.csv"
+    written = 8
+    log.write_text("".join(rows[:written]))
+    while written < len(rows):  # a row every 30 s, polled every 2 s
+        for _ in range(15):
+            assert watcher.poll_once() == []
+            seconds[0] += 2
+        with log.open("a") as out:
+            out.write(rows[written])
+        written += 1
+    while not seen:
+        assert seconds[0] < 1000, "the finished file was never taken"
+        watcher.poll_once()
+        seconds[0] += 2
+    (record,) = seen
+    assert record.complete
+    assert record.raw == text
+    assert (tmp_path / "processed" / log.name).exists()
+
+
 def test_drop_folder_keeps_a_file_whose_handler_failed(tmp_path: Path) -> None:
     calls: list[CycleRecord] = []
 
@@ -368,7 +433,9 @@ def test_drop_folder_keeps_a_file_whose_handler_failed(tmp_path: Path) -> None:
             raise RuntimeError("store busy")
 
     WasherSimulator(tmp_path).drop_cycle(2, START)
-    watcher = DropFolderWatcher(tmp_path, machine=None, on_record=handler, poll_interval=0.02)
+    watcher = DropFolderWatcher(
+        tmp_path, machine=None, on_record=handler, poll_interval=0.02, settle=0
+    )
     with watcher:
         assert wait_for(lambda: len(calls) == 2)
     assert calls[0] == calls[1]  # delivered again, not lost

@@ -159,6 +159,26 @@ def test_pdf_datamatrix_decodes_to_the_exact_gs1_payload(tmp_path: Path) -> None
     assert [b.text for b in bars] == ["JDIGGRBA#111"]
 
 
+def test_pdf_datamatrix_is_square_and_reads_as_gs1_like_the_zpl_one(tmp_path: Path) -> None:
+    zx = zxing()
+    data = label(label_id="LB2611280001")  # a payload zxing-cpp alone draws as a 12x64 DMRE
+    rows, cols = plan_label(data).dm_modules
+    assert rows == cols
+    image = rasterize(render_pdf(data), tmp_path)
+    (matrix,) = [r for r in zx.read_barcodes(image) if r.format == zx.BarcodeFormat.DataMatrix]
+    assert matrix.symbology_identifier == "]d2"  # a rectangular DMRE reads back as ]d8
+    assert matrix.content_type == zx.ContentType.GS1
+    corners = matrix.position
+    width = corners.top_right.x - corners.top_left.x
+    height = corners.bottom_left.y - corners.top_left.y
+    assert abs(width - height) <= width * 0.1
+    # the printer draws the same data, square (^BX: no size, no rectangular aspect)
+    (fmt,) = parse_zpl(render_zpl(data))
+    (dm,) = fmt.field_kind("datamatrix")
+    assert dm.params.split(",")[3:5] == ["0", "0"]
+    assert matrix.bytes.decode("ascii") == datamatrix_element_string(dm.data)
+
+
 def test_pdf_with_gtin_decodes(tmp_path: Path) -> None:
     zx = zxing()
     data = label(gtin="03453120000011", instance="JDIGELAP01", set_code="JDIGELAP")

@@ -184,6 +184,28 @@ def test_purge_removes_old_finished_jobs(tmp_path: Path, printer: ZplPrinterSimu
         queue.get(job.id)
 
 
+def test_worker_purges_old_finished_jobs_at_start_and_daily(
+    tmp_path: Path, printer: ZplPrinterSimulator
+) -> None:
+    day = 86_400.0
+    clock = Clock()
+    queue = _queue(tmp_path, printer, clock, keep_finished=3 * day)
+    old = queue.submit(b"^XA^XZ", label_id="L-1", printer="zebra")
+    queue.process_once()
+    cancelled = queue.cancel(queue.submit(b"^XA^XZ", label_id="L-2", printer="zebra").id)
+    clock.now += 4 * day
+    recent = queue.submit(b"^XA^XZ", label_id="L-3", printer="zebra")
+    queue.process_once()
+    gone = [tmp_path / f"{j.id}.job.json" for j in (old, cancelled)]
+    with queue:
+        assert wait_for(lambda: not any(path.exists() for path in gone))
+        assert queue.get(recent.id).state is JobState.DONE  # three days are not over
+        clock.now += 4 * day
+        queue.wake()
+        assert wait_for(lambda: queue.jobs() == [])
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_worker_thread_prints_and_retries(tmp_path: Path, printer: ZplPrinterSimulator) -> None:
     printer.set_mode(PrinterMode.PAPER_OUT)
     queue = PrintQueue(

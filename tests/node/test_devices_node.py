@@ -3,16 +3,24 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from devices.simulators import SterilizerSimulator, VirtualSerial, WasherSimulator
-from node import NodeServer
+import devices
+from devices.simulators import (
+    SterilizerSimulator,
+    VirtualSerial,
+    WasherSimulator,
+    dac_cycle_text,
+)
+from node import Node, NodeServer
+from node._devices import CycleCapture
 from tests.helpers import submission
-from tests.node.nodes import OPERATOR, new_data_dir
+from tests.node.nodes import OPERATOR, new_data_dir, open_node
 
 
 async def _wait_for(predicate: Any, what: str, timeout: float = 20.0) -> None:
@@ -26,6 +34,92 @@ async def _wait_for(predicate: Any, what: str, timeout: float = 20.0) -> None:
 
 def _events(server: NodeServer, kind: str) -> list[dict[str, Any]]:
     return list(server.node.iter_events(event_type=kind))
+
+
+@pytest.fixture
+async def capture(tmp_path: Path) -> AsyncIterator[CycleCapture]:
+    """A node's cycle capture with no port or folder: records are handed to it directly."""
+    node = await open_node(new_data_dir(tmp_path))
+    cap = CycleCapture(node, {})
+    cap.start()
+    try:
+        yield cap
+    finally:
+        await cap.async_stop()
+        await node.async_close()
+
+
+def _printout(text: str | bytes, machine: str = "AUTO-2") -> devices.CycleRecord:
+    data = text.encode("latin-1") if isinstance(text, str) else text
+    [record] = devices.parse_cycle_bytes(data, machine=machine, fmt="dac")
+    return record
+
+
+def _cycles(node: Node) -> list[tuple[str, str]]:
+    return [(e["cycle_no"], e["result"]) for e in node.iter_events(event_type="steri.cycle")]
+
+
+async def test_cycle_numbers_that_repeat_or_cannot_be_read_lose_no_cycle(
+    capture: CycleCapture,
+) -> None:
+    node = capture.node
+    # a machine that numbers its cycles per day (or was reset): cycle 3 again, failed
+    yesterday = _printout(dac_cycle_text(3, datetime(2026, 11, 27, 7, 0)))
+    today = _printout(dac_cycle_text(3, datetime(2026, 11, 28, 7, 0), fail=True))
+    assert await capture.async_record(yesterday) is not None
+    assert await capture.async_record(today) is not None
+    # two printouts whose CYCLE NO line came through garbled: two cycles, both kept
+    for hour in (9, 10):
+        text = dac_cycle_text(8, datetime(2026, 11, 28, hour, 0))
+        garbled = text.replace("CYCLE NO      : 00008", "CYC\xff NO : 0\x0008")
+        assert await capture.async_record(_printout(garbled)) is not None
+    assert _cycles(node) == [
+        ("00003", "pass"),
+        ("00003", "fail"),
+        ("unknown", "fail"),
+        ("unknown", "fail"),
+    ]
+    # the same printout again, even after a restart, is not a new cycle
+    assert await capture.async_record(today) is None
+    again = CycleCapture(node, {})
+    again.start()
+    try:
+        reprinted = _printout(dac_cycle_text(3, datetime(2026, 11, 28, 7, 0), fail=True))
+        assert await again.async_record(reprinted) is None
+    finally:
+        await again.async_stop()
+    assert len(_cycles(node)) == 4
+
+
+async def test_one_printout_handed_out_twice_at_once_is_recorded_once(
+    capture: CycleCapture,
+) -> None:
+    # two files of one cycle in one poll of a drop folder: both records race to the store
+    record = _printout(dac_cycle_text(77, datetime(2026, 11, 28, 11, 0)))
+    first, second = await asyncio.gather(capture.async_record(record), capture.async_record(record))
+    assert [first is None, second is None].count(True) == 1
+    assert _cycles(capture.node) == [("00077", "pass")]
+
+
+async def test_stray_text_at_start_up_does_not_take_the_open_load(
+    capture: CycleCapture,
+) -> None:
+    node = capture.node
+    loaded = await node.async_record(submission("steri.loaded", machine="AUTO-2"), OPERATOR)
+    # line noise as the tap is plugged in: no cycle start, no cycle number
+    junk = _printout(b"\x00\xfe 134.4 C  3.06 BAR\r\n")
+    kept = await capture.async_record(junk)
+    assert kept is not None
+    assert kept["type"] == "note"
+    assert "134.4 C" in kept["text"]
+    assert [p.read_bytes() for p in capture.unreadable.iterdir()] == [junk.raw.encode()]
+    # the real cycle that follows is the cycle of the open load
+    await capture.async_record(_printout(dac_cycle_text(9, datetime(2026, 11, 28, 10, 0))))
+    view = node.trace.fold.load(loaded["load"])
+    assert view is not None
+    assert view.as_dict()["status"] == "passed"
+    assert view.as_dict()["cycle"]["cycle_no"] == "00009"
+    assert _cycles(node) == [("00009", "pass")]
 
 
 async def test_sterilizer_printout_on_a_pty_becomes_the_cycle_of_its_open_load(
@@ -83,6 +177,7 @@ async def test_washer_drop_folder_files_become_events_once(tmp_path: Path) -> No
     folder.mkdir()
     data.config.write_text(
         f'[[cycle_folder]]\npath = "{folder}"\nmachine = "LD-02"\nkind = "washer"\n'
+        "settle = 0\n"  # the simulator writes each file whole
     )
     import devices._cycles._capture as capture
 

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import socket
+import threading
+import time
 from collections.abc import AsyncIterator
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+import devices
 from devices.simulators import PrinterMode, ZplPrinterSimulator
 from node import make_app
 from node._bundle import Bundle
@@ -17,16 +22,54 @@ from tests.node.nodes import StepClock, new_data_dir, open_node
 from tests.node.test_trace_api import ROLES, Trace, bundle  # noqa: F401 (fixture)
 
 
+class OfficePrinter:
+    """A printer on raw TCP 9100 that is no Zebra: it takes bytes and never answers."""
+
+    def __init__(self) -> None:
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.address = "{}:{}".format(*self.server.getsockname())
+        self.received: list[bytes] = []
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.server.accept()
+            except OSError:
+                return  # closed
+            with conn:
+                job = b""
+                while chunk := conn.recv(65536):
+                    job += chunk
+                self.received.append(job)
+
+    def close(self) -> None:
+        self.server.shutdown(socket.SHUT_RDWR)  # wakes the accept() (close alone does not)
+        self.server.close()
+        self.thread.join(5)
+
+
+@pytest.fixture
+async def office() -> AsyncIterator[OfficePrinter]:
+    printer = OfficePrinter()
+    yield printer
+    printer.close()
+
+
 @pytest.fixture
 async def printed(
     tmp_path: Path,
     aiohttp_client: Any,
     bundle: Bundle,  # noqa: F811
+    office: OfficePrinter,
 ) -> AsyncIterator[tuple[Trace, ZplPrinterSimulator, Printing]]:
     sim = ZplPrinterSimulator().start()
     data = new_data_dir(tmp_path)
     data.config.write_text(
         f'[[printer]]\nname = "zebra-1"\nkind = "tcp"\naddress = "{sim.address}"\n'
+        f'[[printer]]\nname = "laser"\nkind = "tcp"\naddress = "{office.address}"\n'
+        'format = "pdf"\n'
     )
     clock = StepClock(step=1000)
     node = await open_node(data, clock=clock)
@@ -93,6 +136,22 @@ async def test_a_label_goes_to_the_printer_and_a_paper_out_is_shown_then_healed(
     assert len(sim.printed) == 2
 
 
+async def test_a_pdf_label_goes_to_a_tcp_printer_that_is_no_zebra(
+    printed: tuple[Trace, ZplPrinterSimulator, Printing], office: OfficePrinter
+) -> None:
+    trace, _, printing = printed
+    code = trace.instance(trace.kind())
+    load = await trace.make_sterile([code])
+    status, label = await trace.call(
+        "POST", "/api/labels", json={"set": code, "load": load, "printer": "laser"}
+    )
+    assert status == 201, label
+    await _wait(lambda: not printing.status()["jobs"], "the job to be printed")
+    [job] = office.received
+    assert job.startswith(b"%PDF")  # the PDF alone: no ~HS a laser would print as text
+    assert f"Etiquette {label['label_id']}".encode() in job
+
+
 async def test_an_unknown_printer_is_refused_before_anything_is_recorded(
     printed: tuple[Trace, ZplPrinterSimulator, Printing],
 ) -> None:
@@ -131,3 +190,60 @@ async def test_the_label_layout_comes_from_the_cluster_settings(
     )
     zpl = await resp.read()
     assert b"^PW480" in zpl  # 60 mm at 203 dpi
+
+
+async def test_a_sterilizer_clock_far_off_does_not_date_the_label(
+    printed: tuple[Trace, ZplPrinterSimulator, Printing],
+) -> None:
+    trace, _, _ = printed  # the node's clock reads 2026-11-28, 12:11 in Paris
+    machine = "AUTO-1"
+    await trace.record("steri.test", machine=machine, kind="bowie_dick", result="pass")
+    labels = []
+    for n, ended in enumerate(["2027-11-28T07:46:00+01:00", "2026-11-27T23:50:00+01:00"]):
+        code = trace.instance(trace.kind(), n)
+        await trace.receive_wash_pack([code])
+        loaded = await trace.record("steri.loaded", machine=machine, program="P", sets=[code])
+        load = str(loaded["load"])
+        await trace.record(
+            "steri.cycle",
+            machine=machine,
+            load=load,
+            cycle_no=trace.cycle_no(),
+            result="pass",
+            ended=ended,
+        )
+        await trace.record("load.released", "releaser", load=load, decision="released")
+        status, label = await trace.call("POST", "/api/labels", json={"set": code, "load": load})
+        assert status == 201, label
+        labels.append(label)
+    wrong_clock, right_clock = labels
+    # a year ahead: the day the cycle was recorded, not the machine's date
+    assert wrong_clock["sterilized_on"] == "2026-11-28"
+    shelf = timedelta(days=wrong_clock["shelf_life_days"])
+    assert wrong_clock["expires_on"] == (date(2026, 11, 28) + shelf).isoformat()
+    # a cycle that ended before midnight and was recorded the next morning keeps its day
+    assert right_clock["sterilized_on"] == "2026-11-27"
+
+
+async def test_print_jobs_finished_days_ago_are_purged_at_start_up(tmp_path: Path) -> None:
+    data = new_data_dir(tmp_path)
+    folder = data.root / "print-queue"
+    week_ago = time.time() - 8 * 86_400
+    earlier = devices.PrintQueue(
+        folder, {"office": devices.FolderPrinter(tmp_path / "out")}, clock=lambda: week_ago
+    )
+    old = earlier.submit(b"%PDF-1.4", label_id="L-1", printer="office", fmt="pdf")
+    earlier.process_once()
+    today = devices.PrintQueue(folder, {"office": devices.FolderPrinter(tmp_path / "out")})
+    recent = today.submit(b"%PDF-1.4", label_id="L-2", printer="office", fmt="pdf")
+    today.process_once()
+    node = await open_node(data)
+    printing = Printing(node, {})
+    printing.start()
+    try:
+        await _wait(lambda: not (folder / f"{old.id}.job.json").exists(), "the old job purged")
+        assert [j.label_id for j in printing.queue.jobs()] == ["L-2"]
+        assert (folder / f"{recent.id}.job.json").exists()
+    finally:
+        await printing.async_stop()
+        await node.async_close()
