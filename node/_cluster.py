@@ -76,7 +76,7 @@ def members(node: Node) -> list[dict[str, Any]]:
                 "code": entry.get("code"),
                 "name": entry.get("name"),
                 "zone": entry.get("zone"),
-                "state": "revoked" if entry.get("revoked") else "member",
+                "state": "revoked" if node.is_revoked(node_id) else "member",
                 "cert_fingerprint": entry.get("cert_fingerprint"),
                 "joined_at": entry.get("joined_at"),
                 "revoked_at": entry.get("revoked_at"),
@@ -89,8 +89,11 @@ def members(node: Node) -> list[dict[str, Any]]:
 def member_by_cert(node: Node, node_id: str, cert_fp: str) -> dict[str, Any] | None:
     """The member a peer certificate belongs to, if it is one and is not revoked."""
     entry = cm.cluster_get(node.docs[cm.CLUSTER_DOC], "members", node_id)
-    if entry is None or entry.get("revoked") or entry.get("cert_fingerprint") != cert_fp:
+    if entry is None or node.is_revoked(node_id) or entry.get("cert_fingerprint") != cert_fp:
         return None
+    pinned = node.pinned_fingerprint(node_id)
+    if pinned is not None and pinned != cert_fp:
+        return None  # the entry was rewritten with another certificate since we first saw it
     return entry
 
 

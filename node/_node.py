@@ -52,6 +52,12 @@ _LOGGER = logging.getLogger(__name__)
 VERSION = "0.1.0"
 COMPACT_EVERY = 1000
 """Log entries of one document that trigger its compaction into a snapshot."""
+MEMBERS_SEEN = "members_seen"
+"""Store meta: per member node id, the certificate fingerprint first seen and whether it was
+ever seen revoked. Any member may write the cluster document, so a revoked one could write
+itself back, or another member's entry with a certificate it signed (every member holds the
+CA key): what this node once saw stays true here (revocation for good, the first
+certificate pinned)."""
 STAGING = ".creating"
 """Where init, join and restore make a node's files before moving them into place."""
 KEEP_REFERENCES = 3
@@ -260,6 +266,7 @@ class Node:
         self._freeze_at = FREEZE_MIN_EVENTS
         self._lock: IO[bytes] | None = None
         self._store: Store | None = None
+        self.members_seen: dict[str, Any] = {}
         self._writes = LocalWrites(0)  # with this incarnation's client id once open
         self.exclusive = asyncio.Lock()
         """Held from a rule's check to its write applied: a write is seen by the views only
@@ -328,6 +335,10 @@ class Node:
                         self.trace.add_ack(key)
                 self._watch(name, doc)
             self._refresh_views()
+            seen = self.store.get_meta(MEMBERS_SEEN)
+            self.members_seen = dict(seen) if isinstance(seen, dict) else {}
+            noted = self._note_members()
+            self.add_listener(self._on_members_change)
             self.hlc = cm.HybridClock(self.index.own_max)
             self.incarnation = int(self.store.get_meta("incarnation") or 0)
             if not readonly:
@@ -336,6 +347,7 @@ class Node:
                 used = list(self.store.get_meta("client_ids") or [])
                 await self.store.async_put_meta(
                     {"incarnation": self.incarnation, "client_ids": [*used, self.client_id]}
+                    | ({MEMBERS_SEEN: self.members_seen} if noted else {})
                 )
             self.started_at = datetime.now(UTC).isoformat(timespec="seconds")
             self.metrics.bind(self)
@@ -531,6 +543,42 @@ class Node:
                 listener(name, update, origin)
             except Exception:
                 _LOGGER.exception("a change listener failed")
+
+    def is_revoked(self, node_id: str) -> bool:
+        """A member revoked: as the cluster document says, or as this node once saw it."""
+        entry = cm.cluster_get(self.docs[cm.CLUSTER_DOC], "members", node_id)
+        seen = self.members_seen.get(node_id)
+        return bool((entry or {}).get("revoked")) or bool(seen and seen.get("revoked"))
+
+    def pinned_fingerprint(self, node_id: str) -> str | None:
+        """The certificate fingerprint this node first saw for a member."""
+        seen = self.members_seen.get(node_id)
+        found = seen.get("fp") if isinstance(seen, dict) else None
+        return found if isinstance(found, str) else None
+
+    def _note_members(self) -> bool:
+        """Remember each member's first fingerprint and any revocation; True when changed."""
+        changed = False
+        for node_id, entry in cm.cluster_items(self.docs[cm.CLUSTER_DOC], "members").items():
+            seen = self.members_seen.get(node_id)
+            if not isinstance(seen, dict):
+                fp = entry.get("cert_fingerprint")
+                seen = {"fp": fp if isinstance(fp, str) else None, "revoked": False}
+                self.members_seen[node_id] = seen
+                changed = True
+            if entry.get("revoked") and not seen.get("revoked"):
+                self.members_seen[node_id] = {**seen, "revoked": True}
+                changed = True
+        return changed
+
+    def _on_members_change(self, name: str, _update: bytes, _origin: str | None) -> None:
+        if name != cm.CLUSTER_DOC or not self._note_members() or self._store is None:
+            return
+        task = asyncio.get_running_loop().create_task(
+            self.store.async_put_meta({MEMBERS_SEEN: dict(self.members_seen)})
+        )
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     def add_listener(
         self, listener: Callable[[str, bytes, str | None], None]

@@ -194,7 +194,9 @@ class Replication:
         out = []
         for peer in self.manager.peers():
             member = members.get(str(peer.get("node_id") or ""))
-            state = None if member is None else "revoked" if member.get("revoked") else "member"
+            node_id = str(peer.get("node_id") or "")
+            revoked = member is not None and self.node.is_revoked(node_id)
+            state = None if member is None else "revoked" if revoked else "member"
             out.append({**peer, "member": state})
         return out
 
@@ -224,7 +226,7 @@ class Replication:
             _LOGGER.debug("mDNS peer %s is not a known member yet", str(candidate.code)[:8])
             return
         self._strangers.pop(node_id, None)
-        if member.get("revoked") or node_id < self.node.node_id:
+        if self.node.is_revoked(node_id) or node_id < self.node.node_id:
             return  # the smaller node id dials; a single connection per pair
         # one mDNS dialler per member, at its latest address: announcements (forged ones too)
         # naming it at ever new addresses must not pile up diallers that never stop
@@ -270,12 +272,11 @@ class Replication:
     def _is_member(self, node_id: str) -> bool:
         """A member not revoked (asked again as each peer's HELLO arrives)."""
         entry = cm.cluster_get(self.node.docs[cm.CLUSTER_DOC], "members", node_id)
-        return entry is not None and not entry.get("revoked")
+        return entry is not None and not self.node.is_revoked(node_id)
 
     def _drop_revoked(self) -> None:
-        members = cm.cluster_items(self.node.docs[cm.CLUSTER_DOC], "members")
-        for node_id, member in members.items():
-            if member.get("revoked"):
+        for node_id in cm.cluster_items(self.node.docs[cm.CLUSTER_DOC], "members"):
+            if self.node.is_revoked(node_id):
                 self.manager.disconnect(node_id, "revoked")
 
 

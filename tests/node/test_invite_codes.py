@@ -110,3 +110,39 @@ async def test_an_invitation_planted_by_a_member_admits_no_one(tmp_path: Path) -
             await async_accept_join(node, join_request(token, "again"), now_s=NOW + 120)
     finally:
         await node.async_close()
+
+
+async def test_a_revocation_and_a_first_certificate_hold_whatever_a_member_writes_later(
+    tmp_path: Path,
+) -> None:
+    """A revoked member could write itself back (it holds the cluster document), or write
+    another member's entry with a certificate it signed: what this node saw stays."""
+    from node._cluster import async_revoke, member_by_cert, members
+
+    data = new_data_dir(tmp_path)
+    node = await open_node(data)
+    entries = {
+        "b" * 32: {"name": "Poste B", "code": "B", "zone": "propre", "cert_fingerprint": "1" * 64},
+        "c" * 32: {"name": "Poste C", "code": "C", "zone": "propre", "cert_fingerprint": "2" * 64},
+    }
+    try:
+        for node_id, entry in entries.items():
+            await node.commit_cluster(
+                lambda d, n=node_id, e=entry: cm.cluster_put(d, "members", n, e)
+            )
+        await async_revoke(node, "B", "admin")
+        back = {**entries["b" * 32], "revoked": False}
+        swapped = {**entries["c" * 32], "cert_fingerprint": "3" * 64}
+        await node.commit_cluster(lambda d: cm.cluster_put(d, "members", "b" * 32, back))
+        await node.commit_cluster(lambda d: cm.cluster_put(d, "members", "c" * 32, swapped))
+        for _ in range(2):  # and after a restart
+            assert member_by_cert(node, "b" * 32, "1" * 64) is None
+            assert member_by_cert(node, "c" * 32, "3" * 64) is None
+            assert [m["state"] for m in members(node) if m["code"] in ("B", "C")] == [
+                "revoked",
+                "member",
+            ]
+            await node.async_close()
+            node = await open_node(data)
+    finally:
+        await node.async_close()
