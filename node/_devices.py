@@ -49,6 +49,8 @@ SEEN_DAYS = 7
 SEEN_MAX = 20_000
 """At most this many printouts remembered (a bound whatever the machines send)."""
 _DAY_MS = 86_400_000
+FOLDER_WAIT_S = 60.0
+"""A drop folder's record must be stored within this, or its file is kept for the next poll."""
 SETTLE_S = 120
 """Default seconds a dropped file must stay unchanged: loggers write rows during the cycle."""
 STRAY = "ni début ni numéro de cycle : ce texte n'est le cycle d'aucune charge"
@@ -107,7 +109,7 @@ class CycleCapture:
             watcher = devices.DropFolderWatcher(
                 str(entry["path"]),
                 machine=entry.get("machine"),
-                on_record=self._from_thread,
+                on_record=self._from_folder,
                 fmt=entry.get("format"),
                 tz=tz,
                 kind=kind,
@@ -149,6 +151,14 @@ class CycleCapture:
             _LOGGER.error("cycle record of %s arrived while the node is stopped", record.machine)
             return
         loop.call_soon_threadsafe(self._schedule, record)
+
+    def _from_folder(self, record: devices.CycleRecord) -> None:
+        """A drop folder's record, recorded durably before the watcher moves its file away
+        (raises otherwise: the file stays, and is read again at the next poll)."""
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            raise RuntimeError("the node is stopped: the file is kept for later")
+        asyncio.run_coroutine_threadsafe(self.async_record(record), loop).result(FOLDER_WAIT_S)
 
     def _schedule(self, record: devices.CycleRecord) -> None:
         task = asyncio.get_running_loop().create_task(self.async_record(record))

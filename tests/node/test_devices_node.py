@@ -20,7 +20,7 @@ from devices.simulators import (
 from node import Node, NodeServer
 from node._devices import CycleCapture
 from tests.helpers import submission
-from tests.node.nodes import OPERATOR, new_data_dir, open_node
+from tests.node.nodes import OPERATOR, hold_store_writes, new_data_dir, open_node
 
 
 async def _wait_for(predicate: Any, what: str, timeout: float = 20.0) -> None:
@@ -204,6 +204,39 @@ async def test_washer_drop_folder_files_become_events_once(tmp_path: Path) -> No
         assert int(cycles[0]["cycle_no"]) == 42
     finally:
         capture.POLL_INTERVAL = old
+        await server.async_stop()
+
+
+async def test_a_dropped_file_leaves_the_folder_only_once_its_cycle_is_stored(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A crash between the move and the write would lose the cycle: the file waits."""
+    import devices._cycles._capture as capture
+    import node._devices as node_devices
+
+    data = new_data_dir(tmp_path)
+    folder = tmp_path / "lavage"
+    folder.mkdir()
+    data.config.write_text(
+        f'[[cycle_folder]]\npath = "{folder}"\nmachine = "LD-02"\nkind = "washer"\nsettle = 0\n'
+    )
+    monkeypatch.setattr(capture, "POLL_INTERVAL", 0.05)
+    monkeypatch.setattr(node_devices, "FOLDER_WAIT_S", 0.3)
+    server = NodeServer(data, listen=("127.0.0.1", 0))
+    await server.async_start()
+    try:
+        entered, release = hold_store_writes(server.node)  # the disk stalls
+        WasherSimulator(folder, machine="LD-02").drop_cycle(43, datetime(2026, 11, 28, 8, 0))
+        await asyncio.wait_for(entered.wait(), 10)
+        await asyncio.sleep(1.0)  # several polls and waits go by
+        assert [p.name for p in folder.iterdir() if p.is_file()]  # still there
+        assert not _events(server, "wash.cycle")
+        release.set()
+        await _wait_for(
+            lambda: not [p for p in folder.iterdir() if p.is_file()], "the file to be moved"
+        )
+        assert [int(c["cycle_no"]) for c in _events(server, "wash.cycle")] == [43]
+    finally:
         await server.async_stop()
 
 
