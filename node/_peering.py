@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import ssl
 import time
@@ -71,9 +72,18 @@ async def join_ca(request: web.Request) -> web.Response:
     return web.Response(body=pki.ca_cert.read_bytes(), content_type="application/x-pem-file")
 
 
+JOIN_BODY_S = 10.0
+"""A join request's body must arrive within this (anyone may connect: a body trickled a
+byte at a time would hold the connection for ever)."""
+
+
 async def join(request: web.Request) -> web.Response:
     """Admit a node with a valid one-time invitation."""
-    body = await read_json(request)
+    try:
+        async with asyncio.timeout(JOIN_BODY_S):
+            body = await read_json(request)
+    except TimeoutError:
+        raise ApiError(408, "the join request did not arrive in time") from None
     if not isinstance(body, dict):
         raise ApiError(422, "send a JSON object")
     try:

@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import resource
 import signal
 from typing import Any
 
@@ -58,14 +57,6 @@ class SyncSite(web.TCPSite):
         )
 
 
-def raise_open_files_limit() -> None:
-    """Let the node hold as many open files as the system allows (peers, clients, LMDB)."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < hard:
-        with contextlib.suppress(ValueError, OSError):
-            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-
-
 class NodeServer:
     """A node with its HTTP site and control socket, started and stopped together."""
 
@@ -95,7 +86,6 @@ class NodeServer:
 
     async def async_start(self) -> None:
         """Open the node and start serving."""
-        raise_open_files_limit()
         await self.node.async_open()
         try:
             config = self.data.read_config()

@@ -4,6 +4,7 @@ finish its TLS handshake and send its request in time, or it is closed."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ssl
 import time
 from collections.abc import AsyncIterator
@@ -73,3 +74,42 @@ async def test_a_client_that_sends_no_request_is_closed(listener: int) -> None:
     writer.write(b"GET /join/ca HTTP/1.1\r\nHost: x\r\n\r\n")  # a client that asks is served
     assert b"200 OK" in await asyncio.wait_for(reader.readline(), 5)
     writer.close()
+
+
+async def test_a_join_body_trickled_byte_by_byte_is_cut_off(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import node._peering as peering
+    from node._peering import make_sync_app, server_ssl
+    from node._replication import Replication
+    from tests.node.nodes import new_data_dir, open_node
+
+    monkeypatch.setattr(peering, "JOIN_BODY_S", IDLE)
+    node = await open_node(new_data_dir(tmp_path))
+    replication = Replication(node, static_peers=[], mdns=False, mdns_interfaces=None, sync_port=0)
+    runner = web.AppRunner(make_sync_app(node, replication), keepalive_timeout=IDLE)
+    await runner.setup()
+    site = SyncSite(runner, "127.0.0.1", 0, ssl_context=server_ssl(node))
+    await site.start()
+    client = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    client.check_hostname = False
+    client.verify_mode = ssl.CERT_NONE
+    try:
+        reader, writer = await asyncio.open_connection(
+            "127.0.0.1", runner.addresses[0][1], ssl=client
+        )
+        writer.write(b"POST /join HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n{")
+        answer = asyncio.ensure_future(reader.readline())
+        for _ in range(40):  # a byte every tenth of a second: 4 s for the body
+            if answer.done():
+                break
+            writer.write(b" ")
+            await asyncio.sleep(0.1)
+        assert answer.done()  # answered long before the body could end
+        assert b"408" in answer.result()
+        writer.close()
+        with contextlib.suppress(ConnectionError, ssl.SSLError):
+            await writer.wait_closed()
+    finally:
+        await runner.cleanup()
+        await node.async_close()
