@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import json
 import logging
 import multiprocessing
 import secrets
@@ -36,7 +37,7 @@ from ._auth import (
     token_hash,
 )
 from ._index import EventIndex
-from ._layout import DataDir, DataDirError, fsync_folder
+from ._layout import DataDir, DataDirError, fsync_folder, write_private
 from ._metrics import Metrics
 from ._pki import NodePki, create_ca, fingerprint, load_cert, make_csr, new_key, sign_node
 from ._store import Store, StoreDamagedError, StoreError
@@ -59,6 +60,7 @@ itself back, or another member's entry with a certificate it signed (every membe
 CA key): what this node once saw stays true here (revocation for good, the first
 certificate pinned)."""
 STAGING = ".creating"
+MOVING = "moving.json"
 """Where init, join and restore make a node's files before moving them into place."""
 KEEP_REFERENCES = 3
 """Reference exports kept; older ones are retired."""
@@ -155,6 +157,7 @@ def creating_store(data: DataDir, *, name: str, zone: str) -> Iterator[tuple[Sto
     staged = DataDir(data.root / STAGING)
     if staged.root.exists():
         staged.acquire().close()  # NodeRunningError while another creation is under way
+        _undo_cut_move(staged, data)
         shutil.rmtree(staged.root)  # what a creation cut off left
     staged.root.mkdir(mode=0o700)
     try:
@@ -178,16 +181,41 @@ def creating_store(data: DataDir, *, name: str, zone: str) -> Iterator[tuple[Sto
 
 
 def _move_into_place(staged: DataDir, data: DataDir) -> None:
-    """The staged files into `data` (which may hold a node.toml written beforehand)."""
+    """The staged files into `data` (which may hold a node.toml written beforehand).
+
+    The names moved are written first (MOVING): a move cut off before the store (the last)
+    is undone by the next attempt, which removes them from `data` (_undo_cut_move)."""
     if not data.config.exists() and not staged.config.exists():
         staged.write_config()
-    items = [p for p in staged.root.iterdir() if p != staged.lock]
-    for item in sorted(items, key=lambda p: p.name == "store"):  # the store last
-        target = data.root / item.name
-        if target.exists():
+    if staged.config.exists():
+        write_private(staged.config, staged.config.read_bytes())  # durable before it moves
+    items = sorted(
+        (p for p in staged.root.iterdir() if p.name not in (staged.lock.name, MOVING)),
+        key=lambda p: p.name == "store",  # the store last: a node is there once it is
+    )
+    for item in items:
+        if (data.root / item.name).exists():
             raise DataDirError(f"{data.root} holds {item.name} already: give an empty folder")
-        item.rename(target)
+    write_private(staged.root / MOVING, json.dumps([p.name for p in items]).encode())
+    for item in items:
+        item.rename(data.root / item.name)
     fsync_folder(data.root)  # the moves themselves survive a power cut
+
+
+def _undo_cut_move(staged: DataDir, data: DataDir) -> None:
+    """Remove from `data` what a move cut off before its store had moved there."""
+    try:
+        names = json.loads((staged.root / MOVING).read_bytes())
+    except (OSError, ValueError):
+        return  # the move never began
+    for name in names if isinstance(names, list) else ():
+        target = data.root / str(name)
+        if name == "store" or target.parent != data.root:
+            continue
+        if target.is_dir():
+            shutil.rmtree(target)
+        else:
+            target.unlink(missing_ok=True)
 
 
 def init_node(data: DataDir, *, name: str, zone: str, now_ms: int | None = None) -> dict[str, Any]:

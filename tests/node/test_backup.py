@@ -492,3 +492,38 @@ def test_a_restore_cut_off_midway_leaves_nothing_in_the_way(
     assert sorted(p.name for p in target.iterdir()) == ["node.toml", "pki", "store"]
     code, _, err = invoke("status", "--data", str(target))
     assert code == 0, err
+
+
+_CUT_IN_THE_MOVE = """
+import os, pathlib, signal, sys
+from node import _cli
+
+rename = pathlib.Path.rename
+
+def cut(self, target):
+    if self.name == "store":  # keys and node.toml are in place already
+        os.kill(os.getpid(), signal.SIGKILL)
+    return rename(self, target)
+
+pathlib.Path.rename = cut
+sys.argv = ["sterimesh", *sys.argv[1:]]
+_cli.cli()
+"""
+
+
+def test_an_init_cut_off_while_moving_into_place_is_undone_by_the_next(tmp_path: Path) -> None:
+    target = tmp_path / "node"
+    args = ["init", "--new-cluster", "--data", str(target), "--name", "Poste A", "--zone", "sale"]
+    cut = subprocess.run(
+        [sys.executable, "-c", _CUT_IN_THE_MOVE, *args],
+        capture_output=True,
+        check=False,
+        timeout=120,
+    )
+    assert cut.returncode == -signal.SIGKILL
+    assert sorted(p.name for p in target.iterdir()) == [".creating", "node.toml", "pki"]
+    code, _, err = invoke(*args)
+    assert code == 0, err
+    assert sorted(p.name for p in target.iterdir()) == ["node.toml", "pki", "store"]
+    code, _, err = invoke("status", "--data", str(target))
+    assert code == 0, err
