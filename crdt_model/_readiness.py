@@ -46,7 +46,7 @@ PROBLEMS: dict[str, str] = {
     "no_shelf_life": "no shelf life known for {set}: import the reference data first",
     "label_not_printable": (
         "no label can be printed for set {set}: its code or names hold characters a label"
-        " cannot carry (the barcode takes printable ASCII)"
+        " cannot carry, or too many (the barcode takes printable ASCII, within the label)"
     ),
     "label_id_taken": "label id {label} is taken, or in another node's numbering",
     "set_expired": "set {set} expired on {expires_on}",

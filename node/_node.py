@@ -821,7 +821,12 @@ class Node:
         local_day = datetime.fromtimestamp(self._clock() / 1000, self.timezone).date()
         label_id = self.trace.next_label_id(local_day)
         try:  # what is recorded must print: a code a barcode cannot carry is refused first
-            self._label(set_code, load, data["lot"], data["expires_on"], label_id, reprint=False)
+            devices.plan_label(
+                self._label(
+                    set_code, load, data["lot"], data["expires_on"], label_id, reprint=True
+                ),
+                self.label_layout(),
+            )
         except devices.LabelError:
             raise RuleError(cm.Problem("label_not_printable", set=set_code)) from None
         submission: dict[str, Any] = {

@@ -589,13 +589,14 @@ async def test_a_label_only_for_a_set_of_a_released_load(trace: Trace) -> None:
     assert t.count == before + 2
 
 
+@pytest.mark.parametrize("suffix", ["Œ1", "1" * 40])  # not ASCII; too wide for Code 128
 async def test_a_label_that_could_not_be_printed_is_refused_before_it_is_recorded(
-    trace: Trace,
+    trace: Trace, suffix: str
 ) -> None:
-    """A barcode carries printable ASCII: recording a label first would leave a label.printed
-    nobody can print, and make the next try a "reprint"."""
+    """A barcode carries printable ASCII, within the label's width: recording a label first
+    would leave a label.printed nobody can print, and make the next try a "reprint"."""
     t = trace
-    code = f"{t.kind()}#Œ1"  # an instance the reference does not list, of a known type
+    code = f"{t.kind()}#{suffix}"  # an instance the reference does not list, of a known type
     steps: list[dict[str, Any]] = [
         {"type": "set.received", "set": code},
         {"type": "wash.loaded", "machine": "LAV-1", "program": "P", "sets": [code]},
