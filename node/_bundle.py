@@ -135,7 +135,6 @@ _TS_DMY = re.compile(
     re.ASCII,
 )
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
-_INVISIBLE = re.compile("[\u00ad\u200b-\u200f\u202a-\u202e\u2060-\u2064\ufeff]")
 _EXPORT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}", re.ASCII)
 _SHA256 = re.compile(r"[0-9a-fA-F]{64}", re.ASCII)
 _ZONES = {"sale": "sale", "propre": "propre", "sterile": "sterile"}
@@ -152,10 +151,20 @@ def _code(value: str) -> str:
         raise _Bad("longer than 100 characters", value)
     if _CONTROL.search(value):
         raise _Bad("holds a control character", value)
-    invisible = _INVISIBLE.search(value)
-    if invisible:  # a second code that looks the same as the first
-        raise _Bad(f"holds an invisible character (U+{ord(invisible.group()):04X})", value)
+    invisible = next((c for c in value if _invisible(c)), None)
+    if invisible is not None:  # a second code that looks the same as the first
+        raise _Bad(f"holds an invisible character (U+{ord(invisible):04X})", value)
     return value
+
+
+def _invisible(char: str) -> bool:
+    """A format character (zero-width, BOM, bidi controls, tags) or a variation selector."""
+    code = ord(char)
+    return (
+        unicodedata.category(char) == "Cf"
+        or 0xFE00 <= code <= 0xFE0F
+        or 0xE0100 <= code <= 0xE01EF
+    )
 
 
 def _whole(minimum: int, maximum: int) -> Callable[[str], int]:

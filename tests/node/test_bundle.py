@@ -386,15 +386,18 @@ def test_refuses_a_utf8_file_with_a_windows_1252_byte(tmp_path: Path) -> None:
     assert err.reason == "byte 0xe9 is not UTF-8, and the lines before are"
 
 
-def test_refuses_a_code_with_an_invisible_character(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "hidden", ["\ufeff", "\u200b", "\u2066", "\u061c", "\u180e", "\ufe0f", "\U000e0041"]
+)
+def test_refuses_a_code_with_an_invisible_character(tmp_path: Path, hidden: str) -> None:
     err = refused(
         build(
             tmp_path / "b",
-            tables=added("set_types.csv", ["\ufeffJDIGLAPA", "Autre", "", "", "", "", "30"]),
+            tables=added("set_types.csv", [f"{hidden}JDIGLAPA", "Autre", "", "", "", "", "30"]),
         )
     )
     assert err.file == "set_types.csv"
-    assert "invisible character (U+FEFF)" in err.reason
+    assert f"invisible character (U+{ord(hidden):04X})" in err.reason
 
 
 def test_refuses_a_manifest_key_given_twice(tmp_path: Path) -> None:
