@@ -121,10 +121,12 @@ class PrintQueue:
                             f"label {sanitize(label_id, 40)} already has job {job.id}"
                             f" ({job.state}): ask for a reprint"
                         )
-            self._seq += 1
             now = self._clock()
+            # never an id used before, even once every job is purged and the node restarts:
+            # an old id held by an integration must not retry or cancel another job
+            self._seq = max(self._seq + 1, int(now * 1000))
             job = PrintJob(
-                id=f"{self._seq:010d}",
+                id=f"{self._seq:013d}",
                 label_id=label_id,
                 printer=printer,
                 format=fmt,

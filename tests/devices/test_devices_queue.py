@@ -206,6 +206,21 @@ def test_worker_purges_old_finished_jobs_at_start_and_daily(
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_job_id_is_never_given_twice_even_after_every_job_was_purged(
+    tmp_path: Path, printer: ZplPrinterSimulator
+) -> None:
+    clock = Clock()
+    queue = _queue(tmp_path, printer, clock)
+    first = queue.submit(b"^XA^XZ", label_id="L-1", printer="zebra")
+    queue.process_once()
+    clock.now += 10 * 86_400.0
+    assert queue.purge(clock.now) == 1  # nothing left in the folder
+    again = _queue(tmp_path, printer, clock)  # the node restarts
+    later = again.submit(b"^XA^XZ", label_id="L-2", printer="zebra")
+    assert later.id != first.id
+    assert later.id > first.id
+
+
 def test_worker_thread_prints_and_retries(tmp_path: Path, printer: ZplPrinterSimulator) -> None:
     printer.set_mode(PrinterMode.PAPER_OUT)
     queue = PrintQueue(
