@@ -161,9 +161,7 @@ def _invisible(char: str) -> bool:
     """A format character (zero-width, BOM, bidi controls, tags) or a variation selector."""
     code = ord(char)
     return (
-        unicodedata.category(char) == "Cf"
-        or 0xFE00 <= code <= 0xFE0F
-        or 0xE0100 <= code <= 0xE01EF
+        unicodedata.category(char) == "Cf" or 0xFE00 <= code <= 0xFE0F or 0xE0100 <= code <= 0xE01EF
     )
 
 
