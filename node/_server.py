@@ -34,6 +34,9 @@ def parse_hostport(value: str, *, default_port: int) -> tuple[str, int]:
     return host, int(port)
 
 
+HTTP_IDLE_S = 75.0
+"""An idle keep-alive connection to the API and pages is closed after this (aiohttp would keep
+it an hour); a browser simply opens another."""
 SYNC_IDLE_S = 10.0
 """On the sync listener, anyone may connect (a joining PC has no certificate yet): a TLS
 handshake and each request must come within this, or the connection is closed."""
@@ -102,7 +105,7 @@ class NodeServer:
                     mdns_interfaces=self.mdns_interfaces,
                     sync_port=self.sync_listen[1],
                 )
-            runner = await self._runner(self._app(control=False))
+            runner = await self._runner(self._app(control=False), keepalive_timeout=HTTP_IDLE_S)
             await web.TCPSite(runner, self.listen[0], self.listen[1]).start()
             if self.sync_listen is not None and self.replication is not None:
                 sync_runner = await self._runner(
