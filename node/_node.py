@@ -60,8 +60,9 @@ itself back, or another member's entry with a certificate it signed (every membe
 CA key): what this node once saw stays true here (revocation for good, the first
 certificate pinned)."""
 STAGING = ".creating"
-MOVING = "moving.json"
 """Where init, join and restore make a node's files before moving them into place."""
+MOVING = "moving.json"
+"""In STAGING: the names being moved into place (what the next attempt undoes if cut)."""
 KEEP_REFERENCES = 3
 """Reference exports kept; older ones are retired."""
 DEFAULT_TIMEZONE = "Europe/Paris"
@@ -138,8 +139,8 @@ def creating_store(data: DataDir, *, name: str, zone: str) -> Iterator[tuple[Sto
 
     They are made in a staging folder inside `data` (STAGING: the same disk, whatever is
     mounted where) and moved into place once whole, the store last: a creation cut off (a
-    crash, a power cut, an error) leaves `data` as it was but for that folder, which the
-    next attempt removes.
+    crash, a power cut, an error) leaves no node in `data`, and the next attempt removes
+    what it left (that folder, and what it had moved already).
     """
     if zone not in cm.ZONES:
         raise DataDirError(f"unknown zone {zone[:20]!r}: choose one of {', '.join(cm.ZONES)}")
