@@ -42,22 +42,92 @@ SYNC_IDLE_S = 10.0
 handshake and each request must come within this, or the connection is closed."""
 
 
+SYNC_PER_ADDRESS = 32
+"""Connections one address may hold open on the sync listener (a peer needs one or two)."""
+SYNC_TOTAL = 512
+"""Connections the sync listener holds open in all."""
+
+
 class SyncSite(web.TCPSite):
     """The sync listener's site: TLS handshakes bounded by SYNC_IDLE_S (asyncio's default
-    is 60 s: idle connections that never finish one would hold file descriptors)."""
+    is 60 s: idle connections that never finish one would hold file descriptors), and at
+    most SYNC_PER_ADDRESS connections from one address, SYNC_TOTAL in all (more are closed
+    as they are made)."""
 
     async def start(self) -> None:
-        """Listen (as TCPSite does, with the handshake bounded)."""
+        """Listen (as TCPSite does, with the handshake bounded and connections counted)."""
         await web.BaseSite.start(self)
-        assert self._runner.server is not None
+        server = self._runner.server
+        assert server is not None
+        gate = _Gate(SYNC_PER_ADDRESS, SYNC_TOTAL)
         self._server = await asyncio.get_running_loop().create_server(
-            self._runner.server,
+            lambda: _Gated(server(), gate),
             self._host,
             self._port,
             ssl=self._ssl_context,
             backlog=self._backlog,
             ssl_handshake_timeout=SYNC_IDLE_S,
         )
+
+
+class _Gate:
+    """Open connections per address and in all."""
+
+    def __init__(self, per_address: int, total: int) -> None:
+        self.per_address, self.total = per_address, total
+        self.open: dict[str, int] = {}
+
+    def admit(self, address: str) -> bool:
+        if self.open.get(address, 0) >= self.per_address or sum(self.open.values()) >= self.total:
+            return False
+        self.open[address] = self.open.get(address, 0) + 1
+        return True
+
+    def release(self, address: str) -> None:
+        left = self.open.get(address, 1) - 1
+        if left > 0:
+            self.open[address] = left
+        else:
+            self.open.pop(address, None)
+
+
+class _Gated(asyncio.Protocol):
+    """aiohttp's protocol for one connection, behind the gate (everything else passed on)."""
+
+    def __init__(self, inner: asyncio.Protocol, gate: _Gate) -> None:
+        self._inner, self._gate = inner, gate
+        self._address: str | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        peer = transport.get_extra_info("peername")
+        address = str(peer[0]) if isinstance(peer, tuple) and peer else "?"
+        if not self._gate.admit(address):
+            _LOGGER.warning("sync listener: too many connections from %s, one closed", address)
+            if isinstance(transport, asyncio.Transport):
+                transport.abort()
+            else:
+                transport.close()
+            return
+        self._address = address
+        self._inner.connection_made(transport)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._address is not None:
+            self._gate.release(self._address)
+            self._address = None
+            self._inner.connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        self._inner.data_received(data)
+
+    def eof_received(self) -> bool | None:
+        return self._inner.eof_received()
+
+    def pause_writing(self) -> None:
+        self._inner.pause_writing()
+
+    def resume_writing(self) -> None:
+        self._inner.resume_writing()
 
 
 class NodeServer:

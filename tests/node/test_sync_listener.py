@@ -20,9 +20,8 @@ from node._server import SyncSite
 IDLE = 0.5
 
 
-@pytest.fixture
-async def listener(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[int]:
-    monkeypatch.setattr(server_module, "SYNC_IDLE_S", IDLE)
+async def _serve(tmp_path: Path, idle: float) -> web.AppRunner:
+    """A sync site with a certificate of a fresh cluster CA, answering /join/ca."""
     ca_key, ca_cert = create_ca("c" * 32)
     key, key_pem = new_key()
     (tmp_path / "cert.pem").write_bytes(
@@ -37,10 +36,16 @@ async def listener(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIter
 
     app = web.Application()
     app.router.add_get("/join/ca", join_ca)
-    runner = web.AppRunner(app, keepalive_timeout=IDLE)
+    runner = web.AppRunner(app, keepalive_timeout=idle)
     await runner.setup()
-    site = SyncSite(runner, "127.0.0.1", 0, ssl_context=tls)
-    await site.start()
+    await SyncSite(runner, "127.0.0.1", 0, ssl_context=tls).start()
+    return runner
+
+
+@pytest.fixture
+async def listener(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[int]:
+    monkeypatch.setattr(server_module, "SYNC_IDLE_S", IDLE)
+    runner = await _serve(tmp_path, IDLE)
     try:
         yield runner.addresses[0][1]
     finally:
@@ -113,3 +118,35 @@ async def test_a_join_body_trickled_byte_by_byte_is_cut_off(
     finally:
         await runner.cleanup()
         await node.async_close()
+
+
+async def test_one_address_holds_a_bounded_number_of_connections(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Beyond the limit a connection is closed as it is made; the others, and the
+    connections freed later, are served."""
+    monkeypatch.setattr(server_module, "SYNC_PER_ADDRESS", 3)
+    runner = await _serve(tmp_path, 60.0)
+    port = runner.addresses[0][1]
+    client = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    client.check_hostname = False
+    client.verify_mode = ssl.CERT_NONE
+    ask = b"GET /join/ca HTTP/1.1\r\nHost: x\r\n\r\n"
+    try:
+        opened = [await asyncio.open_connection("127.0.0.1", port, ssl=client) for _ in range(3)]
+        reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=client)
+        writer.write(ask)
+        assert await asyncio.wait_for(reader.read(), 5) == b""  # closed, nothing served
+        writer.close()
+        first_reader, first_writer = opened[0]
+        first_writer.write(ask)  # those within the limit are served
+        assert b"200 OK" in await asyncio.wait_for(first_reader.readline(), 5)
+        for _, w in opened:
+            w.close()
+        await asyncio.sleep(0.2)  # the server sees them go
+        reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=client)
+        writer.write(ask)
+        assert b"200 OK" in await asyncio.wait_for(reader.readline(), 5)
+        writer.close()
+    finally:
+        await runner.cleanup()
