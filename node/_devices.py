@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import re
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -53,6 +54,8 @@ FOLDER_WAIT_S = 60.0
 """A drop folder's record must be stored within this, or its file is kept for the next poll."""
 SETTLE_S = 120
 """Default seconds a dropped file must stay unchanged: loggers write rows during the cycle."""
+_KEPT_NAME = re.compile(r"unreadable/\d+-([0-9a-f]{64})\.txt")
+"""The name of a printout kept raw, as its note says it: its digest."""
 STRAY = "ni début ni numéro de cycle : ce texte n'est le cycle d'aucune charge"
 
 
@@ -80,6 +83,10 @@ class CycleCapture:
         for event in self.node.iter_events(after=since):
             if event["type"] in CYCLE_TYPES and isinstance(event.get("raw"), str):
                 self._seen[self._key(event)] = int(event["hlc"][:13])
+            elif event["type"] == "note" and str(event.get("user", "")).startswith("device:"):
+                kept = _KEPT_NAME.search(str(event.get("text", "")))
+                if kept is not None:  # a printout kept raw (unreadable, or stray text)
+                    self._seen[kept.group(1)] = int(event["hlc"][:13])
         self._forget(self.node._clock())
         tz = self.node.timezone
         for entry in self._config.get("cycle_tap", []):
@@ -182,29 +189,34 @@ class CycleCapture:
         self._seen[key] = now
         self._forget(now)
         try:
-            return await self._record(record, body)
+            return await self._record(record, body, key)
         except BaseException:
             self._seen.pop(key, None)  # not recorded: a new delivery may try again
             raise
 
-    async def _record(self, record: devices.CycleRecord, body: dict[str, Any]) -> dict[str, Any]:
+    async def _record(
+        self, record: devices.CycleRecord, body: dict[str, Any], key: str
+    ) -> dict[str, Any]:
         who = Principal(name=f"device:{str(record.machine)[:40]}", role="operator")
         if not record.identified:
-            return await self._keep_unreadable(record, STRAY, who, title="Texte hors cycle")
+            return await self._keep_unreadable(record, STRAY, who, key, title="Texte hors cycle")
         try:
             return await self.node.async_record(body, who)
         except cm.EventError as err:
-            return await self._keep_unreadable(record, str(err), who)
+            return await self._keep_unreadable(record, str(err), who, key)
 
     async def _keep_unreadable(
         self,
         record: devices.CycleRecord,
         reason: str,
         who: Principal,
+        key: str,
         title: str = "Enregistrement de cycle illisible",
     ) -> dict[str, Any]:
         self.unreadable.mkdir(parents=True, exist_ok=True)
-        path = self.unreadable / f"{int(time.time() * 1000)}-{abs(hash(record.raw)) % 10**8}.txt"
+        # the file is named by the printout's digest: the note says it, and a restart reads it
+        # back from the note (the same text delivered again is not kept twice)
+        path = self.unreadable / f"{int(time.time() * 1000)}-{key}.txt"
         path.write_text(record.raw, encoding="utf-8")
         _LOGGER.warning("unreadable cycle record of %s kept in %s", str(record.machine)[:40], path)
         text = (

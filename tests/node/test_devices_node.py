@@ -120,6 +120,15 @@ async def test_stray_text_at_start_up_does_not_take_the_open_load(
     assert view.as_dict()["status"] == "passed"
     assert view.as_dict()["cycle"]["cycle_no"] == "00009"
     assert _cycles(node) == [("00009", "pass")]
+    # the capture restarts and the same stray text comes again: kept once
+    await capture.async_stop()
+    again = CycleCapture(node, {})
+    again.start()
+    try:
+        assert await again.async_record(_printout(b"\x00\xfe 134.4 C  3.06 BAR\r\n")) is None
+    finally:
+        await again.async_stop()
+    assert len(list(node.iter_events(event_type="note"))) == 1
 
 
 async def test_sterilizer_printout_on_a_pty_becomes_the_cycle_of_its_open_load(
