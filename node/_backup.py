@@ -36,7 +36,7 @@ import crdt_model as cm
 
 from ._cluster import next_code
 from ._layout import DataDir, write_private
-from ._node import STAGING, VERSION, Node, NodeError, creating_store, found_cluster
+from ._node import VERSION, Node, NodeError, creating_store, cut_move_leftovers, found_cluster
 from ._user_records import user_records
 
 _LOGGER = logging.getLogger(__name__)
@@ -294,7 +294,8 @@ def restore(
     source = checked.manifest["node"]
     name = name or str(source.get("name") or "Poste restauré")
     zone = zone or str(source.get("zone") or "office")
-    if data.root.is_dir() and any(p.name != STAGING for p in data.root.iterdir()):
+    left = cut_move_leftovers(data)  # what a creation cut off left: removed before it begins
+    if data.root.is_dir() and any(p.name not in left for p in data.root.iterdir()):
         raise BackupError(f"{data.root} is not empty: restore into a new folder")
     if data.root.exists() and not data.root.is_dir():
         raise BackupError(f"{data.root} is a file: restore into a new folder")

@@ -158,11 +158,22 @@ def _code(value: str) -> str:
 
 
 def _invisible(char: str) -> bool:
-    """A format character (zero-width, BOM, bidi controls, tags) or a variation selector."""
+    """A character that shows nothing: a format character, a line or paragraph separator,
+    or one of Unicode's default-ignorable code points (variation selectors, fillers)."""
     code = ord(char)
-    return (
-        unicodedata.category(char) == "Cf" or 0xFE00 <= code <= 0xFE0F or 0xE0100 <= code <= 0xE01EF
+    return unicodedata.category(char) in ("Cf", "Zl", "Zp") or any(
+        low <= code <= high for low, high in _IGNORABLE
     )
+
+
+_IGNORABLE = (
+    (0x00AD, 0x00AD), (0x034F, 0x034F), (0x061C, 0x061C), (0x115F, 0x1160),
+    (0x17B4, 0x17B5), (0x180B, 0x180F), (0x200B, 0x200F), (0x202A, 0x202E),
+    (0x2060, 0x206F), (0x3164, 0x3164), (0xFE00, 0xFE0F), (0xFEFF, 0xFEFF),
+    (0xFFA0, 0xFFA0), (0xFFF0, 0xFFF8), (0x1BCA0, 0x1BCA3), (0x1D173, 0x1D17A),
+    (0xE0000, 0xE0FFF),
+)  # fmt: skip
+"""Unicode's Default_Ignorable_Code_Point ranges (DerivedCoreProperties.txt)."""
 
 
 def _whole(minimum: int, maximum: int) -> Callable[[str], int]:

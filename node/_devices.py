@@ -73,6 +73,8 @@ class CycleCapture:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._seen: dict[str, int] = {}  # digest -> when recorded (ms), oldest first
+        self._storing: dict[str, asyncio.Future[bool]] = {}
+        """Digest -> whether its write, under way, ended stored."""
         self._config = config
         self.unreadable = node.data.root / "devices" / "unreadable"
 
@@ -179,6 +181,11 @@ class CycleCapture:
             body["flags"] = sorted(str(f) for f in record.flags)
         key = self._key(body)
         if key in self._seen:
+            pending = self._storing.get(key)
+            if pending is not None and not await asyncio.shield(pending):
+                # its first delivery is still being stored: this one says it is done only
+                # once that one is (a drop folder moves the file away then)
+                raise RuntimeError("the first delivery of this printout was not stored")
             _LOGGER.info(
                 "cycle %s of %s was recorded already", body.get("cycle_no"), record.machine
             )
@@ -188,11 +195,19 @@ class CycleCapture:
         now = self.node._clock()
         self._seen[key] = now
         self._forget(now)
+        stored = asyncio.get_running_loop().create_future()
+        self._storing[key] = stored
         try:
-            return await self._record(record, body, key)
+            event = await self._record(record, body, key)
         except BaseException:
             self._seen.pop(key, None)  # not recorded: a new delivery may try again
+            stored.set_result(False)
             raise
+        finally:
+            self._storing.pop(key, None)
+            if not stored.done():
+                stored.set_result(True)
+        return event
 
     async def _record(
         self, record: devices.CycleRecord, body: dict[str, Any], key: str

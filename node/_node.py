@@ -62,6 +62,8 @@ certificate pinned)."""
 STAGING = ".creating"
 """Where init, join and restore make a node's files before moving them into place."""
 MOVING = "moving.json"
+_STAGED_NAMES = frozenset({"store", "pki", "node.toml"})
+"""What a creation moves into place (and all an undo may remove)."""
 """In STAGING: the names being moved into place (what the next attempt undoes if cut)."""
 KEEP_REFERENCES = 3
 """Reference exports kept; older ones are retired."""
@@ -158,7 +160,7 @@ def creating_store(data: DataDir, *, name: str, zone: str) -> Iterator[tuple[Sto
     staged = DataDir(data.root / STAGING)
     if staged.root.exists():
         staged.acquire().close()  # NodeRunningError while another creation is under way
-        _undo_cut_move(staged, data)
+        _undo_cut_move(data)
         shutil.rmtree(staged.root)  # what a creation cut off left
     staged.root.mkdir(mode=0o700)
     try:
@@ -173,6 +175,7 @@ def creating_store(data: DataDir, *, name: str, zone: str) -> Iterator[tuple[Sto
         finally:
             lock.close()
     except BaseException:
+        _undo_cut_move(data)  # an error, or Ctrl-C, halfway through the moves
         shutil.rmtree(staged.root, ignore_errors=True)
         if made_root:
             with contextlib.suppress(OSError):
@@ -203,16 +206,30 @@ def _move_into_place(staged: DataDir, data: DataDir) -> None:
     fsync_folder(data.root)  # the moves themselves survive a power cut
 
 
-def _undo_cut_move(staged: DataDir, data: DataDir) -> None:
-    """Remove from `data` what a move cut off before its store had moved there."""
+def cut_move_leftovers(data: DataDir) -> set[str]:
+    """The names in `data` that a creation cut off left there: STAGING and what it had moved
+    already (listed in MOVING, gone from STAGING); nothing of a node whose store moved."""
+    staged = data.root / STAGING
+    if not staged.is_dir():
+        return set()
     try:
-        names = json.loads((staged.root / MOVING).read_bytes())
+        names = json.loads((staged / MOVING).read_bytes())
     except (OSError, ValueError):
-        return  # the move never began
-    for name in names if isinstance(names, list) else ():
-        target = data.root / str(name)
-        if name == "store" or target.parent != data.root:
-            continue
+        names = []  # the move never began
+    moved = {
+        name
+        for name in (names if isinstance(names, list) else ())
+        if name in _STAGED_NAMES and not (staged / name).exists()  # moved, not still staged
+    }
+    if "store" in moved or (data.root / "store").exists():
+        return set()  # the node is there: nothing is a leftover
+    return {STAGING} | {name for name in moved if (data.root / name).exists()}
+
+
+def _undo_cut_move(data: DataDir) -> None:
+    """Remove from `data` what a move cut off before its store had moved there."""
+    for name in cut_move_leftovers(data) - {STAGING}:
+        target = data.root / name
         if target.is_dir():
             shutil.rmtree(target)
         else:
@@ -824,7 +841,12 @@ class Node:
         try:  # what is recorded must print: a code a barcode cannot carry is refused first
             devices.plan_label(
                 self._label(
-                    set_code, load, data["lot"], data["expires_on"], label_id, reprint=True
+                    set_code,
+                    load,
+                    data["lot"],
+                    data["expires_on"],
+                    label_id,
+                    reprint=bool(data["reprint"]),
                 ),
                 self.label_layout(),
             )

@@ -133,7 +133,7 @@ class DropFolderWatcher:
         fmt: str | None = None,
         tz: tzinfo | None = None,
         kind: CycleKind = CycleKind.WASHER,
-        poll_interval: float = POLL_INTERVAL,
+        poll_interval: float | None = None,
         settle: float = SETTLE_TIME,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -144,7 +144,7 @@ class DropFolderWatcher:
         self.fmt = fmt
         self.tz = tz
         self.kind = kind
-        self.poll_interval = poll_interval
+        self.poll_interval = POLL_INTERVAL if poll_interval is None else poll_interval
         self.settle = settle
         self._clock = clock
         self._on_record = on_record

@@ -317,6 +317,12 @@ async def test_admin_creates_tokens_that_work(api: Api) -> None:
     assert resp.status == 200
     status, bad = await api.call("POST", "/api/tokens", "admin", json={"name": "x", "role": "king"})
     assert_error_shape(status, bad, 422)
+    # what cycle capture records as is not a name a token may take
+    status, bad = await api.call(
+        "POST", "/api/tokens", "admin", json={"name": "device:AUTO-2", "role": "operator"}
+    )
+    assert_error_shape(status, bad, 422)
+    assert "device:" in bad["error"]
 
 
 @pytest.mark.parametrize(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import os
 import re
 import signal
 import subprocess
@@ -498,10 +499,10 @@ _CUT_IN_THE_MOVE = """
 import os, pathlib, signal, sys
 from node import _cli
 
-rename = pathlib.Path.rename
+rename, at = pathlib.Path.rename, os.environ["CUT_AT"]
 
 def cut(self, target):
-    if self.name == "store":  # keys and node.toml are in place already
+    if at == "first" or self.name == at:  # the power goes before this rename
         os.kill(os.getpid(), signal.SIGKILL)
     return rename(self, target)
 
@@ -509,21 +510,69 @@ pathlib.Path.rename = cut
 sys.argv = ["sterimesh", *sys.argv[1:]]
 _cli.cli()
 """
+INIT = ["init", "--new-cluster", "--name", "Poste A", "--zone", "sale", "--data"]
+
+
+def _cut_init(target: Path, at: str) -> None:
+    cut = subprocess.run(
+        [sys.executable, "-c", _CUT_IN_THE_MOVE, *INIT, str(target)],
+        capture_output=True,
+        check=False,
+        timeout=120,
+        env={**os.environ, "CUT_AT": at},
+    )
+    assert cut.returncode == -signal.SIGKILL
 
 
 def test_an_init_cut_off_while_moving_into_place_is_undone_by_the_next(tmp_path: Path) -> None:
     target = tmp_path / "node"
-    args = ["init", "--new-cluster", "--data", str(target), "--name", "Poste A", "--zone", "sale"]
-    cut = subprocess.run(
-        [sys.executable, "-c", _CUT_IN_THE_MOVE, *args],
-        capture_output=True,
-        check=False,
-        timeout=120,
-    )
-    assert cut.returncode == -signal.SIGKILL
+    _cut_init(target, "store")  # keys and node.toml are in place already
     assert sorted(p.name for p in target.iterdir()) == [".creating", "node.toml", "pki"]
-    code, _, err = invoke(*args)
+    code, _, err = invoke("status", "--data", str(target))
+    assert code == 1
+    code, _, err = invoke(*INIT, str(target))
     assert code == 0, err
     assert sorted(p.name for p in target.iterdir()) == ["node.toml", "pki", "store"]
     code, _, err = invoke("status", "--data", str(target))
     assert code == 0, err
+
+
+def test_a_restore_goes_where_a_creation_was_cut_off(good_backup: Path, tmp_path: Path) -> None:
+    target = tmp_path / "node"
+    _cut_init(target, "store")
+    code, _, err = invoke("restore", str(good_backup), "--data", str(target))
+    assert code == 0, err
+    assert sorted(p.name for p in target.iterdir()) == ["node.toml", "pki", "store"]
+
+
+def test_a_node_toml_written_after_a_cut_is_kept(tmp_path: Path) -> None:
+    """Cut before anything moved: node.toml is still staged; IT then writes its own."""
+    target = tmp_path / "node"
+    _cut_init(target, "first")
+    (target / "node.toml").write_text('listen = "0.0.0.0:8700"\n')
+    code, _, err = invoke(*INIT, str(target))
+    assert code == 0, err
+    assert (target / "node.toml").read_text() == 'listen = "0.0.0.0:8700"\n'
+
+
+def test_an_error_halfway_through_the_moves_leaves_nothing_behind(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from node import DataDir, init_node
+
+    rename = Path.rename
+
+    def failing(self: Path, target: Any) -> Path:
+        if self.name == "store":
+            raise OSError(28, "No space left on device")
+        return rename(self, target)
+
+    target = tmp_path / "node"
+    target.mkdir()
+    monkeypatch.setattr(Path, "rename", failing)
+    with pytest.raises(OSError, match="No space"):
+        init_node(DataDir(target), name="Poste A", zone="sale")
+    assert list(target.iterdir()) == []  # keys and node.toml taken back
+    monkeypatch.setattr(Path, "rename", rename)
+    init_node(DataDir(target), name="Poste A", zone="sale")
+    assert sorted(p.name for p in target.iterdir()) == ["node.toml", "pki", "store"]

@@ -387,8 +387,10 @@ def test_refuses_a_utf8_file_with_a_windows_1252_byte(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    "hidden", ["\ufeff", "\u200b", "\u2066", "\u061c", "\u180e", "\ufe0f", "\U000e0041"]
-)
+    "hidden",
+    ["\ufeff", "\u200b", "\u2066", "\u061c", "\u180e", "\ufe0f", "\U000e0041", "\u034f",
+     "\u180b", "\u3164", "\uffa0"],
+)  # fmt: skip
 def test_refuses_a_code_with_an_invisible_character(tmp_path: Path, hidden: str) -> None:
     err = refused(
         build(

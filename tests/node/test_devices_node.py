@@ -237,7 +237,7 @@ async def test_a_dropped_file_leaves_the_folder_only_once_its_cycle_is_stored(
         entered, release = hold_store_writes(server.node)  # the disk stalls
         WasherSimulator(folder, machine="LD-02").drop_cycle(43, datetime(2026, 11, 28, 8, 0))
         await asyncio.wait_for(entered.wait(), 10)
-        await asyncio.sleep(1.0)  # several polls and waits go by
+        await asyncio.sleep(1.0)  # several polls, each delivering it again, and waits go by
         assert [p.name for p in folder.iterdir() if p.is_file()]  # still there
         assert not _events(server, "wash.cycle")
         release.set()

@@ -619,6 +619,23 @@ async def test_a_label_that_could_not_be_printed_is_refused_before_it_is_recorde
     assert t.node.trace.fold.set_status(code).label is None
 
 
+async def test_a_first_label_that_fits_is_issued_where_a_reprint_would_not(
+    trace: Trace,
+) -> None:
+    """A reprint carries one more line ("Réimpression"): a label just tall enough for the
+    first print must not be refused for the reprint's sake."""
+    t = trace
+    status, body = await t.call(
+        "PUT", "/api/settings/label", "admin", json={"width_mm": 50, "height_mm": 27.5}
+    )
+    assert status == 200, body
+    code = t.instance(t.kind())
+    load = await t.make_sterile([code])
+    status, first = await t.call("POST", "/api/labels", json={"set": code, "load": load})
+    assert status == 201, first
+    assert first["reprint"] is False
+
+
 async def test_using_a_set_that_is_not_sterile_or_is_expired_is_refused(trace: Trace) -> None:
     t = trace
     code = t.instance(t.kind())
