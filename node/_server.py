@@ -7,6 +7,7 @@ import contextlib
 import logging
 import os
 import signal
+import time
 from typing import Any
 
 from aiohttp import web
@@ -76,9 +77,21 @@ class _Gate:
     def __init__(self, per_address: int, total: int) -> None:
         self.per_address, self.total = per_address, total
         self.open: dict[str, int] = {}
+        self._said_at = float("-inf")
+        self._refused = 0
 
     def admit(self, address: str) -> bool:
         if self.open.get(address, 0) >= self.per_address or sum(self.open.values()) >= self.total:
+            self._refused += 1
+            now = time.monotonic()
+            if now - self._said_at >= 60:  # a flood is said once a minute, not line by line
+                _LOGGER.warning(
+                    "sync listener: too many connections (%d closed since the last report, the"
+                    " latest from %s)",
+                    self._refused,
+                    address,
+                )
+                self._said_at, self._refused = now, 0
             return False
         self.open[address] = self.open.get(address, 0) + 1
         return True
@@ -102,7 +115,6 @@ class _Gated(asyncio.Protocol):
         peer = transport.get_extra_info("peername")
         address = str(peer[0]) if isinstance(peer, tuple) and peer else "?"
         if not self._gate.admit(address):
-            _LOGGER.warning("sync listener: too many connections from %s, one closed", address)
             if isinstance(transport, asyncio.Transport):
                 transport.abort()
             else:
