@@ -34,10 +34,12 @@ class SerialStream:
         *,
         baudrate: int = 9600,
         on_disconnect: Callable[[], None] | None = None,
+        on_idle: Callable[[], None] | None = None,
         reconnect_delay: float = RECONNECT_DELAY,
         name: str = "serial",
     ) -> None:
-        """Prepare the reader; nothing is opened before start()."""
+        """Prepare the reader; nothing is opened before start(). `on_idle` is called in the
+        reader thread each time a read of READ_TIMEOUT brings nothing."""
         self.port = port
         self.baudrate = baudrate
         self.reconnect_delay = reconnect_delay
@@ -47,6 +49,7 @@ class SerialStream:
         self.bytes_read = 0
         self._on_data = on_data
         self._on_disconnect = on_disconnect
+        self._on_idle = on_idle
         self._stop = threading.Event()
         self._connected = threading.Event()
         self._thread: threading.Thread | None = None
@@ -104,6 +107,11 @@ class SerialStream:
                     self._on_data(chunk)
                 except Exception:
                     _LOGGER.exception("%s: data handler failed", self.name)
+            elif self._on_idle is not None:
+                try:
+                    self._on_idle()
+                except Exception:
+                    _LOGGER.exception("%s: idle handler failed", self.name)
 
     def _failed(self, err: BaseException, *, connected: bool) -> None:
         message = sanitize(str(err), 200)

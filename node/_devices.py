@@ -7,6 +7,7 @@ Configured in node.toml:
     machine = "AUTO-2"
     format = "dac"           # dac | ims | generic
     baud = 9600
+    silence_minutes = 90     # no byte for this long ends an open record, truncated
 
     [[cycle_folder]]         # a folder where a machine's PC drops one file per cycle
     path = "/srv/lavage"
@@ -52,6 +53,8 @@ SEEN_MAX = 20_000
 _DAY_MS = 86_400_000
 FOLDER_WAIT_S = 60.0
 """A drop folder's record must be stored within this, or its file is kept for the next poll."""
+SILENCE_MINUTES = 90
+"""Minutes without a byte from a tap that end its open record, truncated (a cable pulled)."""
 SETTLE_S = 120
 """Default seconds a dropped file must stay unchanged: loggers write rows during the cycle."""
 _KEPT_NAME = re.compile(r"unreadable/\d+-([0-9a-f]{64})\.txt")
@@ -94,9 +97,13 @@ class CycleCapture:
         for entry in self._config.get("cycle_tap", []):
             if not isinstance(entry, dict) or not entry.get("port") or not entry.get("machine"):
                 raise DeviceConfigError("a [[cycle_tap]] needs port and machine")
+            silence = entry.get("silence_minutes", SILENCE_MINUTES)
+            if isinstance(silence, bool) or not isinstance(silence, int | float) or silence <= 0:
+                raise DeviceConfigError("cycle_tap silence_minutes is a number of minutes")
             tap = devices.SerialCycleCapture(
                 str(entry["port"]),
                 machine=str(entry["machine"]),
+                silence=float(silence) * 60,
                 on_record=self._from_thread,
                 fmt=str(entry.get("format", "dac")),
                 baudrate=int(entry.get("baud", 9600)),

@@ -24,13 +24,19 @@ SETTLE_TIME = 120.0
 PROCESSED = "processed"
 RecordHandler = Callable[[CycleRecord], None]
 DISCONNECTED = "the port was disconnected before the cycle end"
+SILENT = "nothing came from the machine for too long before the cycle end"
+SILENCE_S = 90 * 60.0
+"""Seconds without a byte that end an open record (truncated): no cycle phase prints
+nothing for that long, a cable pulled between the machine and its adapter does."""
 
 
 class SerialCycleCapture:
     """Reads a machine's printer port and hands out each finished cycle record.
 
     An unplugged port ends the open record there, flagged truncated: the lines read after
-    the port comes back belong to whatever cycle runs then.
+    the port comes back belong to whatever cycle runs then. So does `silence` seconds
+    without a byte while a record is open (the cable pulled between the machine and its
+    adapter, which the port does not see): no cycle prints nothing for that long.
     """
 
     def __init__(
@@ -43,9 +49,14 @@ class SerialCycleCapture:
         baudrate: int = 9600,
         tz: tzinfo | None = None,
         reconnect_delay: float = RECONNECT_DELAY,
+        silence: float = SILENCE_S,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         """Parse `fmt` from `port`; `on_record` runs in the reader thread."""
         self.machine = machine
+        self.silence = silence
+        self._clock = clock
+        self._last_data = clock()
         self._parser = cycle_parser(fmt, machine=machine, tz=tz)
         self._on_record = on_record
         self._lock = threading.Lock()
@@ -54,6 +65,7 @@ class SerialCycleCapture:
             self._data,
             baudrate=baudrate,
             on_disconnect=self._disconnected,
+            on_idle=self._idle,
             reconnect_delay=reconnect_delay,
             name=machine,
         )
@@ -85,17 +97,26 @@ class SerialCycleCapture:
 
     def _data(self, chunk: bytes) -> None:
         with self._lock:
+            self._last_data = self._clock()
             records = self._parser.feed(chunk)
         self._emit(records)
 
     def _disconnected(self) -> None:
         # What comes after a reconnect may be another cycle: the open record ends here,
         # truncated (a failed cycle), and is never completed by the next cycle's lines.
+        self._cut(DISCONNECTED)
+
+    def _idle(self) -> None:
+        if self._clock() - self._last_data > self.silence:
+            self._last_data = self._clock()  # said once per silence
+            self._cut(SILENT)
+
+    def _cut(self, why: str) -> None:
         with self._lock:
             records = self._parser.flush()
         self._emit(
             [
-                dataclasses.replace(r, problems=(*r.problems, DISCONNECTED))
+                dataclasses.replace(r, problems=(*r.problems, why))
                 if CycleFlag.TRUNCATED in r.flags
                 else r
                 for r in records

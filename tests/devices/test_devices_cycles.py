@@ -372,6 +372,38 @@ def test_unplug_during_a_failed_cycle_never_lets_the_next_cycle_complete_it(
     assert records.empty()
 
 
+def test_a_cable_pulled_at_the_machine_ends_the_open_record_after_the_silence(
+    tmp_path: Path,
+) -> None:
+    """The adapter stays plugged in, so the port sees nothing: the silence ends the record,
+    and the next cycle's lines, once the cable is back, never complete a failed one."""
+    failed = dac_cycle_text(1234, START, fail=True).encode().split(b"\r\n")
+    passed = dac_cycle_text(1235, START + timedelta(hours=1)).encode().split(b"\r\n")
+    head = b"\r\n".join(failed[:15]) + b"\r\n"
+    tail = b"\r\n".join(passed[12:])
+    records: queue.Queue[CycleRecord] = queue.Queue()
+    port = VirtualSerial(tmp_path / "ste1")
+    try:
+        capture = SerialCycleCapture(
+            port.path, machine="STE-01", on_record=records.put, silence=0.5
+        )
+        with capture:
+            assert capture.stream.wait_connected(5)
+            port.write(head)
+            cut = records.get(timeout=5)  # handed out once the machine went silent
+            port.write(tail)
+            rest = records.get(timeout=5)
+    finally:
+        port.close()
+    assert cut.cycle_no == "01234"
+    assert CycleFlag.TRUNCATED in cut.flags
+    assert cut.verdict == "fail"
+    assert any("nothing came" in p for p in cut.problems)
+    assert rest.cycle_no is None
+    assert CycleFlag.UNFRAMED in rest.flags
+    assert records.empty()
+
+
 def test_drop_folder(tmp_path: Path) -> None:
     drop = tmp_path / "drop"
     washer = WasherSimulator(drop, machine="LD-02")
