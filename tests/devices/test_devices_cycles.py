@@ -335,13 +335,18 @@ def test_serial_capture_on_a_pty_survives_unplug(tmp_path: Path) -> None:
         port.close()
 
 
+def _failed_head_and_next_tail() -> tuple[bytes, bytes]:
+    """The start of a failed cycle (its failed end never seen), and the end of the next
+    cycle without its header (missed too)."""
+    failed = dac_cycle_text(1234, START, fail=True).encode().split(b"\r\n")
+    passed = dac_cycle_text(1235, START + timedelta(hours=1)).encode().split(b"\r\n")
+    return b"\r\n".join(failed[:15]) + b"\r\n", b"\r\n".join(passed[12:])
+
+
 def test_unplug_during_a_failed_cycle_never_lets_the_next_cycle_complete_it(
     tmp_path: Path,
 ) -> None:
-    failed = dac_cycle_text(1234, START, fail=True).encode().split(b"\r\n")
-    passed = dac_cycle_text(1235, START + timedelta(hours=1)).encode().split(b"\r\n")
-    head = b"\r\n".join(failed[:15]) + b"\r\n"  # the failed end is never seen
-    tail = b"\r\n".join(passed[12:])  # nor the next cycle's header
+    head, tail = _failed_head_and_next_tail()
     records: queue.Queue[CycleRecord] = queue.Queue()
     port = VirtualSerial(tmp_path / "ste1")
     try:
@@ -377,10 +382,7 @@ def test_a_cable_pulled_at_the_machine_ends_the_open_record_after_the_silence(
 ) -> None:
     """The adapter stays plugged in, so the port sees nothing: the silence ends the record,
     and the next cycle's lines, once the cable is back, never complete a failed one."""
-    failed = dac_cycle_text(1234, START, fail=True).encode().split(b"\r\n")
-    passed = dac_cycle_text(1235, START + timedelta(hours=1)).encode().split(b"\r\n")
-    head = b"\r\n".join(failed[:15]) + b"\r\n"
-    tail = b"\r\n".join(passed[12:])
+    head, tail = _failed_head_and_next_tail()
     records: queue.Queue[CycleRecord] = queue.Queue()
     port = VirtualSerial(tmp_path / "ste1")
     try:
