@@ -82,9 +82,7 @@ class SerialCycleCapture:
     def stop(self) -> None:
         """Stop reading; a record still open is handed out flagged truncated."""
         self.stream.stop()
-        with self._lock:
-            records = self._parser.flush()
-        self._emit(records)
+        self._cut(None)
 
     def __enter__(self) -> SerialCycleCapture:
         """Start reading."""
@@ -111,13 +109,14 @@ class SerialCycleCapture:
             self._last_data = self._clock()  # said once per silence
             self._cut(SILENT)
 
-    def _cut(self, why: str) -> None:
+    def _cut(self, why: str | None) -> None:
+        """Hand out the open record now, truncated (`why` added to its problems)."""
         with self._lock:
             records = self._parser.flush()
         self._emit(
             [
                 dataclasses.replace(r, problems=(*r.problems, why))
-                if CycleFlag.TRUNCATED in r.flags
+                if why is not None and CycleFlag.TRUNCATED in r.flags
                 else r
                 for r in records
             ]
