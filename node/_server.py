@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import logging
 import os
 import signal
+import ssl
 import time
 from typing import Any
 
@@ -44,44 +46,67 @@ handshake and each request must come within this, or the connection is closed.""
 
 
 SYNC_PER_ADDRESS = 32
-"""Connections one address may hold open on the sync listener (a peer needs one or two)."""
+"""Connections one address may hold open on the sync listener (a peer needs one or two); an
+IPv6 address counts with the rest of its /64 (one host can take a whole /64)."""
 SYNC_TOTAL = 512
 """Connections the sync listener holds open in all."""
+SYNC_HANDSHAKES = 64
+"""TLS handshakes the sync listener has under way at once (each costs a key exchange and is
+held up to SYNC_IDLE_S); a connection beyond them is closed as it is made."""
 
 
 class SyncSite(web.TCPSite):
-    """The sync listener's site: TLS handshakes bounded by SYNC_IDLE_S (asyncio's default
-    is 60 s: idle connections that never finish one would hold file descriptors), and at
-    most SYNC_PER_ADDRESS connections from one address, SYNC_TOTAL in all (more are closed
-    as they are made)."""
+    """The sync listener's site: every connection counted from the moment it is accepted,
+    at most SYNC_PER_ADDRESS from one address, SYNC_TOTAL in all, SYNC_HANDSHAKES still in
+    their TLS handshake (more are closed as they are made, before any TLS work); each
+    handshake bounded by SYNC_IDLE_S (asyncio's default is 60 s: connections that never
+    finish one would hold file descriptors)."""
 
     async def start(self) -> None:
-        """Listen (as TCPSite does, with the handshake bounded and connections counted)."""
+        """Listen (as TCPSite does, with TLS started behind the gate)."""
         await web.BaseSite.start(self)
         server = self._runner.server
         assert server is not None
-        gate = _Gate(SYNC_PER_ADDRESS, SYNC_TOTAL)
+        assert self._ssl_context is not None, "the sync listener speaks TLS only"
+        gate = _Gate(SYNC_PER_ADDRESS, SYNC_TOTAL, SYNC_HANDSHAKES)
+        tls = self._ssl_context
         self._server = await asyncio.get_running_loop().create_server(
-            lambda: _Gated(server(), gate),
+            lambda: _Gated(server(), gate, tls),
             self._host,
             self._port,
-            ssl=self._ssl_context,
             backlog=self._backlog,
-            ssl_handshake_timeout=SYNC_IDLE_S,
         )
 
 
-class _Gate:
-    """Open connections per address and in all."""
+def address_group(address: str) -> str:
+    """What the per-address limit counts by: an IPv4 address, an IPv6 address's /64."""
+    try:
+        ip = ipaddress.ip_address(address.split("%", 1)[0])
+    except ValueError:
+        return address
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((ip, 64), strict=False))
+    return str(ip)
 
-    def __init__(self, per_address: int, total: int) -> None:
-        self.per_address, self.total = per_address, total
+
+class _Gate:
+    """Open connections per address group and in all, and handshakes under way."""
+
+    def __init__(self, per_address: int, total: int, handshakes: int) -> None:
+        self.per_address, self.total, self.handshakes = per_address, total, handshakes
         self.open: dict[str, int] = {}
+        self.shaking = 0
         self._said_at = float("-inf")
         self._refused = 0
 
-    def admit(self, address: str) -> bool:
-        if self.open.get(address, 0) >= self.per_address or sum(self.open.values()) >= self.total:
+    def admit(self, group: str) -> bool:
+        if (
+            self.open.get(group, 0) >= self.per_address
+            or sum(self.open.values()) >= self.total
+            or self.shaking >= self.handshakes
+        ):
             self._refused += 1
             now = time.monotonic()
             if now - self._said_at >= 60:  # a flood is said once a minute, not line by line
@@ -89,57 +114,88 @@ class _Gate:
                     "sync listener: too many connections (%d closed since the last report, the"
                     " latest from %s)",
                     self._refused,
-                    address,
+                    group,
                 )
                 self._said_at, self._refused = now, 0
             return False
-        self.open[address] = self.open.get(address, 0) + 1
+        self.open[group] = self.open.get(group, 0) + 1
+        self.shaking += 1
         return True
 
-    def release(self, address: str) -> None:
-        left = self.open.get(address, 1) - 1
+    def release(self, group: str) -> None:
+        left = self.open.get(group, 1) - 1
         if left > 0:
-            self.open[address] = left
+            self.open[group] = left
         else:
-            self.open.pop(address, None)
+            self.open.pop(group, None)
 
 
 class _Gated(asyncio.Protocol):
-    """aiohttp's protocol for one connection, behind the gate (everything else passed on)."""
+    """One accepted connection: counted by the gate, taken through TLS, then handed to
+    aiohttp's protocol (everything passed on); the count is released when it closes."""
 
-    def __init__(self, inner: asyncio.Protocol, gate: _Gate) -> None:
-        self._inner, self._gate = inner, gate
-        self._address: str | None = None
+    def __init__(self, inner: asyncio.Protocol, gate: _Gate, tls: ssl.SSLContext) -> None:
+        self._inner, self._gate, self._tls = inner, gate, tls
+        self._group: str | None = None
+        self._handed = False
+        self._early: list[bytes] = []
+        self._task: asyncio.Task[None] | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
         peer = transport.get_extra_info("peername")
-        address = str(peer[0]) if isinstance(peer, tuple) and peer else "?"
-        if not self._gate.admit(address):
-            if isinstance(transport, asyncio.Transport):
-                transport.abort()
-            else:
-                transport.close()
+        group = address_group(str(peer[0])) if isinstance(peer, tuple) and peer else "?"
+        if not self._gate.admit(group):
+            transport.abort()
             return
-        self._address = address
+        self._group = group
+        transport.pause_reading()  # no byte reaches this protocol: TLS reads them
+        self._task = asyncio.get_running_loop().create_task(self._handshake(transport))
+
+    async def _handshake(self, raw: asyncio.Transport) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            if raw.is_closing():
+                return
+            transport = await loop.start_tls(
+                raw, self, self._tls, server_side=True, ssl_handshake_timeout=SYNC_IDLE_S
+            )
+        except OSError:  # refused, reset, too slow (asyncio closes it; counts go on close)
+            raw.abort()
+            return
+        finally:
+            self._gate.shaking -= 1
+        if transport is None or self._group is None:  # gone as the handshake ended
+            return
+        self._handed = True
         self._inner.connection_made(transport)
+        early, self._early = self._early, []
+        for data in early:  # what came with the handshake's last bytes
+            self._inner.data_received(data)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        if self._address is not None:
-            self._gate.release(self._address)
-            self._address = None
-            self._inner.connection_lost(exc)
+        if self._group is not None:
+            self._gate.release(self._group)
+            self._group = None
+            if self._handed:
+                self._inner.connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
-        self._inner.data_received(data)
+        if self._handed:
+            self._inner.data_received(data)
+        else:
+            self._early.append(data)
 
     def eof_received(self) -> bool | None:
-        return self._inner.eof_received()
+        return self._inner.eof_received() if self._handed else None
 
     def pause_writing(self) -> None:
-        self._inner.pause_writing()
+        if self._handed:
+            self._inner.pause_writing()
 
     def resume_writing(self) -> None:
-        self._inner.resume_writing()
+        if self._handed:
+            self._inner.resume_writing()
 
 
 class NodeServer:

@@ -134,10 +134,8 @@ async def test_one_address_holds_a_bounded_number_of_connections(
     ask = b"GET /join/ca HTTP/1.1\r\nHost: x\r\n\r\n"
     try:
         opened = [await asyncio.open_connection("127.0.0.1", port, ssl=client) for _ in range(3)]
-        reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=client)
-        writer.write(ask)
-        assert await asyncio.wait_for(reader.read(), 5) == b""  # closed, nothing served
-        writer.close()
+        with pytest.raises((ConnectionError, ssl.SSLError)):  # closed before any TLS work
+            await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port, ssl=client), 5)
         first_reader, first_writer = opened[0]
         first_writer.write(ask)  # those within the limit are served
         assert b"200 OK" in await asyncio.wait_for(first_reader.readline(), 5)
@@ -150,3 +148,48 @@ async def test_one_address_holds_a_bounded_number_of_connections(
         writer.close()
     finally:
         await runner.cleanup()
+
+
+async def test_handshakes_under_way_are_bounded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Connections that never finish their TLS handshake hold a bounded share of the
+    listener: beyond the limit the next is closed at once; as they go, others are served."""
+    monkeypatch.setattr(server_module, "SYNC_HANDSHAKES", 3)
+    runner = await _serve(tmp_path, 60.0)
+    port = runner.addresses[0][1]
+    client = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    client.check_hostname = False
+    client.verify_mode = ssl.CERT_NONE
+    try:
+        silent = [await asyncio.open_connection("127.0.0.1", port) for _ in range(3)]
+        await asyncio.sleep(0.1)  # accepted, each waiting for a ClientHello
+        with pytest.raises((ConnectionError, ssl.SSLError)):
+            await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port, ssl=client), 5)
+        _, first = silent.pop(0)
+        first.close()  # one handshake slot frees as its connection goes
+        await asyncio.sleep(0.2)
+        reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=client)
+        writer.write(b"GET /join/ca HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert b"200 OK" in await asyncio.wait_for(reader.readline(), 5)
+        writer.close()
+        for _, w in silent:
+            w.close()
+    finally:
+        await runner.cleanup()
+
+
+@pytest.mark.parametrize(
+    ("address", "group"),
+    [
+        ("192.0.2.7", "192.0.2.7"),
+        ("2001:db8:1:2:aaaa::1", "2001:db8:1:2::/64"),
+        ("2001:db8:1:2:ffff:ffff:ffff:fffe", "2001:db8:1:2::/64"),
+        ("2001:db8:1:3::1", "2001:db8:1:3::/64"),
+        ("fe80::1%eth0", "fe80::/64"),
+        ("::ffff:192.0.2.7", "192.0.2.7"),
+    ],
+)
+def test_an_ipv6_host_counts_as_its_whole_64(address: str, group: str) -> None:
+    """One host may hold a whole /64: its addresses share one per-address limit."""
+    assert server_module.address_group(address) == group
