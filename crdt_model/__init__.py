@@ -1,6 +1,18 @@
 """Pure model of sterimesh: documents, events, clock. No I/O."""
 
-from ._anomalies import RULES, SEVERITY, SKEW_LIMIT_MS, Anomaly, Resolution, anomaly_id
+from ._anomalies import (
+    CYCLE_FAILED,
+    INSPECTION_FAILED,
+    LOAD_REJECTED,
+    RELEASED_WITHOUT_CYCLE,
+    RULES,
+    SEVERITY,
+    SKEW_LIMIT_MS,
+    WASH_FAILED,
+    Anomaly,
+    Resolution,
+    anomaly_id,
+)
 from ._codec import CodecError, decode, decode_map, encode
 from ._coded import CodedText
 from ._docs import (
@@ -82,18 +94,23 @@ from ._views import (
 __all__ = [
     "CLUSTER_DOC",
     "CLUSTER_MAPS",
+    "CYCLE_FAILED",
     "EVENTS_PREFIX",
     "EVENT_TYPES",
     "FIELD_MESSAGES",
+    "INSPECTION_FAILED",
+    "LOAD_REJECTED",
     "MAX_EVENT_BYTES",
     "MAX_LOGICAL",
     "NODE_FIELDS",
     "PROBLEMS",
     "REF_PREFIX",
+    "RELEASED_WITHOUT_CYCLE",
     "RULES",
     "SET_STATES",
     "SEVERITY",
     "SKEW_LIMIT_MS",
+    "WASH_FAILED",
     "ZERO",
     "ZONES",
     "Anomaly",

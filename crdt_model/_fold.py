@@ -508,6 +508,13 @@ class Fold:
         items = () if state is None else state.items
         return [r for r in items if r.type in LOADED and r.id not in self._voided]
 
+    def machines(self, kind: str) -> list[str]:
+        """The machines that had a load or a cycle of `kind` ("wash", "steri"), by name."""
+        types = {f"{kind}.loaded", f"{kind}.cycle"}
+        return sorted(
+            n for n, st in self._machines.items() if any(r.type in types for r in st.items)
+        )
+
     def machine_test_records(self, machine: str) -> list[Record]:
         """The effective steri.test records of a machine, in (hlc, id) order."""
         found = [

@@ -18,13 +18,21 @@ from aiohttp import web
 
 import crdt_model as cm
 
-from ._api_trace import SCANNERS_KEY
+from ._api_trace import PRINTING_KEY, SCANNERS_KEY
 from ._auth import Principal, verify_password
 from ._http import NODE_KEY, PRINCIPAL_KEY, SESSION_AUTH_KEY, ApiError, Handler, read_body
 from ._node import Node, NodeError, RuleError
 from ._users import active_user
 from ._web_dash import dashboard_context
-from ._web_station import CONFIRMED, STEPS, async_perform, station_context
+from ._web_station import (
+    CONFIRMED,
+    KEPT_FIELDS,
+    LOADS,
+    STEPS,
+    async_perform,
+    new_load_url,
+    station_context,
+)
 from ._web_support import (
     DEFAULT_LANGUAGE,
     LANGUAGES,
@@ -409,14 +417,19 @@ async def station_page(request: web.Request) -> web.StreamResponse:
     zone = _zone(request, request.query.get("zone"))
     code = request.query.get("code", "").strip()[:80]
     context = station_context(_node(request), principal, zone, code)
+    flash = _flash(request)
+    if context.get("item") is not None and flash is not None and flash.get("code") == code:
+        context["defaults"].update(flash.get("f") or {})  # what a refused step was given
+    printing = request.app.get(PRINTING_KEY)
     response = render(
         request,
         "station.html",
         zone=zone,
         code=code,
-        flash=_flash(request),
+        flash=flash,
         scanner_station=_scanner_station(request),
         pin=has_pin(request, principal),
+        printers=sorted(printing.formats) if printing is not None else [],
         **context,
     )
     response.del_cookie(FLASH_COOKIE, path="/")
@@ -467,14 +480,33 @@ async def station_post(request: web.Request) -> web.StreamResponse:
     needed = STEPS[action].permission
     if needed is not None and not principal.can(needed):
         return _redirect(request, back, {"k": "error", "m": "Your role may not do this step."})
+    kept = {f: form[f].strip()[:120] for f in KEPT_FIELDS if form.get(f, "").strip()}
+    if action in LOADS:  # a load is built on its own form, the scanned set on it
+        program = station_context(_node(request), principal, zone, code)["defaults"]["program"]
+        url = new_load_url(
+            LOADS[action], code, form.get("machine", "").strip()[:120], program, zone
+        )
+        return _redirect(request, url)
+    if action == "reject" and not kept.get("reason"):
+        return _redirect(request, back, {"k": "error", "m": "Say why the load is rejected."})
+    printing = request.app.get(PRINTING_KEY)
+    printer = form.get("printer") or None
+    if (
+        action == "label"
+        and printer is not None
+        and (printing is None or printer not in printing.formats)
+    ):
+        return _redirect(request, back, {"k": "error", "m": "No such printer on this node."})
     if action in CONFIRMED:
         wrong = await async_confirm(request, principal, form.get("confirm", ""))
         if wrong is not None:
-            return _redirect(request, back, {"k": "error", "m": wrong})
+            return _redirect(request, back, {"k": "error", "m": wrong, "f": kept, "code": code})
     try:
         result = await async_perform(_node(request), principal, action, code, form, zone=zone)
     except (cm.EventError, NodeError) as err:
-        return _redirect(request, back, refused_flash(err))
+        return _redirect(request, back, {**refused_flash(err), "f": kept, "code": code})
+    if action == "label" and printer is not None and printing is not None:
+        printing.submit(result["label"], printer)
     return _redirect(request, back, {"k": "ok", "m": STEPS[action].done, **result})
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import re
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 from aiohttp import web
 
@@ -28,10 +28,11 @@ from ._web import (
     refused_flash,
     render,
 )
-from ._web_station import DEFAULT_MACHINES, DEFAULT_PROGRAMS
+from ._web_station import DEFAULT_PROGRAMS
 from ._web_support import anomalies_by_subject
 
 KINDS = ("wash", "steri")
+STATION_ZONES = ("sale", "propre", "sterile")
 MAX_SETS = 200
 _LABEL_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}\Z")
 _PENDING = {"open", "passed", "failed"}
@@ -85,7 +86,8 @@ async def new_load_page(request: web.Request) -> web.StreamResponse:
     if not isinstance(principal, Principal):
         return principal
     kind = _kind(request.query.get("kind"))
-    return _new_load_form(request, kind, {})
+    given = {k: request.query.get(k, "")[:2000] for k in ("machine", "program", "sets", "zone")}
+    return _new_load_form(request, kind, given)
 
 
 def _new_load_form(
@@ -95,15 +97,19 @@ def _new_load_form(
     error: str | None = None,
     detail: str | dict[str, Any] | None = None,
 ) -> web.Response:
+    machines = _node(request).trace.fold.machines(kind)
+    zone = form.get("zone", "")
     return render(
         request,
         "load_new.html",
         422 if error else 200,
         kind=kind,
         kinds=KINDS,
-        machine=form.get("machine") or DEFAULT_MACHINES[kind],
+        machine=form.get("machine") or (machines[0] if len(machines) == 1 else ""),
+        machines=machines,
         program=form.get("program") or DEFAULT_PROGRAMS[kind],
-        sets=form.get("sets", ""),
+        sets="\n".join(scanned_codes(form.get("sets", ""))),
+        zone=zone if zone in STATION_ZONES else "",
         error=error,
         detail=detail,
     )
@@ -139,6 +145,10 @@ async def new_load_post(request: web.Request) -> web.StreamResponse:
         detail = refused_flash(err)["d"]
         return _new_load_form(request, kind, form, "The load was refused.", detail)
     load = str(event["load"])
+    zone = form.get("zone", "")
+    if zone in STATION_ZONES:  # back to the station the first set was scanned at
+        back = "/station?" + urlencode({"zone": zone, "code": sets[0]})
+        return _redirect(request, back, done_flash("Load recorded.", warnings, load=load))
     return _redirect(request, load_url(load), done_flash("Load recorded.", warnings))
 
 

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
+from urllib.parse import urlencode
 
 import crdt_model as cm
 
@@ -12,7 +12,6 @@ from ._auth import Principal
 from ._node import Node
 from ._web_support import problem_item
 
-DEFAULT_MACHINES = {"wash": "LAV-1", "steri": "STE-1"}
 DEFAULT_PROGRAMS = {"wash": "INSTRU 93°C 3MIN NORMAL", "steri": "NORMAL 134°"}
 ZONE_OF_STATUS = {
     "unknown": "sale",
@@ -23,7 +22,7 @@ ZONE_OF_STATUS = {
     "in_sterilizer": "sterile",
     "sterilized": "sterile",
     "sterile": "sterile",
-    "expired": "sterile",
+    "expired": "sale",
     "dispatched": "sale",
     "used": "sale",
 }
@@ -42,18 +41,14 @@ class Step:
 
 STEPS: dict[str, Step] = {
     "receive": Step("Receive the set", "Set received."),
-    "wash_load": Step(
-        "Load into the washer", "Set loaded into the washer.", ("machine", "program")
-    ),
+    "wash_load": Step("Load into the washer", "Load recorded.", ("machine",)),
     "wash_pass": Step("Washer cycle passed", "Washer cycle recorded.", ("cycle_no",)),
     "wash_fail": Step(
         "Washer cycle failed", "Washer cycle recorded.", ("cycle_no",), style="danger"
     ),
     "inspect_ok": Step("Inspection OK, packed", "Inspection recorded.", ("packaging",)),
     "inspect_nok": Step("Inspection not OK", "Inspection recorded.", style="danger"),
-    "steri_load": Step(
-        "Load into the sterilizer", "Set loaded into the sterilizer.", ("machine", "program")
-    ),
+    "steri_load": Step("Load into the sterilizer", "Load recorded.", ("machine",)),
     "steri_pass": Step("Sterilizer cycle passed", "Sterilizer cycle recorded.", ("cycle_no",)),
     "steri_fail": Step(
         "Sterilizer cycle failed", "Sterilizer cycle recorded.", ("cycle_no",), style="danger"
@@ -66,23 +61,30 @@ STEPS: dict[str, Step] = {
         permission="release",
         style="danger",
     ),
-    "label": Step("Print the label", "Label issued."),
+    "label": Step("Print the label", "Label issued.", ("printer",)),
     "dispatch": Step("Dispatch the set", "Set dispatched.", ("to",)),
 }
 
 CONFIRMED = frozenset({"release", "reject"})
 """Steps a releaser signs with their PIN (or password)."""
 
+LOADS = {"wash_load": "wash", "steri_load": "steri"}
+"""Steps that open the load form with the scanned set: a load is several sets, scanned
+one after the other and recorded once (a load a set would leave the machine's cycle to one
+of them)."""
+
+KEPT_FIELDS = ("cycle_no", "packaging", "to", "reason")
+"""What a refused step gives back to its form (never the PIN)."""
+
 _NEXT: dict[tuple[str, str], tuple[str, ...]] = {
     ("sale", "unknown"): ("receive",),
     ("sale", "dispatched"): ("receive",),
     ("sale", "used"): ("receive",),
     ("sale", "sterile"): ("receive",),
-    ("sale", "quarantined"): ("receive",),
+    ("sale", "expired"): ("receive",),
     ("sale", "dirty"): ("wash_load",),
     ("sale", "washing"): ("wash_pass", "wash_fail"),
     ("propre", "washed"): ("inspect_ok", "inspect_nok"),
-    ("propre", "quarantined"): ("inspect_ok", "inspect_nok"),
     ("sterile", "packed"): ("steri_load",),
     ("sterile", "in_sterilizer"): ("steri_pass", "steri_fail"),
     ("sterile", "sterilized"): ("release", "reject"),
@@ -125,10 +127,18 @@ def station_context(node: Node, principal: Principal, zone: str, code: str) -> d
     if status == "sterile":
         steps: tuple[str, ...] = ("dispatch",) if view.labelled else ("label",)
         steps = ("receive",) if zone == "sale" else steps
+        elsewhere = None
+    elif status == "quarantined":
+        where, steps = _QUARANTINE.get(view.reason or "", ("sale", ()))
+        steps = steps if zone == where else ("receive",) if zone == "sale" else ()
+        elsewhere = where
     else:
         steps = _NEXT.get((zone, status), ())
+        elsewhere = ZONE_OF_STATUS.get(status)
     load = fold.load(view.load) if view.load else None
     found = (fold.anomaly(anomaly_id) for anomaly_id in view.anomalies)
+    machine_kind = "steri" if zone == "sterile" else "wash"
+    machines = fold.machines(machine_kind)
     return {
         "item": item,
         "anomalies": [a for a in found if a is not None and a.open],
@@ -138,19 +148,36 @@ def station_context(node: Node, principal: Principal, zone: str, code: str) -> d
             for name in steps
             if STEPS[name].permission is None or principal.can(STEPS[name].permission or "")
         },
-        "elsewhere": None if steps else ZONE_OF_STATUS.get(status),
+        "elsewhere": None if steps else elsewhere,
         "load": load,
+        "kind": machine_kind,
+        "machines": machines,
         "defaults": {
-            "machine": DEFAULT_MACHINES["steri" if zone == "sterile" else "wash"],
-            "program": programs["steri" if zone == "sterile" else "wash"],
-            "cycle_no": datetime.fromtimestamp(node._clock() / 1000, node.timezone).strftime(
-                "%H%M%S"
-            ),
+            "machine": machines[0] if len(machines) == 1 else "",
+            "program": programs[machine_kind],
+            "cycle_no": "",  # the number the machine printed: never made up here
             "packaging": item.get("packaging") or "",
             "to": view.location or item["storage"] or "",
             "reason": "",
         },
     }
+
+
+_QUARANTINE: dict[str, tuple[str, tuple[str, ...]]] = {
+    cm.INSPECTION_FAILED: ("propre", ("inspect_ok", "inspect_nok")),
+    cm.WASH_FAILED: ("sale", ("wash_load", "receive")),
+    cm.CYCLE_FAILED: ("sterile", ("steri_load",)),
+    cm.LOAD_REJECTED: ("sterile", ("steri_load",)),
+    cm.RELEASED_WITHOUT_CYCLE: ("sterile", ("steri_load",)),
+}
+"""Where a quarantined set goes next, by why it is there: back through the step that failed
+(the reception, in the dirty zone, starts it all over)."""
+
+
+def new_load_url(kind: str, code: str, machine: str, program: str, zone: str) -> str:
+    """The load form with a scanned set on it, coming back to the station once recorded."""
+    query = {"kind": kind, "sets": code, "machine": machine, "program": program, "zone": zone}
+    return "/loads/new?" + urlencode({k: v for k, v in query.items() if v})
 
 
 def event_time(node: Node, event_id: str | None) -> str | None:
@@ -172,13 +199,6 @@ async def async_perform(
     body: dict[str, Any]
     if action == "receive":
         body = {"type": "set.received", "set": code}
-    elif action in {"wash_load", "steri_load"}:
-        body = {
-            "type": "wash.loaded" if action == "wash_load" else "steri.loaded",
-            "machine": _field(form, "machine"),
-            "program": _field(form, "program"),
-            "sets": [code],
-        }
     elif action in {"wash_pass", "wash_fail", "steri_pass", "steri_fail"}:
         body = {
             "type": "wash.cycle" if action.startswith("wash") else "steri.cycle",
@@ -200,10 +220,11 @@ async def async_perform(
             "decision": "released" if action == "release" else "rejected",
         }
         if action == "reject":
-            body["reason"] = _field(form, "reason") or "rejected at the station"
+            body["reason"] = _field(form, "reason")
     elif action == "label":
-        label = await node.async_issue_label(code, view.load or "", principal)
-        return {"label": label["label_id"], "pdf": label["pdf"]}
+        printer = _field(form, "printer") or None
+        label = await node.async_issue_label(code, view.load or "", principal, printer)
+        return {"label": label["label_id"], "printer": printer}
     else:  # dispatch
         body = {"type": "set.dispatched", "set": code, "to": _field(form, "to") or "?"}
     body["zone"] = zone  # the station's zone, which may differ from the node's

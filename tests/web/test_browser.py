@@ -154,10 +154,25 @@ def _scan(page: Any, base: str, zone: str, code: str) -> None:
     page.wait_for_selector(f'#item[data-set="{code}"]')
 
 
-def _do(page: Any, action: str, status: str, confirm: str | None = None) -> None:
+def _do(
+    page: Any, action: str, status: str, confirm: str | None = None, cycle_no: str | None = None
+) -> None:
+    if cycle_no is not None:  # read off the machine's printout
+        page.fill(f'form:has(#do-{action}) input[name="cycle_no"]', cycle_no)
     if confirm is not None:
         page.fill(f"#confirm-{action}", confirm)
     page.click(f"#do-{action}")
+    page.wait_for_selector(f'#item[data-status="{status}"]')
+    assert page.locator("#flash.ok").count() == 1, page.locator("#flash").inner_text()
+
+
+def _load(page: Any, action: str, machine: str, status: str) -> None:
+    """A load step: the station opens the load form with the set on it; the load is recorded
+    there and the station shows the set again."""
+    page.fill(f'form:has(#do-{action}) input[name="machine"]', machine)
+    page.click(f"#do-{action}")
+    page.wait_for_selector("#new-load")
+    page.click("#record-load")
     page.wait_for_selector(f'#item[data-status="{status}"]')
     assert page.locator("#flash.ok").count() == 1, page.locator("#flash").inner_text()
 
@@ -208,8 +223,8 @@ def test_a_set_through_two_stations_appears_live_on_the_third_dashboard(
             _scan(station_a, a.base_url, "sale", code)
             _do(station_a, "receive", "dirty")
             _shot(station_a, "station-sale.png")
-            _do(station_a, "wash_load", "washing")
-            _do(station_a, "wash_pass", "washed")
+            _load(station_a, "wash_load", "LAV-1", "washing")
+            _do(station_a, "wash_pass", "washed", cycle_no="4711")
 
             # C: the head's dashboard, opened once and never reloaded
             dashboard = new_page()
@@ -224,8 +239,8 @@ def test_a_set_through_two_stations_appears_live_on_the_third_dashboard(
             _shot(station_b, "station-propre.png")
             _do(station_b, "inspect_ok", "packed")
             _scan(station_b, b.base_url, "sterile", code)
-            _do(station_b, "steri_load", "in_sterilizer")
-            _do(station_b, "steri_pass", "sterilized")
+            _load(station_b, "steri_load", "STE-1", "in_sterilizer")
+            _do(station_b, "steri_pass", "sterilized", cycle_no="815")
             _shot(station_b, "station-sterile.png")
 
             live = f'#recent tr[data-set="{code}"] [data-status="%s"]'

@@ -9,6 +9,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from aiohttp import ClientResponse
 from aiohttp.test_utils import TestClient
 
 import crdt_model as cm
@@ -46,7 +47,20 @@ async def step(client: TestClient, action: str, zone: str, code: str = SET, **fi
         },
     )
     assert resp.status == 200
+    if action in {"wash_load", "steri_load"}:  # the station opens the load form, set on it
+        assert resp.url.path == "/loads/new"
+        resp = await record_load_form(client, await resp.text())
     return html.unescape(await resp.text())
+
+
+async def record_load_form(client: TestClient, page: str, **changes: str) -> ClientResponse:
+    """Post the load form as the page shows it (with `changes`), as a person would."""
+    form = dict(re.findall(r'<input[^>]*name="(\w+)" value="([^"]*)"', page))
+    form["sets"] = html.unescape(re.search(r'<textarea[^>]*name="sets"[^>]*>([^<]*)<', page)[1])
+    form.update(changes)
+    resp = await client.post("/loads/new", data=form)
+    assert resp.status == 200, await resp.text()
+    return resp
 
 
 def status_of(node: Node, code: str = SET) -> str:

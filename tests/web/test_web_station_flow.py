@@ -1,0 +1,163 @@
+"""The station as operators use it: loads of several sets, cycles by the machine's number,
+labels they can print, the way back for quarantined sets, and forms that keep what was typed."""
+
+from __future__ import annotations
+
+import html
+import re
+from pathlib import Path
+
+from aiohttp.test_utils import TestClient
+
+from node import Node
+from node._bundle import read_bundle
+from node._sample import write_sample
+from node._auth import Principal
+from tests.web.helpers import DEVICE, OP, PASSWORD, csrf_of, load_with_cycle, login_in
+from tests.web.test_web import record_load_form, status_of
+
+SETS = ["JDIGGRBA#111", "JDIGGRBA#112", "JDIGGRBA#113"]
+
+
+async def _page(client: TestClient, zone: str, code: str) -> str:
+    resp = await client.get("/station", params={"zone": zone, "code": code})
+    assert resp.status == 200
+    return html.unescape(await resp.text())
+
+
+async def _post(client: TestClient, zone: str, code: str, action: str, **fields: str) -> str:
+    page = await _page(client, zone, code)
+    data = {"csrf": csrf_of(page), "zone": zone, "code": code, "action": action, **fields}
+    resp = await client.post("/station", data=data)
+    assert resp.status == 200
+    return html.unescape(await resp.text())
+
+
+async def test_sets_loaded_at_the_station_make_one_load_that_the_cycle_completes(
+    client: TestClient, node: Node
+) -> None:
+    """The washer takes several sets: the station opens the load form with the scanned set,
+    the others are scanned onto it, one load is recorded, and the machine's cycle (with no
+    load number, as captured) washes them all."""
+    await login_in(client, "op")
+    for code in SETS:
+        await node.async_submit({"type": "set.received", "set": code}, OP)
+    form = await _post(client, "sale", SETS[0], "wash_load", machine="LAV-3")
+    assert "/loads/new" in form and 'name="zone" value="sale"' in form
+    assert SETS[0] in form  # the scanned set is on the form already
+    resp = await record_load_form(client, form, sets="\n".join(SETS))
+    assert resp.url.path == "/station" and resp.url.query["code"] == SETS[0]
+    page = html.unescape(await resp.text())
+    loads = {node.trace.fold.set_status(code).load for code in SETS}
+    assert len(loads) == 1 and None not in loads
+    (load,) = loads
+    assert f"Charge {load}." in page
+    await node.async_record(
+        {"type": "wash.cycle", "machine": "LAV-3", "cycle_no": "88", "result": "pass"}, DEVICE
+    )
+    assert [status_of(node, code) for code in SETS] == ["washed"] * 3
+
+
+async def test_the_machine_is_offered_from_those_known_and_never_made_up(
+    client: TestClient, node: Node
+) -> None:
+    await login_in(client, "op")
+    await node.async_submit({"type": "set.received", "set": SETS[0]}, OP)
+    page = await _page(client, "sale", SETS[0])
+    assert re.search(r'<input name="machine" value=""', page)  # no washer known yet
+    await node.async_submit(
+        {"type": "wash.loaded", "machine": "LAV-2", "program": "P", "sets": [SETS[1]]}, OP
+    )
+    page = await _page(client, "sale", SETS[0])
+    assert re.search(r'<input name="machine" value="LAV-2"', page)  # the only washer known
+    await node.async_submit(
+        {"type": "wash.loaded", "machine": "LAV-4", "program": "P", "sets": [SETS[2]]}, OP
+    )
+    page = await _page(client, "sale", SETS[0])
+    assert re.search(r'<input name="machine" value=""', page)  # two: the operator says which
+    assert '<option value="LAV-2">' in page and '<option value="LAV-4">' in page
+    form = html.unescape(await (await client.get("/loads/new?kind=wash")).text())
+    assert re.search(r'id="machine" name="machine" value=""', form)
+
+
+async def test_a_cycle_is_recorded_under_the_number_the_operator_reads_off_the_machine(
+    client: TestClient, node: Node
+) -> None:
+    await login_in(client, "op")
+    await node.async_submit({"type": "set.received", "set": SETS[0]}, OP)
+    await node.async_submit(
+        {"type": "wash.loaded", "machine": "LAV-2", "program": "P", "sets": [SETS[0]]}, OP
+    )
+    page = await _page(client, "sale", SETS[0])
+    assert re.search(r'<input name="cycle_no" value="" required', page)
+    count = node.index.count
+    text = await _post(client, "sale", SETS[0], "wash_pass", cycle_no="")
+    assert 'id="flash"' in text and "flash error" in text
+    assert node.index.count == count and status_of(node, SETS[0]) == "washing"
+    await _post(client, "sale", SETS[0], "wash_pass", cycle_no="4711")
+    load = node.trace.fold.load(str(node.trace.fold.set_status(SETS[0]).load))
+    assert load is not None and load.cycle is not None and load.cycle.cycle_no == "4711"
+
+
+async def test_a_label_issued_at_the_station_can_be_opened_as_pdf(
+    client: TestClient, node: Node, tmp_path: Path
+) -> None:
+    await node.async_import(read_bundle(write_sample(tmp_path / "sample", scale="small", seed=1)))
+    ref = node.trace.fold.reference
+    assert ref is not None
+    code = sorted(ref.instance_type)[0]
+    await node.async_submit({"type": "set.received", "set": code}, OP)
+    event, _ = await node.async_submit(
+        {"type": "steri.loaded", "machine": "STE-1", "program": "P", "sets": [code]}, OP
+    )
+    await node.async_record(
+        {"type": "steri.cycle", "machine": "STE-1", "cycle_no": "7", "result": "pass"}, DEVICE
+    )
+    await node.async_submit(
+        {"type": "load.released", "load": event["load"], "decision": "released"},
+        Principal("rel", "releaser"),
+    )
+    await login_in(client, "op")
+    text = await _post(client, "sterile", code, "label")
+    label = re.search(r'id="label-pdf" href="/labels/([^"]+)\.pdf"', text)
+    assert label is not None, text[text.find('id="flash"') :][:400]
+    pdf = await client.get(f"/labels/{label[1]}.pdf")
+    assert pdf.status == 200 and (await pdf.read()).startswith(b"%PDF")
+
+
+async def test_a_quarantined_set_is_sent_back_through_the_step_that_failed(
+    client: TestClient, node: Node
+) -> None:
+    await login_in(client, "op")
+    await load_with_cycle(node, "fail")
+    assert node.trace.fold.set_status(SETS[0]).reason == "cycle_failed"
+    sterile = await _page(client, "sterile", SETS[0])
+    assert 'id="do-steri_load"' in sterile  # sterilized again, in the sterile zone
+    clean = await _page(client, "propre", SETS[0])
+    assert 'id="do-inspect_ok"' not in clean and 'id="elsewhere"' in clean
+    assert "stérile" in clean.split('id="elsewhere"')[1].split("</p>")[0].lower()
+    dirty = await _page(client, "sale", SETS[0])
+    assert 'id="do-receive"' in dirty  # or all over again from the reception
+    other = SETS[1]
+    await node.async_submit({"type": "set.received", "set": other}, OP)
+    await node.async_submit({"type": "set.inspected", "set": other, "result": "nok"}, OP)
+    assert node.trace.fold.set_status(other).reason == "inspection_failed"
+    assert 'id="do-inspect_ok"' in await _page(client, "propre", other)
+    assert 'id="do-steri_load"' not in await _page(client, "sterile", other)
+
+
+async def test_a_refused_decision_keeps_the_reason_typed_and_a_reject_needs_one(
+    client: TestClient, node: Node
+) -> None:
+    load = await load_with_cycle(node, "pass")  # passed, but the packs come out wet
+    await login_in(client, "rel")
+    count = node.index.count
+    text = await _post(client, "sterile", SETS[0], "reject", confirm="")
+    assert "flash error" in text and node.index.count == count  # no reason: nothing recorded
+    reason = "emballage mouillé en sortie"
+    text = await _post(client, "sterile", SETS[0], "reject", reason=reason, confirm="0000")
+    assert "flash error" in text and node.index.count == count  # wrong PIN
+    assert f'name="reason" value="{reason}"' in text  # what was typed is still there
+    text = await _post(client, "sterile", SETS[0], "reject", reason=reason, confirm=PASSWORD)
+    view = node.trace.fold.load(load)
+    assert view is not None and view.status == "rejected"
