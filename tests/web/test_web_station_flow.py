@@ -10,9 +10,9 @@ from pathlib import Path
 from aiohttp.test_utils import TestClient
 
 from node import Node
+from node._auth import Principal
 from node._bundle import read_bundle
 from node._sample import write_sample
-from node._auth import Principal
 from tests.web.helpers import DEVICE, OP, PASSWORD, csrf_of, load_with_cycle, login_in
 from tests.web.test_web import record_load_form, status_of
 
@@ -43,13 +43,16 @@ async def test_sets_loaded_at_the_station_make_one_load_that_the_cycle_completes
     for code in SETS:
         await node.async_submit({"type": "set.received", "set": code}, OP)
     form = await _post(client, "sale", SETS[0], "wash_load", machine="LAV-3")
-    assert "/loads/new" in form and 'name="zone" value="sale"' in form
+    assert "/loads/new" in form
+    assert 'name="zone" value="sale"' in form
     assert SETS[0] in form  # the scanned set is on the form already
     resp = await record_load_form(client, form, sets="\n".join(SETS))
-    assert resp.url.path == "/station" and resp.url.query["code"] == SETS[0]
+    assert resp.url.path == "/station"
+    assert resp.url.query["code"] == SETS[0]
     page = html.unescape(await resp.text())
     loads = {node.trace.fold.set_status(code).load for code in SETS}
-    assert len(loads) == 1 and None not in loads
+    assert len(loads) == 1
+    assert None not in loads
     (load,) = loads
     assert f"Charge {load}." in page
     await node.async_record(
@@ -75,7 +78,8 @@ async def test_the_machine_is_offered_from_those_known_and_never_made_up(
     )
     page = await _page(client, "sale", SETS[0])
     assert re.search(r'<input name="machine" value=""', page)  # two: the operator says which
-    assert '<option value="LAV-2">' in page and '<option value="LAV-4">' in page
+    assert '<option value="LAV-2">' in page
+    assert '<option value="LAV-4">' in page
     form = html.unescape(await (await client.get("/loads/new?kind=wash")).text())
     assert re.search(r'id="machine" name="machine" value=""', form)
 
@@ -92,11 +96,15 @@ async def test_a_cycle_is_recorded_under_the_number_the_operator_reads_off_the_m
     assert re.search(r'<input name="cycle_no" value="" required', page)
     count = node.index.count
     text = await _post(client, "sale", SETS[0], "wash_pass", cycle_no="")
-    assert 'id="flash"' in text and "flash error" in text
-    assert node.index.count == count and status_of(node, SETS[0]) == "washing"
+    assert 'id="flash"' in text
+    assert "flash error" in text
+    assert node.index.count == count
+    assert status_of(node, SETS[0]) == "washing"
     await _post(client, "sale", SETS[0], "wash_pass", cycle_no="4711")
     load = node.trace.fold.load(str(node.trace.fold.set_status(SETS[0]).load))
-    assert load is not None and load.cycle is not None and load.cycle.cycle_no == "4711"
+    assert load is not None
+    assert load.cycle is not None
+    assert load.cycle.cycle_no == "4711"
 
 
 async def test_a_label_issued_at_the_station_can_be_opened_as_pdf(
@@ -122,7 +130,8 @@ async def test_a_label_issued_at_the_station_can_be_opened_as_pdf(
     label = re.search(r'id="label-pdf" href="/labels/([^"]+)\.pdf"', text)
     assert label is not None, text[text.find('id="flash"') :][:400]
     pdf = await client.get(f"/labels/{label[1]}.pdf")
-    assert pdf.status == 200 and (await pdf.read()).startswith(b"%PDF")
+    assert pdf.status == 200
+    assert (await pdf.read()).startswith(b"%PDF")
 
 
 async def test_a_quarantined_set_is_sent_back_through_the_step_that_failed(
@@ -134,7 +143,8 @@ async def test_a_quarantined_set_is_sent_back_through_the_step_that_failed(
     sterile = await _page(client, "sterile", SETS[0])
     assert 'id="do-steri_load"' in sterile  # sterilized again, in the sterile zone
     clean = await _page(client, "propre", SETS[0])
-    assert 'id="do-inspect_ok"' not in clean and 'id="elsewhere"' in clean
+    assert 'id="do-inspect_ok"' not in clean
+    assert 'id="elsewhere"' in clean
     assert "stérile" in clean.split('id="elsewhere"')[1].split("</p>")[0].lower()
     dirty = await _page(client, "sale", SETS[0])
     assert 'id="do-receive"' in dirty  # or all over again from the reception
@@ -153,11 +163,14 @@ async def test_a_refused_decision_keeps_the_reason_typed_and_a_reject_needs_one(
     await login_in(client, "rel")
     count = node.index.count
     text = await _post(client, "sterile", SETS[0], "reject", confirm="")
-    assert "flash error" in text and node.index.count == count  # no reason: nothing recorded
+    assert "flash error" in text
+    assert node.index.count == count
     reason = "emballage mouillé en sortie"
     text = await _post(client, "sterile", SETS[0], "reject", reason=reason, confirm="0000")
-    assert "flash error" in text and node.index.count == count  # wrong PIN
+    assert "flash error" in text
+    assert node.index.count == count
     assert f'name="reason" value="{reason}"' in text  # what was typed is still there
     text = await _post(client, "sterile", SETS[0], "reject", reason=reason, confirm=PASSWORD)
     view = node.trace.fold.load(load)
-    assert view is not None and view.status == "rejected"
+    assert view is not None
+    assert view.status == "rejected"
