@@ -167,6 +167,7 @@ async def get_feed(request: web.Request) -> web.StreamResponse:
     limit = int_param(request, "limit", DEFAULT_FEED_LIMIT, 1, MAX_FEED_LIMIT)
     unacked = request.query.get("unacked") in {"1", "true", "yes"}
     lines: list[bytes] = []
+    fed: list[str] = []
     last = None
     acked = node.trace.acked if unacked else frozenset()
     for event_id in node.index.ids_after(after):
@@ -176,9 +177,11 @@ async def get_feed(request: web.Request) -> web.StreamResponse:
         if event is None:
             continue
         lines.append(cm.feed_line(for_principal(request, event)))
+        fed.append(event_id)
         last = event["id"]
         if len(lines) == limit:
             break
+    node.index.fed.update(fed)
     headers = {"Sterimesh-Count": str(len(lines))}
     if last is not None and len(lines) == limit:
         headers["Sterimesh-Next-After"] = last
@@ -195,7 +198,9 @@ async def post_feed_ack(request: web.Request) -> web.Response:
             cm.split_event_id(body["up_to"])
         except cm.ClockError:
             raise ApiError(422, "up_to must be an event id") from None
-        ids = [e["id"] for e in node.iter_events() if e["id"] <= body["up_to"]]
+        # what this node handed out, up to there: an event merged in since with an older
+        # id was never read, and stays in the unacked feed
+        ids = sorted(i for i in node.index.fed if i <= body["up_to"])
     elif (
         isinstance(body, dict) and isinstance(body.get("ids"), list) and len(body["ids"]) <= 100000
     ):

@@ -35,6 +35,9 @@ class EventIndex:
         self._load_counters: dict[str, int] = defaultdict(int)
         self._reserved: set[str] = set()
         """Load numbers of local events on their way to the disk (not indexed yet)."""
+        self.fed: set[str] = set()
+        """Events handed out in a feed page since the node started (what `up_to` may
+        acknowledge: an event merged in later with an older id was never read)."""
 
     def add(self, day: str, event: dict[str, Any]) -> None:
         """Index one event of the given UTC day."""

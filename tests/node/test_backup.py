@@ -91,6 +91,8 @@ async def record(node: NodeProcess, admin: str) -> list[str]:
         node, admin, "POST", "/api/tokens", {"name": "pf", "role": "integration"}
     )
     integration = json.loads(raw)["token"]
+    status, _ = await api(node, integration, "GET", "/api/feed")  # the platform reads, then acks
+    assert status == 200
     status, raw = await api(node, integration, "POST", "/api/feed/ack", {"up_to": ids[9]})
     assert status == 200, raw
     return ids
