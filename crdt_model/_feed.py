@@ -25,9 +25,16 @@ SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 _SCALAR = {"type": ["string", "number", "boolean", "null"]}
 
 
+_LINE_BREAKS = {0x85: "\\u0085", 0x2028: "\\u2028", 0x2029: "\\u2029"}
+"""Characters that many readers (Python's splitlines, JavaScript before ES2019) take for a
+line end: escaped, so that one event is one line whatever reads the feed."""
+
+
 def feed_line(event: Mapping[str, Any]) -> bytes:
     """One event as a feed line: canonical JSON (sorted keys, compact, UTF-8) and a newline."""
     text = json.dumps(event, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    if not text.isascii():
+        text = text.translate(_LINE_BREAKS)
     return text.encode("utf-8") + b"\n"
 
 

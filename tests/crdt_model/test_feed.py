@@ -40,6 +40,17 @@ def test_a_feed_line_is_canonical_json() -> None:
     assert json.loads(line) == event
 
 
+def test_a_feed_line_is_one_line_to_every_reader() -> None:
+    """Unicode's own line ends (NEL, LINE and PARAGRAPH SEPARATOR) are escaped: Python's
+    splitlines and older JavaScript break lines there."""
+    event = {"text": "ligne 1\u2028ligne 2\u2029fin\x85.", "who": "Hélène"}
+    line = feed_line(event)
+    assert len(line.decode("utf-8").splitlines()) == 1
+    assert b"\\u2028" in line
+    assert "Hélène".encode() in line  # other characters stay as they are
+    assert json.loads(line) == event
+
+
 def test_the_feed_is_every_event_in_clock_order_whatever_the_storage_order() -> None:
     s = Stamper()
     process(s, ["S1", "S2"])
