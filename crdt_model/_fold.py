@@ -383,10 +383,10 @@ class Fold:
         while machine.checkpoints and machine.checkpoints[-1][0] >= since:
             machine.checkpoints.pop()
         start, snapshot = machine.checkpoints[-1] if machine.checkpoints else ("", ((), ()))
-        machine.restart(start, snapshot, len(machine.checkpoints) * CHECKPOINT_EVERY)
         before = {cid: load for cid, load in machine.attr.items() if cid > start}
         for cid in before:
             del machine.attr[cid]
+        machine.restart(start, snapshot, len(machine.checkpoints) * CHECKPOINT_EVERY)
         for rec in machine.items[bisect.bisect_right(machine.items, start, key=record_id) :]:
             if rec.id not in self._voided:
                 machine.step(rec)

@@ -438,7 +438,17 @@ CHECKPOINT_EVERY = 32
 class MachineState:
     """A washer's or sterilizer's loads and cycles: which load each cycle belongs to."""
 
-    __slots__ = ("attr", "checkpoints", "count", "items", "last", "loads_by_day", "name", "open")
+    __slots__ = (
+        "attr",
+        "checkpoints",
+        "count",
+        "cycled",
+        "items",
+        "last",
+        "loads_by_day",
+        "name",
+        "open",
+    )
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -449,8 +459,9 @@ class MachineState:
         self.restart("", ((), ()), 0)
 
     def restart(self, last: str, snapshot: Snapshot, count: int) -> None:
-        """Go back to the state after record `last`."""
+        """Go back to the state after record `last` (`attr` holds only cycles up to it)."""
         self.last = last
+        self.cycled = {load for load in self.attr.values() if load is not None}
         # Open loads per kind, oldest first: dicts as ordered sets (a washer whose cycles are
         # not captured can pile up thousands; membership and removal stay O(1)).
         self.open = {"wash": dict.fromkeys(snapshot[0]), "steri": dict.fromkeys(snapshot[1])}
@@ -459,12 +470,14 @@ class MachineState:
     def step(self, rec: Record) -> str | None:
         """Apply a loaded or cycle record; for a cycle, the load it belongs to.
 
-        A cycle naming no load belongs to the machine's latest load without a cycle yet.
+        A cycle naming no load belongs to the machine's latest load without a cycle yet; a
+        load that had its cycle never waits for another (a second record of it, sets added
+        after its cycle, must not take the next load's cycle).
         """
         stack = self.open[KIND_OF[rec.type]]
         found: str | None = None
         if rec.type in LOADED:
-            if rec.load is not None:
+            if rec.load is not None and rec.load not in self.cycled:
                 stack.setdefault(rec.load)
         else:
             found = rec.load
@@ -473,6 +486,8 @@ class MachineState:
             else:
                 stack.pop(found, None)
             self.attr[rec.id] = found
+            if found is not None:
+                self.cycled.add(found)
         self.last = rec.id
         self.count += 1
         if self.count % CHECKPOINT_EVERY == 0:

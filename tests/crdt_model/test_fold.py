@@ -237,6 +237,30 @@ def test_a_cycle_naming_its_load_closes_that_load_only() -> None:
     assert all(orphan not in fold.load(n).cycles for n in ("A-1", "A-2", "A-3"))  # type: ignore[union-attr]
 
 
+def test_a_load_named_again_after_its_cycle_never_takes_the_next_loads_cycle() -> None:
+    """A-1's cycle failed; a record adding a set to A-1 comes after A-2 was loaded: the next
+    captured cycle (no load number) is A-2's, and A-1 stays failed, in any arrival order."""
+    s = Stamper()
+    s.make("steri.loaded", sets=["S1"], load="A-1")
+    failed = s.make("steri.cycle", result="fail")["id"]
+    s.make("steri.loaded", sets=["S2"], load="A-2")
+    s.make("steri.loaded", sets=["S3"], load="A-1")  # a set forgotten in A-1's record
+    passed = s.make("steri.cycle")["id"]
+    for events in (s.events, s.events[::-1]):
+        fold = fold_of(events)
+        a1, a2 = fold.load("A-1"), fold.load("A-2")
+        assert a1 is not None
+        assert a2 is not None
+        assert a1.cycles == (failed,)
+        assert a1.status == "failed"
+        assert a2.cycles == (passed,)
+        assert fold.set_status("S1").status == "quarantined"
+    one_by_one = Fold()
+    for event in s.events:
+        one_by_one.add(event)
+    assert one_by_one.snapshot() == fold_of(s.events).snapshot()
+
+
 def test_a_washer_cycle_only_closes_a_washer_load() -> None:
     s = Stamper()
     s.make("wash.loaded", sets=["S1"], load="A-1", machine="M-1")
