@@ -4,10 +4,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ._views import LOADED, FoldError, Record
+from ._views import KIND_OF, LOADED, FoldError, Record
 
 if TYPE_CHECKING:
     from ._fold import Fold
+
+
+_FOLLOWED = frozenset({"label.printed", "set.dispatched", "set.used"})
+_REPROCESSING = frozenset({"set.received", "wash.loaded"})
 
 
 def recall_lot(fold: Fold, load: str) -> dict[str, Any]:
@@ -24,22 +28,35 @@ def recall_lot(fold: Fold, load: str) -> dict[str, Any]:
 
 
 def recall_set(fold: Fold, set_code: str) -> dict[str, Any]:
-    """Every load a set went through and, for each, its dispatches and uses."""
-    loads: list[dict[str, Any]] = []
-    current: dict[str, Any] | None = None
+    """Every load a set went through and, for each, its dispatches and uses.
+
+    A use or dispatch belongs to the set's last sterilizer load before it (a reception or a
+    wash in between does not clear it: a use typed in late, or recorded on a node cut off
+    from the one that received the set, still came from that load); before any sterilizer
+    load, to its last washer load; before any load, to an entry without a load.
+    """
+    loads: dict[str | None, dict[str, Any]] = {}
+    steri: dict[str, Any] | None = None
+    other: dict[str, Any] | None = None
     for rec in _records(fold, set_code):
         if rec.type in LOADED:
-            current = _load_entry(fold, rec.load or "")
-            loads.append(current)
-        elif rec.type == "set.received":
-            current = None
-        elif current is not None:
-            _note(current, rec, current["load"])
+            no = rec.load or ""
+            entry = loads.get(no) or loads.setdefault(no, _load_entry(fold, no))
+            if rec.type == "steri.loaded":
+                steri = entry
+            else:
+                other = entry
+        elif rec.type in _FOLLOWED:
+            target = steri or other
+            if target is None:
+                target = loads.get(None) or loads.setdefault(None, _load_entry(fold, None))
+            _note(target, rec, target["load"])
+    entries = list(loads.values())
     return {
         "set": set_code,
         "status": fold.set_status(set_code).status,
-        "loads": loads,
-        "patients": sorted({use["patient"] for entry in loads for use in entry["uses"]}),
+        "loads": entries,
+        "patients": sorted({use["patient"] for entry in entries for use in entry["uses"]}),
     }
 
 
@@ -60,26 +77,42 @@ def recall_patient(fold: Fold, patient: str) -> dict[str, Any]:
 def recall_machine(fold: Fold, machine: str) -> dict[str, Any]:
     """Every load of a sterilizer since its last passed biological indicator (all if none).
 
-    When the passed indicator names the load it rode in (`lot`), loads after that one count;
-    otherwise loads recorded after the test.
+    A passed indicator that names the load it rode in (`lot`) vouches for the loads up to
+    that one. One without `lot` rode in some load before its result was read (incubation
+    takes a day or two): it vouches only for what the passed indicator before it vouches
+    for. An indicator that failed in a load before that point, its result read after the
+    pass, brings the recall back to the last pass before it.
     """
-    passed = [r for r in fold.machine_test_records(machine) if r.key == "bi" and r.result == "pass"]
+    indicators = [r for r in fold.machine_test_records(machine) if r.key == "bi"]
+    passed = [r for r in indicators if r.result == "pass"]
     since = ""
     indicator = None
     if passed:
         last = passed[-1]
         indicator = {"event": last.id, "lot": last.get("lot"), "day": last.day}
-        lot = fold.load(last.get("lot") or "")
-        since = lot.loaded if lot is not None and lot.loaded is not None else last.id
-    loads = [
-        recall_lot(fold, r.load) for r in fold.machine_loads(machine) if r.id > since and r.load
-    ]
+        since = _rode_in(fold, last) or ""
+        if not since and len(passed) > 1:
+            since = _rode_in(fold, passed[-2]) or passed[-2].id
+        for failed in indicators:
+            at = _rode_in(fold, failed) or failed.id
+            if failed.result != "pass" and failed.id > last.id and at <= since:
+                since = max(
+                    (p for r in passed if (p := _rode_in(fold, r) or r.id) < at), default=""
+                )
+    numbers = dict.fromkeys(r.load for r in fold.machine_loads(machine) if r.id > since and r.load)
+    loads = [recall_lot(fold, no) for no in numbers if no is not None]
     return {
         "machine": machine,
         "last_passed_bi": indicator,
         "loads": loads,
         "patients": sorted({p for entry in loads for p in entry["patients"]}),
     }
+
+
+def _rode_in(fold: Fold, indicator: Record) -> str | None:
+    """Where an indicator rode: the first record of the load it names, if known."""
+    view = fold.load(indicator.get("lot") or "")
+    return None if view is None else view.loaded
 
 
 def _records(fold: Fold, set_code: str) -> list[Record]:
@@ -91,7 +124,13 @@ def _records(fold: Fold, set_code: str) -> list[Record]:
 
 
 def _after_load(fold: Fold, set_code: str, load: str) -> dict[str, Any]:
-    """What happened to a set from entering `load` to its next load or reception."""
+    """What happened to a set from entering `load` until another load took over.
+
+    A sterilizer load holds its sets' labels, dispatches and uses until the set goes into
+    another sterilizer load after this one's cycle (a reception or a wash in between does
+    not end it: see recall_set); a set put into a second load before this one's cycle went
+    through one of them, and its uses count for both. A washer load ends at the next load.
+    """
     entry: dict[str, Any] = {
         "set": set_code,
         "status": fold.set_status(set_code).status,
@@ -99,12 +138,18 @@ def _after_load(fold: Fold, set_code: str, load: str) -> dict[str, Any]:
         "dispatches": [],
         "uses": [],
     }
+    view = fold.load(load)
+    steri = view is not None and view.kind == "steri"
+    cycles = () if view is None else view.cycles
     inside = False
     for rec in _records(fold, set_code):
-        if rec.type in LOADED or rec.type == "set.received":
-            if inside:
-                break
-            inside = rec.type in LOADED and rec.load == load
+        if rec.type in LOADED:
+            if rec.load == load:
+                inside = True
+            elif inside and (
+                not steri or (rec.type == "steri.loaded" and any(c < rec.id for c in cycles))
+            ):
+                break  # the set went on to another load (after this one's cycle)
         elif inside:
             _note(entry, rec, load)
     return entry
@@ -130,8 +175,8 @@ def _use(rec: Record) -> dict[str, Any]:
     }
 
 
-def _load_entry(fold: Fold, load: str) -> dict[str, Any]:
-    view = fold.load(load)
+def _load_entry(fold: Fold, load: str | None) -> dict[str, Any]:
+    view = None if load is None else fold.load(load)
     return {
         "load": load,
         "kind": None if view is None else view.kind,
@@ -145,23 +190,35 @@ def _load_entry(fold: Fold, load: str) -> dict[str, Any]:
 
 
 def _load_at(fold: Fold, set_code: str, at: str) -> dict[str, Any]:
-    """The load a set came from when it was used at `at`."""
-    load = None
+    """The load a set came from when it was used at `at`: its last sterilizer load before
+    (else its last washer load), and whether it was received or washed again in between
+    (then the use is not vouched for by that load: `safe` is false)."""
+    load = kind = None
+    since = False
     for rec in _records(fold, set_code):
         if rec.id >= at:
             break
-        if rec.type in LOADED:
-            load = rec.load
-        elif rec.type == "set.received":
-            load = None
+        if rec.type == "steri.loaded" or (rec.type in LOADED and kind != "steri"):
+            load, kind, since = rec.load, KIND_OF[rec.type], False
+        elif rec.type in _REPROCESSING:
+            since = load is not None
     if load is None:
-        return {"load": None, "machine": None, "load_status": None, "safe": False}
+        return {
+            "load": None,
+            "kind": None,
+            "machine": None,
+            "load_status": None,
+            "safe": False,
+            "reprocessed_since": False,
+        }
     view = fold.load(load)
     return {
         "load": load,
+        "kind": kind,
         "machine": None if view is None else view.machine,
         "load_status": None if view is None else view.status,
-        "safe": False if view is None else view.safe,
+        "safe": view is not None and view.safe and not since,
+        "reprocessed_since": since,
     }
 
 

@@ -77,6 +77,72 @@ def test_recall_of_a_set_lists_each_load_and_its_uses() -> None:
     assert recall_set(fold_of(s.events), "nothing")["loads"] == []
 
 
+def test_a_use_recorded_after_the_sets_reception_is_still_recalled_with_its_load() -> None:
+    """Node B, cut off, records a use after node A received the set back (or an operator
+    types it in late): the use came from the set's sterilizer load, and recall says so."""
+    s = Stamper()
+    bowie_dick(s)
+    first = process(s, ["S1"], use=False)
+    s.make("set.received", "A", set="S1")
+    s.make("set.used", "B", set="S1", patient="P9")
+    s.make("wash.loaded", "A", sets=["S1"], load="W-9")
+    s.make("set.used", "B", set="S1", patient="P8")  # typed in later still
+    fold = fold_of(s.events)
+    assert recall_lot(fold, first["steri"])["patients"] == ["P8", "P9"]
+    by_set = recall_set(fold, "S1")
+    assert by_set["patients"] == ["P8", "P9"]
+    (steri,) = [x for x in by_set["loads"] if x["load"] == first["steri"]]
+    assert [u["patient"] for u in steri["uses"]] == ["P9", "P8"]
+    (used,) = recall_patient(fold, "P9")["sets"]
+    assert used["load"] == first["steri"]
+    assert used["reprocessed_since"] is True  # received in between: not vouched for
+    assert used["safe"] is False
+
+
+def test_a_set_listed_twice_in_one_load_is_followed_to_its_patients() -> None:
+    s = Stamper()
+    bowie_dick(s)
+    s.make("set.received", set="S1")
+    s.make("steri.loaded", sets=["S1"], load="X-1")
+    s.make("steri.loaded", "B", sets=["S1", "S2"], load="X-1")  # the same load, named twice
+    s.make("steri.cycle")
+    s.make("load.released", load="X-1")
+    s.make("set.used", set="S1", patient="P1")
+    fold = fold_of(s.events)
+    assert recall_lot(fold, "X-1")["patients"] == ["P1"]
+    by_set = recall_set(fold, "S1")
+    assert [x["load"] for x in by_set["loads"]] == ["X-1"]
+    assert by_set["patients"] == ["P1"]
+
+
+def test_a_set_in_two_open_loads_is_recalled_with_both() -> None:
+    """Loaded into X-1, then into X-2 before X-1's cycle: it went through one of them."""
+    s = Stamper()
+    bowie_dick(s)
+    s.make("steri.loaded", sets=["S1"], load="X-1")
+    s.make("steri.loaded", sets=["S1"], load="X-2", machine="AUTO-3")
+    s.make("steri.cycle", load="X-1")
+    s.make("steri.cycle", load="X-2", machine="AUTO-3")
+    s.make("set.used", set="S1", patient="P1")
+    s.make("steri.loaded", sets=["S1"], load="X-3")  # after both cycles: a new loop
+    s.make("steri.cycle", load="X-3")
+    s.make("set.used", set="S1", patient="P2")
+    fold = fold_of(s.events)
+    assert recall_lot(fold, "X-1")["patients"] == ["P1"]
+    assert recall_lot(fold, "X-2")["patients"] == ["P1"]
+    assert recall_lot(fold, "X-3")["patients"] == ["P2"]
+
+
+def test_a_use_before_any_load_is_listed_without_one() -> None:
+    s = Stamper()
+    s.make("set.used", set="S1", patient="P1")  # stock sterilized before the outage
+    answer = recall_set(fold_of(s.events), "S1")
+    assert [(x["load"], [u["patient"] for u in x["uses"]]) for x in answer["loads"]] == [
+        (None, ["P1"])
+    ]
+    assert answer["patients"] == ["P1"]
+
+
 def test_recall_of_a_patient_names_sets_loads_and_endoscopes() -> None:
     s, first, _ = two_loops()
     s.make("endo.aer_cycle", "C", endoscope="GIF-1", machine="LDE-1", cycle_no=7, result="pass")
@@ -138,10 +204,53 @@ def test_recall_of_a_sterilizer_since_its_last_passed_biological_indicator() -> 
     assert answer["patients"] == ["P1", "P2"]
 
 
-def test_a_passed_indicator_without_lot_counts_from_its_record() -> None:
+def test_a_passed_indicator_without_lot_vouches_only_from_the_pass_before_it() -> None:
+    """Its result is read a day or two after the load it rode in, which it does not name:
+    the loads in between are not vouched for."""
     s = Stamper()
     bowie_dick(s)
-    process(s, ["S1"], patient="P1")
-    s.make("steri.test", kind="bi", result="pass")
+    process(s, ["S0"], patient="P0")
+    first = process(s, ["S1"], patient="P1")
+    s.make("steri.test", kind="bi", result="pass", lot=first["steri"])
     process(s, ["S2"], patient="P2")
-    assert recall_machine(fold_of(s.events), "AUTO-2")["patients"] == ["P2"]
+    s.make("steri.test", kind="bi", result="pass")  # rode in S2's load, or S3's? not said
+    process(s, ["S3"], patient="P3")
+    assert recall_machine(fold_of(s.events), "AUTO-2")["patients"] == ["P2", "P3"]
+    alone = Stamper()
+    bowie_dick(alone)
+    process(alone, ["S1"], patient="P1")
+    alone.make("steri.test", kind="bi", result="pass")
+    process(alone, ["S2"], patient="P2")
+    assert recall_machine(fold_of(alone.events), "AUTO-2")["patients"] == ["P1", "P2"]
+
+
+def test_an_indicator_that_failed_earlier_but_was_read_later_widens_the_recall() -> None:
+    s = Stamper()
+    bowie_dick(s)
+    first = process(s, ["S1"], patient="P1")
+    second = process(s, ["S2"], patient="P2")
+    third = process(s, ["S3"], patient="P3")
+    s.make("steri.test", kind="bi", result="pass", lot=third["steri"])
+    s.make("steri.test", kind="bi", result="fail", lot=second["steri"])  # read after
+    answer = recall_machine(fold_of(s.events), "AUTO-2")
+    assert [x["load"]["load"] for x in answer["loads"]] == [
+        first["steri"],
+        second["steri"],
+        third["steri"],
+    ]
+    s.make("steri.test", kind="bi", result="pass", lot=first["steri"])
+    s.make("steri.test", kind="bi", result="pass", lot=third["steri"])
+    answer = recall_machine(fold_of(s.events), "AUTO-2")
+    assert answer["patients"] == []  # a later pass after the failure: the machine is vouched for
+
+
+def test_a_load_recorded_twice_is_recalled_once() -> None:
+    s = Stamper()
+    bowie_dick(s)
+    s.make("steri.loaded", sets=["S1"], load="X-1")
+    s.make("steri.loaded", "B", sets=["S2"], load="X-1")
+    s.make("steri.cycle")
+    s.make("set.used", set="S1", patient="P1")
+    answer = recall_machine(fold_of(s.events), "AUTO-2")
+    assert [x["load"]["load"] for x in answer["loads"]] == ["X-1"]
+    assert answer["patients"] == ["P1"]
