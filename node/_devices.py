@@ -254,6 +254,28 @@ SCANS_KEPT = 200
 MAX_WAIT_S = 25.0
 
 
+def resolve_scan(node: Node, scan: devices.Scan) -> dict[str, Any]:
+    """What a scan names: a set instance (its code, or the DataMatrix of a label this
+    cluster printed), an instrument (and its set) or a plain code."""
+    if scan.kind is devices.ScanKind.INSTANCE:
+        return {"set": scan.text}
+    if scan.gs1 is None:
+        return {"code": scan.text}
+    label = devices.decode_label_code(scan.gs1)
+    if label is not None:
+        return {"set": label.instance, "label": label.label_id}
+    gtin, serial = scan.gs1.get("01"), scan.gs1.get("21")
+    found: dict[str, Any] = {"gtin": gtin, "serial": serial}
+    ref = node.trace.fold.reference
+    doc = None if ref is None else node.docs.get(cm.ref_doc_name(ref.export_id))
+    if doc is not None and gtin is not None:
+        for row in cm.read_table(doc, "instruments"):
+            if row.get("gtin") == gtin and (serial is None or str(row.get("serial")) == serial):
+                found.update(instrument=row.get("udi"), set=row.get("set_instance") or None)
+                break
+    return found
+
+
 class Scanners:
     """Serial scanners of this node: each scan becomes input of its station.
 
@@ -337,21 +359,7 @@ class Scanners:
             self._changed.notify_all()
 
     def _resolve(self, scan: devices.Scan) -> dict[str, Any]:
-        """What a scan names: a set instance, an instrument (and its set) or a plain code."""
-        if scan.kind is devices.ScanKind.INSTANCE:
-            return {"set": scan.text}
-        if scan.gs1 is None:
-            return {"code": scan.text}
-        gtin, serial = scan.gs1.get("01"), scan.gs1.get("21")
-        found: dict[str, Any] = {"gtin": gtin, "serial": serial}
-        ref = self.node.trace.fold.reference
-        doc = None if ref is None else self.node.docs.get(cm.ref_doc_name(ref.export_id))
-        if doc is not None and gtin is not None:
-            for row in cm.read_table(doc, "instruments"):
-                if row.get("gtin") == gtin and (serial is None or str(row.get("serial")) == serial):
-                    found.update(instrument=row.get("udi"), set=row.get("set_instance") or None)
-                    break
-        return found
+        return resolve_scan(self.node, scan)
 
     async def async_scans(self, station: str, after: int, wait: float) -> list[dict[str, Any]]:
         """Scans of a station newer than `after`, waiting up to `wait` seconds for one."""

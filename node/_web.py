@@ -17,9 +17,11 @@ import jinja2
 from aiohttp import web
 
 import crdt_model as cm
+import devices
 
 from ._api_trace import PRINTING_KEY, SCANNERS_KEY
 from ._auth import Principal, verify_password
+from ._devices import resolve_scan
 from ._http import NODE_KEY, PRINCIPAL_KEY, SESSION_AUTH_KEY, ApiError, Handler, read_body
 from ._node import Node, NodeError, RuleError
 from ._users import active_user
@@ -415,7 +417,7 @@ async def station_page(request: web.Request) -> web.StreamResponse:
     if not isinstance(principal, Principal):
         return principal
     zone = _zone(request, request.query.get("zone"))
-    code = request.query.get("code", "").strip()[:80]
+    code, scan_note = scanned_code(_node(request), request.query.get("code", ""))
     context = station_context(_node(request), principal, zone, code)
     flash = _flash(request)
     if context.get("item") is not None and flash is not None and flash.get("code") == code:
@@ -430,10 +432,30 @@ async def station_page(request: web.Request) -> web.StreamResponse:
         scanner_station=_scanner_station(request),
         pin=has_pin(request, principal),
         printers=sorted(printing.formats) if printing is not None else [],
+        scan_note=scan_note,
         **context,
     )
     response.del_cookie(FLASH_COOKIE, path="/")
     return response
+
+
+def scanned_code(node: Node, raw: str) -> tuple[str, dict[str, str] | None]:
+    """The set code that what a keyboard-wedge scanner typed names, with a note when it names
+    none: a label's or an instrument's DataMatrix is read as the node's own scanners read it."""
+    raw = raw.strip()[:512]  # a scan's longest (devices.MAX_SCAN_LENGTH)
+    try:
+        scan = devices.parse_scan(raw) if raw else None
+    except devices.BarcodeError:
+        scan = None
+    if scan is None or scan.gs1 is None:
+        return raw[:80], None
+    found = resolve_scan(node, scan)
+    if found.get("set"):
+        return str(found["set"])[:80], None
+    if found.get("instrument"):
+        text = "Instrument {code}: it belongs to no set here; scan the set."
+        return "", {"m": text, "code": str(found["instrument"])[:80]}
+    return "", {"m": "{code} is not a set code.", "code": scan.text[:80]}
 
 
 def _scanner_station(request: web.Request) -> str | None:

@@ -19,13 +19,36 @@
 })();
 
 // Station with a serial scanner on this node: scans arrive through the node, not the keyboard.
+// The last scan acted on is kept for the browser tab (sessionStorage), so a scan made while
+// the page changes is taken by the next page, not dropped; scans that name no set are said.
 (function () {
   "use strict";
   var form = document.querySelector("form.scan[data-scanner-station]");
   if (!form || !window.fetch) { return; }
   var station = form.getAttribute("data-scanner-station");
   var zone = form.getAttribute("data-zone") || "";
-  var after = null;
+  var note = document.getElementById("scan-note");
+  var key = "sterimesh.scan." + station;
+  var stored = null;
+  try { stored = window.sessionStorage.getItem(key); } catch (e) { stored = null; }
+  var after = stored === null || isNaN(parseInt(stored, 10)) ? null : parseInt(stored, 10);
+  function keep(seq) {
+    after = seq;
+    try { window.sessionStorage.setItem(key, String(seq)); } catch (e) { /* private mode */ }
+  }
+  function say(scan) {
+    if (!note) { return; }
+    var text;
+    if (scan.kind === "error") {
+      text = note.getAttribute("data-unreadable");
+    } else if (scan.instrument) {
+      text = note.getAttribute("data-instrument").replace("{code}", scan.instrument);
+    } else {
+      text = note.getAttribute("data-not-set").replace("{code}", scan.code || scan.text || "?");
+    }
+    note.textContent = text;
+    note.hidden = false;
+  }
   function go(set) {
     window.location.assign("/station?zone=" + encodeURIComponent(zone) + "&code=" + encodeURIComponent(set) +
       "&station=" + encodeURIComponent(station));
@@ -37,11 +60,14 @@
       if (!resp.ok) { throw new Error("scans " + resp.status); }
       return resp.json();
     }).then(function (answer) {
-      var first = after === null;
-      after = answer.last;
-      if (!first) {
+      if (after === null) {  // a page opened afresh: earlier scans were for someone else
+        keep(answer.last);
+      } else {
         for (var i = 0; i < answer.scans.length; i++) {
-          if (answer.scans[i].set) { go(answer.scans[i].set); return; }
+          var scan = answer.scans[i];
+          keep(scan.seq);
+          if (scan.set) { go(scan.set); return; }
+          say(scan);
         }
       }
       window.setTimeout(poll, 50);

@@ -8,9 +8,11 @@ from typing import Any
 
 import pytest
 
+import devices
 from devices.simulators import ScannerSimulator, VirtualSerial
 from node import Node, make_app
 from node._devices import Scanners
+from tests.devices.devices_helpers import label as label_data
 from tests.node.nodes import StepClock, new_data_dir, open_node
 from tests.web.test_web import PASSWORD, login
 
@@ -43,6 +45,11 @@ async def test_the_station_page_follows_the_node_scanner(
     answer = await resp.json()
     assert resp.status == 200
     assert [s["set"] for s in answer["scans"]] == ["JDIGGRBA#111"]
+    label = label_data()  # a label this cluster printed names its set too
+    ScannerSimulator(port).scan(devices.label_payload(label).element_string(), aim="]d2")
+    resp = await client.get(f"/station/scans?station=sale-1&after={answer['last']}&wait=10")
+    [scan] = (await resp.json())["scans"]
+    assert (scan["set"], scan["label"]) == (label.instance, label.label_id)
     assert (await client.get("/station/scans?station=other")).status == 404
 
 

@@ -9,10 +9,12 @@ from pathlib import Path
 
 from aiohttp.test_utils import TestClient
 
+import devices
 from node import Node
 from node._auth import Principal
 from node._bundle import read_bundle
 from node._sample import write_sample
+from tests.devices.devices_helpers import label as label_data
 from tests.web.helpers import DEVICE, OP, PASSWORD, csrf_of, load_with_cycle, login_in
 from tests.web.test_web import record_load_form, status_of
 
@@ -174,3 +176,20 @@ async def test_a_refused_decision_keeps_the_reason_typed_and_a_reject_needs_one(
     view = node.trace.fold.load(load)
     assert view is not None
     assert view.status == "rejected"
+
+
+async def test_a_label_or_instrument_datamatrix_typed_by_a_scanner_names_its_set(
+    client: TestClient, node: Node
+) -> None:
+    """A keyboard-wedge scanner types what the code holds: a label this cluster printed
+    opens its set; a code that names no set is said so, and no step is offered on it."""
+    await login_in(client, "op")
+    for gtin in (None, "3453120000011"):
+        label = label_data(gtin=gtin)
+        typed = "]d2" + devices.label_payload(label).element_string()
+        page = await _page(client, "sterile", typed)
+        assert f'id="item" data-set="{label.instance}"' in page
+    page = await _page(client, "sale", "(01)03453120000011(21)5ABC123")
+    assert 'id="scan-refused"' in page
+    assert 'id="item"' not in page
+    assert 'id="item" data-set="JDIGGRBA#112"' in await _page(client, "sale", "JDIGGRBA#112")
