@@ -42,7 +42,9 @@ ADMIN_MESSAGES: dict[str, str] = {
     "short_password": "a password has at least 8 characters",
     "bad_pin": "a PIN has 4 to 8 digits",
     "bad_badge": "a badge code has 4 to 64 letters, digits, '.', '_', ':' or '-'",
-    "bad_token_name": "a token name has 1 to 64 characters and does not start with device:",
+    "bad_token_name": (
+        "a token name has 1 to 64 printable characters and does not start with device:"
+    ),
     # users' badge, PIN and language (node/_users.py)
     "not_changeable": "only {kept} can be changed here, not {name!r}",
     "not_string_or_null": "{name} must be a string, or null to clear it",
@@ -110,7 +112,12 @@ def check_login(login: str) -> str:
 def check_token_name(name: str) -> str:
     """A token name: 1 to 64 characters, not only spaces (as Node.async_create_token wants),
     not starting with `device:` (what the node's own cycle capture records as)."""
-    if not name.strip() or len(name) > 64 or name.strip().startswith("device:"):
+    if (
+        not name.strip()
+        or len(name) > 64
+        or name.strip().startswith("device:")
+        or not name.isprintable()  # it signs every event recorded with the token
+    ):
         raise AuthError(AdminMessage("bad_token_name"))
     return name
 

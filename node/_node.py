@@ -13,7 +13,7 @@ import shutil
 import time
 import uuid
 from collections.abc import Callable, Coroutine, Iterator, Mapping
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import BrokenExecutor, ProcessPoolExecutor
 from datetime import UTC, date, datetime
 from typing import IO, TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -363,6 +363,7 @@ class Node:
                 self.docs[cm.CLUSTER_DOC] = self._build_doc(cm.CLUSTER_DOC, records)
                 retired = set(cm.cluster_map(self.docs[cm.CLUSTER_DOC], "retired").keys())
             for name in sorted(records):
+                self._log_counts[name] = len(records[name].updates)
                 if name == cm.CLUSTER_DOC:
                     continue
                 if not cm.is_doc_name(name):
@@ -370,7 +371,6 @@ class Node:
                 if name.startswith(cm.REF_PREFIX) and name[len(cm.REF_PREFIX) :] in retired:
                     continue
                 self.docs[name] = self._build_doc(name, records)
-                self._log_counts[name] = len(records[name].updates)
             self.index = EventIndex(self.code)
             self.timezone = self._timezone()
             self.trace = Traceability(self.code, self.timezone)
@@ -699,7 +699,12 @@ class Node:
             try:
                 merged = await asyncio.to_thread(self.store.compact, name, merge)
                 _LOGGER.debug("compacted %d log entries of %s", merged, name)
-            except StoreError:
+            except BrokenExecutor:  # its worker died (out of memory, killed): a new one next
+                _LOGGER.exception("compaction of %s failed; the log is kept", name)
+                if self._merge_pool is pool:
+                    self._merge_pool = None
+                    pool.shutdown(wait=False)
+            except Exception:  # a failed compaction keeps the log, and the next one tries again
                 _LOGGER.exception("compaction of %s failed; the log is kept", name)
             finally:
                 self._compacting.discard(name)
@@ -783,7 +788,10 @@ class Node:
                     f"load {load} follows node {owner}'s numbering; leave the number out "
                     "and this node gives one"
                 )
-        cm.check_event_size(event)
+        # the check every peer makes of it: an event a peer refuses would never leave this
+        # node, and would hold back every later change of its day behind it
+        if cm.validate_event(event) != event:
+            raise NodeError("the event would not be stored as given: nothing was recorded")
         self._pending_local[event["id"]] = event
         if load is not None:
             self.index.reserve_load(load)  # until indexed: a concurrent write cannot take it

@@ -12,6 +12,7 @@ from aiohttp.test_utils import TestClient
 
 import crdt_model as cm
 from node import Node, make_app
+from node._auth import Principal
 from node._sample import write_sample
 from node._user_records import user_records
 from tests.helpers import submission
@@ -362,3 +363,21 @@ async def test_a_patient_code_with_a_trailing_newline_is_refused(api: Api) -> No
     status, body = await api.post_event(type="set.used", set="JX#1", patient="000123\n")
     assert_error_shape(status, body, 422)
     assert api.node.index.count == 0
+
+
+async def test_a_node_never_stores_an_event_its_peers_would_refuse(api: Api) -> None:
+    """An event signed with a name peers refuse (a control character) would never leave the
+    node and would hold back its day's later changes: refused whole, nothing stored. Such a
+    token cannot be made any more either."""
+    status, body = await api.call(
+        "POST", "/api/tokens", "admin", json={"name": "scanner\x07one", "role": "operator"}
+    )
+    assert_error_shape(status, body, 422)
+    before = api.node.index.count
+    with pytest.raises(cm.EventError):
+        await api.node.async_record({"type": "note", "text": "x"}, Principal("a\x07b", "operator"))
+    assert api.node.index.count == before
+    status, created = await api.post_event(type="note", text="bonjour")
+    assert status == 201
+    stored = api.node.get_event(created["id"])
+    assert cm.validate_event(stored) == stored  # what a peer checks of it

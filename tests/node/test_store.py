@@ -85,6 +85,61 @@ async def test_compaction_keeps_every_event(
     await again.async_close()
 
 
+async def _settle(node: Node) -> None:
+    while node._tasks:
+        await asyncio.gather(*list(node._tasks), return_exceptions=True)
+
+
+async def test_compaction_goes_on_after_its_worker_process_died(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The merge runs in a worker process; killed (out of memory, by hand), the next
+    compaction starts a new one instead of failing for good while the log grows."""
+    monkeypatch.setattr(node_module, "COMPACT_EVERY", 20)
+    node = await open_node(new_data_dir(tmp_path), clock=StepClock())
+    try:
+        for i in range(20):
+            await node.async_record(submission("note", text=f"a{i}"), OPERATOR)
+        await _settle(node)
+        pool = node._merge_pool
+        assert pool is not None
+        for pid in list(pool._processes):  # type: ignore[attr-defined]
+            os.kill(pid, 9)
+        await asyncio.sleep(0.5)
+        for i in range(20):  # this compaction finds the worker dead
+            await node.async_record(submission("note", text=f"b{i}"), OPERATOR)
+        await _settle(node)
+        for i in range(20):  # and this one runs in a new worker
+            await node.async_record(submission("note", text=f"c{i}"), OPERATOR)
+        await _settle(node)
+        assert node._merge_pool is not None
+        assert node._merge_pool is not pool
+        assert node.store.stat()["log_entries"] < 40
+        assert node.index.count == 60
+    finally:
+        await node.async_close()
+
+
+async def test_the_cluster_document_log_counts_across_restarts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its writes (logouts among them) are compacted though no run alone makes enough."""
+    monkeypatch.setattr(node_module, "COMPACT_EVERY", 30)
+    data = new_data_dir(tmp_path)
+    for run in range(3):
+        node = await open_node(data, clock=StepClock())
+        for i in range(12):
+            await node.async_create_token(f"t{run}-{i}", "operator", "test")
+        await _settle(node)
+        await node.async_close()
+    node = await open_node(data, clock=StepClock())
+    try:
+        assert node.store.stat()["snapshots"] >= 1
+        assert len(node.store.load()[cm.CLUSTER_DOC].updates) < 36
+    finally:
+        await node.async_close()
+
+
 async def test_compaction_racing_new_writes_loses_nothing(tmp_path: Path) -> None:
     data = new_data_dir(tmp_path)
     node = await open_node(data, clock=StepClock())

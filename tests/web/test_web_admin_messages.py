@@ -83,7 +83,7 @@ ENGLISH = [
     ),
     (
         AdminMessage("bad_token_name"),
-        "a token name has 1 to 64 characters and does not start with device:",
+        "a token name has 1 to 64 printable characters and does not start with device:",
     ),
     (
         AdminMessage("not_changeable", kept="badge, pin, lang", name="role"),
@@ -238,7 +238,7 @@ async def test_user_token_and_node_refusals_in_french(client: TestClient, node: 
     assert status == 422
     assert refusal(page) == (
         "Le jeton a été refusé.",
-        "Le nom d'un jeton compte 1 à 64 caractères et ne commence pas par device:.",
+        "Le nom d'un jeton compte 1 à 64 caractères imprimables et ne commence pas par device:.",
     )
     status, page = await post(client, "/admin/tokens", name="platform", role="boss")
     assert status == 422
