@@ -359,6 +359,7 @@ class Node:
             self.client_id = self._fresh_client_id()
             self._writes = LocalWrites(self.client_id)
             retired = set()
+            stale: list[str] = []
             if cm.CLUSTER_DOC in records:
                 self.docs[cm.CLUSTER_DOC] = self._build_doc(cm.CLUSTER_DOC, records)
                 retired = set(cm.cluster_map(self.docs[cm.CLUSTER_DOC], "retired").keys())
@@ -369,6 +370,7 @@ class Node:
                 if not cm.is_doc_name(name):
                     raise StoreDamagedError(f"the store holds an unknown document {name[:60]!r}")
                 if name.startswith(cm.REF_PREFIX) and name[len(cm.REF_PREFIX) :] in retired:
+                    stale.append(name)  # retired by another node, or an import cut off
                     continue
                 self.docs[name] = self._build_doc(name, records)
             self.index = EventIndex(self.code)
@@ -385,6 +387,7 @@ class Node:
             self.members_seen = dict(seen) if isinstance(seen, dict) else {}
             noted = self._note_members()
             self.add_listener(self._on_members_change)
+            self.add_listener(self._on_retired)
             self.hlc = cm.HybridClock(self.index.own_max)
             self.incarnation = int(self.store.get_meta("incarnation") or 0)
             if not readonly:
@@ -395,6 +398,8 @@ class Node:
                     {"incarnation": self.incarnation, "client_ids": [*used, self.client_id]}
                     | ({MEMBERS_SEEN: self.members_seen} if noted else {})
                 )
+                for name in stale:
+                    await self.store.async_delete_doc(name)
             self.started_at = datetime.now(UTC).isoformat(timespec="seconds")
             self.metrics.bind(self)
             if not readonly:
@@ -625,6 +630,16 @@ class Node:
         )
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    def _on_retired(self, name: str, _update: bytes, origin: str | None) -> None:
+        """A reference export retired on another node leaves this one's store too."""
+        if name != cm.CLUSTER_DOC or origin is None or self._store is None:
+            return
+        for held in [n for n in self.docs if self.is_retired(n)]:
+            self.docs.pop(held, None)
+            task = asyncio.get_running_loop().create_task(self.store.async_delete_doc(held))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
 
     def add_listener(
         self, listener: Callable[[str, bytes, str | None], None]

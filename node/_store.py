@@ -68,6 +68,18 @@ def _pack_update(payload: bytes) -> bytes:
     return _HEAD.pack(_UPDATE_MAGIC, zlib.crc32(payload)) + payload
 
 
+def _checked(value: bytes, head: struct.Struct, magic: bytes, doc: str) -> bytes:
+    """The payload of a stored value, its checksum verified (compaction never merges what
+    has rotted into a fresh, valid-looking snapshot)."""
+    if len(value) < head.size:
+        raise StoreDamagedError(f"an entry of {doc} is truncated: not compacted")
+    found, crc = head.unpack_from(value)[:2]
+    payload = value[head.size :]
+    if found != magic or zlib.crc32(payload) != crc:
+        raise StoreDamagedError(f"an entry of {doc} fails its checksum: not compacted")
+    return payload
+
+
 def _pack_snapshot(seq: int, payload: bytes) -> bytes:
     return _SNAP_HEAD.pack(_SNAP_MAGIC, zlib.crc32(payload), seq) + payload
 
@@ -216,8 +228,7 @@ class Store:
                     if not cursor.delete():
                         break
 
-        await self._async_submit(op)
-        self._seq.pop(doc, None)
+        await self._async_submit(op)  # its numbering goes on: no key of it is ever reused
 
     # -- reading ------------------------------------------------------------
 
@@ -343,15 +354,17 @@ class Store:
             old_seq = 0
             if snap_raw is not None:
                 _, _, old_seq = _SNAP_HEAD.unpack_from(snap_raw)
-                parts.append(bytes(snap_raw[_SNAP_HEAD.size :]))
+                parts.append(_checked(bytes(snap_raw), _SNAP_HEAD, _SNAP_MAGIC, doc))
             keys: list[bytes] = []
+            values: list[bytes] = []
             cursor = txn.cursor(db=self._log)
             if cursor.set_range(prefix):
                 for key, value in cursor:
                     if not bytes(key).startswith(prefix):
                         break
                     keys.append(bytes(key))
-                    parts.append(bytes(value[_HEAD.size :]))
+                    values.append(bytes(value))
+                    parts.append(_checked(values[-1], _HEAD, _UPDATE_MAGIC, doc))
         if not keys:
             return 0
         merged = merge(*parts) if len(parts) > 1 else parts[0]
@@ -363,6 +376,8 @@ class Store:
             current_seq = _SNAP_HEAD.unpack_from(current)[2] if current is not None else 0
             if current_seq != old_seq:
                 return 0  # another compaction won the race; ours is stale
+            if any(txn.get(k, db=self._log) != v for k, v in zip(keys, values, strict=True)):
+                return 0  # the document was deleted (and perhaps written again) meanwhile
             txn.put(doc.encode(), snap_value, db=self._snap)
             for key in keys:
                 txn.delete(key, db=self._log)

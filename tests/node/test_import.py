@@ -14,7 +14,7 @@ from node._bundle import read_bundle
 from node._cli import cli
 from node._node import ConflictError, TooLargeError
 from node._sample import write_sample
-from tests.node.nodes import doc_contents, new_data_dir, open_node
+from tests.node.nodes import copy_as, doc_contents, new_data_dir, open_node
 from tests.node.test_bundle import build, edited, zip_folder
 
 
@@ -172,3 +172,72 @@ async def test_a_reference_too_large_to_replicate_is_refused_whole(
     monkeypatch.undo()
     assert (await node.async_import(bundle))["status"] == "imported"  # nothing left in the way
     await node.async_close()
+
+
+def _exports(tmp_path: Path, count: int) -> list[Path]:
+    return [
+        build(
+            tmp_path / f"x{day}",
+            manifest_edit=lambda m, d=day: m.update(
+                export_id=f"XL-2026112{d}", exported_at=f"2026-11-2{d}T22:00:00+01:00"
+            ),
+        )
+        for day in range(count)
+    ]
+
+
+async def test_an_export_retired_on_another_node_leaves_this_nodes_disk(tmp_path: Path) -> None:
+    """B holds the three exports A imported; A imports a fourth and retires the oldest: once
+    B hears of it, the old export leaves B's store as it left A's (it would pile up)."""
+    folders = _exports(tmp_path, 4)
+    data_a = new_data_dir(tmp_path, "a")
+    a = await open_node(data_a)
+    for folder in folders[:3]:
+        await a.async_import(read_bundle(folder))
+    await a.async_close()
+    data_b = copy_as(data_a, tmp_path / "b", "B", "Poste B")
+    a, b = await open_node(data_a), await open_node(data_b)
+    try:
+        sent: list[tuple[str, bytes]] = []
+        a.add_listener(lambda name, update, origin: sent.append((name, update)))
+        await a.async_import(read_bundle(folders[3]))
+        for name, update in sent:
+            await b.async_store_remote(name, update, "A")
+        for task in list(b._tasks):
+            await task
+        old = "ref/XL-20261120"
+        assert old not in a.store.load()
+        assert old not in b.docs
+        assert old not in b.store.load()
+        assert "ref/XL-20261123" in b.store.load()
+    finally:
+        await a.async_close()
+        await b.async_close()
+
+
+async def test_an_export_retired_but_not_yet_deleted_leaves_at_the_next_start(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folders = _exports(tmp_path, 4)
+    data = new_data_dir(tmp_path)
+    node = await open_node(data)
+    for folder in folders[:3]:
+        await node.async_import(read_bundle(folder))
+
+    async def cut_off(name: str) -> None:  # the power goes between retiring and deleting
+        del name
+
+    monkeypatch.setattr(node.store, "async_delete_doc", cut_off)
+    await node.async_import(read_bundle(folders[3]))
+    assert "ref/XL-20261120" in node.store.load()
+    await node.async_close()
+    again = await open_node(data)
+    try:
+        assert "ref/XL-20261120" not in again.store.load()
+        assert [m["export_id"] for m in again.references()] == [
+            "XL-20261123",
+            "XL-20261122",
+            "XL-20261121",
+        ]
+    finally:
+        await again.async_close()

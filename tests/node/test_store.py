@@ -3,13 +3,15 @@ from __future__ import annotations
 import asyncio
 import os
 import tempfile
+import threading
 from pathlib import Path
 from typing import Any
 
+import pycrdt
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from pycrdt import Doc
+from pycrdt import Doc, Map
 
 import crdt_model as cm
 import node._node as node_module
@@ -136,6 +138,66 @@ async def test_the_cluster_document_log_counts_across_restarts(
     try:
         assert node.store.stat()["snapshots"] >= 1
         assert len(node.store.load()[cm.CLUSTER_DOC].updates) < 36
+    finally:
+        await node.async_close()
+
+
+def _map_updates(count: int, start: int = 0) -> list[bytes]:
+    doc: Doc[Any] = Doc()
+    updates: list[bytes] = []
+    doc.observe(lambda event: updates.append(event.update))
+    data = doc.get("m", type=Map)
+    for i in range(start, start + count):
+        data[f"k{i}"] = i
+    return updates
+
+
+async def test_compaction_racing_a_deletion_never_brings_the_document_back(
+    tmp_path: Path,
+) -> None:
+    """A retired export deleted while its compaction merges: the merge is not installed,
+    and what is written under that name afterwards is kept as written."""
+    node = await open_node(new_data_dir(tmp_path), clock=StepClock())
+    store, name = node.store, "ref/OLD"
+    try:
+        for update in _map_updates(5):
+            await store.async_append(name, update)
+        merging, go_on = threading.Event(), threading.Event()
+
+        def slow_merge(*parts: bytes) -> bytes:
+            merging.set()
+            go_on.wait(10)
+            return pycrdt.merge_updates(*parts)
+
+        compaction = asyncio.ensure_future(asyncio.to_thread(store.compact, name, slow_merge))
+        assert await asyncio.to_thread(merging.wait, 10)
+        await store.async_delete_doc(name)
+        (again,) = _map_updates(1, start=99)
+        await store.async_append(name, again)
+        go_on.set()
+        assert await compaction == 0
+        records = store.load()[name]
+        assert records.snapshot is None
+        assert records.updates == [again]
+    finally:
+        await node.async_close()
+
+
+async def test_compaction_never_merges_a_rotten_entry(tmp_path: Path) -> None:
+    node = await open_node(new_data_dir(tmp_path), clock=StepClock())
+    store, name = node.store, "ref/ROT"
+    try:
+        for update in _map_updates(3):
+            await store.async_append(name, update)
+        key = name.encode() + b"\x00" + (2).to_bytes(8, "big")
+        with store._env.begin(write=True) as txn:
+            value = bytearray(txn.get(key, db=store._log))
+            value[-1] ^= 0xFF
+            txn.put(key, bytes(value), db=store._log)
+        with pytest.raises(StoreDamagedError):
+            await asyncio.to_thread(store.compact, name)
+        with pytest.raises(StoreDamagedError):  # still found at the next start
+            store.load()
     finally:
         await node.async_close()
 
