@@ -556,11 +556,24 @@ class Node:
             _LOGGER.critical("%s", self.failed)
             raise NodeFailedError(self.failed) from None
         self.metrics.commit_seconds.observe(time.perf_counter() - started)
-        doc = self._doc(name)
-        with doc.transaction(origin="local"):
-            doc.apply_update(update)
+        self._apply(name, update, "local")
         self._writes.applied(name, update)
         self._after_commit(name, update, None)
+
+    def _apply(self, name: str, update: bytes, origin: str) -> None:
+        """Apply a durable update to its document. pycrdt applies it, then raises what an
+        observer (index, views) raised: the change is kept and passed on all the same, and
+        the fault logged (the views may lack it until the next start rebuilds them)."""
+        doc = self._doc(name)
+        try:
+            with doc.transaction(origin=origin):
+                doc.apply_update(update)
+        except Exception:
+            _LOGGER.critical(
+                "a stored change of %s did not reach every view (restart the node to rebuild them)",
+                name,
+                exc_info=True,
+            )
 
     def _refresh_views(self) -> None:
         """Point the views at the current reference export and settings."""
@@ -680,11 +693,9 @@ class Node:
             self.failed = f"storage failed, restart the node: {err}"
             _LOGGER.critical("%s", self.failed)
             raise NodeFailedError(self.failed) from None
-        doc = self._doc(name)
         self._pending_remote = events or {}
         try:
-            with doc.transaction(origin=peer):
-                doc.apply_update(change)
+            self._apply(name, change, peer)
         finally:
             self._pending_remote = {}
         self._writes.remote_change(name)

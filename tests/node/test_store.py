@@ -202,6 +202,39 @@ async def test_compaction_never_merges_a_rotten_entry(tmp_path: Path) -> None:
         await node.async_close()
 
 
+async def test_a_view_failing_on_a_stored_change_loses_nothing_and_stops_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """pycrdt applies an update, then raises what an observer raised: the change is on disk
+    and in the document, so it is answered, passed on to peers and logged, not half-done."""
+    data = new_data_dir(tmp_path)
+    node = await open_node(data, clock=StepClock())
+    heard: list[str] = []
+    node.add_listener(lambda name, update, origin: heard.append(name))
+    real_add = node.index.add
+
+    def failing_add(day: str, event: dict[str, Any]) -> None:
+        if event.get("text") == "boom":
+            raise RuntimeError("a bug in a view")
+        real_add(day, event)
+
+    monkeypatch.setattr(node.index, "add", failing_add)
+    try:
+        event = await node.async_record(submission("note", text="boom"), OPERATOR)
+        assert heard  # peers hear of it
+        assert "did not reach every view" in caplog.text
+        after = await node.async_record(submission("note", text="next"), OPERATOR)
+        assert node.get_event(after["id"]) is not None  # writing goes on
+    finally:
+        await node.async_close()
+    again = await open_node(data)
+    try:
+        assert again.get_event(event["id"]) is not None  # the start rebuilds every view
+        assert again.index.count == 2
+    finally:
+        await again.async_close()
+
+
 async def test_compaction_racing_new_writes_loses_nothing(tmp_path: Path) -> None:
     data = new_data_dir(tmp_path)
     node = await open_node(data, clock=StepClock())
