@@ -53,6 +53,9 @@ SYNC_TOTAL = 512
 SYNC_HANDSHAKES = 64
 """TLS handshakes the sync listener has under way at once (each costs a key exchange and is
 held up to SYNC_IDLE_S); a connection beyond them is closed as it is made."""
+SYNC_HANDSHAKES_PER_ADDRESS = 4
+"""Handshakes one address (group) may have under way: a peer or a joining PC needs one, and a
+few silent connections from one host cannot take every handshake slot."""
 
 
 class SyncSite(web.TCPSite):
@@ -68,7 +71,7 @@ class SyncSite(web.TCPSite):
         server = self._runner.server
         assert server is not None
         assert self._ssl_context is not None, "the sync listener speaks TLS only"
-        gate = _Gate(SYNC_PER_ADDRESS, SYNC_TOTAL, SYNC_HANDSHAKES)
+        gate = _Gate(SYNC_PER_ADDRESS, SYNC_TOTAL, SYNC_HANDSHAKES, SYNC_HANDSHAKES_PER_ADDRESS)
         tls = self._ssl_context
         self._server = await asyncio.get_running_loop().create_server(
             lambda: _Gated(server(), gate, tls),
@@ -94,10 +97,11 @@ def address_group(address: str) -> str:
 class _Gate:
     """Open connections per address group and in all, and handshakes under way."""
 
-    def __init__(self, per_address: int, total: int, handshakes: int) -> None:
+    def __init__(self, per_address: int, total: int, handshakes: int, shaking_each: int) -> None:
         self.per_address, self.total, self.handshakes = per_address, total, handshakes
+        self.shaking_each = shaking_each
         self.open: dict[str, int] = {}
-        self.shaking = 0
+        self.shaking: dict[str, int] = {}
         self._said_at = float("-inf")
         self._refused = 0
 
@@ -105,7 +109,8 @@ class _Gate:
         if (
             self.open.get(group, 0) >= self.per_address
             or sum(self.open.values()) >= self.total
-            or self.shaking >= self.handshakes
+            or sum(self.shaking.values()) >= self.handshakes
+            or self.shaking.get(group, 0) >= self.shaking_each
         ):
             self._refused += 1
             now = time.monotonic()
@@ -119,15 +124,24 @@ class _Gate:
                 self._said_at, self._refused = now, 0
             return False
         self.open[group] = self.open.get(group, 0) + 1
-        self.shaking += 1
+        self.shaking[group] = self.shaking.get(group, 0) + 1
         return True
 
+    def shaken(self, group: str) -> None:
+        """A handshake of `group` is over (done or failed)."""
+        _count_down(self.shaking, group)
+
     def release(self, group: str) -> None:
-        left = self.open.get(group, 1) - 1
-        if left > 0:
-            self.open[group] = left
-        else:
-            self.open.pop(group, None)
+        """A connection of `group` is closed."""
+        _count_down(self.open, group)
+
+
+def _count_down(counts: dict[str, int], key: str) -> None:
+    left = counts.get(key, 1) - 1
+    if left > 0:
+        counts[key] = left
+    else:
+        counts.pop(key, None)
 
 
 class _Gated(asyncio.Protocol):
@@ -154,18 +168,22 @@ class _Gated(asyncio.Protocol):
 
     async def _handshake(self, raw: asyncio.Transport) -> None:
         loop = asyncio.get_running_loop()
+        group = self._group
+        assert group is not None
+        transport = None
         try:
-            if raw.is_closing():
-                return
-            transport = await loop.start_tls(
-                raw, self, self._tls, server_side=True, ssl_handshake_timeout=SYNC_IDLE_S
-            )
-        except OSError:  # refused, reset, too slow (asyncio closes it; counts go on close)
+            if not raw.is_closing():
+                transport = await loop.start_tls(
+                    raw, self, self._tls, server_side=True, ssl_handshake_timeout=SYNC_IDLE_S
+                )
+        except OSError:  # refused, reset, too slow: asyncio closes it
             raw.abort()
-            return
         finally:
-            self._gate.shaking -= 1
-        if transport is None or self._group is None:  # gone as the handshake ended
+            self._gate.shaken(group)
+        if transport is None or self._group is None:
+            # failed or gone: asyncio does not always tell this protocol the connection is
+            # lost once TLS owns it, so its count goes now (connection_lost then does nothing)
+            self._release()
             return
         self._handed = True
         self._inner.connection_made(transport)
@@ -173,10 +191,14 @@ class _Gated(asyncio.Protocol):
         for data in early:  # what came with the handshake's last bytes
             self._inner.data_received(data)
 
-    def connection_lost(self, exc: Exception | None) -> None:
+    def _release(self) -> None:
         if self._group is not None:
             self._gate.release(self._group)
             self._group = None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._group is not None:
+            self._release()
             if self._handed:
                 self._inner.connection_lost(exc)
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 import ssl
+import struct
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -193,3 +195,57 @@ async def test_handshakes_under_way_are_bounded(
 def test_an_ipv6_host_counts_as_its_whole_64(address: str, group: str) -> None:
     """One host may hold a whole /64: its addresses share one per-address limit."""
     assert server_module.address_group(address) == group
+
+
+async def test_handshakes_that_fail_give_their_place_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Reset mid-handshake, too slow, garbage, or a plain close: none keeps a place, and a
+    well-behaved peer from the same address is served after as many as the limit."""
+    monkeypatch.setattr(server_module, "SYNC_IDLE_S", IDLE)
+    monkeypatch.setattr(server_module, "SYNC_PER_ADDRESS", 2)
+    runner = await _serve(tmp_path, IDLE)
+    port = runner.addresses[0][1]
+    client = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    client.check_hostname = False
+    client.verify_mode = ssl.CERT_NONE
+    try:
+        for _ in range(2):  # reset while the server waits for the ClientHello
+            sock = socket.create_connection(("127.0.0.1", port))
+            await asyncio.sleep(0.05)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            sock.close()
+        for _ in range(2):  # silent until the handshake limit
+            _, writer = await asyncio.open_connection("127.0.0.1", port)
+            await asyncio.sleep(3 * IDLE)
+            writer.close()
+        for _ in range(2):  # not TLS at all
+            _, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(b"GET / HTTP/1.0\r\n\r\n")
+            await asyncio.sleep(0.2)
+            writer.close()
+        await asyncio.sleep(0.3)
+        reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=client)
+        writer.write(b"GET /join/ca HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert b"200 OK" in await asyncio.wait_for(reader.readline(), 5)
+        writer.close()
+    finally:
+        await runner.cleanup()
+
+
+async def test_one_address_cannot_take_every_handshake(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(server_module, "SYNC_HANDSHAKES_PER_ADDRESS", 2)
+    runner = await _serve(tmp_path, 60.0)
+    port = runner.addresses[0][1]
+    try:
+        silent = [await asyncio.open_connection("127.0.0.1", port) for _ in range(2)]
+        await asyncio.sleep(0.1)
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        assert await asyncio.wait_for(reader.read(), 5) == b""  # closed as it was made
+        writer.close()
+        for _, w in silent:
+            w.close()
+    finally:
+        await runner.cleanup()
