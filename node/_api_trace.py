@@ -181,7 +181,9 @@ async def get_feed(request: web.Request) -> web.StreamResponse:
         last = event["id"]
         if len(lines) == limit:
             break
-    node.index.fed.update(fed)
+    principal = request[PRINCIPAL_KEY]
+    if principal.can("feed"):
+        node.index.fed.setdefault(principal.name, set()).update(fed)
     headers = {"Sterimesh-Count": str(len(lines))}
     if last is not None and len(lines) == limit:
         headers["Sterimesh-Next-After"] = last
@@ -198,9 +200,11 @@ async def post_feed_ack(request: web.Request) -> web.Response:
             cm.split_event_id(body["up_to"])
         except cm.ClockError:
             raise ApiError(422, "up_to must be an event id") from None
-        # what this node handed out, up to there: an event merged in since with an older
-        # id was never read, and stays in the unacked feed
-        ids = sorted(i for i in node.index.fed if i <= body["up_to"])
+        # what this node handed out to this reader, up to there: an event merged in since
+        # with an older id was never read by it, and stays in the unacked feed
+        fed = node.index.fed.get(principal.name, set())
+        ids = sorted(i for i in fed if i <= body["up_to"])
+        fed.difference_update(ids)
     elif (
         isinstance(body, dict) and isinstance(body.get("ids"), list) and len(body["ids"]) <= 100000
     ):

@@ -35,9 +35,10 @@ class EventIndex:
         self._load_counters: dict[str, int] = defaultdict(int)
         self._reserved: set[str] = set()
         """Load numbers of local events on their way to the disk (not indexed yet)."""
-        self.fed: set[str] = set()
-        """Events handed out in a feed page since the node started (what `up_to` may
-        acknowledge: an event merged in later with an older id was never read)."""
+        self.fed: dict[str, set[str]] = {}
+        """Per reader (principal name), the events handed out to it in a feed page since the
+        node started and not acknowledged yet: what its `up_to` may acknowledge (an event
+        merged in later with an older id was never read by it)."""
 
     def add(self, day: str, event: dict[str, Any]) -> None:
         """Index one event of the given UTC day."""

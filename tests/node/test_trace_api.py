@@ -1147,6 +1147,11 @@ async def test_two_replicas_fed_in_different_orders_give_byte_identical_feeds(
         random.Random(11).shuffle(rest_b)  # Yjs holds what arrives before what it builds on
         await deliver(a, rest_b)
         assert any(e["node"] == "B" and e["id"] < up_to for e in a.node.iter_events())
+        # another reader (a second integration) reads it all meanwhile: its read, not the
+        # platform's, so the platform's up_to still leaves out what it never read
+        other = await a.node.async_create_token("archive", "integration", "test")
+        resp = await a.client.get("/api/feed", headers={"Authorization": f"Bearer {other}"})
+        assert resp.status == 200
         status, _ = await a.call("POST", "/api/feed/ack", "integration", json={"up_to": up_to})
         assert status == 200
         rest_a = outbox["A"][sent_a:]  # the acknowledgement replicates too
