@@ -79,26 +79,22 @@ def recall_machine(fold: Fold, machine: str) -> dict[str, Any]:
 
     A passed indicator that names the load it rode in (`lot`) vouches for the loads up to
     that one. One without `lot` rode in some load before its result was read (incubation
-    takes a day or two): it vouches only for what the passed indicator before it vouches
-    for. An indicator that failed in a load before that point, its result read after the
+    takes a day or two) and vouches for nothing more than the passes that name theirs. An
+    indicator that failed in a load before that point, its result read after the last
     pass, brings the recall back to the last pass before it.
     """
     indicators = [r for r in fold.machine_test_records(machine) if r.key == "bi"]
     passed = [r for r in indicators if r.result == "pass"]
-    since = ""
+    vouched = [p for r in passed if (p := _rode_in(fold, r)) is not None]
+    since = max(vouched, default="")
     indicator = None
     if passed:
         last = passed[-1]
         indicator = {"event": last.id, "lot": last.get("lot"), "day": last.day}
-        since = _rode_in(fold, last) or ""
-        if not since and len(passed) > 1:
-            since = _rode_in(fold, passed[-2]) or passed[-2].id
         for failed in indicators:
             at = _rode_in(fold, failed) or failed.id
             if failed.result != "pass" and failed.id > last.id and at <= since:
-                since = max(
-                    (p for r in passed if (p := _rode_in(fold, r) or r.id) < at), default=""
-                )
+                since = max((p for p in vouched if p < at), default="")
     numbers = dict.fromkeys(r.load for r in fold.machine_loads(machine) if r.id > since and r.load)
     loads = [recall_lot(fold, no) for no in numbers if no is not None]
     return {
@@ -142,14 +138,17 @@ def _after_load(fold: Fold, set_code: str, load: str) -> dict[str, Any]:
     steri = view is not None and view.kind == "steri"
     cycles = () if view is None else view.cycles
     inside = False
+    others = 0  # sterilizer loads the set went into since this one
     for rec in _records(fold, set_code):
         if rec.type in LOADED:
             if rec.load == load:
                 inside = True
-            elif inside and (
-                not steri or (rec.type == "steri.loaded" and any(c < rec.id for c in cycles))
-            ):
-                break  # the set went on to another load (after this one's cycle)
+            elif inside and not steri:
+                break  # a washer load ends at the set's next load
+            elif inside and rec.type == "steri.loaded":
+                others += 1
+                if others > 1 or any(c < rec.id for c in cycles):
+                    break  # it went on to another load after this one's cycle, or to two
         elif inside:
             _note(entry, rec, load)
     return entry

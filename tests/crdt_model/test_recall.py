@@ -133,6 +133,23 @@ def test_a_set_in_two_open_loads_is_recalled_with_both() -> None:
     assert recall_lot(fold, "X-3")["patients"] == ["P2"]
 
 
+def test_a_load_that_never_had_a_cycle_does_not_claim_every_later_use() -> None:
+    """X-1 was abandoned (no cycle), its set went through X-2, then X-3: X-1 is recalled
+    with X-2's use (the set may have gone through either), not with X-3's."""
+    s = Stamper()
+    bowie_dick(s)
+    s.make("steri.loaded", sets=["S1"], load="X-1")
+    s.make("steri.loaded", sets=["S1"], load="X-2")
+    s.make("steri.cycle", load="X-2")
+    s.make("set.used", set="S1", patient="P1")
+    s.make("steri.loaded", sets=["S1"], load="X-3")
+    s.make("steri.cycle", load="X-3")
+    s.make("set.used", set="S1", patient="P2")
+    fold = fold_of(s.events)
+    assert recall_lot(fold, "X-1")["patients"] == ["P1"]
+    assert recall_lot(fold, "X-3")["patients"] == ["P2"]
+
+
 def test_a_use_before_any_load_is_listed_without_one() -> None:
     s = Stamper()
     s.make("set.used", set="S1", patient="P1")  # stock sterilized before the outage
@@ -216,6 +233,13 @@ def test_a_passed_indicator_without_lot_vouches_only_from_the_pass_before_it() -
     s.make("steri.test", kind="bi", result="pass")  # rode in S2's load, or S3's? not said
     process(s, ["S3"], patient="P3")
     assert recall_machine(fold_of(s.events), "AUTO-2")["patients"] == ["P2", "P3"]
+    twice = Stamper()  # two passes in a row without lot: neither vouches for any load
+    bowie_dick(twice)
+    process(twice, ["S1"], patient="P1")
+    twice.make("steri.test", kind="bi", result="pass")
+    process(twice, ["S2"], patient="P2")
+    twice.make("steri.test", kind="bi", result="pass")
+    assert recall_machine(fold_of(twice.events), "AUTO-2")["patients"] == ["P1", "P2"]
     alone = Stamper()
     bowie_dick(alone)
     process(alone, ["S1"], patient="P1")
