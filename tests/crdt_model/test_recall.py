@@ -221,7 +221,7 @@ def test_recall_of_a_sterilizer_since_its_last_passed_biological_indicator() -> 
     assert answer["patients"] == ["P1", "P2"]
 
 
-def test_a_passed_indicator_without_lot_vouches_only_from_the_pass_before_it() -> None:
+def test_a_passed_indicator_without_lot_vouches_for_no_load() -> None:
     """Its result is read a day or two after the load it rode in, which it does not name:
     the loads in between are not vouched for."""
     s = Stamper()
