@@ -385,7 +385,7 @@ class Fold:
         start, snapshot = machine.checkpoints[-1] if machine.checkpoints else ("", ((), ()))
         before = {cid: load for cid, load in machine.attr.items() if cid > start}
         for cid in before:
-            del machine.attr[cid]
+            machine.forget(cid)
         machine.restart(start, snapshot, len(machine.checkpoints) * CHECKPOINT_EVERY)
         for rec in machine.items[bisect.bisect_right(machine.items, start, key=record_id) :]:
             if rec.id not in self._voided:
@@ -510,10 +510,7 @@ class Fold:
 
     def machines(self, kind: str) -> list[str]:
         """The machines that had a load or a cycle of `kind` ("wash", "steri"), by name."""
-        types = {f"{kind}.loaded", f"{kind}.cycle"}
-        return sorted(
-            n for n, st in self._machines.items() if any(r.type in types for r in st.items)
-        )
+        return sorted(name for name, st in self._machines.items() if kind in st.kinds)
 
     def machine_test_records(self, machine: str) -> list[Record]:
         """The effective steri.test records of a machine, in (hlc, id) order."""

@@ -444,6 +444,7 @@ class MachineState:
         "count",
         "cycled",
         "items",
+        "kinds",
         "last",
         "loads_by_day",
         "name",
@@ -455,13 +456,14 @@ class MachineState:
         self.items: list[Record] = []  # loaded and cycle records, voided included
         self.loads_by_day: dict[str, list[Record]] = {}  # loaded records, voided included
         self.attr: dict[str, str | None] = {}  # cycle id -> load number
+        self.cycled: dict[str, int] = {}  # load number -> cycles attributed to it (in attr)
+        self.kinds: set[str] = set()  # "wash", "steri": what it has loaded or cycled
         self.checkpoints: list[tuple[str, Snapshot]] = []
         self.restart("", ((), ()), 0)
 
     def restart(self, last: str, snapshot: Snapshot, count: int) -> None:
         """Go back to the state after record `last` (`attr` holds only cycles up to it)."""
         self.last = last
-        self.cycled = {load for load in self.attr.values() if load is not None}
         # Open loads per kind, oldest first: dicts as ordered sets (a washer whose cycles are
         # not captured can pile up thousands; membership and removal stay O(1)).
         self.open = {"wash": dict.fromkeys(snapshot[0]), "steri": dict.fromkeys(snapshot[1])}
@@ -474,7 +476,9 @@ class MachineState:
         load that had its cycle never waits for another (a second record of it, sets added
         after its cycle, must not take the next load's cycle).
         """
-        stack = self.open[KIND_OF[rec.type]]
+        kind = KIND_OF[rec.type]
+        self.kinds.add(kind)
+        stack = self.open[kind]
         found: str | None = None
         if rec.type in LOADED:
             if rec.load is not None and rec.load not in self.cycled:
@@ -487,12 +491,22 @@ class MachineState:
                 stack.pop(found, None)
             self.attr[rec.id] = found
             if found is not None:
-                self.cycled.add(found)
+                self.cycled[found] = self.cycled.get(found, 0) + 1
         self.last = rec.id
         self.count += 1
         if self.count % CHECKPOINT_EVERY == 0:
             self.checkpoints.append((rec.id, (tuple(self.open["wash"]), tuple(self.open["steri"]))))
         return found
+
+    def forget(self, cycle: str) -> None:
+        """Take back a cycle's attribution (its machine replays from before it)."""
+        load = self.attr.pop(cycle)
+        if load is not None:
+            left = self.cycled[load] - 1
+            if left:
+                self.cycled[load] = left
+            else:
+                del self.cycled[load]
 
 
 def load_view(load: LoadState, *, labels: bool = True) -> LoadView:
