@@ -286,7 +286,7 @@ async def get_scans(request: web.Request) -> web.Response:
     if scanners is None or station not in scanners.stations:
         raise ApiError(404, f"no scanner at station {station[:40]!r}")
     scans = await scanners.async_scans(station, after, max(0.0, wait))
-    return web.json_response({"scans": scans, "last": scans[-1]["seq"] if scans else after})
+    return web.json_response(scanners.answer(scans))
 
 
 def add_routes(app: web.Application) -> None:

@@ -31,6 +31,7 @@ import asyncio
 import hashlib
 import logging
 import re
+import secrets
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -296,6 +297,8 @@ class Scanners:
         self._readers: list[devices.ScannerReader] = []
         self._scans: dict[str, list[dict[str, Any]]] = {}
         self._seq = 0
+        self.boot = secrets.token_hex(4)
+        """Names this run's numbering of scans: it starts again at 1 when the node does."""
         self._changed: asyncio.Condition | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -360,6 +363,11 @@ class Scanners:
 
     def _resolve(self, scan: devices.Scan) -> dict[str, Any]:
         return resolve_scan(self.node, scan)
+
+    def answer(self, scans: list[dict[str, Any]]) -> dict[str, Any]:
+        """What a reader of scans gets: the scans, the number to ask after next time, and
+        this run's name (a reader that held a number of another run starts afresh)."""
+        return {"scans": scans, "last": scans[-1]["seq"] if scans else self._seq, "boot": self.boot}
 
     async def async_scans(self, station: str, after: int, wait: float) -> list[dict[str, Any]]:
         """Scans of a station newer than `after`, waiting up to `wait` seconds for one."""

@@ -34,6 +34,7 @@ from ._web_station import (
     async_perform,
     new_load_url,
     station_context,
+    station_url,
 )
 from ._web_support import (
     DEFAULT_LANGUAGE,
@@ -429,7 +430,7 @@ async def station_page(request: web.Request) -> web.StreamResponse:
         zone=zone,
         code=code,
         flash=flash,
-        scanner_station=_scanner_station(request),
+        scanner_station=scanner_station(request),
         pin=has_pin(request, principal),
         printers=sorted(printing.formats) if printing is not None else [],
         scan_note=scan_note,
@@ -458,12 +459,13 @@ def scanned_code(node: Node, raw: str) -> tuple[str, dict[str, str] | None]:
     return "", {"m": "{code} is not a set code.", "code": scan.text[:80]}
 
 
-def _scanner_station(request: web.Request) -> str | None:
-    """The serial scanner station this page follows: ?station=, or the node's only one."""
+def scanner_station(request: web.Request, wanted: str | None = None) -> str | None:
+    """The serial scanner station a page follows: `wanted` (else ?station=), or the node's
+    only one."""
     scanners = request.app.get(SCANNERS_KEY)
     if scanners is None or not scanners.stations:
         return None
-    wanted = request.query.get("station")
+    wanted = wanted or request.query.get("station")
     if wanted in scanners.stations:
         return wanted
     return scanners.stations[0] if len(scanners.stations) == 1 else None
@@ -484,7 +486,7 @@ async def station_scans(request: web.Request) -> web.StreamResponse:
     except ValueError:
         return web.json_response({"scans": [], "last": 0}, status=400)
     scans = await scanners.async_scans(station, after, wait)
-    return web.json_response({"scans": scans, "last": scans[-1]["seq"] if scans else after})
+    return web.json_response(scanners.answer(scans))
 
 
 async def station_post(request: web.Request) -> web.StreamResponse:
@@ -496,7 +498,8 @@ async def station_post(request: web.Request) -> web.StreamResponse:
     zone = _zone(request, form.get("zone"))
     code = form.get("code", "").strip()[:80]
     action = form.get("action", "")
-    back = "/station?" + urlencode({"zone": zone, "code": code})
+    station = form.get("station", "")[:64]
+    back = station_url(zone, code, station)
     if action not in STEPS:
         return _redirect(request, back)
     needed = STEPS[action].permission
@@ -505,9 +508,8 @@ async def station_post(request: web.Request) -> web.StreamResponse:
     kept = {f: form[f].strip()[:120] for f in KEPT_FIELDS if form.get(f, "").strip()}
     if action in LOADS:  # a load is built on its own form, the scanned set on it
         program = station_context(_node(request), principal, zone, code)["defaults"]["program"]
-        url = new_load_url(
-            LOADS[action], code, form.get("machine", "").strip()[:120], program, zone
-        )
+        machine = form.get("machine", "").strip()[:120]
+        url = new_load_url(LOADS[action], code, machine, program, zone, station=station)
         return _redirect(request, url)
     if action == "reject" and not kept.get("reason"):
         return _redirect(request, back, {"k": "error", "m": "Say why the load is rejected."})

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import re
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import quote
 
 from aiohttp import web
 
@@ -27,8 +27,9 @@ from ._web import (
     has_pin,
     refused_flash,
     render,
+    scanner_station,
 )
-from ._web_station import DEFAULT_PROGRAMS
+from ._web_station import DEFAULT_PROGRAMS, station_url
 from ._web_support import anomalies_by_subject
 
 KINDS = ("wash", "steri")
@@ -86,7 +87,8 @@ async def new_load_page(request: web.Request) -> web.StreamResponse:
     if not isinstance(principal, Principal):
         return principal
     kind = _kind(request.query.get("kind"))
-    given = {k: request.query.get(k, "")[:2000] for k in ("machine", "program", "sets", "zone")}
+    keys = ("machine", "program", "sets", "zone", "station")
+    given = {k: request.query.get(k, "")[:2000] for k in keys}
     return _new_load_form(request, kind, given)
 
 
@@ -110,6 +112,7 @@ def _new_load_form(
         program=form.get("program") or DEFAULT_PROGRAMS[kind],
         sets="\n".join(scanned_codes(form.get("sets", ""))),
         zone=zone if zone in STATION_ZONES else "",
+        scanner_station=scanner_station(request, form.get("station")),
         error=error,
         detail=detail,
     )
@@ -147,7 +150,7 @@ async def new_load_post(request: web.Request) -> web.StreamResponse:
     load = str(event["load"])
     zone = form.get("zone", "")
     if zone in STATION_ZONES:  # back to the station the first set was scanned at
-        back = "/station?" + urlencode({"zone": zone, "code": sets[0]})
+        back = station_url(zone, sets[0], form.get("station", "")[:64])
         return _redirect(request, back, done_flash("Load recorded.", warnings, load=load))
     return _redirect(request, load_url(load), done_flash("Load recorded.", warnings))
 

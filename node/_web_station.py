@@ -174,10 +174,26 @@ _QUARANTINE: dict[str, tuple[str, tuple[str, ...]]] = {
 (the reception, in the dirty zone, starts it all over)."""
 
 
-def new_load_url(kind: str, code: str, machine: str, program: str, zone: str) -> str:
-    """The load form with a scanned set on it, coming back to the station once recorded."""
-    query = {"kind": kind, "sets": code, "machine": machine, "program": program, "zone": zone}
+def new_load_url(
+    kind: str, code: str, machine: str, program: str, zone: str, *, station: str = ""
+) -> str:
+    """The load form with a scanned set on it, coming back to the station once recorded
+    (`station`: the node's scanner station the page follows, if any)."""
+    query = {
+        "kind": kind,
+        "sets": code,
+        "machine": machine,
+        "program": program,
+        "zone": zone,
+        "station": station,
+    }
     return "/loads/new?" + urlencode({k: v for k, v in query.items() if v})
+
+
+def station_url(zone: str, code: str, station: str = "") -> str:
+    """The station page of a zone showing a set (following a scanner station, if any)."""
+    query = {"zone": zone, "code": code, "station": station}
+    return "/station?" + urlencode({k: v for k, v in query.items() if v})
 
 
 def event_time(node: Node, event_id: str | None) -> str | None:

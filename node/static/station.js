@@ -19,22 +19,31 @@
 })();
 
 // Station with a serial scanner on this node: scans arrive through the node, not the keyboard.
-// The last scan acted on is kept for the browser tab (sessionStorage), so a scan made while
-// the page changes is taken by the next page, not dropped; scans that name no set are said.
+// The last scan acted on is kept for the browser tab (sessionStorage, with the node run's
+// name: its numbering starts again when the node does), so a scan made while the page
+// changes is taken by the next page, not dropped. On the station page a set's scan opens it;
+// on the load form it is added to the list of sets. Scans that name no set are said.
 (function () {
   "use strict";
-  var form = document.querySelector("form.scan[data-scanner-station]");
+  var form = document.querySelector("[data-scanner-station]");
   if (!form || !window.fetch) { return; }
   var station = form.getAttribute("data-scanner-station");
   var zone = form.getAttribute("data-zone") || "";
+  var list = form.tagName === "TEXTAREA" ? form : null;
   var note = document.getElementById("scan-note");
   var key = "sterimesh.scan." + station;
-  var stored = null;
-  try { stored = window.sessionStorage.getItem(key); } catch (e) { stored = null; }
-  var after = stored === null || isNaN(parseInt(stored, 10)) ? null : parseInt(stored, 10);
+  var boot = null;
+  var after = null;
+  try {
+    var stored = (window.sessionStorage.getItem(key) || "").split(":");
+    if (stored.length === 2 && !isNaN(parseInt(stored[1], 10))) {
+      boot = stored[0];
+      after = parseInt(stored[1], 10);
+    }
+  } catch (e) { after = null; }
   function keep(seq) {
     after = seq;
-    try { window.sessionStorage.setItem(key, String(seq)); } catch (e) { /* private mode */ }
+    try { window.sessionStorage.setItem(key, boot + ":" + seq); } catch (e) { /* private mode */ }
   }
   function say(scan) {
     if (!note) { return; }
@@ -49,6 +58,11 @@
     note.textContent = text;
     note.hidden = false;
   }
+  function add(set) {
+    var codes = list.value.split(/[\s,;]+/).filter(function (c) { return c; });
+    if (codes.indexOf(set) < 0) { codes.push(set); }
+    list.value = codes.join("\n") + "\n";
+  }
   function go(set) {
     window.location.assign("/station?zone=" + encodeURIComponent(zone) + "&code=" + encodeURIComponent(set) +
       "&station=" + encodeURIComponent(station));
@@ -60,14 +74,22 @@
       if (!resp.ok) { throw new Error("scans " + resp.status); }
       return resp.json();
     }).then(function (answer) {
-      if (after === null) {  // a page opened afresh: earlier scans were for someone else
+      if (after === null || answer.boot !== boot) {
+        // a page opened afresh, or a node started again: earlier scans were not for it
+        boot = answer.boot;
         keep(answer.last);
       } else {
         for (var i = 0; i < answer.scans.length; i++) {
           var scan = answer.scans[i];
           keep(scan.seq);
-          if (scan.set) { go(scan.set); return; }
-          say(scan);
+          if (scan.set && list) {
+            add(scan.set);
+          } else if (scan.set) {
+            go(scan.set);
+            return;
+          } else {
+            say(scan);
+          }
         }
       }
       window.setTimeout(poll, 50);

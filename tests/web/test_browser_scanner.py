@@ -70,6 +70,26 @@ def test_scans_made_while_the_page_changes_are_followed_in_order(
             page.reload()  # what was scanned before a reload is not acted on again
             page.wait_for_timeout(1500)
             assert page.locator(f'#item[data-set="{CODES[2]}"]').count() == 1
+            # a load: the station opens the load form, the scanner adds the other sets to it
+            page.click("#do-receive")
+            page.wait_for_selector('#item[data-status="dirty"]')
+            page.fill('form:has(#do-wash_load) input[name="machine"]', "LAV-2")
+            page.click("#do-wash_load")
+            page.wait_for_selector("#new-load")
+            page.wait_for_timeout(500)
+            scanner.scan(CODES[0])
+            scanner.scan(CODES[1])
+            for _ in range(100):  # the page's policy allows no evaluated script: poll
+                if sorted(page.input_value("#sets").split()) == CODES:
+                    break
+                page.wait_for_timeout(100)
+            assert sorted(page.input_value("#sets").split()) == CODES
+            page.click("#record-load")
+            page.wait_for_selector(f'#item[data-set="{CODES[2]}"][data-status="washing"]')
+            assert "station=sale-1" in page.url  # still following the scanner
+            scanner.scan(CODES[0])  # and the station follows the scanner again
+            _showing(page, CODES[0])
+            assert page.locator('#item[data-status="washing"]').count() == 1
             other = browser.new_context(viewport=VIEWPORT).new_page()
             _login(other, node.base_url, "alice")
             other.goto(node.base_url + "/station?zone=sale")

@@ -45,6 +45,7 @@ async def test_the_station_page_follows_the_node_scanner(
     answer = await resp.json()
     assert resp.status == 200
     assert [s["set"] for s in answer["scans"]] == ["JDIGGRBA#111"]
+    assert answer["boot"] == first["boot"]  # one run of the node: one numbering of scans
     label = label_data()  # a label this cluster printed names its set too
     ScannerSimulator(port).scan(devices.label_payload(label).element_string(), aim="]d2")
     resp = await client.get(f"/station/scans?station=sale-1&after={answer['last']}&wait=10")
