@@ -23,7 +23,7 @@ from ._api_trace import PRINTING_KEY, SCANNERS_KEY
 from ._auth import Principal, verify_password
 from ._devices import resolve_scan
 from ._http import NODE_KEY, PRINCIPAL_KEY, SESSION_AUTH_KEY, ApiError, Handler, read_body
-from ._node import Node, NodeError, RuleError
+from ._node import Node, NodeError, NodeFailedError, RuleError
 from ._users import active_user
 from ._web_dash import dashboard_context
 from ._web_station import (
@@ -153,6 +153,11 @@ async def _web_middleware(request: web.Request, handler: Handler) -> web.StreamR
         if err.status < 400:
             raise
         response = _error_page(request, err.status)  # a person reads it: a page, not JSON
+    except NodeFailedError:
+        response = _error_page(request, 503, NODE_FAILED)
+    except NodeError as err:  # a refusal no page handler expected: said as a page too
+        _LOGGER.warning("page %s: %s", request.path, err)
+        response = _error_page(request, err.status)
     response.headers.setdefault("Content-Security-Policy", _CSP)
     response.headers.setdefault("X-Content-Type-Options", "nosniff")
     response.headers.setdefault("Referrer-Policy", "same-origin")
@@ -265,6 +270,12 @@ _HTTP_ERRORS = {
 }
 
 
+NODE_FAILED = (
+    "This PC can no longer record (its storage failed): nothing was recorded. Use another"
+    " station, or paper, and call IT."
+)
+
+
 def _error_page(request: web.Request, status: int, message: str | None = None) -> web.Response:
     """error.html with `message` (English, translated here), else what `status` means."""
     if message is None:
@@ -312,6 +323,8 @@ def refused_flash(
 ) -> dict[str, Any]:
     """The message telling the operator why the node refused a step, in their language."""
     detail: str | dict[str, Any]
+    if isinstance(err, NodeFailedError):
+        return {"k": "error", "m": NODE_FAILED}  # not a refusal: this PC cannot record now
     if isinstance(err, cm.EventError):
         detail = field_errors_item(err)
     elif isinstance(err, RuleError):

@@ -54,6 +54,8 @@ def _admin_page(request: web.Request, status: int = 200, **extra: Any) -> web.Re
         "flash": _flash(request),
         "secret": None,
         "error": None,
+        "badge_login": None,  # the person the badge form was about (kept on a refusal)
+        "new_user": {},
         **extra,
     }
     response = render(request, "admin.html", status, **context)
@@ -77,14 +79,17 @@ async def user_post(request: web.Request) -> web.StreamResponse:
     principal, form = checked
     login = form.get("login", "").strip().lower()[:64]
     role = form.get("role", "")
+    typed = {"login": login, "role": role}  # given back on a refusal (never the passwords)
     if role not in USER_ROLES:
-        return _admin_page(request, 422, error="Choose a role.")
+        return _admin_page(request, 422, error="Choose a role.", new_user=typed)
     if form.get("password", "") != form.get("password2", ""):
-        return _admin_page(request, 422, error="The two passwords differ.")
+        return _admin_page(request, 422, error="The two passwords differ.", new_user=typed)
     try:
         await _node(request).async_add_user(login, role, form.get("password", ""), principal.name)
     except AuthError as err:
-        return _admin_page(request, 422, error="The user was refused.", detail=admin_item(err))
+        return _admin_page(
+            request, 422, error="The user was refused.", detail=admin_item(err), new_user=typed
+        )
     return _redirect(request, "/admin", {"k": "ok", "m": "User saved.", "d": login})
 
 
@@ -108,16 +113,20 @@ async def badge_post(request: web.Request) -> web.StreamResponse:
             changes["badge"] = form["badge"]
         if form.get("pin", ""):
             if form["pin"] != form.get("pin2", ""):
-                return _admin_page(request, 422, error="The two PINs differ.")
+                return _admin_page(request, 422, error="The two PINs differ.", badge_login=login)
             changes["pin"] = form["pin"]
         if not changes:
-            return _admin_page(request, 422, error="Scan a badge or type a PIN.")
+            return _admin_page(request, 422, error="Scan a badge or type a PIN.", badge_login=login)
     try:
         await async_update_user(_node(request), login, changes, principal.name)
     except (AuthError, NodeError) as err:
         status = err.status if isinstance(err, NodeError) else 422
         return _admin_page(
-            request, status, error="The badge or PIN was refused.", detail=admin_item(err)
+            request,
+            status,
+            error="The badge or PIN was refused.",
+            detail=admin_item(err),
+            badge_login=login,
         )
     return _redirect(request, "/admin", {"k": "ok", "m": BADGE_ACTIONS[action], "d": login})
 

@@ -78,6 +78,7 @@ def dashboard_context(request: web.Request, zones: dict[str, str]) -> dict[str, 
     replication = request.app.get(REPLICATION_KEY)
     peers = [] if replication is None else [_peer_row(p, tz) for p in replication.peers()]
     backlog = max(node.index.count - len(node.trace.acked), 0)
+    open_anomalies = fold.anomalies(open_only=True)
 
     return {
         "today": today,
@@ -89,7 +90,8 @@ def dashboard_context(request: web.Request, zones: dict[str, str]) -> dict[str, 
         "recent": recent,
         "loads": loads,
         "readiness": readiness,
-        "anomalies": fold.anomalies(open_only=True)[:50],
+        "anomalies": open_anomalies[:50],
+        "anomaly_total": len(open_anomalies),
         "peers": peers,
         "sync": replication is not None,
         "backlog": backlog,

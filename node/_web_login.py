@@ -43,9 +43,14 @@ def _decoy() -> dict[str, str]:
     return hash_pin(f"{secrets.randbelow(10**8):08d}")
 
 
-async def login_page(request: web.Request, error: str | None = None) -> web.Response:
-    """The login form (with a pre-session CSRF token, double-submitted)."""
+async def login_page(
+    request: web.Request, error: str | None = None, form: dict[str, str] | None = None
+) -> web.Response:
+    """The login form (with a pre-session CSRF token, double-submitted); after a failure,
+    `form` gives back where the person was going and the login typed, when it is someone's
+    (what was typed there may be a password: never shown back otherwise)."""
     token = request.cookies.get(PRE_COOKIE) or secrets.token_urlsafe(24)
+    typed = (form or {}).get("login", "").strip().lower()[:64]
     response = render(
         request,
         "login.html",
@@ -53,7 +58,8 @@ async def login_page(request: web.Request, error: str | None = None) -> web.Resp
         pre=token,
         error=error,
         badges=any_badge(_node(request)),
-        next=_safe_next(request.query.get("next")),
+        next=_safe_next((form or {}).get("next") or request.query.get("next")),
+        login=typed if typed and active_user(_node(request), typed) is not None else "",
     )
     _cookie(response, request, PRE_COOKIE, token)
     return response
@@ -71,7 +77,7 @@ async def login_post(request: web.Request) -> web.StreamResponse:
     if not await _verify(form.get("password", ""), stored) or entry is None:
         # what was typed is logged only when it is someone's login: it may be a password
         who = login if entry is not None else "a login nobody active holds"
-        return await _failed(request, login, who, "Unknown user or wrong password.")
+        return await _failed(request, form, login, who, "Unknown user or wrong password.")
     return _logged_in(request, form, login, entry)
 
 
@@ -98,7 +104,9 @@ async def login_badge_post(request: web.Request) -> web.StreamResponse:
     stored = None if entry is None else entry.get("pin")
     if not await _verify(form.get("pin", ""), stored) or login is None or entry is None:
         who = "badge of " + login if login is not None else "unknown badge"
-        return await _failed(request, key, who, "Unknown badge or wrong PIN.")
+        return await _failed(
+            request, {"next": form.get("next", "")}, key, who, "Unknown badge or wrong PIN."
+        )
     return _logged_in(request, form, login, entry)
 
 
@@ -111,12 +119,12 @@ async def _refused(
     pre = request.cookies.get(PRE_COOKIE, "")
     if not pre or not same_text(pre, form.get("csrf", "")):
         return await login_page(
-            request, gettext("The form expired or did not come from this page: try again.")
+            request, gettext("The form expired or did not come from this page: try again."), form
         )
     known = active_user(_node(request), key) is not None
     if state.limiter.blocked(key, request.remote or "?", known=known):
         response = await login_page(
-            request, gettext("Too many failed attempts: wait 5 minutes and try again.")
+            request, gettext("Too many failed attempts: wait 5 minutes and try again."), form
         )
         response.set_status(429)
         return response
@@ -130,12 +138,15 @@ async def _verify(secret: str, stored: Any) -> bool:
     return good and bool(secret) and hashed is stored
 
 
-async def _failed(request: web.Request, key: str, who: str, message: str) -> web.Response:
+async def _failed(
+    request: web.Request, form: dict[str, str], key: str, who: str, message: str
+) -> web.Response:
     state = _state(request)
     address = request.remote or "?"
     state.limiter.failed(key, address)
     _LOGGER.info("failed web login for %r from %s", who, address)
-    return await login_page(request, translator(state.catalogs, _lang(request))(message))
+    gettext = translator(state.catalogs, _lang(request))
+    return await login_page(request, gettext(message), form)
 
 
 def _logged_in(

@@ -7,9 +7,26 @@
   var pending = false;
   var busy = false;
 
+  // someone is deciding on an anomaly: focus in one of the body's forms, or something typed
+  // or chosen there not yet sent (a redraw would throw it away)
   function editing() {
     var a = document.activeElement;
-    return a && dash.contains(a) && (a.tagName === "INPUT" || a.tagName === "SELECT");
+    if (a && dash.contains(a) && a.closest && a.closest("form")) { return true; }
+    var fields = dash.querySelectorAll(
+      "form textarea, form input[type=text], form input:not([type]), form select");
+    for (var i = 0; i < fields.length; i++) {
+      var f = fields[i];
+      if (f.tagName === "SELECT") {
+        var initial = 0;  // the option marked selected in the page, else the first
+        for (var j = 0; j < f.options.length; j++) {
+          if (f.options[j].defaultSelected) { initial = j; }
+        }
+        if (f.selectedIndex !== initial) { return true; }
+      } else if (f.value !== f.defaultValue) {
+        return true;
+      }
+    }
+    return false;
   }
 
   function refresh() {

@@ -193,3 +193,15 @@ async def test_a_label_or_instrument_datamatrix_typed_by_a_scanner_names_its_set
     assert 'id="scan-refused"' in page
     assert 'id="item"' not in page
     assert 'id="item" data-set="JDIGGRBA#112"' in await _page(client, "sale", "JDIGGRBA#112")
+
+
+async def test_a_pc_that_can_no_longer_record_says_so_not_that_the_step_was_refused(
+    client: TestClient, node: Node
+) -> None:
+    await login_in(client, "op")
+    node.failed = "storage failed, restart the node: [Errno 28] No space left on device"
+    text = await _post(client, "sale", SETS[0], "receive")
+    assert "Ce poste ne peut plus enregistrer" in text
+    assert "a été refusée" not in text  # not a rule's refusal
+    assert "Errno" not in text  # what IT reads in the log, not the operator
+    assert status_of(node, SETS[0]) == "unknown"
