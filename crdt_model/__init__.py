@@ -78,7 +78,13 @@ from ._readiness import (
     readiness,
     warnings_for,
 )
-from ._recall import recall_lot, recall_machine, recall_patient, recall_set
+from ._recall import (
+    recall_endoscope,
+    recall_lot,
+    recall_machine,
+    recall_patient,
+    recall_set,
+)
 from ._views import (
     SET_STATES,
     CycleInfo,
@@ -170,6 +176,7 @@ __all__ = [
     "read_manifest",
     "read_table",
     "readiness",
+    "recall_endoscope",
     "recall_lot",
     "recall_machine",
     "recall_patient",

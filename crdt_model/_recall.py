@@ -75,7 +75,8 @@ def recall_patient(fold: Fold, patient: str) -> dict[str, Any]:
 
 
 def recall_machine(fold: Fold, machine: str) -> dict[str, Any]:
-    """Every load of a sterilizer since its last passed biological indicator (all if none).
+    """Every load of a sterilizer since its last passed biological indicator (all if none);
+    for an endoscope washer-disinfector, every endoscope use it reprocessed for.
 
     A passed indicator that names the load it rode in (`lot`) vouches for the loads up to
     that one. One without `lot` rode in some load before its result was read (incubation
@@ -97,12 +98,45 @@ def recall_machine(fold: Fold, machine: str) -> dict[str, Any]:
                 since = max((p for p in vouched if p < at), default="")
     numbers = dict.fromkeys(r.load for r in fold.machine_loads(machine) if r.id > since and r.load)
     loads = [recall_lot(fold, no) for no in numbers if no is not None]
+    endoscope_uses = _reprocessed_by(fold, machine)  # an endoscope washer-disinfector
     return {
         "machine": machine,
         "last_passed_bi": indicator,
         "loads": loads,
-        "patients": sorted({p for entry in loads for p in entry["patients"]}),
+        "endoscope_uses": endoscope_uses,
+        "patients": sorted(
+            {p for entry in loads for p in entry["patients"]}
+            | {use["patient"] for use in endoscope_uses}
+        ),
     }
+
+
+def recall_endoscope(fold: Fold, code: str) -> dict[str, Any]:
+    """Every use of an endoscope (named by any of its codes), with its patient and the last
+    passed reprocessing cycle before it (None: used without one)."""
+    state = fold.endo_state(code)
+    voided = fold.voided
+    uses = [
+        {**_use(rec), "reprocessing": _aer_before(fold, rec)}
+        for rec in ([] if state is None else state.items)
+        if rec.type == "endo.used" and rec.id not in voided
+    ]
+    return {
+        "endoscope": code if state is None else state.code,
+        "uses": uses,
+        "patients": sorted({u["patient"] for u in uses}),
+    }
+
+
+def _reprocessed_by(fold: Fold, machine: str) -> list[dict[str, Any]]:
+    """The endoscope uses whose last passed reprocessing before them ran on `machine`."""
+    found = []
+    for code in fold.endoscope_codes():
+        for use in recall_endoscope(fold, code)["uses"]:
+            cycle = use["reprocessing"]
+            if cycle is not None and cycle["machine"] == machine:
+                found.append({"endoscope": code, **use})
+    return sorted(found, key=lambda use: str(use["event"]))
 
 
 def _rode_in(fold: Fold, indicator: Record) -> str | None:

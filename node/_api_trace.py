@@ -130,13 +130,14 @@ async def get_readiness(request: web.Request) -> web.Response:
 
 
 async def get_recall(request: web.Request) -> web.Response:
-    """Recall by lot (load), set, patient, or sterilizer since its last passed BI."""
+    """Recall by lot (load), set, endoscope, patient, or machine (a sterilizer since its last
+    passed BI; an endoscope washer-disinfector: the uses it reprocessed for)."""
     principal = require(request, "read")
     fold = _node(request).trace.fold
     query = request.query
-    given = [k for k in ("lot", "set", "patient", "machine") if query.get(k)]
+    given = [k for k in ("lot", "set", "endoscope", "patient", "machine") if query.get(k)]
     if len(given) != 1:
-        raise ApiError(400, "give exactly one of lot, set, patient, machine")
+        raise ApiError(400, "give exactly one of lot, set, endoscope, patient, machine")
     key = given[0]
     if key == "patient" and not principal.can("patients"):
         raise ApiError(403, "only a releaser, head or admin looks up a patient")
@@ -147,6 +148,8 @@ async def get_recall(request: web.Request) -> web.Response:
         found = cm.recall_set(fold, value)
     elif key == "patient":
         found = cm.recall_patient(fold, value)
+    elif key == "endoscope":
+        found = cm.recall_endoscope(fold, value)
     else:
         found = cm.recall_machine(fold, value)
     return web.json_response(for_principal(request, found))

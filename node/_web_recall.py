@@ -14,7 +14,7 @@ from ._http import for_principal
 from ._web import _gate, _node, render
 from ._web_support import anomalies_by_subject
 
-RECALL_KEYS = ("lot", "set", "patient", "machine")
+RECALL_KEYS = ("lot", "set", "endoscope", "patient", "machine")
 MAX_RESULTS = 200
 
 
@@ -40,7 +40,7 @@ async def recall_page(request: web.Request) -> web.StreamResponse:
     }
     status = 200
     if len(given) > 1:
-        context["error"] = "Give only one of lot, set, patient or sterilizer."
+        context["error"] = "Fill in one field only."
         status = 400
     elif given:
         key = given[0]
@@ -57,6 +57,8 @@ async def recall_page(request: web.Request) -> web.StreamResponse:
                     context["result"] = cm.recall_set(fold, value)
                 elif key == "patient":
                     context["result"] = cm.recall_patient(fold, value)
+                elif key == "endoscope":
+                    context["result"] = cm.recall_endoscope(fold, value)
                 else:
                     context["result"] = cm.recall_machine(fold, value)
             except cm.FoldError:

@@ -22,7 +22,13 @@ from crdt_model._readiness import (
     readiness,
     warnings_for,
 )
-from crdt_model._recall import recall_lot, recall_machine, recall_patient, recall_set
+from crdt_model._recall import (
+    recall_endoscope,
+    recall_lot,
+    recall_machine,
+    recall_patient,
+    recall_set,
+)
 
 TZ = timezone(timedelta(hours=1))
 DAY = "2026-11-28"
@@ -388,6 +394,7 @@ __all__ = [
     "feed_line",
     "label_data",
     "readiness",
+    "recall_endoscope",
     "recall_lot",
     "recall_machine",
     "recall_patient",

@@ -12,6 +12,7 @@ from tests.crdt_model.fold_helpers import (
     bowie_dick,
     fold_of,
     process,
+    recall_endoscope,
     recall_lot,
     recall_machine,
     recall_patient,
@@ -278,3 +279,32 @@ def test_a_load_recorded_twice_is_recalled_once() -> None:
     answer = recall_machine(fold_of(s.events), "AUTO-2")
     assert [x["load"]["load"] for x in answer["loads"]] == ["X-1"]
     assert answer["patients"] == ["P1"]
+
+
+def test_recall_of_an_endoscope_and_of_its_washer_disinfector() -> None:
+    """A bad cycle of LDE-1: every patient scoped after it is found, by endoscope or by the
+    machine; a use without any reprocessing before it says so."""
+    s = Stamper()
+    s.make("endo.used", "B", endoscope="GIF-1", patient="P0")  # before any reprocessing
+    s.make("endo.aer_cycle", "C", endoscope="GIF-1", machine="LDE-1", cycle_no=7, result="pass")
+    s.make("endo.used", "B", endoscope="GIF-1", patient="P1")
+    s.make("endo.aer_cycle", "C", endoscope="GIF-2", machine="LDE-1", cycle_no=8, result="pass")
+    s.make("endo.used", "B", endoscope="GIF-2", patient="P2")
+    s.make("endo.aer_cycle", "C", endoscope="GIF-1", machine="LDE-2", cycle_no=3, result="pass")
+    s.make("endo.used", "B", endoscope="GIF-1", patient="P3")
+    fold = fold_of(s.events)
+    answer = recall_endoscope(fold, "GIF-1")
+    assert [(u["patient"], (u["reprocessing"] or {}).get("machine")) for u in answer["uses"]] == [
+        ("P0", None),
+        ("P1", "LDE-1"),
+        ("P3", "LDE-2"),
+    ]
+    assert answer["patients"] == ["P0", "P1", "P3"]
+    by_machine = recall_machine(fold, "LDE-1")
+    assert [(u["endoscope"], u["patient"]) for u in by_machine["endoscope_uses"]] == [
+        ("GIF-1", "P1"),
+        ("GIF-2", "P2"),
+    ]
+    assert by_machine["patients"] == ["P1", "P2"]
+    assert by_machine["loads"] == []
+    json.dumps(by_machine)

@@ -917,6 +917,27 @@ async def test_an_endoscope_scanned_as_model_serial_is_recorded_under_its_serial
     assert kept["endoscope"] == "XX-9999999"  # not in the reference: kept as scanned
 
 
+async def test_recall_by_endoscope_and_by_its_washer_disinfector(trace: Trace) -> None:
+    t = trace
+    serial, row = next(iter(t.ref.endoscopes.items()))
+    scanned = f"{row['model']}-{serial}"
+    await t.record("endo.aer_cycle", endoscope=serial, machine="LD-1", cycle_no="5", result="pass")
+    await t.record("endo.used", endoscope=scanned, patient="000501492", room="Endo 1")
+    for path in (f"/api/recall?endoscope={q(scanned)}", f"/api/recall?endoscope={serial}"):
+        found = await t.get(path, "releaser")
+        assert found["endoscope"] == serial  # either code names it
+        assert [(u["patient"], u["reprocessing"]["cycle_no"]) for u in found["uses"]] == [
+            ("000501492", "5")
+        ]
+    by_machine = await t.get("/api/recall?machine=LD-1", "head")
+    assert [u["patient"] for u in by_machine["endoscope_uses"]] == ["000501492"]
+    assert by_machine["patients"] == ["000501492"]
+    seen = await t.get(f"/api/recall?endoscope={serial}", "operator")
+    assert "000501492" not in json.dumps(seen)  # patient codes: releaser, head, admin only
+    status, body = await t.call("GET", f"/api/recall?endoscope={serial}&set=X", "head")
+    assert_error_shape(status, body, 400)
+
+
 async def test_readiness_defaults_to_today_and_checks_its_date(trace: Trace) -> None:
     answer = await trace.get("/api/readiness", "operator")
     assert answer["date"] == TODAY  # a Saturday: nothing planned

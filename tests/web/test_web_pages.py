@@ -329,6 +329,26 @@ async def test_recall_by_lot_shows_the_patient(client: TestClient, node: Node) -
     assert "Rien de connu" in text
 
 
+async def test_recall_by_endoscope_and_washer_disinfector(client: TestClient, node: Node) -> None:
+    ref = node.trace.fold.reference
+    assert ref is not None
+    serial = sorted(ref.endoscopes)[0]
+    op = Principal("op", "operator")
+    await node.async_submit(
+        {"type": "endo.aer_cycle", "endoscope": serial, "machine": "LD-1", "cycle_no": "12",
+         "result": "pass"},
+        op,
+    )  # fmt: skip
+    await node.async_submit({"type": "endo.used", "endoscope": serial, "patient": "000211553"}, op)
+    await login(client, "rel")
+    for url in (f"/recall?endoscope={quote(serial)}", "/recall?machine=LD-1"):
+        status, text = await page(client, url)
+        assert status == 200
+        assert 'class="recall-endoscopes"' in text
+        assert "000211553" in text
+        assert "LD-1 12" in text
+
+
 async def test_reference_browser(client: TestClient, node: Node) -> None:
     ref = node.trace.fold.reference
     assert ref is not None
