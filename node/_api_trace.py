@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import bisect
+
 from aiohttp import web
 
 import crdt_model as cm
@@ -73,15 +75,20 @@ async def get_anomalies(request: web.Request) -> web.Response:
     """Anomalies in (trigger event, id) order, all or the open ones (?open=1); after/limit."""
     require(request, "read")
     open_only = request.query.get("open") in {"1", "true", "yes"}
-    found = _node(request).trace.fold.anomalies(open_only=open_only)
+    fold = _node(request).trace.fold
+    found = fold.anomalies(open_only=open_only)
     after = request.query.get("after") or None
     start = 0
     if after is not None:
-        start = next((i + 1 for i, a in enumerate(found) if a.id == after), -1)
-        if start < 0:
+        # the cursor's place in the order, even once it is resolved (open=1 no longer lists
+        # it): the next page starts after it
+        cursor = fold.anomaly(after)
+        if cursor is None:
             raise ApiError(
                 400, "bad query parameter", [{"field": "after", "message": "unknown anomaly"}]
             )
+        place = (cursor.trigger, cursor.id)
+        start = bisect.bisect_right(found, place, key=lambda a: (a.trigger, a.id))
     limit = int_param(request, "limit", MAX_LIMIT, 1, MAX_LIMIT)  # a department has few
     page = found[start : start + limit]
     return web.json_response(
