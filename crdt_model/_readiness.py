@@ -7,7 +7,7 @@ shelf_life_days for sets packed that way.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import date, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -408,6 +408,7 @@ def readiness(fold: Fold, day: str, reference: Reference | None = None) -> dict[
     if ref is None:
         return {"date": day, "reference": None, "operations": [], "rooms": [], "summary": {}}
     pools: dict[str, list[str]] = {}
+    unlisted: dict[str, list[str]] | None = None
     operations = []
     for row in _in_order(ref.or_planning.get(day, ())):
         items = ref.profiles.get(row.get("profile_code") or "")
@@ -426,7 +427,10 @@ def readiness(fold: Fold, day: str, reference: Reference | None = None) -> dict[
             code = item["item_code"]
             pool = pools.get(code)
             if pool is None:
-                pool = pools[code] = _available_sets(fold, ref, code, day)
+                if unlisted is None:
+                    unlisted = _unlisted_by_type(fold, ref)
+                candidates = (*ref.instances_by_type.get(code, ()), *unlisted.get(code, ()))
+                pool = pools[code] = _available_sets(fold, candidates, day)
             taken = [pool.pop() for _ in range(min(item["qty"], len(pool)))]
             short = short or len(taken) < item["qty"]
             name = ref.set_types.get(code, {}).get("name")
@@ -477,10 +481,22 @@ def endoscopy_readiness(fold: Fold, day: str, ref: Reference) -> dict[str, Any]:
     return {"procedures": procedures, "rooms": _rooms(procedures), "summary": _summary(procedures)}
 
 
-def _available_sets(fold: Fold, ref: Reference, type_code: str, day: str) -> list[str]:
-    """Available instances of a type, the one to give first at the end."""
+def _unlisted_by_type(fold: Fold, ref: Reference) -> dict[str, list[str]]:
+    """Instances the events name that the reference export does not list, by their type
+    (`TYPE#n` of a known type: a set made after the export)."""
+    found: dict[str, list[str]] = {}
+    for code in fold.set_codes():
+        if code not in ref.instance_type:
+            kind = ref.type_code(code)
+            if kind is not None:
+                found.setdefault(kind, []).append(code)
+    return found
+
+
+def _available_sets(fold: Fold, candidates: Iterable[str], day: str) -> list[str]:
+    """The available instances among `candidates`, the one to give first at the end."""
     found: list[tuple[str, str]] = []
-    for code in ref.instances_by_type.get(type_code, ()):
+    for code in candidates:
         st = fold.set_state(code)
         if st is None or effective(fold, st, END)[0] not in AVAILABLE or _unsafe(fold, code):
             continue

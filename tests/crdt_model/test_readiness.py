@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.crdt_model.fold_helpers import (
+    START_MS,
     Fold,
     FoldError,
     Reference,
@@ -323,3 +324,22 @@ def test_a_model_serial_scan_names_the_reference_serial() -> None:
     assert ref.endoscope_serial("GIF-H190-2101234") == "2101234"
     assert ref.endoscope_serial("2101234") == "2101234"
     assert ref.endoscope_serial("UNKNOWN-1") == "UNKNOWN-1"
+
+
+def test_a_sterile_set_the_export_does_not_list_yet_counts_for_its_type() -> None:
+    """JDIGGRBA#114 was made after the platform's export: sterile, it is available like the
+    listed ones (the 11:00 operation was short without it)."""
+    fold = stock()
+    ref = fold.reference
+    assert ref is not None
+    assert "JDIGGRBA#114" not in ref.instance_type
+    s = Stamper(start_ms=START_MS + 86_400_000)  # the day after the stock's events
+    bowie_dick(s)
+    process(s, ["JDIGGRBA#114"], use=False, expires_on="2027-03-01")
+    dispatched = next(e for e in s.events if e["type"] == "set.dispatched")
+    s.make("event.voided", target=dispatched["id"], reason="resté en stock")
+    fold.add_many(s.events)
+    ops = readiness(fold, DAY)["operations"]
+    assert ops[2]["status"] == "ok"
+    assigned = [code for op in ops for entry in op["sets"] for code in entry["assigned"]]
+    assert "JDIGGRBA#114" in assigned
