@@ -54,6 +54,22 @@ async def listener(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIter
         await runner.cleanup()
 
 
+def _any_server() -> ssl.SSLContext:
+    """A TLS client that asks for no certificate check (as a joining PC's first contact)."""
+    client = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    client.check_hostname = False
+    client.verify_mode = ssl.CERT_NONE
+    return client
+
+
+async def _served(port: int) -> None:
+    """A well-behaved client is served: TLS, then GET /join/ca answered."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=_any_server())
+    writer.write(b"GET /join/ca HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert b"200 OK" in await asyncio.wait_for(reader.readline(), 5)
+    writer.close()
+
+
 async def _closed_within(reader: asyncio.StreamReader, limit: float) -> float:
     started = time.monotonic()
     await asyncio.wait_for(reader.read(), limit)  # b"" once the server closes
@@ -69,9 +85,7 @@ async def test_a_client_that_never_starts_tls_is_closed(listener: int) -> None:
 
 
 async def test_a_client_that_sends_no_request_is_closed(listener: int) -> None:
-    client = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    client.check_hostname = False
-    client.verify_mode = ssl.CERT_NONE
+    client = _any_server()
     reader, writer = await asyncio.open_connection("127.0.0.1", listener, ssl=client)
     try:
         await _closed_within(reader, 20 * IDLE)  # aiohttp's own limit is an hour
@@ -98,9 +112,7 @@ async def test_a_join_body_trickled_byte_by_byte_is_cut_off(
     await runner.setup()
     site = SyncSite(runner, "127.0.0.1", 0, ssl_context=server_ssl(node))
     await site.start()
-    client = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    client.check_hostname = False
-    client.verify_mode = ssl.CERT_NONE
+    client = _any_server()
     try:
         reader, writer = await asyncio.open_connection(
             "127.0.0.1", runner.addresses[0][1], ssl=client
@@ -130,9 +142,7 @@ async def test_one_address_holds_a_bounded_number_of_connections(
     monkeypatch.setattr(server_module, "SYNC_PER_ADDRESS", 3)
     runner = await _serve(tmp_path, 60.0)
     port = runner.addresses[0][1]
-    client = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    client.check_hostname = False
-    client.verify_mode = ssl.CERT_NONE
+    client = _any_server()
     ask = b"GET /join/ca HTTP/1.1\r\nHost: x\r\n\r\n"
     try:
         opened = [await asyncio.open_connection("127.0.0.1", port, ssl=client) for _ in range(3)]
@@ -144,10 +154,7 @@ async def test_one_address_holds_a_bounded_number_of_connections(
         for _, w in opened:
             w.close()
         await asyncio.sleep(0.2)  # the server sees them go
-        reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=client)
-        writer.write(ask)
-        assert b"200 OK" in await asyncio.wait_for(reader.readline(), 5)
-        writer.close()
+        await _served(port)
     finally:
         await runner.cleanup()
 
@@ -160,9 +167,7 @@ async def test_handshakes_under_way_are_bounded(
     monkeypatch.setattr(server_module, "SYNC_HANDSHAKES", 3)
     runner = await _serve(tmp_path, 60.0)
     port = runner.addresses[0][1]
-    client = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    client.check_hostname = False
-    client.verify_mode = ssl.CERT_NONE
+    client = _any_server()
     try:
         silent = [await asyncio.open_connection("127.0.0.1", port) for _ in range(3)]
         await asyncio.sleep(0.1)  # accepted, each waiting for a ClientHello
@@ -171,10 +176,7 @@ async def test_handshakes_under_way_are_bounded(
         _, first = silent.pop(0)
         first.close()  # one handshake slot frees as its connection goes
         await asyncio.sleep(0.2)
-        reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=client)
-        writer.write(b"GET /join/ca HTTP/1.1\r\nHost: x\r\n\r\n")
-        assert b"200 OK" in await asyncio.wait_for(reader.readline(), 5)
-        writer.close()
+        await _served(port)
         for _, w in silent:
             w.close()
     finally:
@@ -206,9 +208,6 @@ async def test_handshakes_that_fail_give_their_place_back(
     monkeypatch.setattr(server_module, "SYNC_PER_ADDRESS", 2)
     runner = await _serve(tmp_path, IDLE)
     port = runner.addresses[0][1]
-    client = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    client.check_hostname = False
-    client.verify_mode = ssl.CERT_NONE
     try:
         for _ in range(2):  # reset while the server waits for the ClientHello
             sock = socket.create_connection(("127.0.0.1", port))
@@ -225,10 +224,7 @@ async def test_handshakes_that_fail_give_their_place_back(
             await asyncio.sleep(0.2)
             writer.close()
         await asyncio.sleep(0.3)
-        reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=client)
-        writer.write(b"GET /join/ca HTTP/1.1\r\nHost: x\r\n\r\n")
-        assert b"200 OK" in await asyncio.wait_for(reader.readline(), 5)
-        writer.close()
+        await _served(port)
     finally:
         await runner.cleanup()
 

@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from node import DataDir
 from tests.helpers import STRICT
 from tests.node.test_cluster import join_node
 from tests.procs import REPO_ROOT, NodeProcess, init_node_dir, run_cli
@@ -47,6 +48,16 @@ SIDEWAYS = """Array.from(document.querySelectorAll('main .card'))
     .map((card) => (card.querySelector('h2') || card).textContent.trim())
     .concat(document.documentElement.scrollWidth > window.innerWidth ? ['page'] : [])"""
 """The cards of a page (by title) whose content is wider than the card, and the page itself."""
+
+
+def one_node_dir(path: Path, name: str, zone: str, login: str, role: str) -> DataDir:
+    """A new one-node cluster with one person who logs in with PASSWORD."""
+    data = init_node_dir(path, name, zone)
+    run_cli(
+        "user", "add", "--data", str(data.root), "--login", login, "--role", role,
+        stdin=PASSWORD + "\n",
+    )  # fmt: skip
+    return data
 
 
 def _playwright() -> Any:

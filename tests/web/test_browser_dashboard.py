@@ -10,19 +10,22 @@ from pathlib import Path
 
 import pytest
 
-from tests.procs import NodeProcess, create_token, init_node_dir, run_cli
-from tests.web.test_browser import CHROMIUM, CHROMIUM_ARGS, PASSWORD, VIEWPORT, _login, _playwright
+from tests.procs import NodeProcess, create_token
+from tests.web.test_browser import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    VIEWPORT,
+    _login,
+    _playwright,
+    one_node_dir,
+)
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
 def node(tmp_path: Path) -> Iterator[tuple[NodeProcess, str]]:
-    data = init_node_dir(tmp_path / "a", "Bureau", "sterile")
-    run_cli(
-        "user", "add", "--data", str(data.root), "--login", "hugo", "--role", "head",
-        stdin=PASSWORD + "\n",
-    )  # fmt: skip
+    data = one_node_dir(tmp_path / "a", "Bureau", "sterile", "hugo", "head")
     token = create_token(data, "operator")
     with NodeProcess(data) as process:
         yield process, token

@@ -11,8 +11,15 @@ from urllib.parse import unquote
 import pytest
 
 from devices.simulators import ScannerSimulator, VirtualSerial
-from tests.procs import NodeProcess, init_node_dir, run_cli
-from tests.web.test_browser import CHROMIUM, CHROMIUM_ARGS, PASSWORD, VIEWPORT, _login, _playwright
+from tests.procs import NodeProcess
+from tests.web.test_browser import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    VIEWPORT,
+    _login,
+    _playwright,
+    one_node_dir,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -21,11 +28,7 @@ CODES = ["JDIGGRBA#111", "JDIGGRBA#112", "JDIGGRBA#113"]
 
 @pytest.fixture
 def station(tmp_path: Path) -> Iterator[tuple[NodeProcess, ScannerSimulator]]:
-    data = init_node_dir(tmp_path / "a", "Poste lavage", "sale")
-    run_cli(
-        "user", "add", "--data", str(data.root), "--login", "alice", "--role", "operator",
-        stdin=PASSWORD + "\n",
-    )  # fmt: skip
+    data = one_node_dir(tmp_path / "a", "Poste lavage", "sale", "alice", "operator")
     with VirtualSerial(tmp_path / "scanner") as port:
         data.config.write_text(f'[[scanner]]\nport = "{port.path}"\nstation = "sale-1"\n')
         with NodeProcess(data) as node:
