@@ -85,19 +85,29 @@ class ScanFramer:
         self._terminator = terminator
         self._max = max_length
         self._buffer = bytearray()
+        self._overflow = False
 
     def feed(self, data: bytes) -> list[bytes]:
-        """Add received bytes; return the complete frames, blank ones left out."""
+        """Add received bytes; return the complete frames, blank ones left out.
+
+        A run longer than `max_length` comes out as one frame (refused as too long) and the
+        rest of it, up to the next terminator, is dropped: the tail of a cut scan is never
+        taken for a scan of its own.
+        """
         self._buffer += data
         frames: list[bytes] = []
         while True:
             end = self._buffer.find(self._terminator)
             if end < 0:
                 if len(self._buffer) > self._max:
-                    frames.append(bytes(self._buffer))
+                    if not self._overflow:
+                        frames.append(bytes(self._buffer))
+                    self._overflow = True
                     self._buffer.clear()
                 break
-            frames.append(bytes(self._buffer[:end]))
+            if not self._overflow:
+                frames.append(bytes(self._buffer[:end]))
+            self._overflow = False
             del self._buffer[: end + len(self._terminator)]
         return [f for f in frames if f.strip(b" \r\n\t\x00")]
 
@@ -105,7 +115,8 @@ class ScanFramer:
         """Return what is left without a terminator (at disconnect), as a frame."""
         rest = bytes(self._buffer)
         self._buffer.clear()
-        return [rest] if rest.strip(b" \r\n\t\x00") else []
+        overflow, self._overflow = self._overflow, False
+        return [rest] if rest.strip(b" \r\n\t\x00") and not overflow else []
 
 
 def _looks_gs1(text: str) -> bool:

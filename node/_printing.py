@@ -50,7 +50,8 @@ def _printer(entry: dict[str, Any]) -> devices.Printer:
     if kind == "serial" and entry.get("port"):
         return devices.SerialPrinter(str(entry["port"]), int(entry.get("baud", 9600)))
     if kind == "cups" and entry.get("destination"):
-        return devices.CupsPrinter(str(entry["destination"]))
+        # ZPL goes raw to the printer; a PDF needs CUPS's filters (raw, it prints nothing)
+        return devices.CupsPrinter(str(entry["destination"]), raw=entry.get("format") != "pdf")
     if kind == "folder" and entry.get("path"):
         return devices.FolderPrinter(str(entry["path"]), suffix=f".{entry.get('format', 'zpl')}")
     raise PrinterConfigError(

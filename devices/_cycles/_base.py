@@ -24,6 +24,8 @@ _FAIL = {
     "nok",
     "not ok",
     "non conforme",
+    "pas ok",
+    "non ok",
     "aborted",
     "abort",
     "error",

@@ -159,9 +159,12 @@ class DacParser(FramedParser):
 
 
 def _phase_name(text: str) -> tuple[str, bool | None]:
-    parts = text.rsplit(None, 1)
-    if len(parts) == 2:
-        ok = parse_ok(parts[1])
-        if ok is not None:
-            return parts[0].strip(), ok
+    """A phase's name and its status: the last two words first ("NOT OK", "NON CONFORME"
+    must not read as a name ending in NOT and an OK)."""
+    words = text.split()
+    for tail in (2, 1):
+        if len(words) > tail:
+            ok = parse_ok(" ".join(words[-tail:]))
+            if ok is not None:
+                return " ".join(words[:-tail]), ok
     return text.strip(), None

@@ -174,6 +174,17 @@ def test_inconsistent_pass_with_failed_phase() -> None:
     assert record.verdict == "fail"
 
 
+@pytest.mark.parametrize("status", ["NOT OK", "NON CONFORME", "PAS OK"])
+def test_a_phase_status_of_two_words_is_read_whole(status: str) -> None:
+    """ "HOLD END NOT OK" is a failed phase, not a phase named "HOLD END NOT" that is OK."""
+    text = dac_cycle_text(13, START).replace("HOLD END           OK", f"HOLD END    {status}")
+    (record,) = parse_cycle_bytes(text.encode())
+    hold_end = next(p for p in record.phases if p.name == "HOLD END")
+    assert hold_end.ok is False
+    assert CycleFlag.INCONSISTENT in record.flags
+    assert record.verdict == "fail"
+
+
 def test_ims_csv_fed_one_byte_at_a_time() -> None:
     text = ims_cycle_csv(812, START)
     (record,) = _bytewise(ImsCsvParser(), text.encode("cp1252"))

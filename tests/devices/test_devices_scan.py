@@ -95,11 +95,16 @@ def test_framer_fed_one_byte_at_a_time() -> None:
     assert framer.flush() == []
 
 
-def test_framer_cuts_a_runaway_stream() -> None:
+def test_framer_cuts_a_runaway_stream_and_drops_its_tail() -> None:
+    """The overlong run is one frame (refused as too long); what follows it up to the
+    terminator is the rest of the same scan, never a scan of its own."""
     framer = ScanFramer(b"\r", max_length=16)
     frames = framer.feed(b"A" * 40)
     assert frames == [b"A" * 40]
-    assert framer.feed(b"B\r") == [b"B"]
+    assert framer.feed(b"ZZZ JDIGGRBA#112\r") == []
+    assert framer.feed(b"JDIGGRBA#111\r") == [b"JDIGGRBA#111"]
+    framer.feed(b"B" * 40)
+    assert framer.flush() == []  # a disconnect: the tail is dropped too
 
 
 @settings(deadline=None)

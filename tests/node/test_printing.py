@@ -14,10 +14,12 @@ from typing import Any
 import pytest
 
 import devices
+from devices import CupsPrinter
 from devices.simulators import PrinterMode, ZplPrinterSimulator
 from node import make_app
 from node._bundle import Bundle
-from node._printing import Printing
+from node._printing import Printing, _printer
+from tests.devices.test_devices_printers import _fake_lp
 from tests.node.nodes import StepClock, new_data_dir, open_node
 from tests.node.test_trace_api import ROLES, Trace, bundle  # noqa: F401 (fixture)
 
@@ -247,3 +249,14 @@ async def test_print_jobs_finished_days_ago_are_purged_at_start_up(tmp_path: Pat
     finally:
         await printing.async_stop()
         await node.async_close()
+
+
+def test_a_pdf_label_on_a_cups_queue_goes_through_its_filters(tmp_path: Path) -> None:
+    """Raw, a PDF reaches a ZPL or PCL printer as bytes it cannot print (lp still says yes)."""
+    lp = _fake_lp(tmp_path, 0)
+    for fmt, raw in (("pdf", False), ("zpl", True)):
+        printer = _printer({"kind": "cups", "destination": "bureau", "format": fmt})
+        assert isinstance(printer, CupsPrinter)
+        printer.lp = str(lp)
+        printer.send(b"%PDF-1.4 ...", name="job-1")
+        assert ("raw" in (tmp_path / "lp-out.args").read_text().split()) is raw
