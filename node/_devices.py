@@ -5,13 +5,15 @@ Configured in node.toml:
     [[cycle_tap]]            # a sterilizer's or washer's printer port
     port = "/dev/ttyUSB0"
     machine = "AUTO-2"
-    format = "dac"           # dac | ims | generic
+    format = "dac"           # dac | ims_csv | generic
     baud = 9600
     silence_minutes = 90     # no byte for this long ends an open record, truncated
 
     [[cycle_folder]]         # a folder where a machine's PC drops one file per cycle
     path = "/srv/lavage"
-    machine = "LAV-1"        # optional when the files name the machine
+    machine = "LAV-1"        # optional when the files name the machine (DAC files do not:
+                             # without it their cycles go under the sterilizer's serial)
+    format = "ims_csv"       # optional: else each file's format is recognised
     kind = "washer"          # washer | sterilizer
     settle = 120             # seconds a file must stay unchanged before it is read
 
@@ -95,6 +97,15 @@ class CycleCapture:
                     self._seen[kept.group(1)] = int(event["hlc"][:13])
         self._forget(self.node._clock())
         tz = self.node.timezone
+        known = devices.cycle_formats()
+        for section in ("cycle_tap", "cycle_folder"):
+            for entry in self._config.get(section, []):
+                fmt = entry.get("format") if isinstance(entry, dict) else None
+                if fmt is not None and fmt not in known:
+                    raise DeviceConfigError(
+                        f"[[{section}]] format {str(fmt)[:30]!r} is unknown; known: "
+                        + ", ".join(sorted(known))
+                    )
         for entry in self._config.get("cycle_tap", []):
             if not isinstance(entry, dict) or not entry.get("port") or not entry.get("machine"):
                 raise DeviceConfigError("a [[cycle_tap]] needs port and machine")

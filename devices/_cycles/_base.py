@@ -100,11 +100,23 @@ class Draft:
             base = self.day or (self.started.date() if self.started else None)
             if clock is None or base is None:
                 return None
-            moment = datetime.combine(base, clock)
+            moment = _like(datetime.combine(base, clock), self.last_at or self.started)
             if self.last_at is not None and moment < self.last_at - timedelta(hours=1):
                 moment += timedelta(days=1)
+        else:
+            moment = _like(moment, self.last_at or self.started)
         self.last_at = moment
         return moment
+
+
+def _like(moment: datetime, reference: datetime | None) -> datetime:
+    """`moment` with the UTC offset, or not, of the record's other times (a printout may give
+    its start with an offset and its phases as bare clock times: they compare as one)."""
+    if reference is None or (moment.tzinfo is None) == (reference.tzinfo is None):
+        return moment
+    if reference.tzinfo is not None:
+        return moment.replace(tzinfo=reference.tzinfo)
+    return moment.replace(tzinfo=None)  # the wall clock as printed
 
 
 class LineParser(ABC):
@@ -118,6 +130,7 @@ class LineParser(ABC):
         self.machine = machine
         self.tz = tz
         self._buffer = bytearray()
+        self._draft: Draft | None = None  # the record being read, in parsers that keep one
 
     def feed(self, data: bytes) -> list[CycleRecord]:
         """Add received bytes; return the records they completed."""
@@ -131,16 +144,44 @@ class LineParser(ABC):
                 end = MAX_LINE - 1
             chunk = bytes(self._buffer[: end + 1])
             del self._buffer[: end + 1]
-            records += self.line(self.decode(chunk))
+            records += self._read(self.decode(chunk))
         return records
 
     def flush(self) -> list[CycleRecord]:
         """End of stream: return what is pending, flagged (a record is never dropped)."""
         records: list[CycleRecord] = []
         if self._buffer:
-            records += self.line(self.decode(bytes(self._buffer)))
+            records += self._read(self.decode(bytes(self._buffer)))
             self._buffer.clear()
-        return records + self.end_of_stream()
+        try:
+            return records + self.end_of_stream()
+        except Exception as err:
+            return records + self._salvage("", err)
+
+    def _read(self, text: str) -> list[CycleRecord]:
+        """One line through the parser; a line it fails on (a form nobody foresaw) ends the
+        record being read as garbled, its text kept whole, and reading goes on."""
+        try:
+            return self.line(text)
+        except Exception as err:
+            return self._salvage(text, err)
+
+    def _salvage(self, text: str, err: Exception) -> list[CycleRecord]:
+        draft, self._draft = self._draft, None
+        raw = "".join([*(draft.lines if draft is not None else []), text])
+        if not raw.strip():
+            return []
+        problem = sanitize(f"a line could not be read ({type(err).__name__}: {err})", 160)
+        return [
+            CycleRecord(
+                format=self.format_name,
+                machine=self.machine or "unknown",
+                kind=draft.kind if draft is not None else CycleKind.STERILIZER,
+                raw=raw,
+                flags=frozenset({CycleFlag.GARBLED}),
+                problems=(problem,),
+            )
+        ]
 
     def decode(self, chunk: bytes) -> str:
         """Decode one line of bytes with the format's encoding, marking undecodable bytes."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -15,6 +16,9 @@ from ._ims import ImsCsvParser
 from ._model import CycleFlag, CycleKind, CycleRecord
 
 ParserFactory = Callable[[str | None, tzinfo | None], CycleParser]
+
+
+_LOGGER = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,25 +69,29 @@ def parse_cycle_bytes(
     tz: tzinfo | None = None,
     kind: CycleKind = CycleKind.STERILIZER,
 ) -> list[CycleRecord]:
-    """Parse a whole file or capture; unknown data becomes one flagged raw record."""
+    """Parse a whole file or capture; unknown data becomes one flagged raw record (as does
+    data its parser fails on: a file never stops a drop folder)."""
     name = fmt or sniff_cycle_format(data)
-    if name is None:
-        if not data.strip():
-            return []
-        text = data.decode("cp1252", "replace")
-        return [
-            CycleRecord(
-                format="unknown",
-                machine=machine or "unknown",
-                kind=kind,
-                raw=text[i : i + MAX_RECORD_CHARS],
-                flags=frozenset({CycleFlag.UNKNOWN_FORMAT}),
-                problems=("no cycle format recognised this data",),
-            )
-            for i in range(0, len(text), MAX_RECORD_CHARS)
-        ]
-    parser = cycle_parser(name, machine=machine, tz=tz)
-    return parser.feed(data) + parser.flush()
+    if name is not None:
+        parser = cycle_parser(name, machine=machine, tz=tz)
+        try:
+            return parser.feed(data) + parser.flush()
+        except Exception:
+            _LOGGER.exception("the %s parser failed on a capture: kept as raw text", name)
+    if not data.strip():
+        return []
+    text = data.decode("cp1252", "replace")
+    return [
+        CycleRecord(
+            format="unknown",
+            machine=machine or "unknown",
+            kind=kind,
+            raw=text[i : i + MAX_RECORD_CHARS],
+            flags=frozenset({CycleFlag.UNKNOWN_FORMAT}),
+            problems=("no cycle format recognised this data",),
+        )
+        for i in range(0, len(text), MAX_RECORD_CHARS)
+    ]
 
 
 def _sniffer(pattern: str) -> Callable[[bytes], bool]:

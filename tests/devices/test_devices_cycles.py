@@ -5,6 +5,7 @@ from __future__ import annotations
 import queue
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -527,3 +528,52 @@ def test_huge_records_are_split_to_fit_an_event() -> None:
     assert CycleFlag.UNFRAMED in records[1].flags
     big = parse_cycle_bytes(b"x" * 150_000)
     assert [len(r.raw) for r in big] == [60_000, 60_000, 30_000]
+
+
+IMS_WITH_OFFSET = (
+    "IMS-LOG;1\r\nMachine;LD-02\r\nCycle;000812\r\nStart;2026-11-28T07:02:11+01:00\r\n"
+    "Time;Phase;T1 (C);T2 (C);P (mbar);A0\r\n07:02:11;Prelavage;22,1;22,0;1013;0\r\n"
+    "End;2026-11-28T07:58:40+01:00\r\nResult;OK\r\n"
+)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        generic_cycle_text(812, START.replace(tzinfo=timezone(timedelta(hours=1)))),
+        IMS_WITH_OFFSET,
+    ],
+    ids=["generic", "ims"],
+)
+def test_a_start_with_a_utc_offset_and_bare_clock_times_read_as_one(text: str) -> None:
+    """The start printed with its offset, the phases as clock times: one record, its times
+    compared as one (they raised, and the record was lost)."""
+    (record,) = parse_cycle_bytes(text.encode("cp1252"))
+    assert record.verdict == "pass"
+    assert record.started is not None
+    assert record.started.utcoffset() == timedelta(hours=1)
+    assert record.phases
+    assert all(p.at is None or p.at.utcoffset() == timedelta(hours=1) for p in record.phases)
+
+
+def test_a_line_a_parser_fails_on_keeps_its_text_and_the_next_record_is_read(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    parser = DacParser(machine="STE-1")
+    first, second = dac_cycle_text(13, START), dac_cycle_text(14, START + timedelta(hours=2))
+    real_field = DacParser.field
+    failed: list[str] = []
+
+    def failing_field(self: DacParser, draft: Any, body: str) -> None:
+        if body.startswith("PROGRAM") and not failed:  # the first record's program line
+            failed.append(body)
+            raise RuntimeError("an unforeseen form")
+        real_field(self, draft, body)
+
+    monkeypatch.setattr(DacParser, "field", failing_field)
+    records = parser.feed((first + second).encode()) + parser.flush()
+    broken = records[0]
+    assert CycleFlag.GARBLED in broken.flags
+    assert broken.verdict == "fail"
+    assert "PROGRAM" in broken.raw
+    assert any(r.cycle_no == "00014" and r.verdict == "pass" for r in records[1:])

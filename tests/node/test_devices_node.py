@@ -18,7 +18,7 @@ from devices.simulators import (
     dac_cycle_text,
 )
 from node import Node, NodeServer
-from node._devices import CycleCapture
+from node._devices import CycleCapture, DeviceConfigError
 from tests.helpers import submission
 from tests.node.nodes import OPERATOR, hold_store_writes, new_data_dir, open_node
 
@@ -293,3 +293,15 @@ async def test_a_serial_scanner_feeds_its_station_and_survives_an_unplug(tmp_pat
                     assert resp.status == 404
         finally:
             await server.async_stop()
+
+
+@pytest.mark.parametrize("section", ["cycle_tap", "cycle_folder"])
+async def test_an_unknown_cycle_format_is_refused_at_start(tmp_path: Path, section: str) -> None:
+    """A folder of an unknown format would fail on every file, and stop at the first."""
+    node = await open_node(new_data_dir(tmp_path))
+    entry = {"port": "/dev/null", "machine": "M", "path": str(tmp_path), "format": "ims"}
+    try:
+        with pytest.raises(DeviceConfigError, match="ims_csv"):
+            CycleCapture(node, {section: [entry]}).start()
+    finally:
+        await node.async_close()
