@@ -512,6 +512,11 @@ class Fold:
         """The machines that had a load or a cycle of `kind` ("wash", "steri"), by name."""
         return sorted(name for name, st in self._machines.items() if kind in st.kinds)
 
+    def open_loads(self, machine: str, kind: str) -> list[str]:
+        """The machine's loads of `kind` still waiting for their cycle, oldest first."""
+        state = self._machines.get(machine)
+        return [] if state is None else [no for no in state.open[kind] if no is not None]
+
     def machine_test_records(self, machine: str) -> list[Record]:
         """The effective steri.test records of a machine, in (hlc, id) order."""
         found = [

@@ -36,6 +36,7 @@ import re
 import secrets
 import time
 from collections.abc import Callable
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import crdt_model as cm
@@ -53,6 +54,9 @@ SEEN_DAYS = 7
 """How long a recorded printout is remembered; drop folders re-deliver within minutes."""
 SEEN_MAX = 20_000
 """At most this many printouts remembered (a bound whatever the machines send)."""
+CLOCK_MARGIN_MS = 10 * 60_000
+"""How far a machine's clock may be behind the node's before a cycle is taken for an older
+load's than the latest loaded (a clock a few minutes off changes nothing)."""
 _DAY_MS = 86_400_000
 FOLDER_WAIT_S = 60.0
 """A drop folder's record must be stored within this, or its file is kept for the next poll."""
@@ -234,10 +238,35 @@ class CycleCapture:
         who = Principal(name=f"device:{str(record.machine)[:40]}", role="operator")
         if not record.identified:
             return await self._keep_unreadable(record, STRAY, who, key, title="Texte hors cycle")
+        load = self._load_of(body)
+        if load is not None:  # after the key: the same printout again finds its first record
+            body = {**body, "load": load}
         try:
             return await self.node.async_record(body, who)
         except cm.EventError as err:
             return await self._keep_unreadable(record, str(err), who, key)
+
+    def _load_of(self, body: dict[str, Any]) -> str | None:
+        """The open load a cycle that names none belongs to, when it is not the machine's
+        latest: a cycle that started well before the latest load was loaded (its file read
+        after the next load was recorded, a backlog after an outage) is an older load's.
+        None leaves it to the latest open load, as the fold does."""
+        kinds = {"wash.cycle": "wash", "steri.cycle": "steri"}
+        if body["type"] not in kinds or "load" in body or not body.get("started"):
+            return None
+        fold = self.node.trace.fold
+        waiting = fold.open_loads(str(body["machine"]), kinds[body["type"]])
+        if len(waiting) < 2:
+            return None
+        started = datetime.fromisoformat(str(body["started"])).timestamp() * 1000
+        before = [
+            no
+            for no in waiting
+            if (view := fold.load(no)) is not None
+            and view.loaded is not None
+            and int(view.loaded[:13]) <= started + CLOCK_MARGIN_MS
+        ]
+        return before[-1] if before and before[-1] != waiting[-1] else None
 
     async def _keep_unreadable(
         self,

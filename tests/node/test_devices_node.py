@@ -20,7 +20,7 @@ from devices.simulators import (
 from node import Node, NodeServer
 from node._devices import CycleCapture, DeviceConfigError
 from tests.helpers import submission
-from tests.node.nodes import OPERATOR, hold_store_writes, new_data_dir, open_node
+from tests.node.nodes import OPERATOR, StepClock, hold_store_writes, new_data_dir, open_node
 
 
 async def _wait_for(predicate: Any, what: str, timeout: float = 20.0) -> None:
@@ -304,4 +304,42 @@ async def test_an_unknown_cycle_format_is_refused_at_start(tmp_path: Path, secti
         with pytest.raises(DeviceConfigError, match="ims_csv"):
             CycleCapture(node, {section: [entry]}).start()
     finally:
+        await node.async_close()
+
+
+async def test_a_cycle_read_after_the_next_load_goes_to_the_load_it_ran(
+    tmp_path: Path,
+) -> None:
+    """L1 is loaded, its cycle runs and fails; L2 is loaded before L1's printout is read
+    (a drop folder waits for the file to settle, a backlog after an outage): the failed
+    cycle is L1's, not the latest load's. A cycle that started after L2 was loaded is L2's."""
+    clock = StepClock(step=1)
+    node = await open_node(new_data_dir(tmp_path), clock=clock)
+    cap = CycleCapture(node, {})
+    cap.start()
+    op = OPERATOR
+    try:
+        t0 = datetime(2026, 11, 28, 7, 0, tzinfo=node.timezone)
+        clock.now = int(t0.timestamp() * 1000)
+        first, _ = await node.async_submit(
+            {"type": "steri.loaded", "machine": "AUTO-2", "program": "P", "sets": ["S#1"]}, op
+        )
+        clock.now += 65 * 60_000
+        second, _ = await node.async_submit(
+            {"type": "steri.loaded", "machine": "AUTO-2", "program": "P", "sets": ["S#2"]}, op
+        )
+        failed = _printout(dac_cycle_text(5, datetime(2026, 11, 28, 7, 5), fail=True))
+        event = await cap.async_record(failed)
+        assert event is not None
+        assert event["load"] == first["load"]
+        fold = node.trace.fold
+        assert fold.load(first["load"]).status == "failed"  # type: ignore[union-attr]
+        assert fold.load(second["load"]).status == "open"  # type: ignore[union-attr]
+        passed = _printout(dac_cycle_text(6, datetime(2026, 11, 28, 8, 10)))
+        event = await cap.async_record(passed)
+        assert event is not None
+        assert "load" not in event  # the latest open load's, as the fold attributes it
+        assert fold.load(second["load"]).status == "passed"  # type: ignore[union-attr]
+    finally:
+        await cap.async_stop()
         await node.async_close()
