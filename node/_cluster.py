@@ -17,7 +17,7 @@ import crdt_model as cm
 from sync import sanitize
 
 from ._auth import AdminMessage
-from ._layout import DataDir
+from ._layout import DataDir, DataDirError
 from ._node import ConflictError, NodeError, creating_store
 from ._pki import (
     Invite,
@@ -269,6 +269,22 @@ async def async_join(
     invite = Invite.decode(token)
     if invite.expires < int(time.time()):
         raise PkiError("this join token has expired; ask for a new one (sterimesh invite)")
+    admitted: list[str] = []
+    try:
+        return await _join(data, invite, name=name, zone=zone, peer=peer, admitted=admitted)
+    except (PkiError, DataDirError, OSError) as err:
+        if not admitted:
+            raise
+        # the inviter made this node a member; it could not be made here (a disk error...)
+        raise PkiError(
+            f"{err}. Node {admitted[0]} was admitted by {peer} but not made here: on a member,"
+            f" run sterimesh revoke {admitted[0]}, then make a new invitation"
+        ) from None
+
+
+async def _join(
+    data: DataDir, invite: Invite, *, name: str, zone: str, peer: str, admitted: list[str]
+) -> dict[str, Any]:
     with creating_store(data, name=name, zone=zone) as (store, staged):
         node_id = uuid.uuid4().hex
         key, key_pem = new_key()
@@ -308,6 +324,7 @@ async def async_join(
                 error = answer.get("error") if isinstance(answer, dict) else None
                 said = sanitize(str(error), 200)
                 raise PkiError(f"the peer refused to admit this node: {said}")
+        admitted.append(str(answer.get("code")))
         if fingerprint(load_cert(answer["ca_cert"].encode())) != invite.ca_fingerprint:
             raise PkiError("the peer answered with another CA: refusing")
         pki = NodePki(staged.pki)

@@ -152,6 +152,14 @@ def creating_store(data: DataDir, *, name: str, zone: str) -> Iterator[tuple[Sto
         raise DataDirError(f"{data.root} is a file: give a folder")
     if data.store.exists():
         raise DataDirError(f"{data.root} holds a node already")
+    leftovers = cut_move_leftovers(data) if data.root.is_dir() else set()
+    for made in ("pki",):  # what a creation moves in besides the store (checked up front: a
+        # join asks the inviter to admit the node before it writes anything here)
+        if (data.root / made).exists() and made not in leftovers:
+            raise DataDirError(
+                f"{data.root} holds {made} already (an earlier node's?): give an empty folder,"
+                f" or move {made} away"
+            )
     made_root = not data.root.exists()
     try:
         data.root.mkdir(parents=True, exist_ok=True)

@@ -373,6 +373,54 @@ def test_join_refuses_a_peer_of_another_ca(
     assert code == 0, err
 
 
+@pytest.mark.slow
+def test_a_folder_that_holds_an_old_nodes_keys_is_refused_before_the_token_is_used(
+    running_node: tuple[Path, str, str], tmp_path: Path
+) -> None:
+    """The store of a damaged PC deleted, its pki/ left: refused before the inviter admits
+    anyone (the token used up, a member made that exists nowhere); the token still works."""
+    node_dir, _, sync = running_node
+    _, out, _ = invoke("invite", "--data", str(node_dir))
+    token = out.strip()
+    old = tmp_path / "c"
+    (old / "pki").mkdir(parents=True)
+    (old / "pki" / "node.key").write_text("old key")
+    code, _, err = invoke(
+        "join", "--data", str(old), "--name", "C", "--token", token, "--peer", sync
+    )  # fmt: skip
+    assert code == 1
+    assert "holds pki already" in err
+    assert (old / "pki" / "node.key").read_text() == "old key"  # left as it was
+    code, out, _ = invoke("nodes", "--data", str(node_dir), "--json")
+    assert {m["code"] for m in json.loads(out)} == {"A"}  # no member made for it
+    code, _, err = invoke(
+        "join", "--data", str(tmp_path / "d"), "--name", "D", "--token", token, "--peer", sync
+    )  # fmt: skip
+    assert code == 0, err
+
+
+@pytest.mark.slow
+def test_a_join_that_fails_here_after_admission_says_what_to_revoke(
+    running_node: tuple[Path, str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from node._pki import NodePki
+
+    node_dir, _, sync = running_node
+    _, out, _ = invoke("invite", "--data", str(node_dir))
+
+    def disk_full(*_args: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(NodePki, "write", disk_full)
+    code, _, err = invoke(
+        "join", "--data", str(tmp_path / "e"), "--name", "E", "--token", out.strip(), "--peer", sync
+    )  # fmt: skip
+    assert code == 1
+    assert "Node B was admitted" in err
+    assert "sterimesh revoke B" in err
+    assert not (tmp_path / "e").exists()  # nothing half-made here
+
+
 def test_damaged_or_expired_token_is_refused(tmp_path: Path) -> None:
     from node._pki import new_invite
 
