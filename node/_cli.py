@@ -264,6 +264,12 @@ def import_(data_dir: Path, path: Path) -> None:
     else:
         rows = sum(summary.get("rows", {}).values())
         click.echo(f"imported export {summary['export_id']}: {rows} rows")
+        if summary.get("current") is False:
+            click.echo(
+                f"not in use: export {summary.get('in_use')} is newer and stays the one in use"
+            )
+        for retired in summary.get("retired") or []:
+            click.echo(f"retired export {retired} (three are kept)")
 
 
 @cli.command()

@@ -1069,11 +1069,15 @@ class Node:
                 await self.store.async_delete_doc(old)
         rows = {table: len(rows) for table, rows in bundle.tables.items()}
         _LOGGER.info("imported reference export %s", bundle.export_id)
+        current = self.current_reference()
         return {
             "export_id": bundle.export_id,
             "status": "imported",
             "rows": rows,
             "retired": [m["export_id"] for m in retiring],
+            # an export older than the one in use is kept, not used
+            "current": current is not None and current["export_id"] == bundle.export_id,
+            "in_use": None if current is None else current["export_id"],
         }
 
     # -- people and tokens ------------------------------------------------------

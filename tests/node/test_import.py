@@ -241,3 +241,27 @@ async def test_an_export_retired_but_not_yet_deleted_leaves_at_the_next_start(
         ]
     finally:
         await again.async_close()
+
+
+def test_the_cli_says_when_an_import_is_not_the_export_in_use_and_what_it_retired(
+    tmp_path: Path,
+) -> None:
+    data = new_data_dir(tmp_path)
+    folders = _exports(tmp_path, 4)
+    runner = CliRunner()
+    for folder in (folders[3], folders[1], folders[2]):
+        result = runner.invoke(cli, ["import", "--data", str(data.root), str(folder)])
+        assert result.exit_code == 0, result.output
+    assert "not in use: export XL-20261123 is newer" in result.output  # an older one
+    result = runner.invoke(cli, ["import", "--data", str(data.root), str(folders[0])])
+    assert result.exit_code == 1  # older than the three kept: refused, as before
+    newest = build(
+        tmp_path / "x9",
+        manifest_edit=lambda m: m.update(
+            export_id="XL-20261129", exported_at="2026-11-29T22:00:00+01:00"
+        ),
+    )
+    result = runner.invoke(cli, ["import", "--data", str(data.root), str(newest)])
+    assert result.exit_code == 0, result.output
+    assert "not in use" not in result.output
+    assert "retired export XL-20261121" in result.output
