@@ -82,7 +82,13 @@ class DataDir:
         """Take the exclusive lock of this data directory; NodeRunningError when held."""
         if not self.root.is_dir():
             raise DataDirError(f"{self.root} does not exist: run `sterimesh init` first")
-        fh = self.lock.open("ab")
+        try:
+            fh = self.lock.open("ab")
+        except OSError as err:  # most often: another user than the node's
+            raise DataDirError(
+                f"cannot open {self.lock}: {err.strerror or err}; run this as the node's user"
+                f" (the one that owns {self.root})"
+            ) from None
         try:
             fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -471,3 +471,16 @@ def test_settings_are_shown_and_set_with_one_clear_error_for_bad_values(node_dir
     code, out, err = invoke("settings", "show", "--data", str(node_dir))
     assert json.loads(out)["views"] == {"shelf_life_by_packaging": {"conteneur": 180}}
     assert json.loads(out)["label"] == {}
+
+
+def test_a_data_folder_this_user_cannot_lock_gives_one_clear_line(node_dir: Path) -> None:
+    """Run as another user than the node's, the lock cannot be opened (shown with the lock
+    made unopenable: the tests run as root, whom permissions do not stop)."""
+    (node_dir / "node.lock").unlink(missing_ok=True)
+    (node_dir / "node.lock").mkdir()
+    for command in ("status", "nodes"):
+        code, _, err = invoke(command, "--data", str(node_dir))
+        assert code == 1
+        assert err.startswith("Error: cannot open ")
+        assert "run this as the node's user" in err
+        assert len(err.strip().splitlines()) == 1
