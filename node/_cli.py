@@ -489,10 +489,12 @@ def revoke(data_dir: Path, node_ref: str) -> None:
     """Revoke a node (code or id): a lost or stolen PC leaves the cluster."""
     data = DataDir(data_dir)
     if data.is_served():
-        answer = _run(_control(data, "POST", f"/api/nodes/{node_ref}/revoke"))
+        path = f"/api/nodes/{quote(node_ref, safe='')}/revoke"
+        answer = _run(_control(data, "POST", path))
     else:
         answer = _run(_offline(data, lambda n: async_revoke(n, node_ref, CLI_PRINCIPAL.name)))
-    click.echo(f"node {answer['code']} revoked")
+    named = f" ({answer['name']}, zone {answer['zone']})" if answer.get("name") else ""
+    click.echo(f"node {answer['code']}{named} revoked: every peer refuses it from now on")
 
 
 @cli.command()

@@ -242,8 +242,15 @@ async def _revoke(node: Node, which: str, by: str) -> dict[str, Any]:
         if which in (node_id, entry.get("code")):
             if node_id == node.node_id:
                 raise NodeError(AdminMessage("revoke_self"))
+            answer = {
+                "node_id": node_id,
+                "code": entry.get("code"),
+                "name": entry.get("name"),
+                "zone": entry.get("zone"),
+                "state": "revoked",
+            }
             if entry.get("revoked"):
-                return {"node_id": node_id, "code": entry.get("code"), "state": "revoked"}
+                return answer
             revoked = {
                 **entry,
                 "revoked": True,
@@ -254,7 +261,7 @@ async def _revoke(node: Node, which: str, by: str) -> dict[str, Any]:
             _LOGGER.warning(
                 "node %s (%s) revoked by %s", entry.get("code"), str(entry.get("name"))[:64], by
             )
-            return {"node_id": node_id, "code": entry.get("code"), "state": "revoked"}
+            return answer
     raise NodeError(AdminMessage("unknown_member", node=which[:40]))
 
 

@@ -344,8 +344,12 @@ def test_invite_join_list_and_revoke(running_node: tuple[Path, str, str], tmp_pa
     code, out, err = invoke("nodes", "--data", str(joined))
     assert code == 0, err
     assert "B   member   sterile  Poste stérile (this node)" in out
+    code, _, err = invoke("revoke", "--data", str(node_dir), "A/../B")  # a path, not a code
+    assert code == 1
+    assert "no member" in err
     code, out, err = invoke("revoke", "--data", str(node_dir), "B")
     assert code == 0, err
+    assert "node B (Poste stérile, zone sterile) revoked" in out  # who it was, to be sure
     code, out, _ = invoke("nodes", "--data", str(node_dir), "--json")
     assert {m["code"]: m["state"] for m in json.loads(out)} == {"A": "member", "B": "revoked"}
 
