@@ -265,6 +265,11 @@ async def _revoke(node: Node, which: str, by: str) -> dict[str, Any]:
     raise NodeError(AdminMessage("unknown_member", node=which[:40]))
 
 
+CLOCK_DOUBT_S = 24 * 3600
+"""How far this PC's clock may be off before a token it finds expired is refused here
+rather than by the inviter, whose clock made it."""
+
+
 def _put_member(node_id: str, entry: dict[str, Any]) -> Callable[[Doc[Any]], None]:
     return lambda doc: cm.cluster_put(doc, "members", node_id, entry)
 
@@ -274,8 +279,16 @@ async def async_join(
 ) -> dict[str, Any]:
     """Join an existing cluster through the inviting node's sync address."""
     invite = Invite.decode(token)
-    if invite.expires < int(time.time()):
-        raise PkiError("this join token has expired; ask for a new one (sterimesh invite)")
+    now = int(time.time())
+    if invite.expires < now - CLOCK_DOUBT_S:
+        # clearly stale; closer calls are the inviter's (a PC on an isolated segment often
+        # has no time server: its clock may be hours off)
+        expired = datetime.fromtimestamp(invite.expires, UTC).isoformat(timespec="minutes")
+        clock = datetime.fromtimestamp(now, UTC).isoformat(timespec="minutes")
+        raise PkiError(
+            f"this join token expired at {expired} UTC (this PC's clock says {clock} UTC);"
+            " ask for a new one (sterimesh invite), or set this PC's clock"
+        )
     admitted: list[str] = []
     try:
         return await _join(data, invite, name=name, zone=zone, peer=peer, admitted=admitted)

@@ -6,6 +6,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 import tomllib
 import urllib.error
 import urllib.request
@@ -423,6 +424,23 @@ def test_a_join_that_fails_here_after_admission_says_what_to_revoke(
     assert "Node B was admitted" in err
     assert "sterimesh revoke B" in err
     assert not (tmp_path / "e").exists()  # nothing half-made here
+
+
+@pytest.mark.slow
+def test_a_joining_pc_whose_clock_is_hours_ahead_still_joins(
+    running_node: tuple[Path, str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its clock finds the token expired; the inviter, whose clock made it, decides."""
+    import node._cluster as cluster_module
+
+    node_dir, _, sync = running_node
+    _, out, _ = invoke("invite", "--data", str(node_dir))
+    ahead = time.time() + 3 * 3600
+    monkeypatch.setattr(cluster_module.time, "time", lambda: ahead)
+    code, _, err = invoke(
+        "join", "--data", str(tmp_path / "f"), "--name", "F", "--token", out.strip(), "--peer", sync
+    )  # fmt: skip
+    assert code == 0, err
 
 
 def test_damaged_or_expired_token_is_refused(tmp_path: Path) -> None:
