@@ -265,6 +265,21 @@ async def _revoke(node: Node, which: str, by: str) -> dict[str, Any]:
     raise NodeError(AdminMessage("unknown_member", node=which[:40]))
 
 
+def _unreachable(peer: str, err: Exception) -> str:
+    """Why the inviter could not be asked, in plain words."""
+    if isinstance(err, aiohttp.ClientSSLError | aiohttp.ServerDisconnectedError):
+        return (
+            f"{peer} does not speak the sync protocol: give the inviting node's sync address"
+            " (--sync-listen, port 8701 by default), not its web address"
+        )
+    if isinstance(err, aiohttp.ClientConnectorError):
+        reason = err.os_error.strerror or type(err.os_error).__name__
+        return f"cannot reach {peer}: {reason} (is the node running, is its sync port open?)"
+    if isinstance(err, ValueError):
+        return f"{peer} answered something other than a node's answer"
+    return f"cannot reach {peer}: {sanitize(type(err).__name__, 60)}"
+
+
 CLOCK_DOUBT_S = 24 * 3600
 """How far this PC's clock may be off before a token it finds expired is refused here
 rather than by the inviter, whose clock made it."""
@@ -322,7 +337,7 @@ async def _join(
             except aiohttp.ServerFingerprintMismatch:
                 raise PkiError(_NOT_THE_INVITER) from None
             except aiohttp.ClientError as err:
-                raise PkiError(f"cannot reach the peer: {sanitize(str(err), 200)}") from None
+                raise PkiError(_unreachable(peer, err)) from None
             ca = load_cert(ca_pem)
             if fingerprint(ca) != invite.ca_fingerprint:
                 raise PkiError("the peer's cluster CA is not the one of the token: refusing")
@@ -339,7 +354,7 @@ async def _join(
             except aiohttp.ServerFingerprintMismatch:
                 raise PkiError(_NOT_THE_INVITER) from None
             except (aiohttp.ClientError, ValueError) as err:
-                raise PkiError(f"cannot reach the peer: {sanitize(str(err), 200)}") from None
+                raise PkiError(_unreachable(peer, err)) from None
             if resp.status != 200:
                 error = answer.get("error") if isinstance(answer, dict) else None
                 said = sanitize(str(error), 200)

@@ -443,6 +443,27 @@ def test_a_joining_pc_whose_clock_is_hours_ahead_still_joins(
     assert code == 0, err
 
 
+@pytest.mark.slow
+def test_a_join_to_the_wrong_address_says_so_plainly(
+    running_node: tuple[Path, str, str], tmp_path: Path
+) -> None:
+    node_dir, web, _ = running_node
+    _, out, _ = invoke("invite", "--data", str(node_dir))
+    web_address = web.removeprefix("http://")
+    for peer, said in (
+        (web_address, "not its web address"),
+        (f"127.0.0.1:{_free_port()}", "is the node running"),
+    ):
+        code, _, err = invoke(
+            "join", "--data", str(tmp_path / "g"), "--name", "G", "--token", out.strip(),
+            "--peer", peer,
+        )  # fmt: skip
+        assert code == 1
+        assert said in err
+        assert "object at 0x" not in err
+        assert not (tmp_path / "g").exists()
+
+
 def test_damaged_or_expired_token_is_refused(tmp_path: Path) -> None:
     from node._pki import new_invite
 
