@@ -130,5 +130,7 @@ def restore_(path: Path, data_dir: Path, name: str | None, zone: str | None) -> 
     click.echo(
         f"restored into {data_dir} as node {done['code']} ({done['name']}) of a new cluster: "
         f"{_show(done)}\nthe former nodes ({former}) are marked revoked; start with "
-        f"`sterimesh run --data {data_dir}` and join other PCs with `sterimesh invite`"
+        f"`sterimesh run --data {data_dir}` and join other PCs with `sterimesh invite`\n"
+        f"this PC's own settings are not in a backup: set up again in {data_dir}/node.toml"
+        " its [backup] schedule, printers, cycle taps and folders, and scanners"
     )

@@ -130,6 +130,7 @@ async def test_a_running_nodes_backup_restores_a_new_cluster_with_the_same_feed(
     assert code == 0, err
     assert "as node B (Poste lavage) of a new cluster" in said
     assert "former nodes (A) are marked revoked" in said
+    assert "set up again" in said  # this PC's own devices and schedule are not in it
     with NodeProcess(restored).start() as node:
         # the same events and acknowledgements; the old tokens still work
         assert await feed(node, admin) == original
