@@ -1,1 +1,2 @@
-"""Deployment helpers: the network lab (and, later, the systemd unit and install script)."""
+"""Deployment: the network lab (deploy/lab), the systemd unit (sterimesh.service), the
+install script (install.sh) and an example node.toml (node.toml.example)."""
