@@ -48,6 +48,9 @@ class CycleParser(Protocol):
     def feed(self, data: bytes) -> list[CycleRecord]:
         """Add received bytes; return the records they completed."""
 
+    def settle(self) -> list[CycleRecord]:
+        """The line has been quiet: return what a line held back completes."""
+
     def flush(self) -> list[CycleRecord]:
         """End of stream: return what is pending, flagged (a record is never dropped)."""
 
@@ -109,6 +112,19 @@ class Draft:
         return moment
 
 
+def _line_end(buffer: bytearray) -> int:
+    """Where the first line ends (the index of its last byte), or -1 while it goes on: at LF,
+    CR LF, or a CR alone (some machines end lines so). A CR last in the buffer waits for the
+    next byte, which may be its LF (a tap settles it when the line stays quiet: settle())."""
+    lf = buffer.find(b"\n")
+    cr = buffer.find(b"\r", 0, lf if lf >= 0 else len(buffer))
+    if cr < 0:
+        return lf
+    if cr + 1 == len(buffer):
+        return -1
+    return cr + 1 if buffer[cr + 1] == 0x0A else cr
+
+
 def _like(moment: datetime, reference: datetime | None) -> datetime:
     """`moment` with the UTC offset, or not, of the record's other times (a printout may give
     its start with an offset and its phases as bare clock times: they compare as one)."""
@@ -137,7 +153,7 @@ class LineParser(ABC):
         self._buffer += data
         records: list[CycleRecord] = []
         while True:
-            end = self._buffer.find(b"\n")
+            end = _line_end(self._buffer)
             if end < 0:
                 if len(self._buffer) <= MAX_LINE:
                     break
@@ -146,6 +162,15 @@ class LineParser(ABC):
             del self._buffer[: end + 1]
             records += self._read(self.decode(chunk))
         return records
+
+    def settle(self) -> list[CycleRecord]:
+        """The line has been quiet: a line ended by a lone CR (kept to see whether an LF
+        follows) is complete; the records it completes."""
+        if not self._buffer.endswith(b"\r"):
+            return []
+        chunk = bytes(self._buffer)
+        self._buffer.clear()
+        return self._read(self.decode(chunk))
 
     def flush(self) -> list[CycleRecord]:
         """End of stream: return what is pending, flagged (a record is never dropped)."""

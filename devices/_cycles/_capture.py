@@ -105,6 +105,9 @@ class SerialCycleCapture:
         self._cut(DISCONNECTED)
 
     def _idle(self) -> None:
+        with self._lock:
+            records = self._parser.settle()  # a last line ended by a lone CR
+        self._emit(records)
         if self._clock() - self._last_data > self.silence:
             self._last_data = self._clock()  # said once per silence
             self._cut(SILENT)

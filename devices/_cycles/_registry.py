@@ -103,7 +103,7 @@ register_cycle_format(
     CycleFormat(
         "dac",
         DacParser,
-        _sniffer(r"^\s*\*+\s*(CYCLE START|DEBUT CYCLE)\s*\*+"),
+        _sniffer(r"^\s*\*+\s*(CYCLE START|D(E|\xc9|\xc3\x89)BUT CYCLE)\s*\*+"),
         "DAC-style sterilizer printer protocol (serial printer-port tap)",
     )
 )

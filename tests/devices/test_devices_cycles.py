@@ -577,3 +577,23 @@ def test_a_line_a_parser_fails_on_keeps_its_text_and_the_next_record_is_read(
     assert broken.verdict == "fail"
     assert "PROGRAM" in broken.raw
     assert any(r.cycle_no == "00014" and r.verdict == "pass" for r in records[1:])
+
+
+def test_a_printout_whose_lines_end_in_a_lone_cr_is_read_line_by_line() -> None:
+    text = dac_cycle_text(13, START).replace("\r\n", "\n").replace("\n", "\r")
+    (record,) = parse_cycle_bytes(text.encode())
+    assert record.complete
+    assert record.verdict == "pass"
+    assert record.cycle_no == "00013"
+    assert record.raw == text
+    parser = DacParser(machine="STE-1")  # on a tap: the last CR waits for a possible LF...
+    assert parser.feed(text.encode()) == []
+    (settled,) = parser.settle()  # ...until the line stays quiet
+    assert settled.complete
+    assert settled.raw == text
+
+
+@pytest.mark.parametrize("encoding", ["cp1252", "utf-8"])
+def test_a_french_dac_printout_is_recognised_in_a_drop_folder(encoding: str) -> None:
+    text = dac_cycle_text(13, START).replace("*** CYCLE START ***", "*** DÉBUT CYCLE ***")
+    assert sniff_cycle_format(text.encode(encoding)) == "dac"
