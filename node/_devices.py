@@ -196,6 +196,36 @@ class CycleCapture:
         task = asyncio.get_running_loop().create_task(self.async_record(record))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(lambda done: self._not_recorded(record, done))
+
+    def _not_recorded(self, record: devices.CycleRecord, task: asyncio.Task[Any]) -> None:
+        """A tap's record the node could not store (its disk failed...): the tap cannot
+        hand it out again, so its text goes to a file, and the log says where."""
+        if task.cancelled() or task.exception() is None:
+            return
+        err = task.exception()
+        try:
+            self.unreadable.mkdir(parents=True, exist_ok=True)
+            path = self.unreadable / f"{int(time.time() * 1000)}-not-recorded.txt"
+            path.write_text(record.raw, encoding="utf-8")
+        except OSError as write_err:
+            _LOGGER.critical(
+                "cycle %s of %s could not be recorded (%s) nor kept (%s): read it off the"
+                " machine's printout",
+                record.cycle_no,
+                str(record.machine)[:40],
+                err,
+                write_err,
+            )
+            return
+        _LOGGER.critical(
+            "cycle %s of %s could not be recorded (%s): its text is kept in %s; record it"
+            " once the node is back",
+            record.cycle_no,
+            str(record.machine)[:40],
+            err,
+            path,
+        )
 
     async def async_record(self, record: devices.CycleRecord) -> dict[str, Any] | None:
         """Record one captured cycle; None when it was recorded before (a file seen twice)."""

@@ -343,3 +343,20 @@ async def test_a_cycle_read_after_the_next_load_goes_to_the_load_it_ran(
     finally:
         await cap.async_stop()
         await node.async_close()
+
+
+async def test_a_tap_record_the_node_cannot_store_is_kept_as_text(
+    capture: CycleCapture, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A tap hands a record out once: when the node cannot store it (its disk failed), its
+    text goes to a file and the log says where, rather than nowhere."""
+    capture.node.failed = "storage failed, restart the node: [Errno 28] No space left"
+    record = _printout(dac_cycle_text(21, datetime(2026, 11, 28, 9, 0), fail=True))
+    capture._schedule(record)
+    while capture._tasks:
+        await asyncio.gather(*list(capture._tasks), return_exceptions=True)
+    await asyncio.sleep(0)
+    [kept] = list(capture.unreadable.glob("*-not-recorded.txt"))
+    assert kept.read_bytes().decode("utf-8") == record.raw
+    assert "could not be recorded" in caplog.text
+    assert str(kept) in caplog.text
