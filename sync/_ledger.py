@@ -78,7 +78,14 @@ class Ledger:
         them elsewhere), or still lacks them after `Held.patient_until` (it is not
         getting them first-hand: a peer busy taking them in sends no manifest meanwhile).
         """
-        self.peer_svs = {name: parse_state_vector(sv) for name, sv in docs.items()}
+        # merged with what acks told us meanwhile: within a session a peer's state vectors
+        # only grow, and a manifest read behind a long apply is older than its acks (it
+        # would have the whole catch-up sent again)
+        known = self.peer_svs or {}
+        self.peer_svs = {
+            name: merge_vectors(known.get(name, {}), parse_state_vector(sv))
+            for name, sv in docs.items()
+        }
         for name in sorted(set(replica.doc_names()) | docs.keys()):
             ours = parse_state_vector(replica.state_vector(name))
             lacking = not covers(self.peer_svs.get(name, {}), ours)
@@ -88,7 +95,8 @@ class Ledger:
             ):
                 del self.held[name]
             if (lacking or (name in ALWAYS_PUSH and ours)) and not self.in_flight(name):
-                self.push_queue[name] = docs.get(name, EMPTY_STATE)
+                theirs = self.peer_svs.get(name)
+                self.push_queue[name] = EMPTY_STATE if not theirs else encode_state_vector(theirs)
 
     def on_step1(self, doc: str, sv: bytes) -> None:
         """The peer could not take in what we sent of `doc`: send a diff from its state."""
