@@ -368,8 +368,11 @@ class PeerSession:
             self._inbox_bytes += size
             self._inbox_ready.set()
         elif isinstance(msg, Step1):
-            self.ledger.on_step1(msg.doc, msg.sv)
-            self._wake.set()
+            # a document we hold (we sent it): a request for any other is nothing we owe,
+            # and a hostile peer could fill our tables with them
+            if msg.doc in self.replica.doc_names():
+                self.ledger.on_step1(msg.doc, msg.sv)
+                self._wake.set()
         elif isinstance(msg, Ack):
             sent = self.ledger.on_ack(msg.ack)
             self._wake.set()

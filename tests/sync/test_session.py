@@ -410,3 +410,31 @@ async def test_a_manifest_read_behind_a_slow_store_does_not_bring_the_catch_up_a
     await asyncio.sleep(1.5)  # several anti-entropy periods after both are whole
     await pair.close()
     assert ca.update_bytes + cb.update_bytes < 1.1 * needed
+
+
+async def test_requests_for_documents_we_do_not_hold_cost_nothing() -> None:
+    """STEP1 asks again for a document we sent: one for any other name is ignored (a hostile
+    peer's thousands would fill our tables and cost quadratic time on every send)."""
+    from sync import Hello, Manifest, Step1
+
+    from .sync_helpers import CLUSTER
+
+    ours, theirs = memory_channel_pair()
+    replica = replica_with(event(0))
+    session = PeerSession(replica, identity("A"), ours, timing=FAST)
+    peer = RawPeer(theirs)
+    task = asyncio.create_task(session.run())
+    try:
+        await peer.send(Hello(PROTOCOL_VERSION, CLUSTER, "node-M", "M", "M"), Manifest({}))
+        await asyncio.sleep(0.05)
+        await peer.send(*(Step1(f"ref/x{i}", b"\x00") for i in range(2_000)))
+        await asyncio.sleep(0.3)
+        assert session.ledger.peer_svs is not None
+        assert not any(name.startswith("ref/x") for name in session.ledger.peer_svs)
+        assert not any(name.startswith("ref/x") for name in session.ledger.push_queue)
+        assert not any(s.doc.startswith("ref/x") for s in session.ledger.inflight.values())
+    finally:
+        session.close("test over")
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
