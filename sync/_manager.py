@@ -126,6 +126,14 @@ class SyncManager:
         """Let a flagged peer sync again (after an operator checked it)."""
         if self._flagged.pop(node, None) is not None:
             _LOGGER.warning("flag of peer %s cleared", sanitize(node, 64))
+            last = self._last.get(node)
+            if last is not None:  # what its ended session said: refused no more
+                self._last[node] = {
+                    **last,
+                    "state": str(PeerState.CLOSED),
+                    "flagged": False,
+                    "refused": None,
+                }
 
     async def close(self) -> None:
         """Close every session and stop dialling."""

@@ -205,7 +205,14 @@ async def test_a_cleared_flag_lets_the_repaired_peer_sync_again() -> None:
     await cluster.managers["M"].connect("mem:A", cluster.dialer("M", "A"))
     await asyncio.sleep(FAST.backoff_max_s * 2)
     assert event(5, "M")["id"] not in events_of(a)  # still turned down
+    await cluster.managers["M"].close()  # the operator looks at it, M stopped meanwhile
+    await asyncio.sleep(0.1)
     cluster.managers["A"].clear_flag("node-M")
+    [seen] = [p for p in cluster.managers["A"].peers() if p.get("node_id") == "node-M"]
+    assert seen["flagged"] is False  # /api/peers says so at once, not "refused" still
+    assert seen["state"] != "refused"
+    cluster.managers["M"] = SyncManager(repaired, identity("M"), timing=FAST)
+    await cluster.managers["M"].connect("mem:A", cluster.dialer("M", "A"))
     await wait_until(lambda: events_of(a) == events_of(repaired))
     assert not cluster.managers["A"].flagged()
     await cluster.close()
