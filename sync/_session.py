@@ -424,6 +424,11 @@ class PeerSession:
                 update = pycrdt.merge_updates(*[m.update for m in msgs])
             changed = await self.replica.async_apply_remote(doc, update, self.status.node or "")
         except UpdateIncomplete:
+            steps: list[Step2 | Update] = [m for m in msgs if isinstance(m, Step2)]
+            if steps and len(steps) < len(msgs):
+                # a live update it cannot take yet came in the same batch as the catch-up:
+                # the catch-up alone (what it cannot take, the peer sends again)
+                return await self._apply(doc, steps)
             if self.ledger.should_ask(doc, self._clock(), self.timing.heartbeat_s):
                 self._queue(Step1(doc, self.replica.state_vector(doc)))
             return True

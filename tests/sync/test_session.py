@@ -438,3 +438,37 @@ async def test_requests_for_documents_we_do_not_hold_cost_nothing() -> None:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+
+
+async def test_a_catch_up_batched_with_an_update_it_cannot_take_is_applied_alone() -> None:
+    """The peer relays C's second event (its first came to the peer in a catch-up held back
+    from us), we ask for a catch-up, and the answer lands in one batch with that update
+    again: the catch-up is applied and acknowledged, not dropped with it."""
+    from sync import Hello, Manifest
+
+    from .sync_helpers import CLUSTER
+
+    name = doc_of(event(0))
+    p = replica_with(*(event(n, "A") for n in range(50)))
+    c = MemoryReplica()
+    record(c, event(100, "C"))
+    second = record(c, event(101, "C"))
+    r = MemoryReplica()
+    ours, theirs = memory_channel_pair()
+    session = PeerSession(r, identity("R"), ours, timing=replace(FAST, heartbeat_s=2))
+    peer = RawPeer(theirs)
+    task = asyncio.create_task(session.run())
+    try:
+        await peer.send(Hello(PROTOCOL_VERSION, CLUSTER, "node-P", "P", "P"), Manifest({}))
+        await peer.send(Update(name, second, 1))  # cannot integrate: we ask for a catch-up
+        await asyncio.sleep(0.2)
+        catch_up = p.diff(name, r.state_vector(name))
+        await peer.send(Step2(name, catch_up, 2), Update(name, second, 3))
+        ack = await peer.expect(Ack)
+        assert ack.ack == 2
+        assert len(events_of(r)) == 50
+    finally:
+        session.close("test over")
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
