@@ -44,6 +44,8 @@ class Sent:
     at: float
     covers: dict[int, int] | None
     """Our state vector when a catch-up diff was made: what the peer holds once it acks."""
+    reach: dict[int, int] | None = None
+    """A live update's own state vector: what it brings the peer up to."""
 
 
 class Ledger:
@@ -120,10 +122,18 @@ class Ledger:
 
     # -- what we send -----------------------------------------------------------------------
 
-    def sent(self, doc: str, size: int, now: float, ours: dict[int, int] | None) -> int:
-        """Record an update sent; its ack id."""
+    def sent(
+        self,
+        doc: str,
+        size: int,
+        now: float,
+        ours: dict[int, int] | None,
+        reach: dict[int, int] | None = None,
+    ) -> int:
+        """Record an update sent (a catch-up diff made at `ours`, or a live update reaching
+        `reach`); its ack id."""
         ack = self.new_id()
-        self.inflight[ack] = Sent(doc, size, now, ours)
+        self.inflight[ack] = Sent(doc, size, now, ours, reach)
         while len(self.inflight) > MAX_INFLIGHT:
             self.forget(next(iter(self.inflight)))
         if ours is not None:
@@ -235,13 +245,18 @@ class Ledger:
         """Each side holds all the other holds, but for live updates on their way."""
         if self.peer_svs is None:
             return False
-        on_way = {s.doc for s in self.inflight.values() if s.covers is None}
+        # what live updates on their way bring the peer to (they count only for what they
+        # carry: a document the peer lacks much of is not "in sync" for a write in flight)
+        on_way: dict[str, dict[int, int]] = {}
+        for sent in self.inflight.values():
+            if sent.covers is None and sent.reach is not None:
+                on_way[sent.doc] = merge_vectors(on_way.get(sent.doc, {}), sent.reach)
         for name in set(replica.doc_names()) | self.peer_svs.keys():
             ours = parse_state_vector(replica.state_vector(name))
             theirs = self.peer_svs.get(name, {})
             if not covers(ours, theirs):
                 return False
-            if not covers(theirs, ours) and name not in on_way:
+            if not covers(merge_vectors(theirs, on_way.get(name, {})), ours):
                 return False
         return True
 

@@ -471,7 +471,8 @@ class PeerSession:
             if self._outbox_bytes + len(update) > MAX_OUTBOX_BYTES:
                 self.status.dropped += 1
                 return
-            ack = self.ledger.sent(name, len(update), self._clock(), None)
+            reach = parse_state_vector(pycrdt.get_state(update))
+            ack = self.ledger.sent(name, len(update), self._clock(), None, reach)
             self._queue(Update(name, update, ack))
 
     def _push(self, name: str, sv: bytes) -> None:

@@ -472,3 +472,24 @@ async def test_a_catch_up_batched_with_an_update_it_cannot_take_is_applied_alone
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+
+
+async def test_a_peer_is_not_called_live_while_it_lacks_most_of_a_document() -> None:
+    """A live update in flight counts only for what it carries: B, on a slow disk, is
+    still taking in A's 1,000 events while a station keeps writing; A must not say "live"
+    (and a fresh last sync) before B holds them, and does once it does."""
+    timing = replace(FAST, anti_entropy_s=0.2, heartbeat_s=0.1, dead_after_s=5, ack_timeout_s=30)
+    a, b = MemoryReplica(), MemoryReplica(store_delay=0.8)
+    for n in range(1000):
+        record(a, event(n, "A"))
+    pair = Pair(a, b, timing=timing)
+    try:
+        for i in range(20):
+            record(a, event(5000 + i, "A"))  # a station keeps writing today's document
+            await asyncio.sleep(0.05)
+            if pair.sa.status_dict()["state"] == "live":
+                assert len(events_of(b)) >= 1000, "live while the peer lacks the catch-up"
+        await wait_until(lambda: pair.sa.status_dict()["state"] == "live", 15)
+        assert len(events_of(b)) == len(events_of(a))
+    finally:
+        await pair.close()
