@@ -456,7 +456,7 @@ class MachineState:
         self.items: list[Record] = []  # loaded and cycle records, voided included
         self.loads_by_day: dict[str, list[Record]] = {}  # loaded records, voided included
         self.attr: dict[str, str | None] = {}  # cycle id -> load number
-        self.cycled: dict[str, int] = {}  # load number -> cycles attributed to it (in attr)
+        self.cycled: dict[str, set[str]] = {}  # load number -> the cycles that closed it
         self.kinds: set[str] = set()  # "wash", "steri": what it has loaded or cycled
         self.checkpoints: list[tuple[str, Snapshot]] = []
         self.restart("", ((), ()), 0)
@@ -473,8 +473,10 @@ class MachineState:
         """Apply a loaded or cycle record; for a cycle, the load it belongs to.
 
         A cycle naming no load belongs to the machine's latest load without a cycle yet; a
-        load that had its cycle never waits for another (a second record of it, sets added
-        after its cycle, must not take the next load's cycle).
+        load whose cycle closed it never waits for another (a second record of it, sets added
+        after its cycle, must not take the next load's cycle). A cycle naming a load not
+        open yet (a peer's clock behind: it comes before the load in clock order) closes
+        nothing: the load opens when it comes, as any other.
         """
         kind = KIND_OF[rec.type]
         self.kinds.add(kind)
@@ -485,13 +487,14 @@ class MachineState:
                 stack.setdefault(rec.load)
         else:
             found = rec.load
+            closed = True
             if found is None:
                 found = stack.popitem()[0] if stack else None
             else:
-                stack.pop(found, None)
+                closed = stack.pop(found, _NOT_OPEN) is not _NOT_OPEN
             self.attr[rec.id] = found
-            if found is not None:
-                self.cycled[found] = self.cycled.get(found, 0) + 1
+            if found is not None and closed:
+                self.cycled.setdefault(found, set()).add(rec.id)
         self.last = rec.id
         self.count += 1
         if self.count % CHECKPOINT_EVERY == 0:
@@ -501,12 +504,14 @@ class MachineState:
     def forget(self, cycle: str) -> None:
         """Take back a cycle's attribution (its machine replays from before it)."""
         load = self.attr.pop(cycle)
-        if load is not None:
-            left = self.cycled[load] - 1
-            if left:
-                self.cycled[load] = left
-            else:
+        closed = self.cycled.get(load) if load is not None else None
+        if load is not None and closed is not None:
+            closed.discard(cycle)
+            if not closed:
                 del self.cycled[load]
+
+
+_NOT_OPEN = object()
 
 
 def load_view(load: LoadState, *, labels: bool = True) -> LoadView:

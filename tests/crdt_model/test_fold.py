@@ -261,6 +261,27 @@ def test_a_load_named_again_after_its_cycle_never_takes_the_next_loads_cycle() -
     assert one_by_one.snapshot() == fold_of(s.events).snapshot()
 
 
+def test_a_cycle_naming_a_load_before_it_is_loaded_closes_nothing() -> None:
+    """A peer's clock behind puts a cycle naming A-2 before A-2's loaded record: A-2 still
+    opens when loaded, and the next cycle of the machine is A-2's, not A-3's."""
+    s = Stamper()
+    s.make("steri.loaded", sets=["S1"], load="A-1")
+    s.make("steri.cycle")  # A-1's
+    early = s.make("steri.cycle", "B", load="A-2", skew_ms=-30 * 60_000)  # named, early
+    s.make("steri.loaded", sets=["S2"], load="A-2")
+    s.make("steri.loaded", sets=["S3"], load="A-3")
+    own = s.make("steri.cycle")["id"]  # the latest open load's: A-3
+    s.make("steri.cycle")  # then A-2's
+    for events in (s.events, s.events[::-1]):
+        fold = fold_of(events)
+        a2, a3 = fold.load("A-2"), fold.load("A-3")
+        assert a2 is not None
+        assert a3 is not None
+        assert early["id"] in a2.cycles
+        assert a3.cycles == (own,)
+        assert len(a2.cycles) == 2
+
+
 def test_a_washer_cycle_only_closes_a_washer_load() -> None:
     s = Stamper()
     s.make("wash.loaded", sets=["S1"], load="A-1", machine="M-1")
