@@ -30,6 +30,14 @@ def invoke(*args: str, input: str | None = None) -> tuple[int, str, str]:
     return result.exit_code, result.stdout, result.stderr
 
 
+def _join(folder: Path, name: str, token: str, peer: str) -> tuple[int, str]:
+    """`sterimesh join` of a new PC into `folder`: (exit code, stderr)."""
+    code, _, err = invoke(
+        "join", "--data", str(folder), "--name", name, "--token", token, "--peer", peer
+    )
+    return code, err
+
+
 @pytest.fixture
 def node_dir(tmp_path: Path) -> Path:
     data = tmp_path / "node"
@@ -323,17 +331,13 @@ def test_invite_join_list_and_revoke(running_node: tuple[Path, str, str], tmp_pa
     # it keeps the address it joined through: `run` finds the cluster without --peer
     assert tomllib.loads((joined / "node.toml").read_text())["peers"] == [sync]
     # the token was used once: a second node gets nothing
-    code, _, err = invoke(
-        "join", "--data", str(tmp_path / "c"), "--name", "Intrus", "--token", token, "--peer", sync
-    )
+    code, err = _join(tmp_path / "c", "Intrus", token, sync)
     assert code == 1
     assert "used already" in err
     assert not (tmp_path / "c").exists()  # nothing half-made: a new token works in the same folder
     (tmp_path / "d").mkdir()
     (tmp_path / "d" / "notes.txt").write_text("IT")
-    code, _, err = invoke(
-        "join", "--data", str(tmp_path / "d"), "--name", "Intrus", "--token", token, "--peer", sync
-    )
+    code, err = _join(tmp_path / "d", "Intrus", token, sync)
     assert code == 1
     assert [p.name for p in (tmp_path / "d").iterdir()] == ["notes.txt"]  # what was there stays
     code, out, err = invoke("nodes", "--data", str(node_dir), "--json")
@@ -366,15 +370,11 @@ def test_join_refuses_a_peer_of_another_ca(
     node_dir, _, sync = running_node
     _, out, _ = invoke("invite", "--data", str(node_dir))
     forged = replace(Invite.decode(out.strip()), ca_fingerprint="00" * 32).encode()
-    code, _, err = invoke(
-        "join", "--data", str(tmp_path / "b"), "--name", "X", "--token", forged, "--peer", sync
-    )
+    code, err = _join(tmp_path / "b", "X", forged, sync)
     assert code == 1
     assert "not the one of the token" in err
     # the secret was never sent: the genuine token still works
-    code, _, err = invoke(
-        "join", "--data", str(tmp_path / "c"), "--name", "Y", "--token", out.strip(), "--peer", sync
-    )
+    code, err = _join(tmp_path / "c", "Y", out.strip(), sync)
     assert code == 0, err
 
 
@@ -390,17 +390,13 @@ def test_a_folder_that_holds_an_old_nodes_keys_is_refused_before_the_token_is_us
     old = tmp_path / "c"
     (old / "pki").mkdir(parents=True)
     (old / "pki" / "node.key").write_text("old key")
-    code, _, err = invoke(
-        "join", "--data", str(old), "--name", "C", "--token", token, "--peer", sync
-    )  # fmt: skip
+    code, err = _join(old, "C", token, sync)
     assert code == 1
     assert "holds pki already" in err
     assert (old / "pki" / "node.key").read_text() == "old key"  # left as it was
     code, out, _ = invoke("nodes", "--data", str(node_dir), "--json")
     assert {m["code"] for m in json.loads(out)} == {"A"}  # no member made for it
-    code, _, err = invoke(
-        "join", "--data", str(tmp_path / "d"), "--name", "D", "--token", token, "--peer", sync
-    )  # fmt: skip
+    code, err = _join(tmp_path / "d", "D", token, sync)
     assert code == 0, err
 
 
@@ -417,9 +413,7 @@ def test_a_join_that_fails_here_after_admission_says_what_to_revoke(
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(NodePki, "write", disk_full)
-    code, _, err = invoke(
-        "join", "--data", str(tmp_path / "e"), "--name", "E", "--token", out.strip(), "--peer", sync
-    )  # fmt: skip
+    code, err = _join(tmp_path / "e", "E", out.strip(), sync)
     assert code == 1
     assert "Node B was admitted" in err
     assert "sterimesh revoke B" in err
@@ -437,9 +431,7 @@ def test_a_joining_pc_whose_clock_is_hours_ahead_still_joins(
     _, out, _ = invoke("invite", "--data", str(node_dir))
     ahead = time.time() + 3 * 3600
     monkeypatch.setattr(cluster_module.time, "time", lambda: ahead)
-    code, _, err = invoke(
-        "join", "--data", str(tmp_path / "f"), "--name", "F", "--token", out.strip(), "--peer", sync
-    )  # fmt: skip
+    code, err = _join(tmp_path / "f", "F", out.strip(), sync)
     assert code == 0, err
 
 
@@ -454,10 +446,7 @@ def test_a_join_to_the_wrong_address_says_so_plainly(
         (web_address, "not its web address"),
         (f"127.0.0.1:{_free_port()}", "is the node running"),
     ):
-        code, _, err = invoke(
-            "join", "--data", str(tmp_path / "g"), "--name", "G", "--token", out.strip(),
-            "--peer", peer,
-        )  # fmt: skip
+        code, err = _join(tmp_path / "g", "G", out.strip(), peer)
         assert code == 1
         assert said in err
         assert "object at 0x" not in err

@@ -64,6 +64,14 @@ class Pair:
         return list(await asyncio.gather(*self.tasks))
 
 
+async def _stop(session: PeerSession, task: asyncio.Task[Any]) -> None:
+    """End a session a test runs by hand, and its task."""
+    session.close("test over")
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
 def replica_with(*events: dict[str, Any]) -> MemoryReplica:
     replica = MemoryReplica()
     for ev in events:
@@ -322,10 +330,7 @@ async def test_a_peer_that_pings_and_never_reads_cannot_fill_our_memory() -> Non
             await asyncio.sleep(0.02)
         assert len(session._outbox) < 100  # 50,000 pings: at most one answer waits
     finally:
-        session.close("test over")
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await _stop(session, task)
 
 
 async def test_a_catch_up_slower_to_cross_than_dead_after_still_arrives() -> None:
@@ -434,10 +439,7 @@ async def test_requests_for_documents_we_do_not_hold_cost_nothing() -> None:
         assert not any(name.startswith("ref/x") for name in session.ledger.push_queue)
         assert not any(s.doc.startswith("ref/x") for s in session.ledger.inflight.values())
     finally:
-        session.close("test over")
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await _stop(session, task)
 
 
 async def test_a_catch_up_batched_with_an_update_it_cannot_take_is_applied_alone() -> None:
@@ -468,10 +470,7 @@ async def test_a_catch_up_batched_with_an_update_it_cannot_take_is_applied_alone
         assert ack.ack == 2
         assert len(events_of(r)) == 50
     finally:
-        session.close("test over")
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await _stop(session, task)
 
 
 async def test_a_peer_is_not_called_live_while_it_lacks_most_of_a_document() -> None:
