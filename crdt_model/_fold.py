@@ -512,6 +512,11 @@ class Fold:
         """The machines that had a load or a cycle of `kind` ("wash", "steri"), by name."""
         return sorted(name for name, st in self._machines.items() if kind in st.kinds)
 
+    def last_cycle(self, machine: str) -> str | None:
+        """The id of the machine's latest cycle record attributed so far (None: none)."""
+        state = self._machines.get(machine)
+        return max(state.attr, default=None) if state is not None else None
+
     def open_loads(self, machine: str, kind: str) -> list[str]:
         """The machine's loads of `kind` still waiting for their cycle, oldest first."""
         state = self._machines.get(machine)

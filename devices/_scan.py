@@ -103,7 +103,9 @@ class ScanFramer:
                     if not self._overflow:
                         frames.append(bytes(self._buffer))
                     self._overflow = True
-                    self._buffer.clear()
+                    # keep what may be the start of a terminator split across reads
+                    keep = len(self._terminator) - 1
+                    del self._buffer[: len(self._buffer) - keep if keep else None]
                 break
             if not self._overflow:
                 frames.append(bytes(self._buffer[:end]))

@@ -54,6 +54,9 @@ SEEN_DAYS = 7
 """How long a recorded printout is remembered; drop folders re-deliver within minutes."""
 SEEN_MAX = 20_000
 """At most this many printouts remembered (a bound whatever the machines send)."""
+MAX_LOAD_TO_CYCLE_MS = 3 * 3_600_000
+"""The longest a load waits in a machine before its cycle starts, for a cycle to be taken
+for that load's rather than the latest load's."""
 CLOCK_MARGIN_MS = 10 * 60_000
 """How far a machine's clock may be behind the node's before a cycle is taken for an older
 load's than the latest loaded (a clock a few minutes off changes nothing)."""
@@ -206,16 +209,18 @@ class CycleCapture:
         err = task.exception()
         try:
             self.unreadable.mkdir(parents=True, exist_ok=True)
-            path = self.unreadable / f"{int(time.time() * 1000)}-not-recorded.txt"
-            path.write_text(record.raw, encoding="utf-8")
+            name = f"{int(time.time() * 1000)}-{secrets.token_hex(4)}-not-recorded.txt"
+            path = self.unreadable / name  # one file a record, several failing at once too
+            with path.open("x", encoding="utf-8", newline="") as fh:
+                fh.write(record.raw)
         except OSError as write_err:
             _LOGGER.critical(
-                "cycle %s of %s could not be recorded (%s) nor kept (%s): read it off the"
-                " machine's printout",
+                "cycle %s of %s could not be recorded (%s) nor kept (%s); its text:\n%s",
                 record.cycle_no,
                 str(record.machine)[:40],
                 err,
                 write_err,
+                record.raw[:4000],
             )
             return
         _LOGGER.critical(
@@ -285,18 +290,31 @@ class CycleCapture:
         if body["type"] not in kinds or "load" in body or not body.get("started"):
             return None
         fold = self.node.trace.fold
-        waiting = fold.open_loads(str(body["machine"]), kinds[body["type"]])
+        machine = str(body["machine"])
+        waiting = fold.open_loads(machine, kinds[body["type"]])
         if len(waiting) < 2:
             return None
         started = datetime.fromisoformat(str(body["started"])).timestamp() * 1000
-        before = [
-            no
+        loaded = {
+            no: int(view.loaded[:13])
             for no in waiting
-            if (view := fold.load(no)) is not None
-            and view.loaded is not None
-            and int(view.loaded[:13]) <= started + CLOCK_MARGIN_MS
+            if (view := fold.load(no)) is not None and view.loaded is not None
+        }
+        if loaded.get(waiting[-1], 0) <= started + CLOCK_MARGIN_MS:
+            return None  # the latest load was in the machine when the cycle started
+        # Only a load loaded since the machine's previous cycle, and shortly before this
+        # one started: a load left open for good (its cycle never came) or a machine clock
+        # far behind must not draw a cycle away from the load in the machine.
+        previous = fold.last_cycle(machine)
+        since = int(previous[:13]) if previous is not None else 0
+        fitting = [
+            no
+            for no in waiting[:-1]
+            if no in loaded
+            and since <= loaded[no] <= started + CLOCK_MARGIN_MS
+            and started - loaded[no] <= MAX_LOAD_TO_CYCLE_MS
         ]
-        return before[-1] if before and before[-1] != waiting[-1] else None
+        return fitting[-1] if fitting else None
 
     async def _keep_unreadable(
         self,

@@ -186,14 +186,18 @@ class LineParser(ABC):
     def _read(self, text: str) -> list[CycleRecord]:
         """One line through the parser; a line it fails on (a form nobody foresaw) ends the
         record being read as garbled, its text kept whole, and reading goes on."""
+        before = self._draft  # a parser may let go of its record before failing on it
         try:
             return self.line(text)
         except Exception as err:
-            return self._salvage(text, err)
+            return self._salvage(text, err, before)
 
-    def _salvage(self, text: str, err: Exception) -> list[CycleRecord]:
-        draft, self._draft = self._draft, None
-        raw = "".join([*(draft.lines if draft is not None else []), text])
+    def _salvage(self, text: str, err: Exception, before: Draft | None = None) -> list[CycleRecord]:
+        draft, self._draft = self._draft or before, None
+        lines = list(draft.lines) if draft is not None else []
+        if not lines or lines[-1] is not text:  # the failing line, once (it may be added)
+            lines.append(text)
+        raw = "".join(lines)
         if not raw.strip():
             return []
         problem = sanitize(f"a line could not be read ({type(err).__name__}: {err})", 160)

@@ -39,6 +39,7 @@ from ._model import CycleFlag, CycleKind, CycleRecord, Phase, Sample
 _HEADER = re.compile(r"\ufeff?IMS-LOG([;,\t])", re.I)
 _HOLD = re.compile(r"d[ée]sinf|disinf|thermo|hold|plateau", re.I)
 A0_MIN_TEMP = 65.0
+A0_MAX_TEMP = 150.0
 
 
 class ImsCsvParser(LineParser):
@@ -202,7 +203,7 @@ def a0_value(rows: list[tuple[datetime | None, list[float]]]) -> float:
         if at is None or next_at is None or not temps:
             continue
         low = min(temps)
-        if low >= A0_MIN_TEMP:
+        if A0_MIN_TEMP <= low <= A0_MAX_TEMP:  # beyond: a sensor fault value, not a heat
             total += 10 ** ((low - 80) / 10) * (next_at - at).total_seconds()
     return total
 

@@ -597,3 +597,44 @@ def test_a_printout_whose_lines_end_in_a_lone_cr_is_read_line_by_line() -> None:
 def test_a_french_dac_printout_is_recognised_in_a_drop_folder(encoding: str) -> None:
     text = dac_cycle_text(13, START).replace("*** CYCLE START ***", "*** DÉBUT CYCLE ***")
     assert sniff_cycle_format(text.encode(encoding)) == "dac"
+
+
+def test_a_failure_as_a_record_ends_keeps_the_whole_record_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The parser lets go of its record, then fails while finishing it: every line of it is
+    kept, each once."""
+    text = ims_cycle_csv(812, START)
+
+    def failing_close(self: ImsCsvParser) -> Any:
+        self._draft = None
+        raise OverflowError("a value out of range")
+
+    monkeypatch.setattr(ImsCsvParser, "_close", failing_close)
+    records = parse_cycle_bytes(text.encode("cp1252"), fmt="ims_csv")
+    assert "".join(r.raw for r in records) == text
+    assert any(CycleFlag.GARBLED in r.flags for r in records)
+    assert all(r.verdict == "fail" for r in records)
+
+
+def test_a_sensor_fault_value_does_not_make_a0_overflow() -> None:
+    """A logger without an A0 column: A0 is computed, and a sensor's fault value (9999,9)
+    is no heat (10^991 overflowed and lost the record)."""
+    rows = [
+        "IMS-LOG;1",
+        "Machine;LD-02",
+        "Cycle;000007",
+        "Start;28/11/2026 07:00:00",
+        "Time;Phase;T1 (C);T2 (C)",
+        "07:00:00;Lavage;55,0;54,8",
+        "07:10:00;Desinfection;9999,9;9999,9",
+        "07:11:00;Desinfection;93,1;93,0",
+        "07:16:00;Sechage;110,0;109,0",
+        "End;28/11/2026 07:30:00",
+        "Result;OK",
+        "",
+    ]
+    (record,) = parse_cycle_bytes("\r\n".join(rows).encode("cp1252"), fmt="ims_csv")
+    assert record.complete
+    assert record.a0 is not None
+    assert 0 < record.a0 < 10**6

@@ -105,6 +105,9 @@ def test_framer_cuts_a_runaway_stream_and_drops_its_tail() -> None:
     assert framer.feed(b"JDIGGRBA#111\r") == [b"JDIGGRBA#111"]
     framer.feed(b"B" * 40)
     assert framer.flush() == []  # a disconnect: the tail is dropped too
+    crlf = ScanFramer(b"\r\n", max_length=16)  # its terminator split across two reads
+    assert crlf.feed(b"X" * 20 + b"\r") == [b"X" * 20 + b"\r"]
+    assert crlf.feed(b"\nGOOD-SCAN\r\n") == [b"GOOD-SCAN"]
 
 
 @settings(deadline=None)

@@ -351,12 +351,47 @@ async def test_a_tap_record_the_node_cannot_store_is_kept_as_text(
     """A tap hands a record out once: when the node cannot store it (its disk failed), its
     text goes to a file and the log says where, rather than nowhere."""
     capture.node.failed = "storage failed, restart the node: [Errno 28] No space left"
-    record = _printout(dac_cycle_text(21, datetime(2026, 11, 28, 9, 0), fail=True))
-    capture._schedule(record)
+    records = [
+        _printout(dac_cycle_text(n, datetime(2026, 11, 28, 9, n), fail=True)) for n in (21, 22, 23)
+    ]
+    for record in records:  # three at once: one file each
+        capture._schedule(record)
     while capture._tasks:
         await asyncio.gather(*list(capture._tasks), return_exceptions=True)
     await asyncio.sleep(0)
-    [kept] = list(capture.unreadable.glob("*-not-recorded.txt"))
-    assert kept.read_bytes().decode("utf-8") == record.raw
+    kept = sorted(capture.unreadable.glob("*-not-recorded.txt"))
+    assert sorted(k.read_bytes().decode("utf-8") for k in kept) == sorted(r.raw for r in records)
     assert "could not be recorded" in caplog.text
-    assert str(kept) in caplog.text
+    assert all(str(k) in caplog.text for k in kept)
+
+
+async def test_a_load_left_open_or_a_slow_machine_clock_draws_no_cycle_away(
+    tmp_path: Path,
+) -> None:
+    """A load left open yesterday (its cycle never came), a load in the machine now, and a
+    machine clock an hour slow: the cycle is the current load's, as the fold says."""
+    clock = StepClock(step=1)
+    node = await open_node(new_data_dir(tmp_path), clock=clock)
+    cap = CycleCapture(node, {})
+    cap.start()
+    try:
+        clock.now = int(datetime(2026, 11, 27, 15, 0, tzinfo=node.timezone).timestamp() * 1000)
+        stale, _ = await node.async_submit(
+            {"type": "steri.loaded", "machine": "AUTO-2", "program": "P", "sets": ["S#1"]},
+            OPERATOR,
+        )
+        clock.now = int(datetime(2026, 11, 28, 10, 0, tzinfo=node.timezone).timestamp() * 1000)
+        current, _ = await node.async_submit(
+            {"type": "steri.loaded", "machine": "AUTO-2", "program": "P", "sets": ["S#2"]},
+            OPERATOR,
+        )
+        slow = _printout(dac_cycle_text(7, datetime(2026, 11, 28, 9, 5)))  # ran at 10:05
+        event = await cap.async_record(slow)
+        assert event is not None
+        assert "load" not in event
+        fold = node.trace.fold
+        assert fold.load(current["load"]).status == "passed"  # type: ignore[union-attr]
+        assert fold.load(stale["load"]).status == "open"  # type: ignore[union-attr]
+    finally:
+        await cap.async_stop()
+        await node.async_close()
