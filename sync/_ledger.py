@@ -45,7 +45,9 @@ class Sent:
     covers: dict[int, int] | None
     """Our state vector when a catch-up diff was made: what the peer holds once it acks."""
     reach: dict[int, int] | None = None
-    """A live update's own state vector: what it brings the peer up to."""
+    """A live update: our state vector once it was applied, what it brings the peer up to
+    from `base` (ours just before it)."""
+    base: dict[int, int] | None = None
 
 
 class Ledger:
@@ -84,9 +86,12 @@ class Ledger:
         # only grow, and a manifest read behind a long apply is older than its acks (it
         # would have the whole catch-up sent again)
         known = self.peer_svs or {}
+        holding = set(replica.doc_names())
         self.peer_svs = {
-            name: merge_vectors(known.get(name, {}), parse_state_vector(sv))
-            for name, sv in docs.items()
+            name: merge_vectors(known.get(name, {}), parse_state_vector(docs.get(name, b"\x00")))
+            # what acks taught of a document the manifest was made before it had (a node
+            # that just joined learns every document so)
+            for name in docs.keys() | (known.keys() & holding)
         }
         for name in sorted(set(replica.doc_names()) | docs.keys()):
             ours = parse_state_vector(replica.state_vector(name))
@@ -128,12 +133,14 @@ class Ledger:
         size: int,
         now: float,
         ours: dict[int, int] | None,
+        *,
         reach: dict[int, int] | None = None,
+        base: dict[int, int] | None = None,
     ) -> int:
-        """Record an update sent (a catch-up diff made at `ours`, or a live update reaching
-        `reach`); its ack id."""
+        """Record an update sent (a catch-up diff made at `ours`, or a live update taking a
+        peer at `base` to `reach`); its ack id."""
         ack = self.new_id()
-        self.inflight[ack] = Sent(doc, size, now, ours, reach)
+        self.inflight[ack] = Sent(doc, size, now, ours, reach, base)
         while len(self.inflight) > MAX_INFLIGHT:
             self.forget(next(iter(self.inflight)))
         if ours is not None:
@@ -245,18 +252,21 @@ class Ledger:
         """Each side holds all the other holds, but for live updates on their way."""
         if self.peer_svs is None:
             return False
-        # what live updates on their way bring the peer to (they count only for what they
-        # carry: a document the peer lacks much of is not "in sync" for a write in flight)
-        on_way: dict[str, dict[int, int]] = {}
+        # where live updates on their way take the peer, in the order they were sent: each
+        # counts only from what it was made on (a document the peer lacks much of is not
+        # "in sync" for a write in flight)
+        reached = {name: dict(sv) for name, sv in self.peer_svs.items()}
         for sent in self.inflight.values():
-            if sent.covers is None and sent.reach is not None:
-                on_way[sent.doc] = merge_vectors(on_way.get(sent.doc, {}), sent.reach)
+            if sent.covers is not None or sent.reach is None or sent.base is None:
+                continue
+            theirs = reached.get(sent.doc, {})
+            if covers(theirs, sent.base):
+                reached[sent.doc] = merge_vectors(theirs, sent.reach)
         for name in set(replica.doc_names()) | self.peer_svs.keys():
             ours = parse_state_vector(replica.state_vector(name))
-            theirs = self.peer_svs.get(name, {})
-            if not covers(ours, theirs):
+            if not covers(ours, self.peer_svs.get(name, {})):
                 return False
-            if not covers(merge_vectors(theirs, on_way.get(name, {})), ours):
+            if not covers(reached.get(name, {}), ours):
                 return False
         return True
 

@@ -102,6 +102,8 @@ class PeerSession:
         self.status.since = wall()
         self.ended = asyncio.Event()
         self.reached_live = False
+        self._seen_sv: dict[str, dict[int, int]] = {}
+        """Per document, our state vector after the last durable change this session saw."""
         self.ledger = Ledger()
         self._on_hello = on_hello
         self._expected_node = expected_node
@@ -455,6 +457,9 @@ class PeerSession:
     # -- outgoing -------------------------------------------------------------------------
 
     def _on_durable(self, name: str, update: bytes, origin: str | None) -> None:
+        after = parse_state_vector(self.replica.state_vector(name))
+        before = self._seen_sv.get(name)  # ours just before this change (None: not seen)
+        self._seen_sv[name] = after
         if self._stopped() or origin == self.status.node:
             return  # never echo an update to the peer it came from
         if origin is not None and len(update) > MAX_LIVE_UPDATE_BYTES:
@@ -471,8 +476,7 @@ class PeerSession:
             if self._outbox_bytes + len(update) > MAX_OUTBOX_BYTES:
                 self.status.dropped += 1
                 return
-            reach = parse_state_vector(pycrdt.get_state(update))
-            ack = self.ledger.sent(name, len(update), self._clock(), None, reach)
+            ack = self.ledger.sent(name, len(update), self._clock(), None, reach=after, base=before)
             self._queue(Update(name, update, ack))
 
     def _push(self, name: str, sv: bytes) -> None:

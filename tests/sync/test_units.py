@@ -140,3 +140,47 @@ def test_public_api() -> None:
     assert all(issubclass(getattr(sync, e), sync.SyncError) for e in errors)
     assert issubclass(sync.ChannelClosed, ConnectionError)
     assert issubclass(sync.FrameTooLarge, sync.RemoteProtocolError)
+
+
+def test_a_live_update_on_its_way_counts_from_what_it_was_made_on() -> None:
+    """The peer holds all but our last write, which is on its way: in sync. It lacks more
+    than that write was made on: not in sync, however many writes are on their way."""
+    from tests.sync.sync_helpers import event, record
+
+    replica = MemoryReplica()
+    for n in range(3):
+        record(replica, event(n, "A"))
+    name = next(iter(replica.docs))
+    before = sync.parse_state_vector(replica.state_vector(name))
+    record(replica, event(3, "A"))
+    after = sync.parse_state_vector(replica.state_vector(name))
+    ledger = Ledger()
+    ledger.peer_svs = {name: dict(before)}
+    ledger.sent(name, 100, 0.0, None, reach=after, base=before)
+    assert ledger.synced(replica)
+    behind = Ledger()
+    behind.peer_svs = {name: {}}  # it holds none of the first three
+    behind.sent(name, 100, 0.0, None, reach=after, base=before)
+    assert not behind.synced(replica)
+    unknown = Ledger()  # a write whose state before it this session never saw
+    unknown.peer_svs = {name: dict(before)}
+    unknown.sent(name, 100, 0.0, None, reach=after, base=None)
+    assert not unknown.synced(replica)
+
+
+def test_a_manifest_older_than_an_ack_does_not_bring_a_document_back() -> None:
+    """A new peer holds nothing; our catch-up of a document is acked; its manifest, made
+    before it applied that, arrives after: the document is not sent again."""
+    from tests.sync.sync_helpers import doc_of, event, record
+
+    replica = MemoryReplica()
+    for n in range(100):
+        record(replica, event(n, "A"))
+    name = doc_of(event(0, "A"))
+    ledger = Ledger()
+    ledger.on_manifest({}, replica, 0.0)
+    assert ledger.next_push() is not None
+    ours = sync.parse_state_vector(replica.state_vector(name))
+    ledger.on_ack(ledger.sent(name, 50_000, 0.0, ours))
+    ledger.on_manifest({}, replica, 1.0)
+    assert name not in ledger.push_queue
