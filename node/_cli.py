@@ -187,12 +187,26 @@ def run(
     data = DataDir(data_dir)
     try:
         config = data.read_config()
+    except DataDirError as err:  # the file, not the command line: not a usage error
+        raise _fail(str(err)) from None
+    for key in ("listen", "sync_listen"):
+        if key in config and not (listen if key == "listen" else sync_listen):
+            try:
+                parse_hostport(str(config[key]), default_port=8700)
+            except ValueError as err:
+                raise _fail(f"{data.config}: {key}: {err}") from None
+    for peer in config.get("peers", []):
+        try:
+            parse_hostport(str(peer), default_port=8701)
+        except ValueError as err:
+            raise _fail(f"{data.config}: peers: {err}") from None
+    try:
         address = parse_hostport(listen or config.get("listen", DEFAULT_LISTEN), default_port=8700)
         sync_address = parse_hostport(
             sync_listen or config.get("sync_listen", DEFAULT_SYNC_LISTEN), default_port=8701
         )
         static = [*config.get("peers", []), *peers]
-        for peer in static:
+        for peer in peers:
             parse_hostport(peer, default_port=8701)
         for option, (host, port) in (("--listen", address), ("--sync-listen", sync_address)):
             _resolvable(option, host, port)
@@ -286,6 +300,8 @@ def status(data_dir: Path, as_json: bool) -> None:
         info["running"] = False
     if as_json:
         click.echo(json.dumps(info, indent=2, sort_keys=True))
+        if info.get("failure"):
+            raise SystemExit(1)
         return
     ref = info["reference"]
     click.echo(
@@ -303,6 +319,7 @@ def status(data_dir: Path, as_json: bool) -> None:
         click.echo(line + (f"; last error: {backup['last_error']}" if backup["last_error"] else ""))
     if info.get("failure"):
         click.echo(f"FAILED: {info['failure']}")
+        raise SystemExit(1)  # a script or a monitor sees it without reading the text
 
 
 async def _status(node: Node) -> dict[str, Any]:

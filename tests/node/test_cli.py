@@ -516,3 +516,38 @@ def test_a_data_folder_this_user_cannot_lock_gives_one_clear_line(node_dir: Path
         assert err.startswith("Error: cannot open ")
         assert "run this as the node's user" in err
         assert len(err.strip().splitlines()) == 1
+
+
+def test_a_broken_node_toml_is_an_error_not_a_usage_error(node_dir: Path) -> None:
+    config = node_dir / "node.toml"
+    for text, said in (
+        ("listen = [", "node.toml"),
+        ('peers = ["nonsense:99999"]', "peers"),
+        ('listen = "x:0"', "listen"),
+    ):
+        config.write_text(text)
+        code, _, err = invoke("run", "--data", str(node_dir), "--no-mdns")
+        assert code == 1, err
+        assert said in err
+        assert "Usage:" not in err
+
+
+def test_status_of_a_failed_node_exits_non_zero(
+    node_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A monitor or a script sees a node that stopped writing by the exit code alone."""
+    from node import Node
+
+    real = Node.status
+
+    def failed(self: Node) -> dict[str, object]:
+        return {**real(self), "failure": "storage failed, restart the node"}
+
+    monkeypatch.setattr(Node, "status", failed)
+    for args in ((), ("--json",)):
+        code, out, _ = invoke("status", "--data", str(node_dir), *args)
+        assert code == 1
+        assert "storage failed" in out
+    monkeypatch.undo()
+    code, _, _ = invoke("status", "--data", str(node_dir))
+    assert code == 0
