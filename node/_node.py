@@ -62,9 +62,9 @@ certificate pinned)."""
 STAGING = ".creating"
 """Where init, join and restore make a node's files before moving them into place."""
 MOVING = "moving.json"
+"""In STAGING: the names being moved into place (what the next attempt undoes if cut)."""
 _STAGED_NAMES = frozenset({"store", "pki", "node.toml"})
 """What a creation moves into place (and all an undo may remove)."""
-"""In STAGING: the names being moved into place (what the next attempt undoes if cut)."""
 KEEP_REFERENCES = 3
 """Reference exports kept; older ones are retired."""
 DEFAULT_TIMEZONE = "Europe/Paris"
@@ -152,14 +152,14 @@ def creating_store(data: DataDir, *, name: str, zone: str) -> Iterator[tuple[Sto
         raise DataDirError(f"{data.root} is a file: give a folder")
     if data.store.exists():
         raise DataDirError(f"{data.root} holds a node already")
+    # the keys a creation moves in, checked up front: a join asks the inviter to admit the
+    # node before it writes anything here (node.toml may be written beforehand)
     leftovers = cut_move_leftovers(data) if data.root.is_dir() else set()
-    for made in ("pki",):  # what a creation moves in besides the store (checked up front: a
-        # join asks the inviter to admit the node before it writes anything here)
-        if (data.root / made).exists() and made not in leftovers:
-            raise DataDirError(
-                f"{data.root} holds {made} already (an earlier node's?): give an empty folder,"
-                f" or move {made} away"
-            )
+    if (data.root / "pki").exists() and "pki" not in leftovers:
+        raise DataDirError(
+            f"{data.root} holds pki already (an earlier node's?): give an empty folder,"
+            " or move pki away"
+        )
     made_root = not data.root.exists()
     try:
         data.root.mkdir(parents=True, exist_ok=True)

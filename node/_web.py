@@ -30,9 +30,11 @@ from ._web_station import (
     CONFIRMED,
     KEPT_FIELDS,
     LOADS,
+    STATION_ZONES,
     STEPS,
     async_perform,
     new_load_url,
+    set_programs,
     station_context,
     station_url,
 )
@@ -421,8 +423,8 @@ async def index(request: web.Request) -> web.StreamResponse:
 
 
 def _zone(request: web.Request, raw: str | None) -> str:
-    zone = raw if raw in {"sale", "propre", "sterile"} else _node(request).zone
-    return zone if zone in {"sale", "propre", "sterile"} else "sale"
+    zone = raw if raw in STATION_ZONES else _node(request).zone
+    return zone if zone in STATION_ZONES else "sale"
 
 
 async def station_page(request: web.Request) -> web.StreamResponse:
@@ -436,7 +438,6 @@ async def station_page(request: web.Request) -> web.StreamResponse:
     flash = _flash(request)
     if context.get("item") is not None and flash is not None and flash.get("code") == code:
         context["defaults"].update(flash.get("f") or {})  # what a refused step was given
-    printing = request.app.get(PRINTING_KEY)
     response = render(
         request,
         "station.html",
@@ -445,12 +446,18 @@ async def station_page(request: web.Request) -> web.StreamResponse:
         flash=flash,
         scanner_station=scanner_station(request),
         pin=has_pin(request, principal),
-        printers=sorted(printing.formats) if printing is not None else [],
+        printers=node_printers(request),
         scan_note=scan_note,
         **context,
     )
     response.del_cookie(FLASH_COOKIE, path="/")
     return response
+
+
+def node_printers(request: web.Request) -> list[str]:
+    """The names of this node's label printers."""
+    printing = request.app.get(PRINTING_KEY)
+    return sorted(printing.formats) if printing is not None else []
 
 
 def scanned_code(node: Node, raw: str) -> tuple[str, dict[str, str] | None]:
@@ -520,19 +527,15 @@ async def station_post(request: web.Request) -> web.StreamResponse:
         return _redirect(request, back, {"k": "error", "m": "Your role may not do this step."})
     kept = {f: form[f].strip()[:120] for f in KEPT_FIELDS if form.get(f, "").strip()}
     if action in LOADS:  # a load is built on its own form, the scanned set on it
-        program = station_context(_node(request), principal, zone, code)["defaults"]["program"]
+        ref = _node(request).trace.fold.reference
+        program = set_programs(ref, ref.type_code(code) if ref else None)[LOADS[action]]
         machine = form.get("machine", "").strip()[:120]
         url = new_load_url(LOADS[action], code, machine, program, zone, station=station)
         return _redirect(request, url)
     if action == "reject" and not kept.get("reason"):
         return _redirect(request, back, {"k": "error", "m": "Say why the load is rejected."})
-    printing = request.app.get(PRINTING_KEY)
     printer = form.get("printer") or None
-    if (
-        action == "label"
-        and printer is not None
-        and (printing is None or printer not in printing.formats)
-    ):
+    if action == "label" and printer is not None and printer not in node_printers(request):
         return _redirect(request, back, {"k": "error", "m": "No such printer on this node."})
     if action in CONFIRMED:
         wrong = await async_confirm(request, principal, form.get("confirm", ""))
@@ -542,8 +545,8 @@ async def station_post(request: web.Request) -> web.StreamResponse:
         result = await async_perform(_node(request), principal, action, code, form, zone=zone)
     except (cm.EventError, NodeError) as err:
         return _redirect(request, back, {**refused_flash(err), "f": kept, "code": code})
-    if action == "label" and printer is not None and printing is not None:
-        printing.submit(result["label"], printer)
+    if action == "label" and printer is not None:
+        request.app[PRINTING_KEY].submit(result["label"], printer)
     return _redirect(request, back, {"k": "ok", "m": STEPS[action].done, **result})
 
 

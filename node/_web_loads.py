@@ -25,15 +25,15 @@ from ._web import (
     async_confirm,
     done_flash,
     has_pin,
+    node_printers,
     refused_flash,
     render,
     scanner_station,
 )
-from ._web_station import DEFAULT_PROGRAMS, station_url
+from ._web_station import DEFAULT_PROGRAMS, STATION_ZONES, station_url
 from ._web_support import anomalies_by_subject
 
 KINDS = ("wash", "steri")
-STATION_ZONES = ("sale", "propre", "sterile")
 MAX_SETS = 200
 _LABEL_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}\Z")
 _PENDING = {"open", "passed", "failed"}
@@ -183,7 +183,6 @@ async def load_page(request: web.Request) -> web.StreamResponse:
     labels: dict[str, list[cm.LabelInfo]] = {}
     for label in view.labels:
         labels.setdefault(label.set, []).append(label)
-    printing = request.app.get(PRINTING_KEY)
     response = render(
         request,
         "load.html",
@@ -192,7 +191,7 @@ async def load_page(request: web.Request) -> web.StreamResponse:
         details=details,
         names=names,
         labels=labels,
-        printers=sorted(printing.formats) if printing is not None else [],
+        printers=node_printers(request),
         flash=_flash(request),
         url=load_url(view.load),
         can_release=principal.can("release") and view.kind == "steri",
@@ -244,16 +243,15 @@ async def label_post(request: web.Request) -> web.StreamResponse:
     code = form.get("set", "")
     if code not in view.sets:
         return _redirect(request, back, {"k": "error", "m": "This set is not in this load."})
-    printing = request.app.get(PRINTING_KEY)
     printer = form.get("printer") or None
-    if printer is not None and (printing is None or printer not in printing.formats):
+    if printer is not None and printer not in node_printers(request):
         return _redirect(request, back, {"k": "error", "m": "No such printer on this node."})
     try:
         label = await _node(request).async_issue_label(code, view.load, principal, printer)
     except (cm.EventError, NodeError) as err:
         return _redirect(request, back, refused_flash(err, "The label was refused."))
-    if printer is not None and printing is not None:
-        printing.submit(label["label_id"], printer)
+    if printer is not None:
+        request.app[PRINTING_KEY].submit(label["label_id"], printer)
     return _redirect(request, back, {"k": "ok", "m": "Label issued.", "label": label["label_id"]})
 
 

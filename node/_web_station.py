@@ -12,6 +12,8 @@ from ._auth import Principal
 from ._node import Node
 from ._web_support import problem_item
 
+STATION_ZONES = ("sale", "propre", "sterile")
+"""The zones that have stations (the office has none)."""
 DEFAULT_PROGRAMS = {"wash": "INSTRU 93°C 3MIN NORMAL", "steri": "NORMAL 134°"}
 ZONE_OF_STATUS = {
     "unknown": "sale",
@@ -110,13 +112,11 @@ def station_context(node: Node, principal: Principal, zone: str, code: str) -> d
         "contents": [],
         "storage": None,
     }
-    programs = dict(DEFAULT_PROGRAMS)
+    programs = set_programs(ref, type_code)
     if ref is not None and type_code is not None:
         kind = ref.set_types.get(type_code, {})
         item["type_name"] = kind.get("name")
         item["packaging"] = kind.get("packaging")
-        programs["wash"] = kind.get("wash_program") or programs["wash"]
-        programs["steri"] = kind.get("steri_program") or programs["steri"]
         item["storage"] = ref.locations.get(code)
         doc = node.docs.get(cm.ref_doc_name(ref.export_id))
         if doc is not None:
@@ -174,26 +174,31 @@ _QUARANTINE: dict[str, tuple[str, tuple[str, ...]]] = {
 (the reception, in the dirty zone, starts it all over)."""
 
 
+def set_programs(ref: cm.Reference | None, type_code: str | None) -> dict[str, str]:
+    """The washer and sterilizer programs of a set type (the defaults where it has none)."""
+    kind = ref.set_types.get(type_code, {}) if ref is not None and type_code else {}
+    return {
+        machine: kind.get(f"{machine}_program") or default
+        for machine, default in DEFAULT_PROGRAMS.items()
+    }
+
+
+def _url(path: str, query: dict[str, str]) -> str:
+    return f"{path}?" + urlencode({k: v for k, v in query.items() if v})
+
+
 def new_load_url(
     kind: str, code: str, machine: str, program: str, zone: str, *, station: str = ""
 ) -> str:
     """The load form with a scanned set on it, coming back to the station once recorded
     (`station`: the node's scanner station the page follows, if any)."""
-    query = {
-        "kind": kind,
-        "sets": code,
-        "machine": machine,
-        "program": program,
-        "zone": zone,
-        "station": station,
-    }
-    return "/loads/new?" + urlencode({k: v for k, v in query.items() if v})
+    query = {"kind": kind, "sets": code, "machine": machine, "program": program, "zone": zone}
+    return _url("/loads/new", {**query, "station": station})
 
 
 def station_url(zone: str, code: str, station: str = "") -> str:
     """The station page of a zone showing a set (following a scanner station, if any)."""
-    query = {"zone": zone, "code": code, "station": station}
-    return "/station?" + urlencode({k: v for k, v in query.items() if v})
+    return _url("/station", {"zone": zone, "code": code, "station": station})
 
 
 def event_time(node: Node, event_id: str | None) -> str | None:
