@@ -37,6 +37,7 @@ import secrets
 import time
 from collections.abc import Callable
 from datetime import datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import crdt_model as cm
@@ -207,12 +208,8 @@ class CycleCapture:
         if task.cancelled() or task.exception() is None:
             return
         err = task.exception()
-        try:
-            self.unreadable.mkdir(parents=True, exist_ok=True)
-            name = f"{int(time.time() * 1000)}-{secrets.token_hex(4)}-not-recorded.txt"
-            path = self.unreadable / name  # one file a record, several failing at once too
-            with path.open("x", encoding="utf-8", newline="") as fh:
-                fh.write(record.raw)
+        try:  # one file a record, several failing at once too
+            path = self._keep_text(record.raw, f"{secrets.token_hex(4)}-not-recorded")
         except OSError as write_err:
             _LOGGER.critical(
                 "cycle %s of %s could not be recorded (%s) nor kept (%s); its text:\n%s",
@@ -316,6 +313,14 @@ class CycleCapture:
         ]
         return fitting[-1] if fitting else None
 
+    def _keep_text(self, raw: str, name: str) -> Path:
+        """A printout's text, exactly, in DATA/devices/unreadable/<ms>-<name>.txt."""
+        self.unreadable.mkdir(parents=True, exist_ok=True)
+        path = self.unreadable / f"{int(time.time() * 1000)}-{name}.txt"
+        with path.open("x", encoding="utf-8", newline="") as fh:
+            fh.write(raw)
+        return path
+
     async def _keep_unreadable(
         self,
         record: devices.CycleRecord,
@@ -324,11 +329,9 @@ class CycleCapture:
         key: str,
         title: str = "Enregistrement de cycle illisible",
     ) -> dict[str, Any]:
-        self.unreadable.mkdir(parents=True, exist_ok=True)
         # the file is named by the printout's digest: the note says it, and a restart reads it
         # back from the note (the same text delivered again is not kept twice)
-        path = self.unreadable / f"{int(time.time() * 1000)}-{key}.txt"
-        path.write_text(record.raw, encoding="utf-8")
+        path = self._keep_text(record.raw, key)
         _LOGGER.warning("unreadable cycle record of %s kept in %s", str(record.machine)[:40], path)
         text = (
             f"{title} ({str(record.machine)[:40]}), conservé dans {path}. "
