@@ -491,7 +491,8 @@ class MachineState:
             if found is None:
                 found = stack.popitem()[0] if stack else None
             else:
-                closed = stack.pop(found, _NOT_OPEN) is not _NOT_OPEN
+                closed = found in stack
+                stack.pop(found, None)
             self.attr[rec.id] = found
             if found is not None and closed:
                 self.cycled.setdefault(found, set()).add(rec.id)
@@ -505,13 +506,11 @@ class MachineState:
         """Take back a cycle's attribution (its machine replays from before it)."""
         load = self.attr.pop(cycle)
         closed = self.cycled.get(load) if load is not None else None
-        if load is not None and closed is not None:
-            closed.discard(cycle)
-            if not closed:
-                del self.cycled[load]
-
-
-_NOT_OPEN = object()
+        if load is None or closed is None:
+            return
+        closed.discard(cycle)
+        if not closed:
+            del self.cycled[load]
 
 
 def load_view(load: LoadState, *, labels: bool = True) -> LoadView:

@@ -88,7 +88,9 @@ class Ledger:
         known = self.peer_svs or {}
         holding = set(replica.doc_names())
         self.peer_svs = {
-            name: merge_vectors(known.get(name, {}), parse_state_vector(docs.get(name, b"\x00")))
+            name: merge_vectors(
+                known.get(name, {}), parse_state_vector(docs.get(name, EMPTY_STATE))
+            )
             # what acks taught of a document the manifest was made before it had (a node
             # that just joined learns every document so)
             for name in docs.keys() | (known.keys() & holding)
