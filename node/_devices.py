@@ -64,13 +64,19 @@ load's than the latest loaded (a clock a few minutes off changes nothing)."""
 _DAY_MS = 86_400_000
 FOLDER_WAIT_S = 60.0
 """A drop folder's record must be stored within this, or its file is kept for the next poll."""
-SILENCE_MINUTES = 90
-"""Minutes without a byte from a tap that end its open record, truncated (a cable pulled)."""
-SETTLE_S = 120
-"""Default seconds a dropped file must stay unchanged: loggers write rows during the cycle."""
 _KEPT_NAME = re.compile(r"unreadable/\d+-([0-9a-f]{64})\.txt")
 """The name of a printout kept raw, as its note says it: its digest."""
 STRAY = "ni début ni numéro de cycle : ce texte n'est le cycle d'aucune charge"
+
+
+def _positive(entry: dict[str, Any], key: str, unit: str, *, zero: bool = False) -> float:
+    """A number setting of a capture entry; DeviceConfigError for anything else."""
+    value = entry[key]
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+        raise DeviceConfigError(f"{key} is a number of {unit}")
+    if value == 0 and not zero:
+        raise DeviceConfigError(f"{key} is a number of {unit}, above 0")
+    return float(value)
 
 
 class DeviceConfigError(ValueError):
@@ -117,18 +123,16 @@ class CycleCapture:
         for entry in self._config.get("cycle_tap", []):
             if not isinstance(entry, dict) or not entry.get("port") or not entry.get("machine"):
                 raise DeviceConfigError("a [[cycle_tap]] needs port and machine")
-            silence = entry.get("silence_minutes", SILENCE_MINUTES)
-            if isinstance(silence, bool) or not isinstance(silence, int | float) or silence <= 0:
-                raise DeviceConfigError("cycle_tap silence_minutes is a number of minutes")
             tap = devices.SerialCycleCapture(
                 str(entry["port"]),
                 machine=str(entry["machine"]),
-                silence=float(silence) * 60,
                 on_record=self._from_thread,
                 fmt=str(entry.get("format", "dac")),
                 baudrate=int(entry.get("baud", 9600)),
                 tz=tz,
             )
+            if "silence_minutes" in entry:  # else the capture's own default
+                tap.silence = _positive(entry, "silence_minutes", "minutes") * 60
             tap.start()
             self._taps.append(tap)
         for entry in self._config.get("cycle_folder", []):
@@ -139,9 +143,6 @@ class CycleCapture:
                 if entry.get("kind", "washer") == "washer"
                 else devices.CycleKind.STERILIZER
             )
-            settle = entry.get("settle", SETTLE_S)
-            if isinstance(settle, bool) or not isinstance(settle, int | float) or settle < 0:
-                raise DeviceConfigError("cycle_folder settle is a number of seconds")
             watcher = devices.DropFolderWatcher(
                 str(entry["path"]),
                 machine=entry.get("machine"),
@@ -149,8 +150,9 @@ class CycleCapture:
                 fmt=entry.get("format"),
                 tz=tz,
                 kind=kind,
-                settle=float(settle),
             )
+            if "settle" in entry:  # else the watcher's own default
+                watcher.settle = _positive(entry, "settle", "seconds", zero=True)
             watcher.start()
             self._folders.append(watcher)
 
