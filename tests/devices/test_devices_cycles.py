@@ -355,6 +355,17 @@ def _failed_head_and_next_tail() -> tuple[bytes, bytes]:
     return b"\r\n".join(failed[:15]) + b"\r\n", b"\r\n".join(passed[12:])
 
 
+def _cut_and_stray(cut: CycleRecord, rest: CycleRecord, why: str) -> None:
+    """The failed cycle ended there, truncated (saying `why`); the next cycle's lines are
+    stray text of no cycle."""
+    assert cut.cycle_no == "01234"
+    assert CycleFlag.TRUNCATED in cut.flags
+    assert cut.verdict == "fail"
+    assert any(why in p for p in cut.problems)
+    assert rest.cycle_no is None
+    assert CycleFlag.UNFRAMED in rest.flags
+
+
 def test_unplug_during_a_failed_cycle_never_lets_the_next_cycle_complete_it(
     tmp_path: Path,
 ) -> None:
@@ -379,12 +390,7 @@ def test_unplug_during_a_failed_cycle_never_lets_the_next_cycle_complete_it(
     finally:
         port.close()
     assert cut.raw == head.decode()
-    assert cut.cycle_no == "01234"
-    assert CycleFlag.TRUNCATED in cut.flags
-    assert cut.verdict == "fail"
-    assert any("disconnected" in p for p in cut.problems)
-    assert rest.cycle_no is None
-    assert CycleFlag.UNFRAMED in rest.flags
+    _cut_and_stray(cut, rest, "disconnected")
     assert rest.verdict == "fail"
     assert records.empty()
 
@@ -409,12 +415,7 @@ def test_a_cable_pulled_at_the_machine_ends_the_open_record_after_the_silence(
             rest = records.get(timeout=5)
     finally:
         port.close()
-    assert cut.cycle_no == "01234"
-    assert CycleFlag.TRUNCATED in cut.flags
-    assert cut.verdict == "fail"
-    assert any("nothing came" in p for p in cut.problems)
-    assert rest.cycle_no is None
-    assert CycleFlag.UNFRAMED in rest.flags
+    _cut_and_stray(cut, rest, "nothing came")
     assert records.empty()
 
 

@@ -30,6 +30,13 @@ def invoke(*args: str, input: str | None = None) -> tuple[int, str, str]:
     return result.exit_code, result.stdout, result.stderr
 
 
+def _invite(node_dir: Path) -> str:
+    """`sterimesh invite` on a node: its one-time join token."""
+    code, out, err = invoke("invite", "--data", str(node_dir))
+    assert code == 0, err
+    return out.strip()
+
+
 def _join(folder: Path, name: str, token: str, peer: str) -> tuple[int, str]:
     """`sterimesh join` of a new PC into `folder`: (exit code, stderr)."""
     code, _, err = invoke(
@@ -308,9 +315,7 @@ def test_new_cluster_has_its_own_ca_and_node_certificate(node_dir: Path) -> None
 @pytest.mark.slow
 def test_invite_join_list_and_revoke(running_node: tuple[Path, str, str], tmp_path: Path) -> None:
     node_dir, _, sync = running_node
-    code, out, err = invoke("invite", "--data", str(node_dir))
-    assert code == 0, err
-    token = out.strip()
+    token = _invite(node_dir)
     assert token.startswith("smj_")
     joined = tmp_path / "b"
     code, out, err = invoke(
@@ -368,13 +373,13 @@ def test_join_refuses_a_peer_of_another_ca(
     from node._pki import Invite
 
     node_dir, _, sync = running_node
-    _, out, _ = invoke("invite", "--data", str(node_dir))
-    forged = replace(Invite.decode(out.strip()), ca_fingerprint="00" * 32).encode()
+    token = _invite(node_dir)
+    forged = replace(Invite.decode(token), ca_fingerprint="00" * 32).encode()
     code, err = _join(tmp_path / "b", "X", forged, sync)
     assert code == 1
     assert "not the one of the token" in err
     # the secret was never sent: the genuine token still works
-    code, err = _join(tmp_path / "c", "Y", out.strip(), sync)
+    code, err = _join(tmp_path / "c", "Y", token, sync)
     assert code == 0, err
 
 
@@ -385,8 +390,7 @@ def test_a_folder_that_holds_an_old_nodes_keys_is_refused_before_the_token_is_us
     """The store of a damaged PC deleted, its pki/ left: refused before the inviter admits
     anyone (the token used up, a member made that exists nowhere); the token still works."""
     node_dir, _, sync = running_node
-    _, out, _ = invoke("invite", "--data", str(node_dir))
-    token = out.strip()
+    token = _invite(node_dir)
     old = tmp_path / "c"
     (old / "pki").mkdir(parents=True)
     (old / "pki" / "node.key").write_text("old key")
@@ -407,13 +411,13 @@ def test_a_join_that_fails_here_after_admission_says_what_to_revoke(
     from node._pki import NodePki
 
     node_dir, _, sync = running_node
-    _, out, _ = invoke("invite", "--data", str(node_dir))
+    token = _invite(node_dir)
 
     def disk_full(*_args: object) -> None:
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(NodePki, "write", disk_full)
-    code, err = _join(tmp_path / "e", "E", out.strip(), sync)
+    code, err = _join(tmp_path / "e", "E", token, sync)
     assert code == 1
     assert "Node B was admitted" in err
     assert "sterimesh revoke B" in err
@@ -428,10 +432,10 @@ def test_a_joining_pc_whose_clock_is_hours_ahead_still_joins(
     import node._cluster as cluster_module
 
     node_dir, _, sync = running_node
-    _, out, _ = invoke("invite", "--data", str(node_dir))
+    token = _invite(node_dir)
     ahead = time.time() + 3 * 3600
     monkeypatch.setattr(cluster_module.time, "time", lambda: ahead)
-    code, err = _join(tmp_path / "f", "F", out.strip(), sync)
+    code, err = _join(tmp_path / "f", "F", token, sync)
     assert code == 0, err
 
 
@@ -440,13 +444,13 @@ def test_a_join_to_the_wrong_address_says_so_plainly(
     running_node: tuple[Path, str, str], tmp_path: Path
 ) -> None:
     node_dir, web, _ = running_node
-    _, out, _ = invoke("invite", "--data", str(node_dir))
+    token = _invite(node_dir)
     web_address = web.removeprefix("http://")
     for peer, said in (
         (web_address, "not its web address"),
         (f"127.0.0.1:{_free_port()}", "is the node running"),
     ):
-        code, err = _join(tmp_path / "g", "G", out.strip(), peer)
+        code, err = _join(tmp_path / "g", "G", token, peer)
         assert code == 1
         assert said in err
         assert "object at 0x" not in err
