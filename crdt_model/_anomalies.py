@@ -244,6 +244,7 @@ _USUAL_BEFORE: dict[str, frozenset[str]] = {
     "set.inspected": frozenset({"unknown", "washed", "packed", "quarantined"}),
     "steri.loaded": frozenset({"unknown", "packed", "sterile", "quarantined"}),
     "set.dispatched": frozenset({"sterile", "dispatched"}),
+    "set.stocked": frozenset({"unknown"}),
 }
 
 
@@ -286,6 +287,7 @@ class SetState:
         "since",
         "since_day",
         "status",
+        "stock",
     )
 
     def __init__(self, code: str) -> None:
@@ -309,6 +311,9 @@ class SetState:
         self.packer: str | None = None
         self.location: str | None = None
         self.reason: str | None = None
+        self.stock: Record | None = None
+        """Its set.stocked record while it is stock sterilized before the outage (the
+        platform's label vouches for it, as a released load and our label would)."""
 
     def move(self, status: str, rec: Record, reason: str | None = None) -> None:
         """A new status, set by `rec`."""
@@ -400,7 +405,7 @@ def load_problem(
 ) -> tuple[str | None, list[str | None]]:
     """Why the set's load `load` is not released and safe as of `at` (None when it is)."""
     if load is None:
-        return "no_load", []
+        return (None, []) if st.stock is not None else ("no_load", [])
     if load != st.load:
         return "not_in_load", []
     if st.kind != "steri":
@@ -444,9 +449,19 @@ def _loaded(fold: Fold, st: SetState, rec: Record) -> None:
     st.load, st.kind, st.loaded, st.phase = load, kind, rec.id, True
 
 
+def _stocked(fold: Fold, st: SetState, rec: Record) -> None:
+    again = st.stock is not None and st.status in ("sterile", "dispatched")
+    if not again and out_of_order(rec.type, st.status, st.reason):
+        st.flag(OUT_OF_ORDER, [st.since], rec, step=rec.type, status=st.status)
+    st.clear("sterile", rec)
+    st.stock = rec
+    st.location = rec.get("location")
+
+
 def _inspected(fold: Fold, st: SetState, rec: Record) -> None:
     if out_of_order(rec.type, st.status, st.reason):
         st.flag(OUT_OF_ORDER, [st.since], rec, step=rec.type, status=st.status)
+    st.stock = None  # opened: its old label vouches no more
     if rec.result == "ok":
         st.move("packed", rec)
     else:
@@ -477,7 +492,7 @@ def _dispatched(fold: Fold, st: SetState, rec: Record) -> None:
 
 
 def _used(fold: Fold, st: SetState, rec: Record) -> None:
-    label = st.label
+    label = st.label or st.stock
     why, related = load_problem(fold, st, st.load, rec.id)
     if why is None and label is None:
         why = "no_label"
@@ -497,6 +512,7 @@ def _used(fold: Fold, st: SetState, rec: Record) -> None:
 
 _SET_STEPS: dict[str, Callable[[Fold, SetState, Record], None]] = {
     "set.received": _received,
+    "set.stocked": _stocked,
     "wash.loaded": _loaded,
     "steri.loaded": _loaded,
     "set.inspected": _inspected,

@@ -422,6 +422,11 @@ EVENT_TYPES: dict[str, EventType] = {
             {"set": _SET, "load": code(64), "lot": code(64), "expires_on": iso_date},
             {"label_id": code(64), "printer": text(128), "reprint": boolean},
         ),
+        EventType(
+            "set.stocked",
+            {"set": _SET, "lot": code(64), "expires_on": iso_date},
+            {"sterilized_on": iso_date, "location": text(64)},
+        ),
         EventType("set.dispatched", {"set": _SET, "to": text()}, {}),
         EventType(
             "set.used",

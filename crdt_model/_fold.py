@@ -65,6 +65,7 @@ RESOLVED = "anomaly.resolved"
 STERI_TEST = "steri.test"
 RELEASED = "load.released"
 LABEL = "label.printed"
+STOCKED = "set.stocked"
 
 
 class Fold:
@@ -94,6 +95,7 @@ class Fold:
         self._bd: dict[tuple[str, str], list[Anomaly]] = {}
         self._endos: dict[str, EndoState] = {}
         self._patients: dict[str, list[Record]] = {}
+        self._stock_lots: dict[str, list[Record]] = {}
         self._resolutions: dict[str, list[Record]] = {}
         self._skew: dict[str, Anomaly] = {}
         self._dirty_sets: dict[str, str] = {}
@@ -204,6 +206,8 @@ class Fold:
             patient = rec.get("patient")
             if patient is not None:
                 _insort(self._patients.setdefault(patient, []), rec)
+        elif kind == STOCKED:
+            _insort(self._stock_lots.setdefault(str(rec.get("lot")), []), rec)
 
     def _check_skew(self, at: str, hlc: str, rec: Record) -> None:
         """Raise clock_skew when the wall clock `at` is far from the HLC's physical time."""
@@ -536,6 +540,10 @@ class Fold:
     def patient_uses(self, patient: str) -> list[Record]:
         """The effective set.used and endo.used records of a patient."""
         return [r for r in self._patients.get(patient, ()) if r.id not in self._voided]
+
+    def stocked(self, lot: str) -> list[Record]:
+        """The effective set.stocked records of a platform lot (stock from before the outage)."""
+        return [r for r in self._stock_lots.get(lot, ()) if r.id not in self._voided]
 
     def record(self, event_id: str) -> Record | None:
         """The slim record kept of an event."""

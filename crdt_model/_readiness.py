@@ -51,6 +51,10 @@ PROBLEMS: dict[str, str] = {
     "label_id_taken": "label id {label} is taken, or in another node's numbering",
     "set_expired": "set {set} expired on {expires_on}",
     "set_not_sterile": "set {set} is not sterile (status: {status})",
+    "set_no_record": (
+        "set {set} is not sterile (status: unknown): nothing recorded of it since the outage;"
+        " if its label from before the outage is intact and valid, record it (set.stocked)"
+    ),
     "unknown_anomaly": "no anomaly {anomaly}",
     "unknown_event": "no event {event} to void",
     "anomaly_already_resolved": (
@@ -172,7 +176,11 @@ def expiry(sterilized_on: str | None, days: int | None) -> str | None:
 
 
 def sterilized_on(fold: Fold, st: SetState) -> str | None:
-    """The date of the passed sterilization cycle of the set's current load."""
+    """The date of the passed sterilization cycle of the set's current load (of stock
+    sterilized before the outage: the date its label shows, if it shows one)."""
+    if st.stock is not None:
+        shown = st.stock.get("sterilized_on")
+        return shown if isinstance(shown, str) else None
     load = fold.load_state(st.load) if st.kind == "steri" else None
     if load is None:
         return None
@@ -182,6 +190,8 @@ def sterilized_on(fold: Fold, st: SetState) -> str | None:
 
 def set_expiry(fold: Fold, st: SetState, sterilized: str | None = None) -> str | None:
     """A sterilized set's expiry: its label's date, else computed from the reference."""
+    if st.stock is not None:
+        return str(st.stock.get("expires_on"))
     sterilized = sterilized or sterilized_on(fold, st)
     if sterilized is None:
         return None
@@ -233,8 +243,9 @@ def set_view(fold: Fold, code: str, today: str | None, *, events: bool = True) -
         machine=machine,
         reason=reason if status == "quarantined" else None,
         location=location,
-        labelled=st.label is not None,
+        labelled=st.label is not None or st.stock is not None,
         label=None if st.label is None else LabelInfo.of(st.label),
+        stock=None if st.stock is None else LabelInfo.of(st.stock),
         sterilized_on=sterilized,
         expires_on=expires_on,
         expired=expired,
@@ -329,6 +340,8 @@ def check_use(fold: Fold, set_code: str, today: str) -> Problem | None:
     view = set_view(fold, set_code, today)
     if view.expired:
         return Problem("set_expired", set=set_code, expires_on=view.expires_on)
+    if view.status == "unknown" and fold.set_state(set_code) is None:
+        return Problem("set_no_record", set=set_code)
     if view.status not in AVAILABLE:
         return Problem("set_not_sterile", set=set_code, status=view.status)
     why = _unsafe(fold, set_code)
@@ -368,7 +381,7 @@ def warnings_for(fold: Fold, submission: Mapping[str, Any], today: str) -> list[
             and fold.machine_tests(machine, today).bowie_dick != "pass"
         ):
             out.append(Problem("no_bowie_dick", machine=machine, day=today))
-    elif kind in ("set.received", "set.inspected", "set.used", "set.dispatched"):
+    elif kind in ("set.received", "set.stocked", "set.inspected", "set.used", "set.dispatched"):
         code = str(submission.get("set"))
         st = fold.set_state(code)
         if st is None:

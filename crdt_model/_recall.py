@@ -12,19 +12,77 @@ if TYPE_CHECKING:
 
 _FOLLOWED = frozenset({"label.printed", "set.dispatched", "set.used"})
 _REPROCESSING = frozenset({"set.received", "wash.loaded"})
+PLATFORM = "platform"
+"""The kind and status of a platform lot: stock sterilized before the outage (set.stocked)."""
+_STERILE = frozenset({"steri", PLATFORM})
 
 
 def recall_lot(fold: Fold, load: str) -> dict[str, Any]:
-    """Every set of a load, where each went after it and the patients it was used on."""
+    """Every set of a load, where each went after it and the patients it was used on.
+
+    A number no load of the cluster has may be a lot of the platform's (stock sterilized
+    before the outage, recorded by set.stocked): its sets are followed from there on, and
+    `load` describes the lot (kind and status `platform`).
+    """
     view = fold.load(load)
     if view is None or view.loaded is None:
-        raise FoldError(f"unknown load {load}")
+        return _recall_platform_lot(fold, load)
     sets = [_after_load(fold, code, load) for code in view.sets]
     return {
         "load": view.as_dict(),
         "sets": sets,
         "patients": sorted({use["patient"] for entry in sets for use in entry["uses"]}),
     }
+
+
+def _recall_platform_lot(fold: Fold, lot: str) -> dict[str, Any]:
+    stocked = fold.stocked(lot)
+    if not stocked:
+        raise FoldError(f"unknown load {lot}")
+    codes = list(dict.fromkeys(rec.key or "" for rec in stocked))
+    sets = [_after_stock(fold, code, lot) for code in codes]
+    return {
+        "load": {**_platform_entry(lot), "sets": codes},
+        "sets": sets,
+        "patients": sorted({use["patient"] for entry in sets for use in entry["uses"]}),
+    }
+
+
+def _platform_entry(lot: str) -> dict[str, Any]:
+    """A platform lot where a load would be (kind and status `platform`)."""
+    return {
+        "load": lot,
+        "kind": PLATFORM,
+        "machine": None,
+        "status": PLATFORM,
+        "safe": True,
+        "labels": [],
+        "dispatches": [],
+        "uses": [],
+    }
+
+
+def _after_stock(fold: Fold, set_code: str, lot: str) -> dict[str, Any]:
+    """What happened to a set taken as stock of platform lot `lot`, until it left the stock
+    (reprocessed, or taken as stock of another lot)."""
+    entry: dict[str, Any] = {
+        "set": set_code,
+        "status": fold.set_status(set_code).status,
+        "labels": [],
+        "dispatches": [],
+        "uses": [],
+    }
+    inside = False
+    for rec in _records(fold, set_code):
+        if rec.type == "set.stocked":
+            if inside and rec.get("lot") != lot:
+                break
+            inside = inside or rec.get("lot") == lot
+        elif inside and rec.type in LOADED:
+            break  # reprocessed: what follows comes from a load of ours
+        elif inside:
+            _note(entry, rec, None)
+    return entry
 
 
 def recall_set(fold: Fold, set_code: str) -> dict[str, Any]:
@@ -35,17 +93,22 @@ def recall_set(fold: Fold, set_code: str) -> dict[str, Any]:
     from the one that received the set, still came from that load); before any sterilizer
     load, to its last washer load; before any load, to an entry without a load.
     """
-    loads: dict[str | None, dict[str, Any]] = {}
+    loads: dict[tuple[str, str] | None, dict[str, Any]] = {}
     steri: dict[str, Any] | None = None
     other: dict[str, Any] | None = None
     for rec in _records(fold, set_code):
         if rec.type in LOADED:
             no = rec.load or ""
-            entry = loads.get(no) or loads.setdefault(no, _load_entry(fold, no))
+            entry = loads.get(("load", no)) or loads.setdefault(("load", no), _load_entry(fold, no))
             if rec.type == "steri.loaded":
                 steri = entry
             else:
                 other = entry
+        elif rec.type == "set.stocked":  # stock sterilized before the outage: its lot is its load
+            lot = str(rec.get("lot"))
+            steri = loads.get((PLATFORM, lot)) or loads.setdefault(
+                (PLATFORM, lot), _platform_entry(lot)
+            )
         elif rec.type in _FOLLOWED:
             target = steri or other
             if target is None:
@@ -231,8 +294,10 @@ def _load_at(fold: Fold, set_code: str, at: str) -> dict[str, Any]:
     for rec in _records(fold, set_code):
         if rec.id >= at:
             break
-        if rec.type == "steri.loaded" or (rec.type in LOADED and kind != "steri"):
+        if rec.type == "steri.loaded" or (rec.type in LOADED and kind not in _STERILE):
             load, kind, since = rec.load, KIND_OF[rec.type], False
+        elif rec.type == "set.stocked":
+            load, kind, since = str(rec.get("lot")), PLATFORM, False
         elif rec.type in _REPROCESSING:
             since = load is not None
     if load is None:
@@ -243,6 +308,15 @@ def _load_at(fold: Fold, set_code: str, at: str) -> dict[str, Any]:
             "load_status": None,
             "safe": False,
             "reprocessed_since": False,
+        }
+    if kind == PLATFORM:
+        return {
+            "load": load,
+            "kind": kind,
+            "machine": None,
+            "load_status": PLATFORM,
+            "safe": not since,
+            "reprocessed_since": since,
         }
     view = fold.load(load)
     return {

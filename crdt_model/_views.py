@@ -17,7 +17,7 @@ LOADED = frozenset({WASH_LOADED, STERI_LOADED})
 CYCLES = frozenset({WASH_CYCLE, STERI_CYCLE})
 KIND_OF = {WASH_LOADED: "wash", STERI_LOADED: "steri", WASH_CYCLE: "wash", STERI_CYCLE: "steri"}
 SET_EVENTS = frozenset(
-    {"set.received", "set.inspected", "set.dispatched", "set.used", "label.printed"}
+    {"set.received", "set.stocked", "set.inspected", "set.dispatched", "set.used", "label.printed"}
 )
 ENDO_EVENTS = frozenset(
     {"endo.leak_test", "endo.cleaned", "endo.aer_cycle", "endo.stored", "endo.used"}
@@ -58,6 +58,7 @@ _EXTRA: dict[str, tuple[str, ...]] = {
     "load.released": ("user", "reason"),
     "label.printed": ("lot", "expires_on", "label_id", "reprint", "printer"),
     "set.inspected": ("packaging", "packer"),
+    "set.stocked": ("lot", "expires_on", "sterilized_on", "location"),
     "set.dispatched": ("to",),
     "set.used": ("patient", "room", "procedure", "planning_ref"),
     "endo.aer_cycle": ("cycle_no",),
@@ -205,7 +206,7 @@ class LabelInfo(_View):
 
     @classmethod
     def of(cls, rec: Record) -> LabelInfo:
-        """From a label.printed record."""
+        """From a label.printed record (or set.stocked: the platform's label, of no load)."""
         return cls(
             rec.id,
             rec.key or "",
@@ -234,6 +235,9 @@ class SetView(_View):
     location: str | None
     labelled: bool
     label: LabelInfo | None
+    stock: LabelInfo | None
+    """The platform's label of stock sterilized before the outage (set.stocked), while it
+    vouches for the set."""
     sterilized_on: str | None
     expires_on: str | None
     expired: bool | None

@@ -65,6 +65,11 @@ STEPS: dict[str, Step] = {
     ),
     "label": Step("Print the label", "Label issued.", ("printer",)),
     "dispatch": Step("Dispatch the set", "Set dispatched.", ("to",)),
+    "stock": Step(
+        "Sterile stock from before the outage",
+        "Set recorded as sterile stock.",
+        ("lot", "expires_on"),
+    ),
 }
 
 CONFIRMED = frozenset({"release", "reject"})
@@ -75,7 +80,7 @@ LOADS = {"wash_load": "wash", "steri_load": "steri"}
 one after the other and recorded once (a load a set would leave the machine's cycle to one
 of them)."""
 
-KEPT_FIELDS = ("cycle_no", "packaging", "to", "reason")
+KEPT_FIELDS = ("cycle_no", "packaging", "to", "reason", "lot", "expires_on")
 """What a refused step gives back to its form (never the PIN)."""
 
 _NEXT: dict[tuple[str, str], tuple[str, ...]] = {
@@ -90,6 +95,7 @@ _NEXT: dict[tuple[str, str], tuple[str, ...]] = {
     ("sterile", "packed"): ("steri_load",),
     ("sterile", "in_sterilizer"): ("steri_pass", "steri_fail"),
     ("sterile", "sterilized"): ("release", "reject"),
+    ("sterile", "unknown"): ("stock",),  # no record since the outage: its platform label
 }
 
 
@@ -159,6 +165,8 @@ def station_context(node: Node, principal: Principal, zone: str, code: str) -> d
             "packaging": item.get("packaging") or "",
             "to": view.location or item["storage"] or "",
             "reason": "",
+            "lot": "",
+            "expires_on": "",
         },
     }
 
@@ -246,6 +254,17 @@ async def async_perform(
         printer = _field(form, "printer") or None
         label = await node.async_issue_label(code, view.load or "", principal, printer)
         return {"label": label["label_id"], "printer": printer}
+    elif action == "stock":
+        body = {
+            "type": "set.stocked",
+            "set": code,
+            "lot": _field(form, "lot"),
+            "expires_on": _field(form, "expires_on"),
+        }
+        ref = fold.reference
+        location = None if ref is None else ref.locations.get(code)
+        if location:
+            body["location"] = str(location)[:64]
     else:  # dispatch
         body = {"type": "set.dispatched", "set": code, "to": _field(form, "to") or "?"}
     body["zone"] = zone  # the station's zone, which may differ from the node's

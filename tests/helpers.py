@@ -69,6 +69,7 @@ SUBMISSIONS: dict[str, dict[str, Any]] = {
         "lot": "A-261128-001",
         "expires_on": "2027-05-27",
     },
+    "set.stocked": {"set": "JDIGGRBA#112", "lot": "L260914-0042", "expires_on": "2027-03-13"},
     "set.dispatched": {"set": "JDIGGRBA#111", "to": "Bloc J"},
     "set.used": {"set": "JDIGGRBA#111", "patient": "000501492", "room": "J Salle 3"},
     "endo.leak_test": {"endoscope": "GIF-H190-2101234", "result": "pass"},

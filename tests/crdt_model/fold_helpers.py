@@ -138,6 +138,12 @@ def random_history(rng: random.Random, n_sets: int = 6, rounds: int = 3) -> list
     s = Stamper(step_ms=rng.choice((1_000, 30_000, 60_000)))
     sets = [f"JDIGGRBA#{100 + n}" for n in range(n_sets)]
     nodes = ("A", "B", "C")
+    for code in sets:  # stock sterilized before the outage, some of it used
+        if rng.random() < 0.3:
+            expires_on = rng.choice(("2027-03-13", "2026-11-27"))
+            s.make("set.stocked", rng.choice(nodes), set=code, lot="L1", expires_on=expires_on)
+            if rng.random() < 0.5:
+                s.make("set.used", rng.choice(nodes), set=code, patient=f"P{rng.randint(1, 9)}")
     for _ in range(rounds):
         if rng.random() < 0.8:
             bowie_dick(s, rng.choice(nodes), result=rng.choice(("pass", "pass", "fail")))

@@ -183,9 +183,10 @@ def test_check_use() -> None:
     assert check_use(fold, "JDIGGRBA#111", DAY) is None
     assert check_use(fold, "JDIGELAP01", DAY) is None
     assert check_use(fold, "JDIGGRBA#113", DAY) == "set JDIGGRBA#113 expired on 2026-11-29"
-    assert (
-        check_use(fold, "JDIGGRBA#999", DAY) == "set JDIGGRBA#999 is not sterile (status: unknown)"
-    )
+    refused = check_use(fold, "JDIGGRBA#999", DAY)
+    assert refused is not None
+    assert refused.code == "set_no_record"
+    assert refused.startswith("set JDIGGRBA#999 is not sterile (status: unknown)")
     fold.add(Stamper(start_ms=1_796_000_000_000).make("set.received", set="JDIGGRBA#111"))
     assert check_use(fold, "JDIGGRBA#111", DAY) == "set JDIGGRBA#111 is not sterile (status: dirty)"
 

@@ -666,6 +666,34 @@ async def test_using_a_set_that_is_not_sterile_or_is_expired_is_refused(trace: T
     assert (await t.get(f"/api/recall?set={q(code)}"))["patients"] == []
 
 
+async def test_stock_from_before_the_outage_is_used_once_its_label_is_recorded(
+    trace: Trace,
+) -> None:
+    t = trace
+    code, other = t.instance(t.kind()), t.instance(t.kind(), 1)
+    status, body = await t.post_event(type="set.used", set=code, patient="000501492")
+    assert_error_shape(status, body, 422)
+    assert "since the outage" in body["error"]
+    assert "set.stocked" in body["error"]
+    lot, expires = "L260914-0042", (date.fromisoformat(TODAY) + timedelta(days=90)).isoformat()
+    await t.record("set.stocked", set=code, lot=lot, expires_on=expires)
+    await t.record("set.stocked", set=other, lot=lot, expires_on=TODAY)
+    view = await t.get(f"/api/sets/{q(code)}")
+    assert (view["status"], view["expires_on"], view["stock"]["lot"]) == ("sterile", expires, lot)
+    await t.record("set.dispatched", set=code, to="Bloc J")
+    await t.record("set.used", set=code, patient="000501492", room="J Salle 3")
+    t.clock.now += 86_400_000  # the next day, the other set's label has expired
+    before = t.count
+    status, body = await t.post_event(type="set.used", set=other, patient="000501493")
+    assert_error_shape(status, body, 422)
+    assert f"expired on {TODAY}" in body["error"]
+    assert t.count == before
+    found = await t.get(f"/api/recall?lot={q(lot)}")
+    assert (found["load"]["kind"], found["load"]["sets"]) == ("platform", [code, other])
+    assert found["patients"] == ["000501492"]
+    assert (await t.get("/api/anomalies"))["anomalies"] == []
+
+
 async def test_a_label_sent_as_an_event_cannot_choose_its_lot_or_expiry(trace: Trace) -> None:
     t = trace
     code = t.instance(t.kind())

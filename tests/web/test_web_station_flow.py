@@ -205,3 +205,37 @@ async def test_a_pc_that_can_no_longer_record_says_so_not_that_the_step_was_refu
     assert "a été refusée" not in text  # not a rule's refusal
     assert "Errno" not in text  # what IT reads in the log, not the operator
     assert status_of(node, SETS[0]) == "unknown"
+
+
+async def test_stock_from_before_the_outage_is_recorded_from_its_label_at_the_sterile_zone(
+    client: TestClient, node: Node
+) -> None:
+    """A set nothing was recorded of since the outage: at the sterile zone, its platform
+    label's lot and expiry make it sterile stock, which goes on to be dispatched."""
+    await login_in(client, "op")
+    code = SETS[0]
+    page = await _page(client, "sale", code)
+    assert 'id="do-receive"' in page
+    assert 'id="do-stock"' not in page
+    page = await _page(client, "sterile", code)
+    assert 'id="do-stock"' in page
+    assert re.search(r'<input name="expires_on" value="" type="date" required', page)
+    refused = await _post(client, "sterile", code, "stock", lot="L260914-0042", expires_on="13/03")
+    assert 'id="flash"' in refused
+    assert "flash error" in refused
+    assert re.search(r'<input name="lot" value="L260914-0042"', refused)  # kept for a retry
+    assert status_of(node, code) == "unknown"
+    done = await _post(
+        client, "sterile", code, "stock", lot="L260914-0042", expires_on="2027-03-13"
+    )
+    assert "Boîte enregistrée en stock stérile." in done
+    assert status_of(node, code) == "sterile"
+    assert "lot L260914-0042 (étiquette de la plateforme)" in done
+    assert 'id="do-dispatch"' in done
+    assert 'id="do-label"' not in done
+    (event,) = [e for e in node.iter_events() if e["type"] == "set.stocked"]
+    assert (event["lot"], event["expires_on"], event["zone"]) == (
+        "L260914-0042",
+        "2027-03-13",
+        "sterile",
+    )
