@@ -21,7 +21,7 @@ from ._backup import (
     write_backup,
     write_file,
 )
-from ._layout import CONTROL_URL, DataDir, DataDirError, control_session
+from ._layout import CONTROL_URL, DataDir, DataDirError, control_session, not_answering
 from ._node import Node, NodeError
 from ._store import StoreError
 
@@ -62,7 +62,7 @@ async def _served_backup(data: DataDir) -> bytes:
                         click.echo(f"  received {got // 1024:,}/{total // 1024:,} KiB", err=True)
                 return b"".join(chunks)
         except aiohttp.ClientError as err:
-            raise BackupError(f"the node serving {data.root} does not answer: {err}") from None
+            raise BackupError(not_answering(data, err)) from None
 
 
 async def _refusal(resp: aiohttp.ClientResponse) -> str:

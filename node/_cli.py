@@ -32,6 +32,7 @@ from ._layout import (
     DataDir,
     DataDirError,
     control_session,
+    not_answering,
 )
 from ._node import VERSION, Node, NodeError, init_node
 from ._pki import PkiError
@@ -85,7 +86,7 @@ async def _control(
             async with session.request(method, CONTROL_URL + path, **kwargs) as resp:
                 answer = await resp.json(content_type=None)
         except aiohttp.ClientError as err:
-            raise _fail(f"the node serving {data.root} does not answer: {err}") from None
+            raise _fail(not_answering(data, err)) from None
     if isinstance(answer, dict) and answer.get("ok") is False:
         raise _fail(str(answer.get("error")))
     return answer
@@ -463,7 +464,13 @@ def invite(data_dir: Path) -> None:
 @data_option
 @click.option("--name", required=True, help="A name people recognise, e.g. 'Poste stérile'.")
 @click.option("--zone", type=click.Choice(cm.ZONES), default="office", show_default=True)
-@click.option("--token", required=True, help="The token printed by `sterimesh invite`.")
+@click.option(
+    "--token",
+    required=True,
+    envvar="STERIMESH_JOIN_TOKEN",
+    help="The token printed by `sterimesh invite` (or set STERIMESH_JOIN_TOKEN: other users"
+    " of the PC see command lines, not another process's environment).",
+)
 @click.option("--peer", required=True, help="HOST:PORT of the inviting node's sync listener.")
 def join(data_dir: Path, name: str, zone: str, token: str, peer: str) -> None:
     """Join an existing cluster with a one-time token."""

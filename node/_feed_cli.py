@@ -21,7 +21,14 @@ import click
 
 import crdt_model as cm
 
-from ._layout import CONTROL_URL, DataDir, DataDirError, NodeRunningError, control_session
+from ._layout import (
+    CONTROL_URL,
+    DataDir,
+    DataDirError,
+    NodeRunningError,
+    control_session,
+    not_answering,
+)
 from ._node import Node, NodeError
 from ._store import StoreError
 
@@ -182,9 +189,7 @@ async def _pages(data: DataDir, after: str | None, unacked: bool) -> AsyncIterat
                     status = resp.status
                     after = resp.headers.get("Sterimesh-Next-After")
             except aiohttp.ClientError as err:
-                raise click.ClickException(
-                    f"the node serving {data.root} does not answer: {err}"
-                ) from None
+                raise click.ClickException(not_answering(data, err)) from None
             if status != 200:
                 raise click.ClickException(f"the node refused the feed: {_error_of(page)}")
             yield page

@@ -93,7 +93,10 @@ class DataDir:
             fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             fh.close()
-            raise NodeRunningError(f"a node is running on {self.root}") from None
+            raise NodeRunningError(
+                f"a node is running on {self.root}, or another sterimesh command"
+                " (a backup, a feed export) is using it"
+            ) from None
         os.set_inheritable(fh.fileno(), False)
         return fh
 
@@ -108,6 +111,20 @@ class DataDir:
         except DataDirError:
             return False
         return False
+
+
+def not_answering(data: DataDir, err: BaseException) -> str:
+    """What to say when `data` is held but its control socket takes no request: a node
+    starting or stopping, or a command working offline on the folder (which holds its lock
+    and has no socket), or a node that hangs."""
+    if isinstance(err, aiohttp.ClientConnectorError) and isinstance(
+        err.os_error, FileNotFoundError | ConnectionRefusedError
+    ):
+        return (
+            f"{data.root} is in use by another sterimesh command (a backup, a feed export, a"
+            " restore) or by a node starting or stopping: try again once it has ended"
+        )
+    return f"the node serving {data.root} does not answer: {err}"
 
 
 CONTROL_URL = "http://node"

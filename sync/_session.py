@@ -116,6 +116,10 @@ class PeerSession:
         self._pong: bytes | None = None
         """The answer to the peer's latest PING, sent before anything queued (one at most:
         a peer that pings and never reads cannot make the outbox grow)."""
+        self._timed: dict[str, bytes] = {}
+        """The PING and MANIFEST the timers queued, by kind, until the writer takes them: no
+        other is queued meanwhile (a peer that stops reading, yet still sends, would
+        otherwise pile them up in the outbox for as long as it lives)."""
         self._wake = asyncio.Event()
         self._inbox: deque[Step2 | Update | Manifest] = deque()
         self._inbox_bytes = 0
@@ -184,7 +188,7 @@ class PeerSession:
             self._accept_hello(handshake.result())
             unsubscribe = self.replica.add_listener(self._on_durable)
             self._set_state(PeerState.SYNCING)
-            self._queue(self._manifest())
+            self._queue_timed(self._manifest())
             self._last_manifest = self._last_ping = self._clock()
             for job in (self._reader, self._writer, self._applier, self._ticker):
                 tasks.append(asyncio.create_task(job(), name=f"sync{job.__name__}"))
@@ -234,16 +238,17 @@ class PeerSession:
         if now - self._last_rx > t.dead_after_s:
             self._finish(f"no frame for {t.dead_after_s:g} s", PeerState.DEAD)
             return
-        if now - self._last_ping >= t.heartbeat_s:
+        if now - self._last_ping >= t.heartbeat_s and Ping.KIND not in self._timed:
             nonce = self.ledger.new_id()
             self._pings[nonce] = now
             while len(self._pings) > 8:
                 del self._pings[next(iter(self._pings))]
-            self._queue(Ping(nonce))
+            self._queue_timed(Ping(nonce))
             self._last_ping = now
         since = now - self._last_manifest
-        if since >= t.anti_entropy_s or (self._manifest_due and since >= t.anti_entropy_s / 10):
-            self._queue(self._manifest())
+        due = since >= t.anti_entropy_s or (self._manifest_due and since >= t.anti_entropy_s / 10)
+        if due and Manifest.KIND not in self._timed:
+            self._queue_timed(self._manifest())
             self._last_manifest = now
             self._manifest_due = False
         self.ledger.expire(now, t.ack_timeout_s)
@@ -318,6 +323,9 @@ class PeerSession:
                 if self._outbox:
                     frame = self._outbox.popleft()
                     self._outbox_bytes -= len(frame)
+                    for kind, timed in list(self._timed.items()):
+                        if timed is frame:
+                            del self._timed[kind]
                     await self.channel.send(frame)
                     continue
                 push = None if self._clock() < self._push_after else self.ledger.next_push()
@@ -497,15 +505,22 @@ class PeerSession:
         names = self.replica.doc_names()
         return Manifest({name: self.replica.state_vector(name) for name in names})
 
-    def _queue(self, msg: Message) -> None:
+    def _queue(self, msg: Message) -> bytes | None:
         try:
             frame = self._frame(msg)
         except LocalProtocolError:
             _LOGGER.exception("not sending an invalid %s to %s", msg.KIND, self._who())
-            return
+            return None
         self._outbox.append(frame)
         self._outbox_bytes += len(frame)
         self._wake.set()
+        return frame
+
+    def _queue_timed(self, msg: Ping | Manifest) -> None:
+        """Queue what a timer sends: one of each kind in the outbox at most."""
+        frame = self._queue(msg)
+        if frame is not None:
+            self._timed[msg.KIND] = frame
 
     @staticmethod
     def _frame(msg: Message) -> bytes:

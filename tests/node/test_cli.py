@@ -23,8 +23,10 @@ from node._sample import write_sample
 STERIMESH = str(Path(sys.executable).parent / "sterimesh")
 
 
-def invoke(*args: str, input: str | None = None) -> tuple[int, str, str]:
-    result = CliRunner().invoke(cli, list(args), input=input)
+def invoke(
+    *args: str, input: str | None = None, env: dict[str, str] | None = None
+) -> tuple[int, str, str]:
+    result = CliRunner().invoke(cli, list(args), input=input, env=env)
     if result.exception is not None and not isinstance(result.exception, SystemExit):
         raise result.exception
     return result.exit_code, result.stdout, result.stderr
@@ -318,7 +320,7 @@ def test_invite_join_list_and_revoke(running_node: tuple[Path, str, str], tmp_pa
     token = _invite(node_dir)
     assert token.startswith("smj_")
     joined = tmp_path / "b"
-    code, out, err = invoke(
+    code, out, err = invoke(  # the token from the environment: not on the command line
         "join",
         "--data",
         str(joined),
@@ -326,10 +328,9 @@ def test_invite_join_list_and_revoke(running_node: tuple[Path, str, str], tmp_pa
         "Poste stérile",
         "--zone",
         "sterile",
-        "--token",
-        token,
         "--peer",
         sync,
+        env={"STERIMESH_JOIN_TOKEN": token},
     )
     assert code == 0, err
     assert "node B (Poste stérile) joined" in out
@@ -555,3 +556,35 @@ def test_status_of_a_failed_node_exits_non_zero(
     monkeypatch.undo()
     code, _, _ = invoke("status", "--data", str(node_dir))
     assert code == 0
+
+
+def test_a_folder_busy_with_another_command_is_said_so(node_dir: Path) -> None:
+    """While an offline command (a backup, a feed export) holds the folder, another command
+    says the folder is busy and to try again, not that a node hangs or runs."""
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from pathlib import Path; from node import DataDir;"
+            " lock = DataDir(Path(sys.argv[1])).acquire(); print('held', flush=True);"
+            " time.sleep(60)",
+            str(node_dir),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=Path(__file__).parents[2],
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        code, out, err = invoke("status", "--data", str(node_dir))
+        assert code == 1
+        assert "in use by another sterimesh command" in out + err
+        assert "try again" in out + err
+        code, out, err = invoke("feed", "--data", str(node_dir))
+        assert code == 1
+        assert "in use by another sterimesh command" in out + err
+    finally:
+        holder.kill()
+        holder.wait()
+    code, out, err = invoke("status", "--data", str(node_dir))
+    assert code == 0, out + err

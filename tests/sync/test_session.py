@@ -333,6 +333,53 @@ async def test_a_peer_that_pings_and_never_reads_cannot_fill_our_memory() -> Non
         await _stop(session, task)
 
 
+async def test_a_peer_that_sends_but_never_reads_gets_one_ping_and_one_manifest_queued() -> None:
+    """The timers queue a PING and a MANIFEST only once the previous one went out: a peer
+    that keeps talking but reads nothing costs a bounded outbox, however long it lives."""
+    from sync import PROTOCOL_VERSION, FrameDecoder, Hello, Ping, decode_message, encode_frame
+    from sync import encode_message as encode
+
+    from .sync_helpers import CLUSTER, FAST, identity
+
+    class Deaf:
+        """Our sends never complete after HELLO (its window is full); it keeps pinging."""
+
+        def __init__(self) -> None:
+            self.inbound: asyncio.Queue[bytes] = asyncio.Queue()
+            self.sent = 0
+
+        async def send(self, data: bytes) -> None:
+            self.sent += 1
+            if self.sent > 1:
+                await asyncio.Event().wait()
+
+        async def recv(self) -> bytes:
+            return await self.inbound.get()
+
+        def close(self) -> None:
+            pass
+
+    channel = Deaf()
+    session = PeerSession(MemoryReplica(), identity("A"), channel, timing=FAST)
+    hello = Hello(PROTOCOL_VERSION, CLUSTER, "node-M", "M", "M")
+    channel.inbound.put_nowait(encode_frame(encode(hello)))
+    task = asyncio.get_running_loop().create_task(session.run())
+    try:
+        for i in range(40):  # 2 s: 20 heartbeats and 10 anti-entropy rounds of FAST
+            channel.inbound.put_nowait(encode_frame(encode(Ping(2**40 + i))))
+            await asyncio.sleep(0.05)
+        assert not task.done()  # alive: it talks
+        kinds = [
+            decode_message(body).KIND
+            for frame in session._outbox
+            for body in FrameDecoder().feed(frame)
+        ]
+        assert kinds.count("ping") <= 1
+        assert kinds.count("manifest") <= 1
+    finally:
+        await _stop(session, task)
+
+
 async def test_a_catch_up_slower_to_cross_than_dead_after_still_arrives() -> None:
     """On a slow link a large diff arrives piece by piece: each piece shows the peer alive."""
 
