@@ -575,7 +575,8 @@ def test_a_folder_busy_with_another_command_is_said_so(node_dir: Path) -> None:
         cwd=Path(__file__).parents[2],
     )
     try:
-        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        assert holder.stdout is not None
+        assert holder.stdout.readline().strip() == "held"
         code, out, err = invoke("status", "--data", str(node_dir))
         assert code == 1
         assert "in use by another sterimesh command" in out + err
