@@ -449,13 +449,28 @@ def _loaded(fold: Fold, st: SetState, rec: Record) -> None:
     st.load, st.kind, st.loaded, st.phase = load, kind, rec.id, True
 
 
+def same_label(stock: Record | None, lot: Any, expires_on: Any) -> bool:
+    """True when `stock` is a set.stocked record of this lot and expiry (read again)."""
+    return stock is not None and (stock.get("lot"), stock.get("expires_on")) == (lot, expires_on)
+
+
 def _stocked(fold: Fold, st: SetState, rec: Record) -> None:
-    again = st.stock is not None and st.status in ("sterile", "dispatched")
-    if not again and out_of_order(rec.type, st.status, st.reason):
+    """Stock from before the outage: only a set nothing says anything of becomes stock.
+
+    A set the cluster follows (dirty, quarantined, used...) keeps its status: a label
+    from before the outage vouches for nothing the set went through since. The same
+    label read again (an inventory scanned twice) changes nothing; another label on stock
+    is a conflict, flagged, and the first one stays.
+    """
+    if st.status == "unknown":
+        st.clear("sterile", rec)
+        st.stock = rec
+        st.location = rec.get("location")
+    elif not (
+        st.status in ("sterile", "dispatched")
+        and same_label(st.stock, rec.get("lot"), rec.get("expires_on"))
+    ):
         st.flag(OUT_OF_ORDER, [st.since], rec, step=rec.type, status=st.status)
-    st.clear("sterile", rec)
-    st.stock = rec
-    st.location = rec.get("location")
 
 
 def _inspected(fold: Fold, st: SetState, rec: Record) -> None:

@@ -52,6 +52,7 @@ from ._views import (
     TestInfo,
     anomaly_ids,
     load_view,
+    lot_key,
     record_id,
 )
 
@@ -207,7 +208,7 @@ class Fold:
             if patient is not None:
                 _insort(self._patients.setdefault(patient, []), rec)
         elif kind == STOCKED:
-            _insort(self._stock_lots.setdefault(str(rec.get("lot")), []), rec)
+            _insort(self._stock_lots.setdefault(lot_key(str(rec.get("lot"))), []), rec)
 
     def _check_skew(self, at: str, hlc: str, rec: Record) -> None:
         """Raise clock_skew when the wall clock `at` is far from the HLC's physical time."""
@@ -542,8 +543,9 @@ class Fold:
         return [r for r in self._patients.get(patient, ()) if r.id not in self._voided]
 
     def stocked(self, lot: str) -> list[Record]:
-        """The effective set.stocked records of a platform lot (stock from before the outage)."""
-        return [r for r in self._stock_lots.get(lot, ()) if r.id not in self._voided]
+        """The effective set.stocked records of a platform lot (stock from before the outage;
+        the lot compared by its letters and digits, as recall does)."""
+        return [r for r in self._stock_lots.get(lot_key(lot), ()) if r.id not in self._voided]
 
     def record(self, event_id: str) -> Record | None:
         """The slim record kept of an event."""

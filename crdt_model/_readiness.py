@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import date, timedelta
 from typing import TYPE_CHECKING, Any
 
-from ._anomalies import WHY, SetState, effective, load_problem, out_of_order
+from ._anomalies import WHY, SetState, effective, load_problem, out_of_order, same_label
 from ._coded import CodedText
 from ._views import LOADED, FoldError, LabelInfo, SetView, cycle_day
 
@@ -51,6 +51,12 @@ PROBLEMS: dict[str, str] = {
     "label_id_taken": "label id {label} is taken, or in another node's numbering",
     "set_expired": "set {set} expired on {expires_on}",
     "set_not_sterile": "set {set} is not sterile (status: {status})",
+    "set_has_record": (
+        "set {set} was recorded since the outage (status: {status}): a label from before"
+        " no longer vouches for it"
+    ),
+    "stock_dates": "set {set}: a label cannot expire ({expires_on}) before it was made"
+    " ({sterilized_on})",
     "set_no_record": (
         "set {set} is not sterile (status: unknown): nothing recorded of it since the outage;"
         " if its label from before the outage is intact and valid, record it (set.stocked)"
@@ -340,7 +346,7 @@ def check_use(fold: Fold, set_code: str, today: str) -> Problem | None:
     view = set_view(fold, set_code, today)
     if view.expired:
         return Problem("set_expired", set=set_code, expires_on=view.expires_on)
-    if view.status == "unknown" and fold.set_state(set_code) is None:
+    if view.status == "unknown":
         return Problem("set_no_record", set=set_code)
     if view.status not in AVAILABLE:
         return Problem("set_not_sterile", set=set_code, status=view.status)
@@ -348,6 +354,24 @@ def check_use(fold: Fold, set_code: str, today: str) -> Problem | None:
     if why is not None:  # e.g. dispatched from a load never released, or released no more
         return Problem("set_not_safe", set=set_code, why=why)
     return None
+
+
+def check_stock(fold: Fold, submission: Mapping[str, Any]) -> Problem | None:
+    """Why a set may not be recorded as stock from before the outage (None when it may):
+    it was recorded since (the same label read again aside), or the label's dates clash."""
+    code = str(submission["set"])
+    lot, expires_on = submission["lot"], submission["expires_on"]
+    sterilized_on = submission.get("sterilized_on")
+    if isinstance(sterilized_on, str) and sterilized_on > expires_on:
+        return Problem("stock_dates", set=code, expires_on=expires_on, sterilized_on=sterilized_on)
+    st = fold.set_state(code)
+    status = "unknown" if st is None else effective(fold, st, END)[0]
+    if status == "unknown":
+        return None
+    stock = None if st is None else st.stock
+    if status in ("sterile", "dispatched") and same_label(stock, lot, expires_on):
+        return None  # the same label read again
+    return Problem("set_has_record", set=code, status=status)
 
 
 def _unsafe(fold: Fold, set_code: str) -> str | None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ._views import KIND_OF, LOADED, FoldError, Record
+from ._views import KIND_OF, LOADED, FoldError, Record, lot_key
 
 if TYPE_CHECKING:
     from ._fold import Fold
@@ -28,6 +28,7 @@ def recall_lot(fold: Fold, load: str) -> dict[str, Any]:
     if view is None or view.loaded is None:
         return _recall_platform_lot(fold, load)
     sets = [_after_load(fold, code, load) for code in view.sets]
+    sets += [_after_stock(fold, code, load) for code in _stocked_sets(fold, load)]
     return {
         "load": view.as_dict(),
         "sets": sets,
@@ -36,16 +37,19 @@ def recall_lot(fold: Fold, load: str) -> dict[str, Any]:
 
 
 def _recall_platform_lot(fold: Fold, lot: str) -> dict[str, Any]:
-    stocked = fold.stocked(lot)
-    if not stocked:
+    codes = _stocked_sets(fold, lot)
+    if not codes:
         raise FoldError(f"unknown load {lot}")
-    codes = list(dict.fromkeys(rec.key or "" for rec in stocked))
     sets = [_after_stock(fold, code, lot) for code in codes]
     return {
         "load": {**_platform_entry(lot), "sets": codes},
         "sets": sets,
         "patients": sorted({use["patient"] for entry in sets for use in entry["uses"]}),
     }
+
+
+def _stocked_sets(fold: Fold, lot: str) -> list[str]:
+    return list(dict.fromkeys(rec.key or "" for rec in fold.stocked(lot)))
 
 
 def _platform_entry(lot: str) -> dict[str, Any]:
@@ -63,8 +67,10 @@ def _platform_entry(lot: str) -> dict[str, Any]:
 
 
 def _after_stock(fold: Fold, set_code: str, lot: str) -> dict[str, Any]:
-    """What happened to a set taken as stock of platform lot `lot`, until it left the stock
-    (reprocessed, or taken as stock of another lot)."""
+    """What happened to a set taken as stock of platform lot `lot` (typed by hand: compared
+    by letters and digits alone), until it went into a sterilizer load of ours, as
+    `_after_load` follows a load (a reception or a wash in between does not end it: a use
+    typed in late still came from that lot; nor does the set read under another lot)."""
     entry: dict[str, Any] = {
         "set": set_code,
         "status": fold.set_status(set_code).status,
@@ -73,13 +79,12 @@ def _after_stock(fold: Fold, set_code: str, lot: str) -> dict[str, Any]:
         "uses": [],
     }
     inside = False
+    key = lot_key(lot)
     for rec in _records(fold, set_code):
         if rec.type == "set.stocked":
-            if inside and rec.get("lot") != lot:
-                break
-            inside = inside or rec.get("lot") == lot
-        elif inside and rec.type in LOADED:
-            break  # reprocessed: what follows comes from a load of ours
+            inside = inside or lot_key(str(rec.get("lot"))) == key
+        elif inside and rec.type == "steri.loaded":
+            break  # sterilized again: what follows comes from a load of ours
         elif inside:
             _note(entry, rec, None)
     return entry
@@ -94,26 +99,30 @@ def recall_set(fold: Fold, set_code: str) -> dict[str, Any]:
     load, to its last washer load; before any load, to an entry without a load.
     """
     loads: dict[tuple[str, str] | None, dict[str, Any]] = {}
-    steri: dict[str, Any] | None = None
+    steri: list[dict[str, Any]] = []  # its last sterilizer load, or every platform lot since
     other: dict[str, Any] | None = None
     for rec in _records(fold, set_code):
         if rec.type in LOADED:
             no = rec.load or ""
             entry = loads.get(("load", no)) or loads.setdefault(("load", no), _load_entry(fold, no))
             if rec.type == "steri.loaded":
-                steri = entry
+                steri = [entry]
             else:
                 other = entry
         elif rec.type == "set.stocked":  # stock sterilized before the outage: its lot is its load
             lot = str(rec.get("lot"))
-            steri = loads.get((PLATFORM, lot)) or loads.setdefault(
+            entry = loads.get((PLATFORM, lot)) or loads.setdefault(
                 (PLATFORM, lot), _platform_entry(lot)
             )
+            platform = all(e["kind"] == PLATFORM for e in steri)
+            steri = [*steri, entry] if platform and entry not in steri else steri
+            steri = steri if platform else [entry]
         elif rec.type in _FOLLOWED:
-            target = steri or other
-            if target is None:
-                target = loads.get(None) or loads.setdefault(None, _load_entry(fold, None))
-            _note(target, rec, target["load"])
+            targets = steri or ([other] if other is not None else [])
+            if not targets:
+                targets = [loads.get(None) or loads.setdefault(None, _load_entry(fold, None))]
+            for target in targets:
+                _note(target, rec, target["load"])
     entries = list(loads.values())
     return {
         "set": set_code,

@@ -147,6 +147,12 @@ class Record:
         return f"Record({self.id} {self.type})"
 
 
+def lot_key(lot: str) -> str:
+    """A lot number as recall compares it: its letters and digits, upper case (a lot read
+    off a label and typed by hand may differ from the printed one in case and separators)."""
+    return "".join(ch for ch in lot.upper() if ch.isalnum())
+
+
 def record_id(record: Record) -> str:
     """Sort key of records: (hlc, id) order is the order of ids."""
     return record.id

@@ -16,6 +16,8 @@ Configured in node.toml:
     format = "ims_csv"       # optional: else each file's format is recognised
     kind = "washer"          # washer | sterilizer
     settle = 120             # seconds a file must stay unchanged before it is read
+    settle_unfinished = 3600 # ... when its last cycle has no end yet (a logger writing the
+                             # cycle as it runs): then it is taken as it is, truncated
 
 Each record becomes a `wash.cycle`, `steri.cycle` or `steri.test` event with its raw
 text; a cycle event without a load number belongs to the machine's open load. A record
@@ -153,6 +155,10 @@ class CycleCapture:
             )
             if "settle" in entry:  # else the watcher's own default
                 watcher.settle = _positive(entry, "settle", "seconds", zero=True)
+            if "settle_unfinished" in entry:
+                watcher.unfinished_settle = _positive(
+                    entry, "settle_unfinished", "seconds", zero=True
+                )
             watcher.start()
             self._folders.append(watcher)
 

@@ -70,7 +70,9 @@ KEEP_REFERENCES = 3
 DEFAULT_TIMEZONE = "Europe/Paris"
 FREEZE_MIN_EVENTS = 10_000
 """Events held before the first freeze after start-up (see Node._freeze)."""
-RULED_TYPES = frozenset({"load.released", "anomaly.resolved", "label.printed", "set.used"})
+RULED_TYPES = frozenset(
+    {"load.released", "anomaly.resolved", "label.printed", "set.used", "set.stocked"}
+)
 """Event types the node checks against what it holds before recording (Trace.refusal)."""
 USER_KEPT = ("badge", "pin", "lang")
 """What a user keeps when an administrator replaces their role or password."""

@@ -143,6 +143,8 @@ class Traceability:
                 )
         if kind == "set.used":
             return cm.check_use(self.fold, submission["set"], today)
+        if kind == "set.stocked":
+            return cm.check_stock(self.fold, submission)
         if kind == "anomaly.resolved":
             anomaly = self.fold.anomaly(submission["anomaly"])
             if anomaly is None:

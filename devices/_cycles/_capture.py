@@ -20,6 +20,9 @@ _LOGGER = logging.getLogger(__name__)
 
 POLL_INTERVAL = 2.0
 SETTLE_TIME = 120.0
+UNFINISHED_SETTLE_TIME = 3600.0
+"""How long a file whose last cycle has no end yet must stay unchanged before it is taken
+as it is (truncated): a logger may write nothing for many minutes within a cycle."""
 """Seconds a dropped file must stay unchanged: loggers append a row every 30 s or so."""
 PROCESSED = "processed"
 RecordHandler = Callable[[CycleRecord], None]
@@ -142,9 +145,12 @@ class DropFolderWatcher:
 
     A file is read once its size and modification time have not changed for `settle`
     seconds (and between two polls): a logger that writes its file row by row during the
-    cycle must not have it taken half written. Names starting with "." or ending in
-    .tmp/.part are skipped. The file is moved only after `on_record` returned for all its
-    records, so a crash re-delivers rather than loses.
+    cycle must not have it taken half written. A file whose last cycle has no end yet
+    (truncated) is left for up to `unfinished_settle` seconds unchanged: a logger writing
+    a long phase may be silent longer than `settle`; past that, the cycle is taken as it
+    is, truncated (failed: the machine stopped mid-cycle, or its PC did). Names starting
+    with "." or ending in .tmp/.part are skipped. The file is moved only after `on_record`
+    returned for all its records, so a crash re-delivers rather than loses.
     """
 
     def __init__(
@@ -158,6 +164,7 @@ class DropFolderWatcher:
         kind: CycleKind = CycleKind.WASHER,
         poll_interval: float | None = None,
         settle: float = SETTLE_TIME,
+        unfinished_settle: float = UNFINISHED_SETTLE_TIME,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         """Watch `folder`; `fmt` None sniffs each file; `clock` counts the settle seconds."""
@@ -169,9 +176,11 @@ class DropFolderWatcher:
         self.kind = kind
         self.poll_interval = POLL_INTERVAL if poll_interval is None else poll_interval
         self.settle = settle
+        self.unfinished_settle = unfinished_settle
         self._clock = clock
         self._on_record = on_record
         self._seen: dict[str, tuple[int, int, float]] = {}  # name -> size, mtime, unchanged since
+        self._unfinished: dict[str, tuple[int, int]] = {}  # name -> size, mtime when read so
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -196,11 +205,15 @@ class DropFolderWatcher:
             current[name] = (stat.st_size, stat.st_mtime_ns, since)
             if not same or now - since < self.settle:
                 continue
-            records = self._handle(Path(entry.path))
+            waiting = now - since < max(self.settle, self.unfinished_settle)
+            if waiting and self._unfinished.get(name) == (stat.st_size, stat.st_mtime_ns):
+                continue  # read already: its last cycle had no end; nothing was added since
+            records = self._handle(Path(entry.path), (stat.st_size, stat.st_mtime_ns), waiting)
             if records is not None:
                 out += records
                 current.pop(name)
         self._seen = current
+        self._unfinished = {k: v for k, v in self._unfinished.items() if k in current}
         return out
 
     def start(self) -> None:
@@ -234,7 +247,11 @@ class DropFolderWatcher:
             except Exception:
                 _LOGGER.exception("drop folder %s: poll failed", self.folder)
 
-    def _handle(self, path: Path) -> list[CycleRecord] | None:
+    def _handle(
+        self, path: Path, version: tuple[int, int], wait_unfinished: bool
+    ) -> list[CycleRecord] | None:
+        """Deliver a file's records and move it; None when it stays (unreadable, a handler
+        failed, or its last cycle is unfinished and `wait_unfinished`)."""
         try:
             data = path.read_bytes()
         except OSError as err:
@@ -243,6 +260,16 @@ class DropFolderWatcher:
         records = parse_cycle_bytes(
             data, machine=self.machine, fmt=self.fmt, tz=self.tz, kind=self.kind
         )
+        if wait_unfinished and records and CycleFlag.TRUNCATED in records[-1].flags:
+            if path.name not in self._unfinished:
+                _LOGGER.info(
+                    "drop folder: %s ends in a cycle not finished yet: waiting for the rest"
+                    " (taken as it is after %g min unchanged)",
+                    path.name,
+                    self.unfinished_settle / 60,
+                )
+            self._unfinished[path.name] = version
+            return None
         try:
             for record in records:
                 self._on_record(record)

@@ -14,6 +14,7 @@ from tests.crdt_model.fold_helpers import (
     Stamper,
     bowie_dick,
     check_label,
+    check_stock,
     check_use,
     fold_of,
     process,
@@ -34,6 +35,10 @@ PATIENT = "000501492"
 
 def _stock(s: Stamper, code: str = SET, expires_on: str = "2027-03-13", lot: str = LOT) -> str:
     return str(s.make("set.stocked", set=code, lot=lot, expires_on=expires_on)["id"])
+
+
+def _stock_submission(**fields: str) -> dict[str, str]:
+    return {"type": "set.stocked", "set": SET, "lot": LOT, "expires_on": "2027-03-13", **fields}
 
 
 def _fold(s: Stamper) -> Fold:
@@ -131,18 +136,74 @@ def test_stock_goes_through_the_loop_of_ours_once_used() -> None:
     assert fold.anomalies() == []
 
 
-def test_stocking_a_set_the_cluster_follows_is_out_of_order_but_twice_is_not() -> None:
+def test_stocking_a_set_the_cluster_follows_changes_nothing_but_twice_is_harmless() -> None:
     s = Stamper()
     _stock(s)
-    _stock(s)  # scanned again at the inventory, on another shelf
+    _stock(s)  # the same label scanned again at the inventory, on another shelf
     assert _fold(s).anomalies() == []
+    assert check_stock(_fold(s), _stock_submission()) is None
     s.make("set.received", set=SET)
-    submission = {"type": "set.stocked", "set": SET, "lot": LOT, "expires_on": "2027-03-13"}
-    assert [w.code for w in warnings_for(_fold(s), submission, DAY)] == ["out_of_order"]
-    _stock(s)
+    fold = _fold(s)
+    assert [w.code for w in warnings_for(fold, _stock_submission(), DAY)] == ["out_of_order"]
+    refused = check_stock(fold, _stock_submission())
+    assert refused is not None
+    assert (refused.code, refused.params["status"]) == ("set_has_record", "dirty")
+    _stock(s)  # recorded by a node that had not heard of the reception
     fold = _fold(s)
     assert rules(fold) == ["out_of_order"]
-    assert fold.set_status(SET, DAY).status == "sterile"  # the fact is recorded as it is
+    assert fold.set_status(SET, DAY).status == "dirty"  # an old label vouches for nothing
+
+
+def test_a_quarantined_or_used_set_stays_so_whatever_label_is_recorded() -> None:
+    s = Stamper()
+    bowie_dick(s)
+    process(s, [SET], steri_result="fail", decision="rejected")
+    _stock(s)
+    fold = _fold(s)
+    assert fold.set_status(SET, DAY).status == "quarantined"
+    assert check_use(fold, SET, DAY) is not None
+    assert readiness(fold, PLANNED)["operations"][0]["sets"][0]["assigned"] == []
+    assert "out_of_order" in rules(fold)
+
+    s = Stamper()
+    _stock(s, code="JDIGGRBA#112")
+    s.make("set.used", set="JDIGGRBA#112", patient=PATIENT)
+    _stock(s, code="JDIGGRBA#112")  # the label from the patient's file, read again
+    fold = _fold(s)
+    assert fold.set_status("JDIGGRBA#112", DAY).status == "used"
+    assert check_use(fold, "JDIGGRBA#112", DAY) is not None
+    assert rules(fold) == ["out_of_order"]
+
+
+def test_another_label_on_stock_is_a_conflict_and_the_first_label_stays() -> None:
+    s = Stamper()
+    _stock(s, expires_on="2026-11-27")
+    other = _stock_submission(lot="L999", expires_on="2027-06-01")
+    refused = check_stock(_fold(s), other)
+    assert refused is not None
+    assert refused.code == "set_has_record"
+    s.make("set.stocked", "B", set=SET, lot="L999", expires_on="2027-06-01")  # a node apart
+    fold = _fold(s)
+    assert rules(fold) == ["out_of_order"]
+    view = fold.set_status(SET, DAY)
+    assert view.stock is not None
+    assert (view.stock.lot, view.expires_on, view.status) == (LOT, "2026-11-27", "expired")
+    s.make("set.used", "B", set=SET, patient=PATIENT)
+    fold = _fold(s)
+    assert (recall_lot(fold, LOT)["patients"], recall_lot(fold, "L999")["patients"]) == (
+        [PATIENT],
+        [PATIENT],
+    )
+    assert [e["load"] for e in recall_set(fold, SET)["loads"] if e["uses"]] == [LOT, "L999"]
+
+
+def test_a_label_whose_expiry_comes_before_its_sterilization_is_refused() -> None:
+    refused = check_stock(
+        _fold(Stamper()), _stock_submission(expires_on="2026-01-01", sterilized_on="2026-02-01")
+    )
+    assert refused is not None
+    assert refused.code == "stock_dates"
+    assert check_stock(_fold(Stamper()), _stock_submission(sterilized_on="2026-09-14")) is None
 
 
 def test_a_voided_stock_record_vouches_for_nothing() -> None:
@@ -151,7 +212,9 @@ def test_a_voided_stock_record_vouches_for_nothing() -> None:
     s.make("event.voided", target=stocked, reason="wrong set")
     fold = _fold(s)
     assert fold.set_status(SET, DAY).status == "unknown"
-    assert check_use(fold, SET, DAY) is not None
+    refused = check_use(fold, SET, DAY)
+    assert refused is not None
+    assert refused.code == "set_no_record"
     s.make("set.used", "B", set=SET, patient=PATIENT)
     assert rules(_fold(s)) == ["use_without_valid_label"]
 
@@ -195,3 +258,25 @@ def test_recall_of_a_platform_lot_reaches_the_patients_of_its_stock() -> None:
     assert entries[0]["kind"] == "platform"
     assert [u["patient"] for u in entries[0]["uses"]] == [PATIENT]
     assert [u["patient"] for u in entries[-1]["uses"]] == ["000000009"]
+
+
+def test_recall_of_a_platform_lot_follows_its_sets_until_sterilized_again() -> None:
+    """A use typed in late, after the set was received and washed, still came from the lot
+    (as recall by set and by patient say); a lot typed with other case and separators is
+    the same lot."""
+    s = Stamper()
+    _stock(s)
+    s.make("set.dispatched", set=SET, to="Bloc J")
+    s.make("set.received", set=SET)
+    s.make("wash.loaded", sets=[SET], load="A-1")
+    s.make("set.used", "B", set=SET, patient=PATIENT)  # from the paper backlog
+    fold = _fold(s)
+    assert recall_lot(fold, LOT)["patients"] == [PATIENT]
+    assert recall_lot(fold, "l260914 0042")["patients"] == [PATIENT]
+    assert recall_set(fold, SET)["patients"] == [PATIENT]
+    (use,) = recall_patient(fold, PATIENT)["sets"]
+    assert (use["load"], use["safe"], use["reprocessed_since"]) == (LOT, False, True)
+    s.make("set.inspected", set=SET)
+    s.make("steri.loaded", sets=[SET], load="A-2")
+    s.make("set.used", "B", set=SET, patient="000000009")
+    assert recall_lot(_fold(s), LOT)["patients"] == [PATIENT]

@@ -307,6 +307,23 @@ async def test_an_unknown_cycle_format_is_refused_at_start(tmp_path: Path, secti
         await node.async_close()
 
 
+async def test_a_folder_says_how_long_an_unfinished_cycle_is_waited_for(tmp_path: Path) -> None:
+    node = await open_node(new_data_dir(tmp_path))
+    entry = {"path": str(tmp_path), "machine": "LD-02", "settle_unfinished": 1800}
+    try:
+        with pytest.raises(DeviceConfigError, match="settle_unfinished"):
+            CycleCapture(node, {"cycle_folder": [{**entry, "settle_unfinished": -5}]}).start()
+        capture = CycleCapture(node, {"cycle_folder": [entry]})
+        capture.start()
+        try:
+            (watcher,) = capture._folders
+            assert (watcher.settle, watcher.unfinished_settle) == (120, 1800)
+        finally:
+            await capture.async_stop()
+    finally:
+        await node.async_close()
+
+
 async def test_a_cycle_read_after_the_next_load_goes_to_the_load_it_ran(
     tmp_path: Path,
 ) -> None:

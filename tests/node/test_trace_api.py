@@ -692,6 +692,11 @@ async def test_stock_from_before_the_outage_is_used_once_its_label_is_recorded(
     assert (found["load"]["kind"], found["load"]["sets"]) == ("platform", [code, other])
     assert found["patients"] == ["000501492"]
     assert (await t.get("/api/anomalies"))["anomalies"] == []
+    before = t.count  # a used set's old label vouches for it no more
+    status, body = await t.post_event(type="set.stocked", set=code, lot=lot, expires_on=expires)
+    assert_error_shape(status, body, 422)
+    assert "was recorded since the outage (status: used)" in body["error"]
+    assert t.count == before
 
 
 async def test_a_label_sent_as_an_event_cannot_choose_its_lot_or_expiry(trace: Trace) -> None:
