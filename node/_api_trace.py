@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import bisect
+import hashlib
 
 from aiohttp import web
 
@@ -191,13 +192,36 @@ async def get_feed(request: web.Request) -> web.StreamResponse:
         last = event["id"]
         if len(lines) == limit:
             break
-    principal = request[PRINCIPAL_KEY]
-    if principal.can("feed"):
-        node.index.fed.setdefault(principal.name, set()).update(fed)
     headers = {"Sterimesh-Count": str(len(lines))}
     if last is not None and len(lines) == limit:
         headers["Sterimesh-Next-After"] = last
-    return web.Response(body=b"".join(lines), content_type="application/x-ndjson", headers=headers)
+    body = b"".join(lines)
+    response = web.StreamResponse(headers=headers)
+    response.content_type = "application/x-ndjson"
+    response.content_length = len(body)
+    try:
+        await response.prepare(request)
+        await response.write(body)
+        await response.write_eof()
+    except ConnectionError:
+        return response  # the reader went away (a timed-out try): nothing was handed out
+    reader = _reader(request)
+    if reader is not None:
+        node.index.fed.setdefault(reader, set()).update(fed)
+    return response
+
+
+def _reader(request: web.Request) -> str | None:
+    """Who a feed page is handed out to, for `up_to`: a token (by its digest: two tokens
+    may share a name), else a person; None when it may not acknowledge (the local socket's
+    exports, a role without `feed`)."""
+    principal = request[PRINCIPAL_KEY]
+    if not principal.can("feed") or principal.role == "local":
+        return None
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() == "bearer" and token.strip():
+        return "token:" + hashlib.sha256(token.strip().encode()).hexdigest()
+    return "user:" + principal.name
 
 
 async def post_feed_ack(request: web.Request) -> web.Response:
@@ -212,9 +236,8 @@ async def post_feed_ack(request: web.Request) -> web.Response:
             raise ApiError(422, "up_to must be an event id") from None
         # what this node handed out to this reader, up to there: an event merged in since
         # with an older id was never read by it, and stays in the unacked feed
-        fed = node.index.fed.get(principal.name, set())
+        fed = node.index.fed.get(_reader(request) or "", set())
         ids = sorted(i for i in fed if i <= body["up_to"])
-        fed.difference_update(ids)
     elif (
         isinstance(body, dict) and isinstance(body.get("ids"), list) and len(body["ids"]) <= 100000
     ):
@@ -225,6 +248,9 @@ async def post_feed_ack(request: web.Request) -> web.Response:
     else:
         raise ApiError(422, 'send {"up_to": EVENT_ID} or {"ids": [EVENT_ID, ...]}')
     done = await node.async_ack(ids, principal.name)
+    handed = node.index.fed.get(_reader(request) or "")
+    if handed:
+        handed.difference_update(ids)  # once stored: a failed ack can be sent again
     return web.json_response({"acked": done, "total_acked": len(node.trace.acked)})
 
 

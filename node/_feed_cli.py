@@ -250,7 +250,13 @@ def _event_id(_ctx: click.Context, _param: click.Parameter, value: str | None) -
     show_default=True,
     help="jsonl: one JSON object a line; csv: one <event type>.csv per type in the --out folder.",
 )
-@click.option("--after", default=None, callback=_event_id, help="Only events after this event id.")
+@click.option(
+    "--after",
+    default=None,
+    callback=_event_id,
+    help="Only events whose id sorts after this one (events merged in later from peers may"
+    " sort before it: resume with --unacked, not with --after).",
+)
 @click.option("--unacked", is_flag=True, help="Only events the platform has not acknowledged.")
 @click.option(
     "--out",

@@ -36,9 +36,10 @@ class EventIndex:
         self._reserved: set[str] = set()
         """Load numbers of local events on their way to the disk (not indexed yet)."""
         self.fed: dict[str, set[str]] = {}
-        """Per reader (principal name), the events handed out to it in a feed page since the
-        node started and not acknowledged yet: what its `up_to` may acknowledge (an event
-        merged in later with an older id was never read by it)."""
+        """Per reader (a token's digest, or a person), the events handed out to it in a feed
+        page (written to its connection whole) since the node started and not acknowledged
+        yet: what its `up_to` may acknowledge (an event merged in later with an older id was
+        never read by it)."""
 
     def add(self, day: str, event: dict[str, Any]) -> None:
         """Index one event of the given UTC day."""

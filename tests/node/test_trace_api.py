@@ -24,6 +24,7 @@ import crdt_model as cm
 from devices import decode_label_code, parse_element_string
 from node import DataDir, Node, make_app
 from node._bundle import Bundle, read_bundle
+from node._node import NodeFailedError
 from node._sample import write_sample
 from tests.devices.devices_helpers import rasterize, zxing
 from tests.node.nodes import BASE_MS, StepClock, copy_as, new_data_dir, open_node
@@ -1087,6 +1088,28 @@ async def test_bad_feed_parameters_are_400(trace: Trace, query: str, field: str)
     assert [e["field"] for e in body["errors"]] == [field]
 
 
+async def test_an_up_to_whose_ack_could_not_be_stored_can_be_sent_again(
+    trace: Trace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    t = trace
+    ids = await some_events(t)
+    await t.feed()
+    real = t.node.async_ack
+
+    async def storage_failed(*args: Any, **kwargs: Any) -> int:
+        raise NodeFailedError("the store failed")
+
+    monkeypatch.setattr(t.node, "async_ack", storage_failed)
+    status, body = await t.call("POST", "/api/feed/ack", "integration", json={"up_to": ids[3]})
+    assert status >= 500, body
+    monkeypatch.setattr(t.node, "async_ack", real)
+    status, body = await t.call("POST", "/api/feed/ack", "integration", json={"up_to": ids[3]})
+    assert (status, body) == (200, {"acked": 4, "total_acked": 4})
+    status, body = await t.call("POST", "/api/feed/ack", "integration", json={"ids": ids[4:]})
+    assert status == 200, body
+    assert all(not handed for handed in t.node.index.fed.values())  # nothing left to hold
+
+
 async def test_acknowledged_events_are_left_out_of_the_unacked_feed_even_after_a_restart(
     tmp_path: Path, aiohttp_client: AClient, bundle: Bundle
 ) -> None:
@@ -1214,9 +1237,10 @@ async def test_two_replicas_fed_in_different_orders_give_byte_identical_feeds(
         random.Random(11).shuffle(rest_b)  # Yjs holds what arrives before what it builds on
         await deliver(a, rest_b)
         assert any(e["node"] == "B" and e["id"] < up_to for e in a.node.iter_events())
-        # another reader (a second integration) reads it all meanwhile: its read, not the
-        # platform's, so the platform's up_to still leaves out what it never read
-        other = await a.node.async_create_token("archive", "integration", "test")
+        # another reader (a second token, of the same name: a token being replaced) reads it
+        # all meanwhile: its read, not the platform's, so the platform's up_to still leaves
+        # out what it never read
+        other = await a.node.async_create_token("t-integration", "integration", "test")
         resp = await a.client.get("/api/feed", headers={"Authorization": f"Bearer {other}"})
         assert resp.status == 200
         status, _ = await a.call("POST", "/api/feed/ack", "integration", json={"up_to": up_to})
