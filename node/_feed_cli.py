@@ -10,9 +10,10 @@ import asyncio
 import contextlib
 import json
 import os
+import signal
 import sys
 import tempfile
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
 from pathlib import Path
 from typing import IO, Any
 
@@ -66,6 +67,23 @@ class _Sink:
 
     def abort(self) -> None:
         """Drop unfinished output."""
+
+
+@contextlib.contextmanager
+def ended_by_signals() -> Iterator[None]:
+    """SIGTERM and SIGHUP (a service stopped, a terminal closed) end the work as Ctrl+C does:
+    by an exception, so that unfinished files (which hold patient codes) are removed."""
+
+    def stop(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    signals = (signal.SIGTERM, signal.SIGHUP)
+    before = {sig: signal.signal(sig, stop) for sig in signals}
+    try:
+        yield
+    finally:
+        for sig, handler in before.items():
+            signal.signal(sig, handler)
 
 
 class _Jsonl(_Sink):
@@ -292,8 +310,9 @@ def feed(data_dir: Path, fmt: str, after: str | None, unacked: bool, out: Path |
     except OSError as err:
         raise click.ClickException(f"--out {out}: {err.strerror or err}") from None
     try:
-        asyncio.run(_export(data, sink, after, unacked))
-        sink.commit()
+        with ended_by_signals():
+            asyncio.run(_export(data, sink, after, unacked))
+            sink.commit()
     except (StoreError, DataDirError, NodeError) as err:
         sink.abort()
         raise click.ClickException(str(err)) from None

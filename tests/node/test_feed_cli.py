@@ -11,7 +11,10 @@ import io
 import json
 import re
 import shutil
+import signal
+import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date
@@ -30,6 +33,7 @@ from node._bundle import read_bundle
 from node._cli import cli
 from node._sample import write_sample
 from tests.node.nodes import StepClock, new_data_dir, open_node
+from tests.procs import _env, sterimesh_command
 
 DOC = Path(__file__).parents[2] / "docs" / "FEED.md"
 BEGIN = "<!-- schemas:begin"
@@ -311,7 +315,11 @@ class Served:
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, name="served-node")
 
+    current: Served | None = None
+    """The one serving now (a test may make it hang)."""
+
     def __enter__(self) -> Served:
+        Served.current = self
         self.thread.start()
         asyncio.run_coroutine_threadsafe(self.server.async_start(), self.loop).result(30)
         return self
@@ -354,6 +362,37 @@ def test_through_a_running_node_page_by_page(
     code, _, err = invoke("--data", served, "--format", "csv", "--out", folder)
     assert code == 0, err
     assert csv_files(folder) == csv_files(offline)
+
+
+def test_an_export_stopped_by_sigterm_leaves_no_file_behind(served: Path, tmp_path: Path) -> None:
+    """A service stopped or a terminal closed mid-export: the unfinished file, which holds
+    patient codes, is removed (as with Ctrl+C). The node is made to hang, so the export is
+    caught waiting for a page."""
+    hang = threading.Event()
+    server = Served.current
+    assert server is not None
+    server.loop.call_soon_threadsafe(hang.wait, 30)
+    target = tmp_path / "feed.jsonl"
+    export = subprocess.Popen(
+        [*sterimesh_command(), "feed", "--data", str(served), "--out", str(target)],
+        env=_env(),
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while not list(tmp_path.glob(".feed.jsonl.*.tmp")):
+            assert time.monotonic() < deadline, "the export never started its file"
+            assert export.poll() is None
+            time.sleep(0.02)
+        export.send_signal(signal.SIGTERM)
+        assert export.wait(20) == 128 + signal.SIGTERM
+    finally:
+        hang.set()
+        if export.poll() is None:
+            export.kill()
+            export.wait()
+    assert list(tmp_path.glob(".feed.jsonl.*")) == []
+    assert not target.exists()
 
 
 def test_a_page_size_of_exactly_the_feed_ends_on_an_empty_page(
