@@ -33,6 +33,7 @@ from typing import Any
 from pycrdt import Doc
 
 import crdt_model as cm
+import sync
 
 from ._cluster import next_code
 from ._layout import DataDir, write_private
@@ -145,14 +146,16 @@ def node_info(node: Node) -> dict[str, Any]:
     }
 
 
-def write_file(path: Path, data: bytes) -> None:
-    """Write a backup file whole or not at all (a temporary file renamed), readable by its owner."""
+def write_file(path: Path, data: bytes, check: Callable[[Path], object] | None = None) -> None:
+    """Write a backup file whole or not at all (a temporary file renamed), readable by its
+    owner; `check` reads the temporary file back first (a file of that name is replaced only
+    by one that passed)."""
     if path.is_dir():
         raise BackupError(f"{path} is a folder: give a file name")
     if not path.parent.is_dir():
         raise BackupError(f"{path.parent} does not exist")
     try:
-        write_private(path, data)
+        write_private(path, data, check)
     except OSError as err:
         raise BackupError(f"cannot write {path}: {err.strerror or err}") from err
 
@@ -187,6 +190,11 @@ def check_backup(path: Path, progress: Progress | None = None) -> Checked:
         zf = zipfile.ZipFile(path)
     except FileNotFoundError:
         raise BackupError(f"{path} does not exist") from None
+    except PermissionError:
+        raise BackupError(
+            f"cannot read {path}: permission denied (a backup is readable by the user that"
+            " wrote it: check it as that user, or as root)"
+        ) from None
     except (zipfile.BadZipFile, OSError) as err:
         raise BackupError(f"{path} is not a sterimesh backup (not a readable zip: {err})") from None
     with zf:
@@ -266,6 +274,10 @@ def _read_doc(zf: zipfile.ZipFile, name: str, entry: Mapping[str, Any]) -> bytes
         raise BackupError(f"{name} is not a readable document") from None
     if name.startswith(cm.EVENTS_PREFIX):
         _check_events(name, doc, entry)
+    try:  # the rules peers apply: what they would refuse from a restored node, refused here
+        sync.check_update(None, name, data, max_bytes=MAX_DOC_BYTES)
+    except (sync.UpdateRefused, sync.UpdateIncomplete) as err:
+        raise BackupError(f"{name} would be refused by the cluster's nodes: {err}") from None
     return data
 
 

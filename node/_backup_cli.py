@@ -9,11 +9,13 @@ from typing import Any
 
 import aiohttp
 import click
+import lmdb
 
 import crdt_model as cm
 
 from ._backup import (
     BackupError,
+    Checked,
     check_backup,
     node_info,
     restore,
@@ -94,9 +96,14 @@ def backup(data_dir: Path, out: Path) -> None:
     data = DataDir(data_dir)
     try:
         raw = asyncio.run(_served_backup(data) if data.is_served() else _offline_backup(data))
-        write_file(out, raw)
-        click.echo(f"  reading {out} back to check it", err=True)
-        summary = check_backup(out, _progress).summary()
+        checked: list[Checked] = []
+
+        def read_back(written: Path) -> None:
+            click.echo(f"  reading {out} back to check it", err=True)
+            checked.append(check_backup(written, _progress))
+
+        write_file(out, raw, read_back)  # an earlier backup of that name stays unless it passed
+        summary = checked[0].summary()
     except (BackupError, StoreError, DataDirError, NodeError) as err:
         raise click.ClickException(str(err)) from None
     click.echo(f"backup written to {out} ({len(raw):,} bytes, checked): {_show(summary)}")
@@ -126,6 +133,9 @@ def restore_(path: Path, data_dir: Path, name: str | None, zone: str | None) -> 
         done = restore(checked, DataDir(data_dir), name=name, zone=zone, progress=_progress)
     except (BackupError, StoreError, DataDirError, NodeError) as err:
         raise click.ClickException(f"nothing restored: {err}") from None
+    except (OSError, lmdb.Error) as err:  # e.g. the disk filled up: what was made is undone
+        reason = err.strerror if isinstance(err, OSError) and err.strerror else str(err)
+        raise click.ClickException(f"nothing restored: cannot write {data_dir}: {reason}") from None
     former = ", ".join(done["former_members"]) or "none"
     click.echo(
         f"restored into {data_dir} as node {done['code']} ({done['name']}) of a new cluster: "

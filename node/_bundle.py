@@ -343,13 +343,20 @@ FILES: dict[str, tuple[str, ...]] = {
     name: tuple(col.name for col in cols) for name, cols in _SPECS.items()
 }
 
-_KEYS: dict[str, tuple[str, ...]] = {
-    "set_types.csv": ("code",),
-    "set_instances.csv": ("instance",),
-    "set_contents.csv": ("type_code", "line"),
-    "instruments.csv": ("udi",),
-    "endoscopes.csv": ("serial",),
+_BY_GS1 = ("gtin", "serial")
+_KEYS: dict[str, tuple[tuple[str, ...], ...]] = {
+    "set_types.csv": (("code",),),
+    "set_instances.csv": (("instance",),),
+    "set_contents.csv": (("type_code", "line"),),
+    "instruments.csv": (("udi",), _BY_GS1),
+    "endoscopes.csv": (("serial",),),
+    # a line twice would book its sets twice (readiness) or double what a profile needs
+    "profiles.csv": (("profile_code", "surgeon", "item_kind", "item_code"),),
+    "or_planning.csv": (("date", "room", "start", "patient_code"),),
+    "endo_planning.csv": (("date", "room", "start", "patient_code"),),
 }
+"""Columns whose values no two rows may share (a key with an empty value aside); a patient
+code counts, and is never shown in the error."""
 
 
 class _Ref(NamedTuple):
@@ -396,10 +403,12 @@ class _Zip:
             raise BundleError(label, None, f"more than {MAX_ZIP_ENTRIES} entries in the zip")
         self._entries: dict[str, zipfile.ZipInfo] = {}
         for info in infos:
-            name = info.filename
-            parts = name.replace("\\", "/").split("/")
-            if name.startswith(("/", "\\")) or ".." in parts or re.match(r"[A-Za-z]:", name):
-                raise BundleError(_show_name(name), None, "unsafe path in zip ('..' or absolute)")
+            name = info.filename.replace("\\", "/")  # zips made on Windows may use backslashes
+            parts = name.split("/")
+            if name.startswith("/") or ".." in parts or re.match(r"[A-Za-z]:", name):
+                raise BundleError(
+                    _show_name(info.filename), None, "unsafe path in zip ('..' or absolute)"
+                )
             if name in self._entries:
                 raise BundleError(_show_name(name), None, "duplicate entry in zip")
             if not info.is_dir():
@@ -536,6 +545,32 @@ _UTF8_SEQUENCE = re.compile(rb"[\xc2-\xf4][\x80-\xbf]+")
 """A multi-byte UTF-8 character (in Windows-1252 text, a rare pair such as Ã©)."""
 
 
+def _accidental(char: str) -> bool:
+    """True for a character that UTF-8 gives for two Windows-1252 characters side by side
+    (a capital with an accent before a no-break space, a degree sign, a guillemet...), and
+    that no export of this field holds: C1 controls, IPA, combining marks, scripts other
+    than Latin and Greek (micro, ohm and the Greek letters of instrument names stay)."""
+    code = ord(char)
+    if 0x80 <= code <= 0x9F:
+        return True
+    if unicodedata.category(char) in ("Cf", "Mn"):
+        return False  # invisible: refused as such further on, whatever the encoding
+    return 0x250 <= code <= 0x7FF and not 0x391 <= code <= 0x3C9
+
+
+def _by_accident(text: str) -> bool:
+    """True when text read as UTF-8 holds accidental characters, each standing alone (a
+    word of another script is several side by side: that text is UTF-8 indeed)."""
+    found = False
+    for i, char in enumerate(text):
+        if _accidental(char):
+            near = text[max(i - 1, 0) : i] + text[i + 1 : i + 2]
+            if any(ord(c) >= 0x80 for c in near):
+                return False
+            found = True
+    return found
+
+
 def _decode(name: str, data: bytes) -> str:
     if data.startswith((b"\xff\xfe", b"\xfe\xff")):
         raise BundleError(name, None, "UTF-16 is not supported: export as UTF-8 or Windows-1252")
@@ -543,17 +578,27 @@ def _decode(name: str, data: bytes) -> str:
     if nul >= 0:
         raise BundleError(name, data.count(b"\n", 0, nul) + 1, "NUL byte: not a text file")
     try:
-        return data.decode("utf-8-sig")
+        text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         line = data.count(b"\n", 0, exc.start) + 1
         if data.startswith(b"\xef\xbb\xbf"):
             raise BundleError(name, line, "invalid UTF-8 after a UTF-8 BOM") from None
-        if _UTF8_SEQUENCE.search(data, 0, exc.start):
+        before = _UTF8_SEQUENCE.finditer(data, 0, exc.start)
+        if any(not _accidental(m.group().decode("utf-8", "replace")[0]) for m in before):
             # accented letters in UTF-8 before it: read as Windows-1252, every one of them
             # would be garbled (Ã©): a file edited in two encodings is refused, not guessed
             raise BundleError(
                 name, line, f"byte 0x{data[exc.start]:02x} is not UTF-8, and the lines before are"
             ) from None
+    else:
+        if data.startswith(b"\xef\xbb\xbf") or not _by_accident(text):
+            return text
+        # valid UTF-8 only by accident: Windows-1252 text (Ø and a no-break space read
+        # as one Arabic letter), unless Windows-1252 cannot read it either
+        try:
+            return data.decode("cp1252")
+        except UnicodeDecodeError:
+            return text
     try:
         return data.decode("cp1252")
     except UnicodeDecodeError as exc:
@@ -591,8 +636,7 @@ def _parse(
             raise BundleError(name, 1, f"{what} column {col.name!r}")
         index = columns.index(col.name)
         plan.append((col.name, index, col.convert, col.required, col.empty, col.patient, col.keep))
-    key_columns = _KEYS.get(name, ())
-    seen: dict[Any, int] = {}
+    keys: list[tuple[tuple[str, ...], dict[Any, int]]] = [(c, {}) for c in _KEYS.get(name, ())]
     refs = [
         (ref, {row[ref.target_column] for row in tables[ref.target.removesuffix(".csv")]})
         for ref in _REFS.get(name, ())
@@ -625,7 +669,7 @@ def _parse(
                     value = empty
                 if keep:
                     row[column] = value
-            if key_columns:
+            for key_columns, seen in keys:
                 _check_key(name, start, row, key_columns, seen)
             for ref, known in refs:
                 value = row[ref.column]
@@ -653,13 +697,18 @@ def _parse(
 def _check_key(
     name: str, line: int, row: dict[str, Any], columns: tuple[str, ...], seen: dict[Any, int]
 ) -> None:
-    key = row[columns[0]] if len(columns) == 1 else tuple(row[c] for c in columns)
+    key = tuple(row.get(c) for c in columns)
+    if columns == _BY_GS1 and not all(key):
+        return  # an instrument known by its UDI text alone
     first = seen.setdefault(key, line)
     if first != line:
         shown = " and ".join(
-            f"{c} {row[c] if isinstance(row[c], int) else _show(row[c])}" for c in columns
+            f"{c} {_show(str(row[c])) if isinstance(row[c], str) else row[c]}"
+            for c in columns
+            if c != _PATIENT_CODE.name
         )
-        raise BundleError(name, line, f"duplicate {shown} (first on line {first})")
+        same = " for the same patient" if _PATIENT_CODE.name in columns else ""
+        raise BundleError(name, line, f"duplicate {shown}{same} (first on line {first})")
 
 
 def _cut(text: str, limit: int = 40) -> str:

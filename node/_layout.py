@@ -6,6 +6,7 @@ import fcntl
 import json
 import os
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -145,8 +146,9 @@ def fsync_folder(folder: Path) -> None:
         os.close(fd)
 
 
-def write_private(path: Path, data: bytes) -> None:
-    """Write a file whole or not at all (fsynced under a temporary name, then renamed), mode 0600."""
+def write_private(path: Path, data: bytes, check: Callable[[Path], object] | None = None) -> None:
+    """Write a file whole or not at all (fsynced under a temporary name, then renamed), mode
+    0600. `check`, given the temporary file, may refuse it by raising: `path` stays as it was."""
     tmp = path.with_name(f".{path.name}.tmp")
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -154,6 +156,8 @@ def write_private(path: Path, data: bytes) -> None:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
+        if check is not None:
+            check(tmp)
         tmp.replace(path)
         fsync_folder(path.parent)  # the rename itself survives a power cut
     except BaseException:

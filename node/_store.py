@@ -105,8 +105,10 @@ class Store:
         # Owner only: the store holds password, PIN and token hashes and patient codes.
         path.mkdir(mode=0o700, parents=True, exist_ok=True)
         _owner_only(path)
+        existed = (path / "data.mdb").exists()
+        env = None
         try:
-            self._env = lmdb.open(
+            self._env = env = lmdb.open(
                 str(path),
                 mode=0o600,
                 map_size=map_size,
@@ -121,6 +123,10 @@ class Store:
             self._log = self._env.open_db(b"log")
             self._snap = self._env.open_db(b"snap")
         except lmdb.Error as err:
+            if env is not None:
+                env.close()  # its files stay free: a full disk can be cleaned, the folder removed
+            if not existed:
+                raise StoreError(f"the data store in {path} cannot be created ({err})") from None
             raise StoreDamagedError(
                 f"the data store in {path} cannot be opened ({err}); restore it from a "
                 "backup or from another node"

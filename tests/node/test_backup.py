@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import cbor2
 import pytest
 from click.testing import CliRunner
 from pycrdt import Doc
@@ -22,7 +23,15 @@ from pycrdt import Doc
 import crdt_model as cm
 from node._cli import cli
 from node._sample import write_sample
-from tests.procs import NodeProcess, create_token, free_port, init_node_dir, run_cli
+from tests.helpers import STRICT, require_tool
+from tests.procs import (
+    NodeProcess,
+    _env,
+    create_token,
+    free_port,
+    init_node_dir,
+    run_cli,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -168,6 +177,28 @@ async def test_a_stopped_nodes_backup_holds_every_document(
         assert len(cm.acks_map(doc)) == 10
 
 
+def test_a_backup_that_does_not_read_back_never_replaces_one_of_that_name(
+    good_backup: Path, source: tuple[Path, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same file name twice a day (sterimesh-$(date +%F).zip): the new file takes the
+    name only once read back whole; a failed check leaves the earlier backup as it was.
+    (The check is made to fail: a disk that garbles what it was given cannot be had here.)"""
+    from node import _backup_cli
+
+    root, _ = source
+    before = good_backup.read_bytes()
+
+    def garbled(path: Path, progress: Any = None) -> Any:
+        raise _backup_cli.BackupError(f"{path.name} is damaged: its checksum does not match")
+
+    monkeypatch.setattr(_backup_cli, "check_backup", garbled)
+    code, _, err = invoke("backup", "--data", str(root), "--out", str(good_backup))
+    assert code == 1
+    assert "damaged" in err
+    assert good_backup.read_bytes() == before
+    assert sorted(p.name for p in good_backup.parent.iterdir() if p.name.endswith(".tmp")) == []
+
+
 def rewrite(src: Path, dst: Path, change: Any) -> None:
     """Copy a backup zip, passing (name, bytes) through `change` (None drops the entry)."""
     with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w") as zout:
@@ -187,6 +218,7 @@ def good_backup(source: tuple[Path, str], tmp_path: Path) -> Path:
 
 
 DAY = cm.events_doc_name(cm.Timestamp(1_795_869_091_234, 0))
+HLC = str(cm.Timestamp(1_795_869_091_234, 0))
 
 
 def with_document(src: Path, dst: Path, data: bytes, compression: int = zipfile.ZIP_STORED) -> None:
@@ -242,6 +274,32 @@ def test_an_invalid_event_with_a_right_checksum_is_refused(
     code, _, err = invoke("verify-backup", str(bad))
     assert code == 1
     assert "is not valid" in err
+
+
+def test_a_document_peers_would_refuse_is_refused(good_backup: Path, tmp_path: Path) -> None:
+    """A valid event not in its canonical encoding: every node that joined the restored one
+    would refuse the document, and flag the node."""
+    event = {
+        "type": "note",
+        "text": "RAS",
+        "id": f"{HLC}-A",
+        "hlc": HLC,
+        "at": "2026-11-28T08:00:00.000+01:00",
+        "node": "A",
+        "user": "u",
+        "zone": "sale",
+    }
+    loose = cbor2.dumps(event)  # keys in insertion order: not canonical
+    assert cm.decode_map(loose) == event
+    assert loose != cm.encode(event)
+    doc: Doc[Any] = Doc()
+    cm.events_map(doc)[event["id"]] = loose
+    bad = tmp_path / "loose.zip"
+    with_document(good_backup, bad, doc.get_update())
+    code, _, err = invoke("verify-backup", str(bad))
+    assert code == 1
+    assert "would be refused by the cluster's nodes" in err
+    assert "canonical" in err
 
 
 def _patched(src: Path, dst: Path, member: str, change: Any) -> None:
@@ -333,6 +391,60 @@ def test_a_truncated_file_is_refused(good_backup: Path, tmp_path: Path) -> None:
     code, _, err = invoke("verify-backup", str(cut))
     assert code == 1
     assert "not a readable zip" in err
+
+
+def test_a_backup_this_user_cannot_read_is_said_so(good_backup: Path) -> None:
+    """IT checks a backup as another user than the node's (backups are 0600)."""
+    if os.geteuid() != 0:
+        message = "switching to another user needs root (CI has it)"
+        if STRICT:
+            pytest.fail(message)
+        pytest.skip(message)
+    as_nobody = (  # the command loaded as root, then run as nobody (the code is root's)
+        "import os, sys; from node._cli import cli; os.setgid(65534); os.setuid(65534);"
+        " cli(['verify-backup', sys.argv[1]], prog_name='sterimesh')"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", as_nobody, str(good_backup)],
+        capture_output=True,
+        text=True,
+        env=_env(),
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert "cannot read" in result.stderr
+    assert "permission denied" in result.stderr
+    assert "not a sterimesh backup" not in result.stderr
+
+
+def test_a_restore_onto_a_full_disk_is_one_clear_error_and_leaves_nothing(
+    good_backup: Path, tmp_path: Path
+) -> None:
+    """A disk too small for the node (a tmpfs of 16 KiB): one line, no traceback, and
+    nothing in the way of the next try."""
+    mount, umount = require_tool("mount"), require_tool("umount")
+    if os.geteuid() != 0:
+        message = "mounting a small tmpfs needs root (CI has it)"
+        if STRICT:
+            pytest.fail(message)
+        pytest.skip(message)
+    small = tmp_path / "small"
+    small.mkdir()
+    subprocess.run([mount, "-t", "tmpfs", "-o", "size=16k", "tmpfs", str(small)], check=True)
+    try:
+        target = small / "node"
+        code, out, err = invoke("restore", str(good_backup), "--data", str(target))
+        assert code == 1, out
+        assert "nothing restored:" in err
+        assert "cannot be created" in err or "cannot write" in err
+        assert "restore it from a backup" not in err
+        assert "Traceback" not in err
+        assert len(err.strip().splitlines()) <= 3  # progress lines, then the one error
+        assert [p.name for p in small.iterdir()] in ([], ["node"])
+        assert not any(target.iterdir()) if target.exists() else True
+    finally:
+        subprocess.run([umount, str(small)], check=True)
 
 
 def test_restore_never_writes_into_an_existing_node(good_backup: Path, tmp_path: Path) -> None:
