@@ -71,13 +71,7 @@ def _after_stock(fold: Fold, set_code: str, lot: str) -> dict[str, Any]:
     by letters and digits alone), until it went into a sterilizer load of ours, as
     `_after_load` follows a load (a reception or a wash in between does not end it: a use
     typed in late still came from that lot; nor does the set read under another lot)."""
-    entry: dict[str, Any] = {
-        "set": set_code,
-        "status": fold.set_status(set_code).status,
-        "labels": [],
-        "dispatches": [],
-        "uses": [],
-    }
+    entry = _set_entry(fold, set_code)
     inside = False
     key = lot_key(lot)
     for rec in _records(fold, set_code):
@@ -233,13 +227,7 @@ def _after_load(fold: Fold, set_code: str, load: str) -> dict[str, Any]:
     not end it: see recall_set); a set put into a second load before this one's cycle went
     through one of them, and its uses count for both. A washer load ends at the next load.
     """
-    entry: dict[str, Any] = {
-        "set": set_code,
-        "status": fold.set_status(set_code).status,
-        "labels": [],
-        "dispatches": [],
-        "uses": [],
-    }
+    entry = _set_entry(fold, set_code)
     view = fold.load(load)
     steri = view is not None and view.kind == "steri"
     cycles = () if view is None else view.cycles
@@ -258,6 +246,17 @@ def _after_load(fold: Fold, set_code: str, load: str) -> dict[str, Any]:
         elif inside:
             _note(entry, rec, load)
     return entry
+
+
+def _set_entry(fold: Fold, set_code: str) -> dict[str, Any]:
+    """A set's line of a recall by lot: its status, then what `_note` adds."""
+    return {
+        "set": set_code,
+        "status": fold.set_status(set_code).status,
+        "labels": [],
+        "dispatches": [],
+        "uses": [],
+    }
 
 
 def _note(entry: dict[str, Any], rec: Record, load: str | None) -> None:

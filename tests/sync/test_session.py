@@ -294,34 +294,42 @@ async def test_a_large_catch_up_is_relayed_to_a_node_that_cannot_reach_its_autho
     await bc.close()
 
 
-async def test_a_peer_that_pings_and_never_reads_cannot_fill_our_memory() -> None:
-    from sync import PROTOCOL_VERSION, Hello, Ping, encode_frame, encode_message
+class _Stalled:
+    """A peer whose TCP window is full: our sends never complete after HELLO; it talks."""
+
+    def __init__(self) -> None:
+        self.inbound: asyncio.Queue[bytes] = asyncio.Queue()
+        self.sent = 0
+
+    async def send(self, data: bytes) -> None:
+        self.sent += 1
+        if self.sent > 1:
+            await asyncio.Event().wait()
+
+    async def recv(self) -> bytes:
+        return await self.inbound.get()
+
+    def close(self) -> None:
+        pass
+
+
+def _stalled_session() -> tuple[PeerSession, _Stalled, asyncio.Task[Any]]:
+    """A session of node A with a stalled peer M that said HELLO, running."""
+    from sync import PROTOCOL_VERSION, Hello, encode_frame, encode_message
 
     from .sync_helpers import CLUSTER, FAST, identity
 
-    class Stalled:
-        """The peer's side: its TCP window is full, our sends never complete after HELLO."""
-
-        def __init__(self) -> None:
-            self.inbound: asyncio.Queue[bytes] = asyncio.Queue()
-            self.sent = 0
-
-        async def send(self, data: bytes) -> None:
-            self.sent += 1
-            if self.sent > 1:
-                await asyncio.Event().wait()
-
-        async def recv(self) -> bytes:
-            return await self.inbound.get()
-
-        def close(self) -> None:
-            pass
-
-    channel = Stalled()
+    channel = _Stalled()
     session = PeerSession(MemoryReplica(), identity("A"), channel, timing=FAST)
     hello = Hello(PROTOCOL_VERSION, CLUSTER, "node-M", "M", "M")
     channel.inbound.put_nowait(encode_frame(encode_message(hello)))
-    task = asyncio.get_running_loop().create_task(session.run())
+    return session, channel, asyncio.get_running_loop().create_task(session.run())
+
+
+async def test_a_peer_that_pings_and_never_reads_cannot_fill_our_memory() -> None:
+    from sync import Ping, encode_frame, encode_message
+
+    session, channel, task = _stalled_session()
     try:
         await asyncio.sleep(0.05)
         pings = b"".join(encode_frame(encode_message(Ping(2**40 + i))) for i in range(5_000))
@@ -336,37 +344,12 @@ async def test_a_peer_that_pings_and_never_reads_cannot_fill_our_memory() -> Non
 async def test_a_peer_that_sends_but_never_reads_gets_one_ping_and_one_manifest_queued() -> None:
     """The timers queue a PING and a MANIFEST only once the previous one went out: a peer
     that keeps talking but reads nothing costs a bounded outbox, however long it lives."""
-    from sync import PROTOCOL_VERSION, FrameDecoder, Hello, Ping, decode_message, encode_frame
-    from sync import encode_message as encode
+    from sync import FrameDecoder, Ping, decode_message, encode_frame, encode_message
 
-    from .sync_helpers import CLUSTER, FAST, identity
-
-    class Deaf:
-        """Our sends never complete after HELLO (its window is full); it keeps pinging."""
-
-        def __init__(self) -> None:
-            self.inbound: asyncio.Queue[bytes] = asyncio.Queue()
-            self.sent = 0
-
-        async def send(self, data: bytes) -> None:
-            self.sent += 1
-            if self.sent > 1:
-                await asyncio.Event().wait()
-
-        async def recv(self) -> bytes:
-            return await self.inbound.get()
-
-        def close(self) -> None:
-            pass
-
-    channel = Deaf()
-    session = PeerSession(MemoryReplica(), identity("A"), channel, timing=FAST)
-    hello = Hello(PROTOCOL_VERSION, CLUSTER, "node-M", "M", "M")
-    channel.inbound.put_nowait(encode_frame(encode(hello)))
-    task = asyncio.get_running_loop().create_task(session.run())
+    session, channel, task = _stalled_session()
     try:
         for i in range(40):  # 2 s: 20 heartbeats and 10 anti-entropy rounds of FAST
-            channel.inbound.put_nowait(encode_frame(encode(Ping(2**40 + i))))
+            channel.inbound.put_nowait(encode_frame(encode_message(Ping(2**40 + i))))
             await asyncio.sleep(0.05)
         assert not task.done()  # alive: it talks
         kinds = [
