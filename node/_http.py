@@ -28,6 +28,8 @@ PRINCIPAL_KEY: web.RequestKey[Principal] = web.RequestKey("principal", Principal
 SessionAuth = Callable[[web.Request], tuple[Principal, str] | None]
 """The person of a request's session cookie and the session's CSRF token (set by the web UI)."""
 SESSION_AUTH_KEY: web.AppKey[SessionAuth] = web.AppKey("session_auth")
+BY_SESSION_KEY: web.RequestKey[bool] = web.RequestKey("by_session", bool)
+"""Set on a request authenticated by a web session's cookie (not a token)."""
 CSRF_HEADER = "X-CSRF-Token"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 MAX_JSON_BODY = 1024 * 1024
@@ -127,6 +129,7 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     header = request.headers.get("Authorization")
     if header is None:
         request[PRINCIPAL_KEY] = _session_principal(request)
+        request[BY_SESSION_KEY] = True
         return await handler(request)
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fcntl
+import ipaddress
 import json
 import os
 import tomllib
@@ -112,6 +113,19 @@ class DataDir:
         except DataDirError:
             return False
         return False
+
+
+def address_group(address: str) -> str:
+    """What the per-address limit counts by: an IPv4 address, an IPv6 address's /64."""
+    try:
+        ip = ipaddress.ip_address(address.split("%", 1)[0])
+    except ValueError:
+        return address
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((ip, 64), strict=False))
+    return str(ip)
 
 
 def not_answering(data: DataDir, err: BaseException) -> str:

@@ -1152,6 +1152,7 @@ class Node:
         def change(doc: Doc[Any]) -> None:
             if disabled:
                 put_field(doc, login, "disabled", True, by)
+                count_logout(doc, login, self.code)  # enabled again, their old cookies stay dead
             else:
                 enable(doc, login, by)
 

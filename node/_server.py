@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import logging
 import os
 import signal
@@ -17,7 +16,7 @@ from aiohttp import web
 from ._api import make_app
 from ._backup import ScheduledBackups
 from ._devices import CycleCapture, Scanners
-from ._layout import DataDir
+from ._layout import DataDir, address_group
 from ._node import Node
 from ._peering import make_sync_app, server_ssl
 from ._printing import Printing
@@ -79,19 +78,6 @@ class SyncSite(web.TCPSite):
             self._port,
             backlog=self._backlog,
         )
-
-
-def address_group(address: str) -> str:
-    """What the per-address limit counts by: an IPv4 address, an IPv6 address's /64."""
-    try:
-        ip = ipaddress.ip_address(address.split("%", 1)[0])
-    except ValueError:
-        return address
-    if isinstance(ip, ipaddress.IPv6Address):
-        if ip.ipv4_mapped is not None:
-            return str(ip.ipv4_mapped)
-        return str(ipaddress.IPv6Network((ip, 64), strict=False))
-    return str(ip)
 
 
 class _Gate:

@@ -41,6 +41,8 @@ from ._web_station import (
 from ._web_support import (
     DEFAULT_LANGUAGE,
     LANGUAGES,
+    PIN_FAILURES,
+    PIN_KEY,
     LoginLimiter,
     Signer,
     accepted_language,
@@ -163,6 +165,8 @@ async def _web_middleware(request: web.Request, handler: Handler) -> web.StreamR
     response.headers.setdefault("Content-Security-Policy", _CSP)
     response.headers.setdefault("X-Content-Type-Options", "nosniff")
     response.headers.setdefault("Referrer-Policy", "same-origin")
+    if not request.path.startswith("/static/"):  # pages show patient codes, one-time tokens:
+        response.headers.setdefault("Cache-Control", "no-store")  # not for Back after logout
     return response
 
 
@@ -348,7 +352,8 @@ async def async_confirm(request: web.Request, principal: Principal, secret: str)
     """
     state = _state(request)
     address = request.remote or "?"
-    if state.limiter.blocked(principal.name, address):
+    key = PIN_KEY + principal.name  # counted as a PIN: it may be one
+    if not state.limiter.attempt(key, address, total=PIN_FAILURES):
         return "Too many failed attempts: wait 5 minutes and try again."
     entry = active_user(_node(request), principal.name)
     stored = [] if entry is None else [entry.get("pin"), entry.get("password")]
@@ -358,9 +363,8 @@ async def async_confirm(request: web.Request, principal: Principal, secret: str)
             and isinstance(hashed, dict)
             and await asyncio.to_thread(verify_password, secret, hashed)
         ):
-            state.limiter.succeeded(principal.name, address)
+            state.limiter.succeeded(key, address)
             return None
-    state.limiter.failed(principal.name, address)
     _LOGGER.info("failed confirmation by %r from %s", principal.name, address)
     with_pin = entry is not None and isinstance(entry.get("pin"), dict)
     return (

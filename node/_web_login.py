@@ -32,7 +32,15 @@ from ._web import (
     _state,
     render,
 )
-from ._web_support import LANGUAGES, new_session, same_text, translator
+from ._web_support import (
+    KEY_FAILURES,
+    LANGUAGES,
+    PIN_FAILURES,
+    PIN_KEY,
+    new_session,
+    same_text,
+    translator,
+)
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -47,10 +55,9 @@ async def login_page(
     request: web.Request, error: str | None = None, form: dict[str, str] | None = None
 ) -> web.Response:
     """The login form (with a pre-session CSRF token, double-submitted); after a failure,
-    `form` gives back where the person was going and the login typed, when it is someone's
-    (what was typed there may be a password: never shown back otherwise)."""
+    `form` gives back where the person was going, never the login typed (it may be a
+    password; and showing it back only when someone holds it would say who exists)."""
     token = request.cookies.get(PRE_COOKIE) or secrets.token_urlsafe(24)
-    typed = (form or {}).get("login", "").strip().lower()[:64]
     response = render(
         request,
         "login.html",
@@ -59,7 +66,6 @@ async def login_page(
         error=error,
         badges=any_badge(_node(request)),
         next=_safe_next((form or {}).get("next") or request.query.get("next")),
-        login=typed if typed and active_user(_node(request), typed) is not None else "",
     )
     _cookie(response, request, PRE_COOKIE, token)
     return response
@@ -78,7 +84,7 @@ async def login_post(request: web.Request) -> web.StreamResponse:
         # what was typed is logged only when it is someone's login: it may be a password
         who = login if entry is not None else "a login nobody active holds"
         return await _failed(request, form, login, who, "Unknown user or wrong password.")
-    return _logged_in(request, form, login, entry)
+    return _logged_in(request, form, login, entry, login)
 
 
 async def login_badge_post(request: web.Request) -> web.StreamResponse:
@@ -96,8 +102,8 @@ async def login_badge_post(request: web.Request) -> web.StreamResponse:
         except ValueError:
             key = "badge:?"
     else:
-        key = login
-    refused = await _refused(request, form, key)
+        key = PIN_KEY + login  # PINs have their own, lower count: past it, the password works
+    refused = await _refused(request, form, key, total=PIN_FAILURES)
     if refused is not None:
         return refused
     entry = None if login is None else active_user(_node(request), login)
@@ -107,13 +113,14 @@ async def login_badge_post(request: web.Request) -> web.StreamResponse:
         return await _failed(
             request, {"next": form.get("next", "")}, key, who, "Unknown badge or wrong PIN."
         )
-    return _logged_in(request, form, login, entry)
+    return _logged_in(request, form, login, entry, key)
 
 
 async def _refused(
-    request: web.Request, form: dict[str, str], key: str
+    request: web.Request, form: dict[str, str], key: str, *, total: int = KEY_FAILURES
 ) -> web.StreamResponse | None:
-    """The answer when the form is forged or the key has used up its failures; else None."""
+    """The answer when the form is forged or the key has used up its failures; else None,
+    the try counted as failed until it succeeds."""
     state = _state(request)
     gettext = translator(state.catalogs, _lang(request))
     pre = request.cookies.get(PRE_COOKIE, "")
@@ -121,8 +128,8 @@ async def _refused(
         return await login_page(
             request, gettext("The form expired or did not come from this page: try again."), form
         )
-    known = active_user(_node(request), key) is not None
-    if state.limiter.blocked(key, request.remote or "?", known=known):
+    known = active_user(_node(request), key.removeprefix(PIN_KEY)) is not None
+    if not state.limiter.attempt(key, request.remote or "?", known=known, total=total):
         response = await login_page(
             request, gettext("Too many failed attempts: wait 5 minutes and try again."), form
         )
@@ -142,19 +149,18 @@ async def _failed(
     request: web.Request, form: dict[str, str], key: str, who: str, message: str
 ) -> web.Response:
     state = _state(request)
-    address = request.remote or "?"
-    state.limiter.failed(key, address)
+    address = request.remote or "?"  # the try was counted as it began (_refused)
     _LOGGER.info("failed web login for %r from %s", who, address)
     gettext = translator(state.catalogs, _lang(request))
     return await login_page(request, gettext(message), form)
 
 
 def _logged_in(
-    request: web.Request, form: dict[str, str], login: str, entry: dict[str, Any]
+    request: web.Request, form: dict[str, str], login: str, entry: dict[str, Any], key: str
 ) -> web.Response:
     """Open the session, in the person's language if they chose one, else this browser's."""
     state = _state(request)
-    state.limiter.succeeded(login, request.remote or "?")
+    state.limiter.succeeded(key, request.remote or "?")
     lang = entry.get("lang") if entry.get("lang") in LANGUAGES else _lang(request)
     session = new_session(login, str(lang), state.clock(), entry)
     principal = Principal(name=login, role=str(entry.get("role")))

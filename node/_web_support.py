@@ -20,6 +20,7 @@ from zoneinfo import ZoneInfo
 import crdt_model as cm
 
 from ._auth import ADMIN_MESSAGES, admin_message
+from ._layout import address_group
 
 LANGUAGES = ("fr", "nl", "en")
 DEFAULT_LANGUAGE = "fr"
@@ -27,8 +28,18 @@ LOCALES_DIR = Path(__file__).parent / "locales"
 SECRET_FILE = "web-secret"  # noqa: S105 (a file name, not a secret)
 SESSION_TTL_S = 12 * 3600
 LOGIN_FAILURES = 5
+"""Failed logins per window of one login (or badge) from one address."""
 LOGIN_WINDOW_S = 300.0
+KEY_FAILURES = 20
+"""Failed logins per window of one login from all addresses together."""
+PIN_FAILURES = 10
+"""Failed PINs per window of one person from all addresses together (a PIN has as few as
+10,000 values: past this, the password still works)."""
+PIN_KEY = "pin:"
+"""What a person's PIN failures count under (their password failures, under their login)."""
 ADDRESS_FAILURES = 30
+"""Failed logins one address may make per window on logins nobody holds."""
+KNOWN_ADDRESS_FAILURES = 100
 """Failed logins one address may make per window, whatever the logins it tries."""
 _MAX_TRACKED = 10000
 
@@ -274,12 +285,16 @@ def session_mark(user: dict[str, Any]) -> str:
 
 
 class LoginLimiter:
-    """Failed logins in memory: at most LOGIN_FAILURES per (login, address), and for logins
-    nobody holds ADDRESS_FAILURES per address, all logins together, per LOGIN_WINDOW_S."""
+    """Failed logins in memory, per LOGIN_WINDOW_S: at most LOGIN_FAILURES per (login,
+    address), `total` (KEY_FAILURES, PIN_FAILURES) per login from all addresses, and per
+    address ADDRESS_FAILURES on logins nobody holds, KNOWN_ADDRESS_FAILURES on any. An
+    address is its IPv4 address or its IPv6 /64. `attempt` counts a try as failed before it
+    is checked (tries sent at once cannot outrun the count); `succeeded` takes it back."""
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
         self._failures: dict[tuple[str, str], deque[float]] = {}
+        self._by_key: dict[str, deque[float]] = {}
         self._by_address: dict[str, deque[float]] = {}
 
     def _recent(self, found: deque[float] | None) -> deque[float]:
@@ -289,26 +304,42 @@ class LoginLimiter:
             found.popleft()
         return found
 
-    def blocked(self, login: str, address: str, *, known: bool = True) -> bool:
-        """True while the pair has used up its failures; for a login or badge nobody holds
-        (`known` False), also while the address has: spraying many logins is stopped, and
-        people sharing an address (a terminal server, a proxy) still log in."""
-        if len(self._recent(self._failures.get((login, address)))) >= LOGIN_FAILURES:
+    def blocked(
+        self, login: str, address: str, *, known: bool = True, total: int = KEY_FAILURES
+    ) -> bool:
+        """True while the pair, the login or the address has used up its failures; an
+        address trying logins nobody holds (`known` False) sooner: spraying many logins is
+        stopped, and people sharing an address (a terminal server, a proxy) still log in."""
+        group = address_group(address)
+        if len(self._recent(self._failures.get((login, group)))) >= LOGIN_FAILURES:
             return True
-        return not known and len(self._recent(self._by_address.get(address))) >= ADDRESS_FAILURES
+        if len(self._recent(self._by_key.get(login))) >= total:
+            return True
+        tried = len(self._recent(self._by_address.get(group)))
+        return tried >= KNOWN_ADDRESS_FAILURES or (not known and tried >= ADDRESS_FAILURES)
+
+    def attempt(
+        self, login: str, address: str, *, known: bool = True, total: int = KEY_FAILURES
+    ) -> bool:
+        """Count a try about to be checked, as failed; False (nothing counted) if blocked."""
+        if self.blocked(login, address, known=known, total=total):
+            return False
+        self.failed(login, address)
+        return True
 
     def failed(self, login: str, address: str) -> None:
         """Count one failure."""
         now = self._clock()
-        pair = (login, address)
-        if len(self._failures) > _MAX_TRACKED and pair not in self._failures:
-            self._bound(self._failures, LOGIN_FAILURES)
-        if len(self._by_address) > _MAX_TRACKED and address not in self._by_address:
-            self._bound(self._by_address, ADDRESS_FAILURES)
-        self._failures[pair] = self._recent(self._failures.get(pair))
-        self._failures[pair].append(now)
-        self._by_address[address] = self._recent(self._by_address.get(address))
-        self._by_address[address].append(now)
+        group = address_group(address)
+        self._count(self._failures, (login, group), LOGIN_FAILURES, now)
+        self._count(self._by_key, login, PIN_FAILURES, now)
+        self._count(self._by_address, group, ADDRESS_FAILURES, now)
+
+    def _count(self, table: dict[Any, deque[float]], key: Any, limit: int, now: float) -> None:
+        if len(table) > _MAX_TRACKED and key not in table:
+            self._bound(table, limit)
+        found = table[key] = self._recent(table.get(key))
+        found.append(now)
 
     def _bound(self, table: dict[Any, deque[float]], limit: int) -> None:
         """Forget expired entries, then the stalest that block nothing: never a blocked one
@@ -323,8 +354,14 @@ class LoginLimiter:
                 del table[key]
 
     def succeeded(self, login: str, address: str) -> None:
-        """Forget the failures of a pair that logged in."""
-        self._failures.pop((login, address), None)
+        """Forget the failures of a pair that logged in, and take back its try from the
+        login's and the address's counts (others' failures stay counted)."""
+        group = address_group(address)
+        self._failures.pop((login, group), None)
+        for table, key in ((self._by_key, login), (self._by_address, group)):
+            found = table.get(key)
+            if found:
+                found.pop()
 
 
 # -- charts -------------------------------------------------------------------------

@@ -70,3 +70,27 @@ async def test_a_cookie_after_logout_or_a_bad_bearer_token_gets_nothing(
         "/api/events", json={"type": "note", "text": "x"}, headers={"X-CSRF-Token": token}
     )
     assert resp.status == 403
+
+
+async def test_a_release_is_never_signed_by_a_cookie_alone(client: TestClient, node: Node) -> None:
+    """The pages ask a releaser for their PIN; the API with the same cookie (a station left
+    open, a console) must not release, nor undo a release, without it."""
+    from node._auth import Principal
+    from tests.web.helpers import load_with_cycle
+
+    load = await load_with_cycle(node, "pass")
+    await login_in(client, "rel")
+    token = await _csrf_meta(client)
+    before = node.index.count
+    release = {"type": "load.released", "load": load, "decision": "released"}
+    resp = await client.post("/api/events", json=release, headers={"X-CSRF-Token": token})
+    assert resp.status == 403
+    assert "PIN" in (await resp.json())["error"]
+    assert node.index.count == before
+    event, _ = await node.async_submit(release, Principal("rel", "releaser"))  # at the page
+    void = {"type": "event.voided", "target": event["id"], "reason": "erreur"}
+    resp = await client.post("/api/events", json=void, headers={"X-CSRF-Token": token})
+    assert resp.status == 403
+    note = {"type": "note", "text": "libération faite au poste"}
+    resp = await client.post("/api/events", json=note, headers={"X-CSRF-Token": token})
+    assert resp.status == 201  # anything else the role may do, it does

@@ -34,6 +34,19 @@ async def test_pages_forbid_forms_posting_elsewhere(client: TestClient) -> None:
     assert "form-action 'self'" in resp.headers["Content-Security-Policy"]
 
 
+async def test_pages_are_never_kept_by_the_browser_but_static_files_are(
+    client: TestClient,
+) -> None:
+    """Back after a logout on a shared station must not show a recall's patients again."""
+    await login_in(client, "chef")
+    for path in ("/dashboard", "/recall?lot=A-261128-999", "/login"):
+        resp = await client.get(path)
+        assert resp.headers.get("Cache-Control") == "no-store", path
+    resp = await client.get("/static/station.js")
+    assert resp.status == 200
+    assert resp.headers.get("Cache-Control") != "no-store"
+
+
 @pytest.mark.parametrize(
     "target", ["//evil.example/x", "/\t/evil.example/x", "/\\evil.example", "/\r\nSet-Cookie:x"]
 )
@@ -74,6 +87,32 @@ def test_one_address_trying_many_logins_is_stopped_too() -> None:
     assert not limiter.blocked("admin1", "1.2.3.4")  # a real login from a shared address
 
 
+def test_a_pin_tried_from_many_addresses_is_stopped_for_all_of_them() -> None:
+    """One badge, guesses from many addresses (each under its own limit): the person's PIN
+    count stops them all; an IPv6 /64 counts as one address."""
+    limiter = support.LoginLimiter(clock=lambda: 1000.0)
+    key = support.PIN_KEY + "rel"
+    for n in range(support.PIN_FAILURES):
+        assert limiter.attempt(key, f"10.1.{n}.1", total=support.PIN_FAILURES)
+    assert not limiter.attempt(key, "10.9.9.9", total=support.PIN_FAILURES)
+    assert limiter.attempt("rel", "10.9.9.9")  # the password still works
+    for n in range(support.LOGIN_FAILURES):
+        assert limiter.attempt("op", f"2001:db8:0:1::{n + 1}")
+    assert not limiter.attempt("op", "2001:db8:0:1::ffff")
+    assert limiter.attempt("op", "2001:db8:0:2::1")
+
+
+def test_one_address_spraying_known_logins_is_stopped_and_successes_are_not_counted() -> None:
+    limiter = support.LoginLimiter(clock=lambda: 1000.0)
+    for n in range(support.KNOWN_ADDRESS_FAILURES):
+        assert limiter.attempt(f"user{n}", "1.2.3.4")
+    assert not limiter.attempt("admin1", "1.2.3.4")
+    shared = support.LoginLimiter(clock=lambda: 1000.0)  # a terminal server: all log in
+    for n in range(support.KNOWN_ADDRESS_FAILURES * 2):
+        assert shared.attempt(f"user{n}", "1.2.3.4")
+        shared.succeeded(f"user{n}", "1.2.3.4")
+
+
 def _cookie(client: TestClient) -> str:
     return next(c.value for c in client.session.cookie_jar if c.key == "sm_session")
 
@@ -102,6 +141,7 @@ async def test_a_disabled_user_or_a_replaced_password_ends_open_sessions(
     await node.async_disable_user("chef", "adm")
     assert await _with_cookie(client, session) == 303
     await node.async_disable_user("chef", "adm", disabled=False)
+    assert await _with_cookie(client, session) == 303  # a stolen cookie stays dead
     await login_in(client, "chef")  # may log in again
     session = _cookie(client)
     assert await _with_cookie(client, session) == 200

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import html
 import logging
 import re
@@ -97,17 +98,45 @@ async def test_a_wrong_badge_or_pin_gets_one_plain_error(client: TestClient, nod
     assert "sm_session" not in {c.key for c in client.session.cookie_jar}
 
 
-async def test_badge_failures_count_with_password_failures(client: TestClient, node: Node) -> None:
+async def test_pin_failures_stop_the_badge_not_the_password(client: TestClient, node: Node) -> None:
+    """A PIN has as few as 10,000 values: its failures are counted on their own, and once
+    they are used up the badge stops while the person's password still works."""
     await async_update_user(node, "rel", {"badge": BADGE, "pin": PIN}, "test")
-    for _ in range(3):
+    for _ in range(support.LOGIN_FAILURES):
         assert (await badge_login(client, BADGE, "9999")).status == 401
-    for _ in range(support.LOGIN_FAILURES - 3):
-        assert (await password_login(client, "rel", "wrong password")).status == 401
-    resp = await password_login(client, "rel")
+    resp = await badge_login(client, BADGE, PIN)
     assert resp.status == 429
     assert "Trop d'essais" in html.unescape(await resp.text())
-    assert (await badge_login(client, BADGE, PIN)).status == 429
-    assert (await password_login(client, "op")).status == 303  # others still log in
+    assert (await password_login(client, "rel")).status == 303
+    for _ in range(support.LOGIN_FAILURES):
+        assert (await password_login(client, "op", "wrong password")).status == 401
+    assert (await password_login(client, "op")).status == 429
+    assert (await password_login(client, "adm")).status == 303  # others still log in
+
+
+async def test_guesses_sent_at_once_are_counted_before_they_are_checked(
+    client: TestClient, node: Node
+) -> None:
+    """Fifty PINs posted together: no more than the limit are ever checked (a try counts
+    as failed from the moment it is taken, not once its hash is computed)."""
+    await async_update_user(node, "rel", {"badge": BADGE, "pin": PIN}, "test")
+    page = await client.get("/login")
+    csrf = csrf_of(await page.text())
+    guesses = [*[f"{n:04d}" for n in range(50) if f"{n:04d}" != PIN][:49], PIN]
+    answers = await asyncio.gather(
+        *(
+            client.post(
+                "/login/badge",
+                data={"csrf": csrf, "badge": BADGE, "pin": pin},
+                allow_redirects=False,
+            )
+            for pin in guesses
+        )
+    )
+    statuses = [resp.status for resp in answers]
+    checked = statuses.count(401) + statuses.count(303)
+    assert checked <= support.LOGIN_FAILURES
+    assert statuses.count(429) == len(guesses) - checked
 
 
 async def test_an_unknown_badge_is_rate_limited_too(client: TestClient, node: Node) -> None:
@@ -336,7 +365,9 @@ async def test_wrong_pins_count_in_the_rate_limit(client: TestClient, node: Node
     assert "Trop d'essais" in html.unescape(await resp.text())
     assert node.index.count == before
     client.session.cookie_jar.clear()
-    assert (await password_login(client, "rel")).status == 429  # the same limit as logins
+    await async_update_user(node, "rel", {"badge": BADGE}, "test")
+    assert (await badge_login(client, BADGE, PIN)).status == 429  # the same count as PINs
+    assert (await password_login(client, "rel")).status == 303  # the password still works
 
 
 async def test_the_station_release_is_signed_too(client: TestClient, node: Node) -> None:
