@@ -1,6 +1,7 @@
 """Pure model of sterimesh: documents, events, clock. No I/O."""
 
 from ._anomalies import (
+    BI_FAILED,
     CYCLE_FAILED,
     INSPECTION_FAILED,
     LOAD_REJECTED,
@@ -99,6 +100,7 @@ from ._views import (
 )
 
 __all__ = [
+    "BI_FAILED",
     "CLUSTER_DOC",
     "CLUSTER_MAPS",
     "CYCLE_FAILED",

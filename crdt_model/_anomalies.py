@@ -124,6 +124,14 @@ WHY: dict[str, tuple[str, str]] = {
     "failed": ("en échec", "failed"),
     "last_use": ("sa dernière utilisation", "its last use"),
     "failed_step": ("une étape en échec", "a failed step"),
+    "bi_failed": (
+        "l'indicateur biologique de sa charge a échoué",
+        "the biological indicator of its load failed",
+    ),
+    "incomplete_reprocessing": (
+        "un cycle de désinfection sans test d'étanchéité ni nettoyage avant",
+        "a disinfection cycle without a leak test and a cleaning before it",
+    ),
 }
 
 
@@ -235,6 +243,10 @@ WASH_FAILED = "wash_failed"
 CYCLE_FAILED = "cycle_failed"
 LOAD_REJECTED = "load_rejected"
 RELEASED_WITHOUT_CYCLE = "released_without_cycle"
+BI_FAILED = "bi_failed"
+"""A biological indicator that rode in the set's load (or its platform lot) failed: read
+when answering (status, use, labels, readiness), never by the walk, so results that come
+days later change nothing already recorded."""
 INSPECTION_FAILED = "inspection_failed"
 
 _AFTER_STERILIZATION = frozenset({CYCLE_FAILED, LOAD_REJECTED, RELEASED_WITHOUT_CYCLE})
@@ -541,16 +553,20 @@ _SET_STEPS: dict[str, Callable[[Fold, SetState, Record], None]] = {
 
 
 class EndoState:
-    """An endoscope's walk: ready once reprocessed, not ready once used or failed."""
+    """An endoscope's walk: ready once reprocessed (a passed leak test and a cleaning, then
+    a passed AER cycle), not ready once used or failed; a failure stays until then."""
 
     __slots__ = (
         "anomalies",
         "blocker",
+        "cleaned",
         "code",
+        "failure",
         "items",
         "last",
         "last_aer",
         "last_use",
+        "leak_ok",
         "ready",
         "since",
         "status",
@@ -567,6 +583,13 @@ class EndoState:
         self.status = "unknown"
         self.ready: bool | None = None
         self.blocker: Record | None = None
+        """Why it is not ready: its last use, a failed step, or a cycle run without the
+        steps before it."""
+        self.failure: Record | None = None
+        """A failed leak test or AER cycle no full reprocessing has answered yet (a use or a
+        cleaning since does not: to repair or redo)."""
+        self.leak_ok = False  # a passed leak test since the last use or failure
+        self.cleaned = False  # a cleaning since the last use or failure
         self.since: str | None = None
         self.last_use: str | None = None
         self.last_aer: str | None = None
@@ -598,23 +621,42 @@ _ENDO_STATUS = {
 def step_endo(st: EndoState, rec: Record) -> None:
     """Apply one endo.* record."""
     kind = rec.type
+    failed = rec.result == "fail"
     if kind == "endo.used":
-        if st.ready is False and st.blocker is not None:
-            why = "last_use" if st.blocker.type == "endo.used" else "failed_step"
+        blocker = st.failure or st.blocker
+        if st.ready is False and blocker is not None:
+            why = (
+                "failed_step"
+                if blocker.result == "fail"
+                else "last_use"
+                if blocker.type == "endo.used"
+                else "incomplete_reprocessing"
+            )
             st.anomalies.append(
                 make_anomaly(
                     ENDOSCOPE_NOT_REPROCESSED,
-                    [st.blocker.id, rec.id],
+                    [blocker.id, rec.id],
                     rec.day,
                     why=why,
                     endoscope=st.code,
                 )
             )
         st.ready, st.blocker, st.last_use = False, rec, rec.id
-    elif kind == "endo.aer_cycle" and rec.result == "pass":
-        st.ready, st.blocker, st.last_aer = True, None, rec.id
-    elif rec.result == "fail" and kind in ("endo.aer_cycle", "endo.leak_test"):
-        st.ready, st.blocker = False, rec
+        st.leak_ok = st.cleaned = False
+    elif failed and kind in ("endo.aer_cycle", "endo.leak_test"):
+        st.ready, st.blocker, st.failure = False, rec, rec
+        if kind == "endo.leak_test":  # a leak: to repair, then tested and cleaned again
+            st.leak_ok = st.cleaned = False
+    elif kind == "endo.leak_test":
+        st.leak_ok = True
+    elif kind == "endo.cleaned":
+        st.cleaned = True
+    elif kind == "endo.aer_cycle":
+        st.last_aer = rec.id
+        if st.leak_ok and st.cleaned:
+            st.ready, st.blocker, st.failure = True, None, None
+        else:  # a cycle alone does not make it safe: leak test and cleaning come first
+            st.ready, st.blocker = False, rec
     st.status = _ENDO_STATUS[kind][rec.result == "fail"]
     st.since = st.last = rec.id
 

@@ -97,6 +97,7 @@ class Fold:
         self._endos: dict[str, EndoState] = {}
         self._patients: dict[str, list[Record]] = {}
         self._stock_lots: dict[str, list[Record]] = {}
+        self._failed_bi: dict[str, list[Record]] = {}
         self._resolutions: dict[str, list[Record]] = {}
         self._skew: dict[str, Anomaly] = {}
         self._dirty_sets: dict[str, str] = {}
@@ -209,6 +210,8 @@ class Fold:
                 _insort(self._patients.setdefault(patient, []), rec)
         elif kind == STOCKED:
             _insort(self._stock_lots.setdefault(lot_key(str(rec.get("lot"))), []), rec)
+        elif kind == STERI_TEST and rec.key == "bi" and rec.result == "fail" and rec.get("lot"):
+            _insort(self._failed_bi.setdefault(lot_key(str(rec.get("lot"))), []), rec)
 
     def _check_skew(self, at: str, hlc: str, rec: Record) -> None:
         """Raise clock_skew when the wall clock `at` is far from the HLC's physical time."""
@@ -546,6 +549,13 @@ class Fold:
         """The effective set.stocked records of a platform lot (stock from before the outage;
         the lot compared by its letters and digits, as recall does)."""
         return [r for r in self._stock_lots.get(lot_key(lot), ()) if r.id not in self._voided]
+
+    def failed_indicator(self, lot: str | None) -> Record | None:
+        """The first effective failed biological indicator naming a load or platform lot."""
+        if not lot:
+            return None
+        found = self._failed_bi.get(lot_key(lot), ())
+        return next((r for r in found if r.id not in self._voided), None)
 
     def record(self, event_id: str) -> Record | None:
         """The slim record kept of an event."""

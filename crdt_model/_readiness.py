@@ -7,13 +7,22 @@ shelf_life_days for sets packed that way.
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import date, timedelta
 from typing import TYPE_CHECKING, Any
 
-from ._anomalies import WHY, SetState, effective, load_problem, out_of_order, same_label
+from ._anomalies import (
+    BI_FAILED,
+    WHY,
+    SetState,
+    effective,
+    load_problem,
+    out_of_order,
+    same_label,
+)
 from ._coded import CodedText
-from ._views import LOADED, FoldError, LabelInfo, SetView, cycle_day
+from ._views import LOADED, FoldError, LabelInfo, Record, SetView, cycle_day
 
 if TYPE_CHECKING:
     from ._fold import Fold
@@ -25,8 +34,11 @@ ENDO_TURNAROUND_MINUTES = 60
 """An endoscope used for a procedure is ready again this long after its start."""
 
 AVAILABLE = frozenset({"sterile", "dispatched"})
-_IN_REPAIR = "en réparation"
-_TO_REPROCESS = "à retraiter"
+_VOUCHED = frozenset({"sterilized", "sterile", "dispatched"})
+"""Statuses a load's (or a platform lot's) biological indicator can still take back."""
+_IN_REPAIR = frozenset({"en reparation", "hors service", "en maintenance"})
+_TO_REPROCESS = frozenset({"a retraiter"})
+"""Endoscope states of the export (compared without case or accents)."""
 _MACHINE_PHASE = frozenset({"washing", "washed", "in_sterilizer", "sterilized"})
 
 PROBLEMS: dict[str, str] = {
@@ -223,6 +235,10 @@ def set_view(fold: Fold, code: str, today: str | None, *, events: bool = True) -
     if st is None:
         st = SetState(code)
     status, reason, by = effective(fold, st, END)
+    if status in _VOUCHED:
+        indicator = failed_indicator(fold, st)
+        if indicator is not None:
+            status, reason, by = "quarantined", BI_FAILED, indicator
     since, since_day = (st.since, st.since_day) if by is None else (by.id, by.day)
     sterilized = sterilized_on(fold, st)
     expires_on = set_expiry(fold, st, sterilized)
@@ -336,6 +352,8 @@ def check_label(fold: Fold, set_code: str, load: str) -> Problem | None:
     if state is None or not state.loaded:
         return Problem("unknown_load", load=load)
     why, _ = load_problem(fold, st, load, END)
+    if why is None and fold.failed_indicator(load) is not None:
+        why = BI_FAILED
     if why is None and effective(fold, st, END)[0] == "quarantined":
         why = "quarantined"  # e.g. a torn wrap found after the release
     return None if why is None else Problem("label_refused", set=set_code, load=load, why=why)
@@ -380,7 +398,14 @@ def _unsafe(fold: Fold, set_code: str) -> str | None:
     if st is None:
         return "no_load"
     why, _ = load_problem(fold, st, st.load, END)
-    return why
+    return BI_FAILED if why is None and failed_indicator(fold, st) is not None else why
+
+
+def failed_indicator(fold: Fold, st: SetState) -> Record | None:
+    """A failed biological indicator of the load (or platform lot) that vouches for the set."""
+    if st.stock is not None:
+        return fold.failed_indicator(str(st.stock.get("lot")))
+    return fold.failed_indicator(st.load) if st.kind == "steri" else None
 
 
 def warnings_for(fold: Fold, submission: Mapping[str, Any], today: str) -> list[Problem]:
@@ -414,6 +439,8 @@ def warnings_for(fold: Fold, submission: Mapping[str, Any], today: str) -> list[
         why = None
         if kind == "set.dispatched":
             why, _ = load_problem(fold, st, st.load, END)
+            if why is None and failed_indicator(fold, st) is not None:
+                why = BI_FAILED
             if why is not None:
                 out.append(Problem("set_not_safe", set=code, why=why))
         if why is None and out_of_order(kind, status, reason):
@@ -505,7 +532,7 @@ def endoscopy_readiness(fold: Fold, day: str, ref: Reference) -> dict[str, Any]:
         entry["endoscope_type"] = kind
         pool = free.get(kind)
         if pool is None:
-            pool = free[kind] = _endoscope_pool(fold, ref, kind)
+            pool = free[kind] = _endoscope_pool(fold, ref, kind, day)
         start = _minutes(row.get("start") or "00:00")
         ready = sorted((at, code) for code, at in pool.items() if at <= start)
         if ready:
@@ -544,23 +571,33 @@ def _available_sets(fold: Fold, candidates: Iterable[str], day: str) -> list[str
     return [code for _, code in found]
 
 
-def _endoscope_pool(fold: Fold, ref: Reference, kind: str) -> dict[str, int]:
-    """Endoscopes of a type and the minute of the day each is ready; those in repair left out."""
+def _endoscope_pool(fold: Fold, ref: Reference, kind: str, day: str) -> dict[str, int]:
+    """Endoscopes of a type and the minute of `day` each is ready: now if reprocessed, after
+    the night's reprocessing if used before `day`; those failed or in repair, and those used
+    on `day` itself and not reprocessed since, left out."""
     pool: dict[str, int] = {}
     for serial in ref.endoscopes_by_type.get(kind, ()):
-        state = (ref.endoscopes[serial].get("state") or "").casefold()
+        state = _plain(ref.endoscopes[serial].get("state") or "")
         walk = fold.endo_state(serial)  # its records under any of its codes, walked as one
         ready = None if walk is None else walk.ready
-        if walk is not None and walk.blocker is not None and walk.blocker.result == "fail":
-            # a failed leak test or reprocessing, whatever was scanned since (cleaned,
-            # stored): to repair or redo, not for today
+        if walk is not None and walk.failure is not None:
+            # a failed leak test or reprocessing, whatever was scanned since (used, cleaned,
+            # stored): to repair or redo, not for the day
             continue
         if ready is None:
-            if state == _IN_REPAIR:
+            if state in _IN_REPAIR:
                 continue
-            ready = state != _TO_REPROCESS
+            ready = state not in _TO_REPROCESS
+        elif not ready and walk is not None and walk.blocker and walk.blocker.day >= day:
+            continue  # used (or half reprocessed) that day: not ready again on the day
         pool[serial] = 0 if ready else ENDO_TURNAROUND_MINUTES
     return pool
+
+
+def _plain(text: str) -> str:
+    """Lower case, accents off, spaces single: how export states are compared."""
+    bare = unicodedata.normalize("NFKD", text.casefold())
+    return " ".join("".join(c for c in bare if not unicodedata.combining(c)).split())
 
 
 def _by_date(rows: Sequence[Mapping[str, Any]]) -> dict[str, list[Mapping[str, Any]]]:

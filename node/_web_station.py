@@ -177,6 +177,7 @@ _QUARANTINE: dict[str, tuple[str, tuple[str, ...]]] = {
     cm.CYCLE_FAILED: ("sterile", ("steri_load",)),
     cm.LOAD_REJECTED: ("sterile", ("steri_load",)),
     cm.RELEASED_WITHOUT_CYCLE: ("sterile", ("steri_load",)),
+    cm.BI_FAILED: ("sterile", ("steri_load",)),
 }
 """Where a quarantined set goes next, by why it is there: back through the step that failed
 (the reception, in the dirty zone, starts it all over)."""

@@ -157,6 +157,10 @@ def random_history(rng: random.Random, n_sets: int = 6, rounds: int = 3) -> list
             s.make("steri.loaded", other, sets=[code], load=s.load_no(other), machine="AUTO-3")
             s.make("steri.cycle", other, machine="AUTO-3", result="pass")
         _random_endoscope(s, rng)
+        if rng.random() < 0.2:  # a biological indicator read later, failed
+            loads = [e["load"] for e in s.events if e["type"] == "steri.loaded"]
+            lot = rng.choice(loads)
+            s.make("steri.test", "C", machine="AUTO-2", kind="bi", result="fail", lot=lot)
         s.advance(rng.choice((3_600_000, 86_400_000)))
     events = list(s.events)
     targets = [e for e in events if e["type"] not in ("event.voided", "anomaly.resolved")]

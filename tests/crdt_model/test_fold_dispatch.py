@@ -131,3 +131,29 @@ def test_a_torn_wrap_after_release_refuses_label_use_and_counts_nowhere() -> Non
     assert label.params["why"] == "quarantined"
     assert _dispatch_warnings(s) == ["out_of_order"]
     _dispatched_stays_quarantined(s, "inspection_failed")
+
+
+def test_a_failed_biological_indicator_takes_its_load_back() -> None:
+    """Read a day or two after the load: its sets are quarantined from then on (not used,
+    labelled, dispatched or counted), whatever was recorded before stays as it was."""
+    s = Stamper()
+    _sterile(s)
+    s.make("set.dispatched", set=SET, to="Bloc J")
+    before = fold_of(s.events, reference=small_reference()).anomalies()
+    bi = s.make("steri.test", machine="AUTO-2", kind="bi", result="fail", lot="A-2")
+    fold = fold_of(s.events, reference=small_reference())
+    view = fold.set_status(SET, DAY)
+    assert (view.status, view.reason) == ("quarantined", "bi_failed")
+    refused = check_use(fold, SET, DAY)
+    assert refused is not None
+    assert refused.code == "set_not_sterile"
+    refused = check_label(fold, SET, "A-2")
+    assert refused is not None
+    assert refused.params["why"] == "bi_failed"
+    assert _assigned(s) == []
+    assert _dispatch_warnings(s) == ["set_not_safe"]
+    assert fold.anomalies() == before  # nothing recorded before is judged again
+    s.make("event.voided", target=bi["id"], reason="mauvais lot")
+    fold = fold_of(s.events, reference=small_reference())
+    assert fold.set_status(SET, DAY).status == "dispatched"
+    assert check_use(fold, SET, DAY) is None

@@ -308,7 +308,13 @@ def test_an_endoscope_recorded_under_two_codes_is_judged_by_its_whole_history() 
     endoscopy = readiness(fold, DAY)["endoscopy"]
     assert [p["endoscope"] for p in endoscopy["procedures"]] == [None, None, None]
     s.make("endo.aer_cycle", "C", endoscope="2101234", result="pass", cycle_no="812")
-    fold.add_many(s.events[-1:])  # repaired and reprocessed, scanned by its serial again
+    fold.add_many(s.events[-1:])  # a cycle alone after a leak: not ready
+    endoscopy = readiness(fold, DAY)["endoscopy"]
+    assert [p["endoscope"] for p in endoscopy["procedures"]] == [None, None, None]
+    s.make("endo.leak_test", "C", endoscope="2101234", result="pass")
+    s.make("endo.cleaned", "C", endoscope="GIF-H190-2101234")
+    s.make("endo.aer_cycle", "C", endoscope="2101234", result="pass", cycle_no="812")
+    fold.add_many(s.events[-3:])  # repaired and reprocessed, under both codes
     endoscopy = readiness(fold, DAY)["endoscopy"]
     assert [p["endoscope"] for p in endoscopy["procedures"]] == ["2101234", None, "2101234"]
     # passed under model-serial, failed under the serial, then stored under model-serial
