@@ -133,8 +133,12 @@ class Reference:
         for instances in self.instances_by_type.values():
             instances.sort()
         self.profiles: dict[str, list[Mapping[str, Any]]] = {}
+        by_procedure: dict[str, set[str]] = {}
         for row in t.get("profiles", ()):
             self.profiles.setdefault(row["profile_code"], []).append(row)
+            if row.get("procedure"):
+                by_procedure.setdefault(_plain(row["procedure"]), set()).add(row["profile_code"])
+        self._by_procedure = {k: min(v) for k, v in by_procedure.items() if len(v) == 1}
         self.or_planning = _by_date(t.get("or_planning", ()))
         self.endo_planning = _by_date(t.get("endo_planning", ()))
         self.endoscopes: dict[str, Mapping[str, Any]] = {}
@@ -149,6 +153,10 @@ class Reference:
             for code in self.endoscope_codes(serial)[1:]:
                 if code not in self.endoscopes:  # a serial wins over another's model-serial
                     self._endoscope_aliases[code] = serial
+
+    def profile_of_procedure(self, procedure: str | None) -> str | None:
+        """The profile of a procedure, when exactly one profile names it."""
+        return self._by_procedure.get(_plain(procedure or "")) if procedure else None
 
     def type_code(self, instance: str) -> str | None:
         """The set type of an instance; for an unlisted `TYPE#n`, TYPE when it is a known type."""
@@ -466,7 +474,12 @@ def readiness(fold: Fold, day: str, reference: Reference | None = None) -> dict[
     """For each operation planned on `day`: the sets its profile needs and those available.
 
     An instance is available when sterile or dispatched and not expired on `day`; each is
-    given to one operation only, earliest start first, the soonest to expire first.
+    given to one operation only, earliest start first, the soonest to expire first (one
+    dispatched to the operation's room before others). A profile's lines for the
+    operation's surgeon replace its lines for no one in particular; a row without a profile
+    code takes the one profile of its procedure, if only one has it. Sets already used on
+    the patient that day count for the operation (done, or under way) and take nothing
+    from the others. An operation that cannot have all it needs keeps what it has.
     """
     ref = reference if reference is not None else fold.reference
     if ref is None:
@@ -475,16 +488,19 @@ def readiness(fold: Fold, day: str, reference: Reference | None = None) -> dict[
     unlisted: dict[str, list[str]] | None = None
     operations = []
     for row in _in_order(ref.or_planning.get(day, ())):
-        items = ref.profiles.get(row.get("profile_code") or "")
+        profile = row.get("profile_code") or ref.profile_of_procedure(row.get("procedure"))
+        items = _lines_for(ref.profiles.get(profile or ""), row.get("surgeon"))
         entry: dict[str, Any] = {
             k: row.get(k)
             for k in ("room", "start", "patient_code", "procedure", "surgeon", "profile_code")
         }
+        entry["profile_code"] = profile
         if not items:
             entry.update(status="no_profile", sets=[], instruments=[])
             operations.append(entry)
             continue
         needs, short = [], False
+        used = _used_on(fold, ref, row.get("patient_code"), day)
         for item in items:
             if item["item_kind"] != "set":
                 continue
@@ -495,7 +511,9 @@ def readiness(fold: Fold, day: str, reference: Reference | None = None) -> dict[
                     unlisted = _unlisted_by_type(fold, ref)
                 candidates = (*ref.instances_by_type.get(code, ()), *unlisted.get(code, ()))
                 pool = pools[code] = _available_sets(fold, candidates, day)
-            taken = [pool.pop() for _ in range(min(item["qty"], len(pool)))]
+            done = used.get(code, [])[: item["qty"]]
+            del used.get(code, [])[: len(done)]
+            taken = done + _take(fold, pool, item["qty"] - len(done), row.get("room"))
             short = short or len(taken) < item["qty"]
             name = ref.set_types.get(code, {}).get("name")
             needs.append(
@@ -504,6 +522,7 @@ def readiness(fold: Fold, day: str, reference: Reference | None = None) -> dict[
                     "name": name,
                     "qty": item["qty"],
                     "assigned": taken,
+                    "used": done,
                     "missing": item["qty"] - len(taken),
                 }
             )
@@ -520,6 +539,45 @@ def readiness(fold: Fold, day: str, reference: Reference | None = None) -> dict[
         "summary": _summary(operations),
         "endoscopy": endoscopy_readiness(fold, day, ref),
     }
+
+
+def _lines_for(
+    items: Sequence[Mapping[str, Any]] | None, surgeon: str | None
+) -> list[Mapping[str, Any]]:
+    """A profile's lines for a surgeon: theirs if it has any, else those for no one."""
+    if not items:
+        return []
+    who = _plain(surgeon or "")
+    own = [i for i in items if who and _plain(i.get("surgeon") or "") == who]
+    return own or [i for i in items if not i.get("surgeon")] or list(items)
+
+
+def _used_on(fold: Fold, ref: Reference, patient: str | None, day: str) -> dict[str, list[str]]:
+    """Sets used on the patient on `day`, by type."""
+    found: dict[str, list[str]] = {}
+    for use in fold.patient_uses(patient) if patient else ():
+        kind = ref.type_code(use.key or "") if use.type == "set.used" else None
+        if kind is not None and use.day == day:
+            found.setdefault(kind, []).append(use.key or "")
+    return found
+
+
+def _take(fold: Fold, pool: list[str], count: int, room: str | None) -> list[str]:
+    """`count` sets from `pool` (the one to give first at its end): those dispatched to
+    `room` first, then those on the shelves, then those dispatched to another room."""
+    taken = []
+    for _ in range(min(count, len(pool))):
+        rank = [(_where(fold, code, room), i) for i, code in enumerate(pool)]
+        taken.append(pool.pop(max(rank)[1]))
+    return taken
+
+
+def _where(fold: Fold, code: str, room: str | None) -> int:
+    """2 for a set dispatched to `room`, 1 for one on the shelves, 0 for one sent elsewhere."""
+    st = fold.set_state(code)
+    if st is None or st.status != "dispatched" or not st.location:
+        return 1
+    return 2 if st.location == room else 0
 
 
 def endoscopy_readiness(fold: Fold, day: str, ref: Reference) -> dict[str, Any]:

@@ -249,144 +249,153 @@ def rules(fold: Fold) -> list[str]:
     return [a.rule for a in fold.anomalies()]
 
 
-def small_reference() -> Reference:
-    """A reference with two set types, a profile and a one-day planning."""
-    return Reference(
-        {
-            "set_types": [
-                {
-                    "code": "JDIGGRBA",
-                    "name": "JOL-GRANDE BASE DIGESTIVE",
-                    "packaging": "ONE STEP 121 X121",
-                    "shelf_life_days": 180,
-                },
-                {"code": "JDIGELAP", "name": "JOL-ELAP", "packaging": "", "shelf_life_days": 30},
-            ],
-            "set_instances": [
-                {"instance": f"JDIGGRBA#{n}", "type_code": "JDIGGRBA", "location": "Armoire U"}
-                for n in (111, 112, 113)
-            ]
-            + [{"instance": "JDIGELAP01", "type_code": "JDIGELAP", "location": ""}],
-            "profiles": [
-                {
-                    "profile_code": "PDIG001",
-                    "procedure": "Colectomie",
-                    "surgeon": "",
-                    "item_kind": "set",
-                    "item_code": "JDIGGRBA",
-                    "qty": 1,
-                },
-                {
-                    "profile_code": "PDIG001",
-                    "procedure": "Colectomie",
-                    "surgeon": "",
-                    "item_kind": "instrument",
-                    "item_code": "BB084R",
-                    "qty": 1,
-                },
-                {
-                    "profile_code": "PDIG002",
-                    "procedure": "Cholécystectomie",
-                    "surgeon": "",
-                    "item_kind": "set",
-                    "item_code": "JDIGELAP",
-                    "qty": 1,
-                },
-            ],
-            "or_planning": [
-                {
-                    "date": "2026-11-30",
-                    "room": "J Salle 1",
-                    "start": "08:00",
-                    "patient_code": "000000001",
-                    "procedure": "Colectomie",
-                    "surgeon": "Dr X",
-                    "profile_code": "PDIG001",
-                },
-                {
-                    "date": "2026-11-30",
-                    "room": "J Salle 2",
-                    "start": "07:30",
-                    "patient_code": "000000002",
-                    "procedure": "Colectomie",
-                    "surgeon": "Dr Y",
-                    "profile_code": "PDIG001",
-                },
-                {
-                    "date": "2026-11-30",
-                    "room": "J Salle 1",
-                    "start": "11:00",
-                    "patient_code": "000000003",
-                    "procedure": "Colectomie",
-                    "surgeon": "Dr X",
-                    "profile_code": "PDIG001",
-                },
-                {
-                    "date": "2026-11-30",
-                    "room": "J Salle 1",
-                    "start": "14:00",
-                    "patient_code": "000000004",
-                    "procedure": "Cholécystectomie",
-                    "surgeon": "Dr X",
-                    "profile_code": "PDIG002",
-                },
-                {
-                    "date": "2026-11-30",
-                    "room": "J Salle 2",
-                    "start": "15:00",
-                    "patient_code": "000000005",
-                    "procedure": "Autre",
-                    "surgeon": "Dr Y",
-                    "profile_code": "",
-                },
-            ],
-            "endoscopes": [
-                {
-                    "serial": "2101234",
-                    "model": "GIF-H190",
-                    "type": "Gastroscope",
-                    "state": "Disponible",
-                    "storage": "",
-                    "last_reprocessed_at": None,
-                },
-                {
-                    "serial": "2101235",
-                    "model": "GIF-H190",
-                    "type": "Gastroscope",
-                    "state": "En réparation",
-                    "storage": "",
-                    "last_reprocessed_at": None,
-                },
-            ],
-            "endo_planning": [
-                {
-                    "date": "2026-11-30",
-                    "room": "J Endoscopie 1",
-                    "start": "08:00",
-                    "patient_code": "000000006",
-                    "procedure": "Gastroscopie",
-                    "endoscope_type": "Gastroscope",
-                },
-                {
-                    "date": "2026-11-30",
-                    "room": "J Endoscopie 1",
-                    "start": "08:30",
-                    "patient_code": "000000007",
-                    "procedure": "Gastroscopie",
-                    "endoscope_type": "Gastroscope",
-                },
-                {
-                    "date": "2026-11-30",
-                    "room": "J Endoscopie 1",
-                    "start": "09:30",
-                    "patient_code": "000000008",
-                    "procedure": "Gastroscopie",
-                    "endoscope_type": "Gastroscope",
-                },
-            ],
-        },
-        export_id="TEST-1",
-    )
+def small_reference(**changes: list[dict[str, Any]]) -> Reference:
+    """A reference with two set types, a profile and a one-day planning (`changes`: tables
+    replaced or, under `more_<table>`, rows added)."""
+    tables = small_tables()
+    for name, rows in changes.items():
+        if name.startswith("more_"):
+            tables[name.removeprefix("more_")] = [*tables[name.removeprefix("more_")], *rows]
+        else:
+            tables[name] = rows
+    return Reference(tables, export_id="TEST-1")
+
+
+def small_tables() -> dict[str, list[dict[str, Any]]]:
+    """The tables of small_reference()."""
+    return {
+        "set_types": [
+            {
+                "code": "JDIGGRBA",
+                "name": "JOL-GRANDE BASE DIGESTIVE",
+                "packaging": "ONE STEP 121 X121",
+                "shelf_life_days": 180,
+            },
+            {"code": "JDIGELAP", "name": "JOL-ELAP", "packaging": "", "shelf_life_days": 30},
+        ],
+        "set_instances": [
+            {"instance": f"JDIGGRBA#{n}", "type_code": "JDIGGRBA", "location": "Armoire U"}
+            for n in (111, 112, 113)
+        ]
+        + [{"instance": "JDIGELAP01", "type_code": "JDIGELAP", "location": ""}],
+        "profiles": [
+            {
+                "profile_code": "PDIG001",
+                "procedure": "Colectomie",
+                "surgeon": "",
+                "item_kind": "set",
+                "item_code": "JDIGGRBA",
+                "qty": 1,
+            },
+            {
+                "profile_code": "PDIG001",
+                "procedure": "Colectomie",
+                "surgeon": "",
+                "item_kind": "instrument",
+                "item_code": "BB084R",
+                "qty": 1,
+            },
+            {
+                "profile_code": "PDIG002",
+                "procedure": "Cholécystectomie",
+                "surgeon": "",
+                "item_kind": "set",
+                "item_code": "JDIGELAP",
+                "qty": 1,
+            },
+        ],
+        "or_planning": [
+            {
+                "date": "2026-11-30",
+                "room": "J Salle 1",
+                "start": "08:00",
+                "patient_code": "000000001",
+                "procedure": "Colectomie",
+                "surgeon": "Dr X",
+                "profile_code": "PDIG001",
+            },
+            {
+                "date": "2026-11-30",
+                "room": "J Salle 2",
+                "start": "07:30",
+                "patient_code": "000000002",
+                "procedure": "Colectomie",
+                "surgeon": "Dr Y",
+                "profile_code": "PDIG001",
+            },
+            {
+                "date": "2026-11-30",
+                "room": "J Salle 1",
+                "start": "11:00",
+                "patient_code": "000000003",
+                "procedure": "Colectomie",
+                "surgeon": "Dr X",
+                "profile_code": "PDIG001",
+            },
+            {
+                "date": "2026-11-30",
+                "room": "J Salle 1",
+                "start": "14:00",
+                "patient_code": "000000004",
+                "procedure": "Cholécystectomie",
+                "surgeon": "Dr X",
+                "profile_code": "PDIG002",
+            },
+            {
+                "date": "2026-11-30",
+                "room": "J Salle 2",
+                "start": "15:00",
+                "patient_code": "000000005",
+                "procedure": "Autre",
+                "surgeon": "Dr Y",
+                "profile_code": "",
+            },
+        ],
+        "endoscopes": [
+            {
+                "serial": "2101234",
+                "model": "GIF-H190",
+                "type": "Gastroscope",
+                "state": "Disponible",
+                "storage": "",
+                "last_reprocessed_at": None,
+            },
+            {
+                "serial": "2101235",
+                "model": "GIF-H190",
+                "type": "Gastroscope",
+                "state": "En réparation",
+                "storage": "",
+                "last_reprocessed_at": None,
+            },
+        ],
+        "endo_planning": [
+            {
+                "date": "2026-11-30",
+                "room": "J Endoscopie 1",
+                "start": "08:00",
+                "patient_code": "000000006",
+                "procedure": "Gastroscopie",
+                "endoscope_type": "Gastroscope",
+            },
+            {
+                "date": "2026-11-30",
+                "room": "J Endoscopie 1",
+                "start": "08:30",
+                "patient_code": "000000007",
+                "procedure": "Gastroscopie",
+                "endoscope_type": "Gastroscope",
+            },
+            {
+                "date": "2026-11-30",
+                "room": "J Endoscopie 1",
+                "start": "09:30",
+                "patient_code": "000000008",
+                "procedure": "Gastroscopie",
+                "endoscope_type": "Gastroscope",
+            },
+        ],
+    }
 
 
 __all__ = [

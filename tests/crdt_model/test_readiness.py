@@ -23,6 +23,7 @@ from tests.crdt_model.fold_helpers import (
     process,
     readiness,
     small_reference,
+    small_tables,
     warnings_for,
 )
 
@@ -66,6 +67,7 @@ def test_each_operation_gets_its_sets_earliest_first_and_soonest_to_expire_first
             "name": "JOL-GRANDE BASE DIGESTIVE",
             "qty": 1,
             "assigned": ["JDIGGRBA#112"],
+            "used": [],
             "missing": 0,
         }
     ]
@@ -350,3 +352,70 @@ def test_a_sterile_set_the_export_does_not_list_yet_counts_for_its_type() -> Non
     assert ops[2]["status"] == "ok"
     assigned = [code for op in ops for entry in op["sets"] for code in entry["assigned"]]
     assert "JDIGGRBA#114" in assigned
+
+
+def _ops(fold: Fold) -> list[tuple[str, str, list[str]]]:
+    """(start, status, sets given) of each planned operation of DAY."""
+    return [
+        (o["start"], o["status"], [c for need in o["sets"] for c in need["assigned"]])
+        for o in readiness(fold, DAY)["operations"]
+    ]
+
+
+def test_a_surgeons_own_profile_lines_replace_the_lines_for_no_one() -> None:
+    fold = stock()
+    own = {
+        "profile_code": "PDIG001",
+        "procedure": "Colectomie",
+        "surgeon": "DR X",  # as the planning writes it, case aside
+        "item_kind": "set",
+        "item_code": "JDIGELAP",
+        "qty": 1,
+    }
+    fold.reference = small_reference(more_profiles=[own])
+    assert _ops(fold) == [
+        ("07:30", "ok", ["JDIGGRBA#112"]),  # Dr Y: the lines for no one
+        ("08:00", "ok", ["JDIGELAP01"]),  # Dr X: his own line only
+        ("11:00", "short", []),
+        ("14:00", "short", []),
+        ("15:00", "no_profile", []),
+    ]
+
+
+def test_a_row_without_profile_takes_the_one_profile_of_its_procedure() -> None:
+    fold = stock()
+    rows = small_tables()["or_planning"]
+    rows[0] = {**rows[0], "profile_code": ""}  # 08:00 Colectomie, Dr X
+    fold.reference = small_reference(or_planning=rows)
+    ops = readiness(fold, DAY)["operations"]
+    assert [(o["start"], o["profile_code"], o["status"]) for o in ops][:2] == [
+        ("07:30", "PDIG001", "ok"),
+        ("08:00", "PDIG001", "ok"),
+    ]
+    assert ops[-1]["status"] == "no_profile"  # "Autre": no profile names it
+
+
+def test_sets_used_on_the_patient_that_day_count_for_the_operation() -> None:
+    """The 07:30 operation took #112 at 07:20: it is done with it, and the 08:00 one gets
+    #111 (not #111 for 07:30 again and nothing for 08:00)."""
+    fold = stock()
+    s = Stamper(start_ms=1_796_000_000_000)  # the planned day
+    assert s.day() == DAY
+    fold.add(s.make("set.used", "B", set="JDIGGRBA#112", patient="000000002"))
+    ops = readiness(fold, DAY)["operations"]
+    assert ops[0]["sets"][0]["assigned"] == ["JDIGGRBA#112"]
+    assert ops[0]["sets"][0]["used"] == ["JDIGGRBA#112"]
+    assert _ops(fold)[1] == ("08:00", "ok", ["JDIGGRBA#111"])
+
+
+def test_a_set_dispatched_to_the_room_goes_to_an_operation_of_that_room() -> None:
+    fold = stock()
+    assert _ops(fold)[:2] == [("07:30", "ok", ["JDIGGRBA#112"]), ("08:00", "ok", ["JDIGGRBA#111"])]
+    s = Stamper(start_ms=1_795_900_000_000)
+    fold.add(s.make("set.dispatched", set="JDIGGRBA#112", to="J Salle 1"))
+    assert _ops(fold)[:2] == [
+        ("07:30", "ok", ["JDIGGRBA#111"]),  # Salle 2: not the set sent to Salle 1
+        ("08:00", "ok", ["JDIGGRBA#112"]),
+    ]
+    fold.add(s.make("set.dispatched", set="JDIGGRBA#111", to="J Salle 1"))
+    assert _ops(fold)[0] == ("07:30", "ok", ["JDIGGRBA#112"])  # none there: any
