@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
 
 from aiohttp import web
@@ -188,6 +188,41 @@ async def planning_page(request: web.Request) -> web.StreamResponse:
     )
 
 
+async def readiness_page(request: web.Request) -> web.StreamResponse:
+    """Readiness of a date: each planned operation with the sets it is given and those it
+    lacks, per room; each endoscopy with its endoscope."""
+    principal = _gate(request, "read")
+    if not isinstance(principal, Principal):
+        return principal
+    node = _node(request)
+    today = node.trace.today(node._clock())
+    raw = request.query.get("date", "").strip()
+    error = None
+    try:
+        day = date.fromisoformat(raw).isoformat() if raw else today
+    except ValueError:
+        error, day = "Give a date as YYYY-MM-DD.", today
+    fold = node.trace.fold
+    answer = None if fold.reference is None else for_principal(request, cm.readiness(fold, day))
+    rooms: dict[str, list[dict[str, Any]]] = {}
+    for op in [] if answer is None else answer["operations"]:
+        rooms.setdefault(op["room"], []).append(op)
+    shown = date.fromisoformat(day)
+    return render(
+        request,
+        "readiness.html",
+        400 if error else 200,
+        day=day,
+        today=today,
+        before=(shown - timedelta(days=1)).isoformat(),
+        after=(shown + timedelta(days=1)).isoformat(),
+        error=error,
+        answer=answer,
+        rooms=sorted(rooms.items()),
+        patients=may_look_up_patients(principal),
+    )
+
+
 def _slot(row: Any) -> tuple[str, str]:
     return (str(row.get("room", "")), str(row.get("start", "")))
 
@@ -199,3 +234,4 @@ def add_recall_routes(app: web.Application) -> None:
     app.router.add_get("/reference/sets/{code}", set_type_page)
     app.router.add_get("/reference/profiles", profiles_page)
     app.router.add_get("/reference/planning", planning_page)
+    app.router.add_get("/readiness", readiness_page)

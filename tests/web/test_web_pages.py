@@ -125,7 +125,15 @@ async def scan_a_load(client: TestClient, node: Node, codes: list[str]) -> str:
 
 # -- access ------------------------------------------------------------------------------------
 
-PAGES = ["/loads", "/recall", "/reference", "/reference/profiles", "/reference/planning", "/admin"]
+PAGES = [
+    "/loads",
+    "/recall",
+    "/readiness",
+    "/reference",
+    "/reference/profiles",
+    "/reference/planning",
+    "/admin",
+]
 
 
 async def test_pages_need_a_session(client: TestClient) -> None:
@@ -167,6 +175,7 @@ async def test_no_new_page_refers_outside_the_node(client: TestClient, node: Nod
         f"/reference/sets/{quote(codes[0].split('#')[0])}",
         "/reference/profiles",
         f"/reference/planning?date={PLANNED}",
+        f"/readiness?date={PLANNED}",
     ]
     for path in paths:
         status, text = await page(client, path)
@@ -182,7 +191,16 @@ def test_every_new_message_is_in_every_catalog() -> None:
     catalogs = load_catalogs()
     root = Path(__file__).parents[2] / "node"
     used: set[str] = set()
-    for name in ("loads", "load", "load_new", "recall", "admin", "_flash", "_reference_tabs"):
+    for name in (
+        "loads",
+        "load",
+        "load_new",
+        "recall",
+        "readiness",
+        "admin",
+        "_flash",
+        "_reference_tabs",
+    ):
         text = (root / "templates" / f"{name}.html").read_text(encoding="utf-8")
         used |= set(re.findall(r"_\(\s*[\"']([^\"']+)[\"']", text))
     for module in ("_web_loads", "_web_recall", "_web_admin"):
@@ -445,3 +463,36 @@ async def test_admin_posts_are_refused_without_csrf_or_role(client: TestClient, 
     )
     assert status == 403
     assert cm.cluster_get(node.docs[cm.CLUSTER_DOC], "users", "eve") is None
+
+
+async def test_the_readiness_of_a_day_shows_each_operation_and_what_it_lacks(
+    client: TestClient, node: Node
+) -> None:
+    """Nothing sterile yet: every operation with a profile lacks its sets, said per room;
+    the head sees patient codes, an operator does not."""
+    fold = node.trace.fold
+    answer = cm.readiness(fold, PLANNED)
+    assert answer["operations"]
+    await login(client, "chef")
+    status, text = await page(client, f"/readiness?date={PLANNED}")
+    assert status == 200
+    assert f"Préparation · {PLANNED}" in text
+    for op in answer["operations"]:
+        assert op["room"] in text
+        if op["patient_code"]:
+            assert op["patient_code"] in text
+    short = [op for op in answer["operations"] if op["status"] == "short"]
+    assert short
+    assert text.count('data-status="short"') == len(short) + sum(
+        1 for p in answer["endoscopy"]["procedures"] if p["status"] == "short"
+    )
+    assert "manquante(s)" in text
+    assert 'id="endoscopy"' in text
+    assert 'href="/readiness?date=2026-12-01"' in text  # the next day
+    await login(client, "op")
+    status, text = await page(client, f"/readiness?date={PLANNED}")
+    assert status == 200
+    assert all(op["patient_code"] not in text for op in answer["operations"] if op["patient_code"])
+    status, text = await page(client, "/readiness?date=30-11-2026")
+    assert status == 400
+    assert "AAAA-MM-JJ" in text or "YYYY-MM-DD" in text
