@@ -21,6 +21,7 @@ import hashlib
 import io
 import json
 import logging
+import os
 import time
 import zipfile
 import zlib
@@ -160,7 +161,15 @@ def write_file(path: Path, data: bytes, check: Callable[[Path], object] | None =
         raise BackupError(f"cannot write {path}: {err.strerror or err}") from err
 
 
-FAILURE_REASONS = ("folder_missing", "no_space", "no_permission", "read_only", "damaged", "failed")
+FAILURE_REASONS = (
+    "folder_missing",
+    "not_mounted",
+    "no_space",
+    "no_permission",
+    "read_only",
+    "damaged",
+    "failed",
+)
 """Why a scheduled backup failed, in words a page can translate (`backup.error.<reason>`)."""
 
 _ERRNO_REASONS = {
@@ -173,9 +182,15 @@ _ERRNO_REASONS = {
 }
 
 
+class NotMounted(BackupError):
+    """The share a scheduled backup needs is not mounted."""
+
+
 def failure_reason(err: BaseException, folder: Path, *, checking: bool = False) -> str:
     """One of FAILURE_REASONS for a failed backup into `folder` (`checking`: the written
     file failed its check)."""
+    if isinstance(err, NotMounted):
+        return "not_mounted"
     if not folder.is_dir():
         return "folder_missing"
     cause = err if isinstance(err, OSError) else err.__cause__
@@ -389,6 +404,8 @@ class ScheduledBackups:
     folder = "/mnt/backup/sterimesh"   # best on another machine's share
     every_hours = 6                    # default 24
     keep = 28                          # newest files of this node kept, default 14
+    mount = "/mnt/backup"              # optional: fail unless this is mounted (else a share
+                                       # not mounted would have the PC's own disk filled)
     ```
     Each run writes, then reads back and checks its file; older files of this node beyond
     `keep` are removed. A failure is logged as an error and shown by `/api/status` and the
@@ -399,6 +416,7 @@ class ScheduledBackups:
         self.node = node
         section = config.get("backup")
         self.folder: Path | None = None
+        self.mount: Path | None = None
         self.every_s = DEFAULT_EVERY_HOURS * 3600
         self.keep = DEFAULT_KEEP
         self.runs = self.failures = 0
@@ -422,7 +440,11 @@ class ScheduledBackups:
             raise BackupError("[backup] every_hours must be a number of hours above 0")
         if isinstance(keep, bool) or not isinstance(keep, int) or keep < 1:
             raise BackupError("[backup] keep must be a whole number, at least 1")
+        mount = section.get("mount")
+        if mount is not None and (not isinstance(mount, str) or not mount.startswith("/")):
+            raise BackupError('[backup] mount must be an absolute path, e.g. "/mnt/backup"')
         self.folder = Path(section["folder"])
+        self.mount = None if mount is None else Path(mount)
         self.every_s = float(every) * 3600
         self.keep = keep
 
@@ -457,6 +479,8 @@ class ScheduledBackups:
         path = self.folder / f"{self._prefix()}{stamp}.zip"
         checking = False
         try:
+            if self.mount is not None and not await asyncio.to_thread(os.path.ismount, self.mount):
+                raise NotMounted(f"{self.mount} is not mounted: no backup written")
             docs, info = snapshot(self.node), node_info(self.node)
             raw = await asyncio.to_thread(write_backup, info, docs)
             await asyncio.to_thread(write_file, path, raw)

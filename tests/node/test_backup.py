@@ -544,6 +544,43 @@ async def test_a_failing_scheduled_backup_is_shown_and_the_node_carries_on(
         await wait_for(healed)
 
 
+async def test_a_share_not_mounted_gets_no_backup_on_the_pcs_own_disk(
+    source: tuple[Path, str], tmp_path: Path
+) -> None:
+    """The folder is the share's mount point, writable when nothing is mounted on it:
+    with `mount` set, a run fails as 'not mounted' and writes nothing there."""
+    mount, umount = require_tool("mount"), require_tool("umount")
+    if os.geteuid() != 0:
+        message = "mounting a tmpfs needs root (CI has it)"
+        if STRICT:
+            pytest.fail(message)
+        pytest.skip(message)
+    root, admin = source
+    share = tmp_path / "share"
+    share.mkdir()
+    with (root / "node.toml").open("a") as fh:
+        fh.write(f'\n[backup]\nfolder = "{share}"\nmount = "{share}"\nevery_hours = 0.0004\n')
+    with NodeProcess(root).start() as node:
+
+        async def failed() -> bool:
+            return int((await status_of(node, admin))["backup"]["failures"]) >= 1
+
+        await wait_for(failed)
+        backup = (await status_of(node, admin))["backup"]
+        assert (backup["state"], backup["last_error_reason"]) == ("failing", "not_mounted")
+        assert list(share.iterdir()) == []
+        subprocess.run([mount, "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(share)], check=True)
+        try:
+
+            async def healed() -> bool:
+                return (await status_of(node, admin))["backup"]["state"] == "ok"
+
+            await wait_for(healed)
+            assert [p.suffix for p in share.iterdir()] == [".zip"]
+        finally:
+            subprocess.run([umount, "-l", str(share)], check=True)
+
+
 def test_a_bad_backup_setting_stops_the_node_with_one_line(source: tuple[Path, str]) -> None:
     root, _ = source
     with (root / "node.toml").open("a") as fh:
