@@ -223,8 +223,11 @@ def make_anomaly(
     if why is not None:
         kept["reason"] = why
     about = tuple(sorted(kept.items()))
+    # an endoscope's code follows the reference (model-serial, then serial): its events
+    # name it for good, so a resolution stays with its anomaly whatever the export says
+    key = tuple(item for item in about if item[0] != "endoscope")
     return Anomaly(
-        id=anomaly_id(rule, ids, about),
+        id=anomaly_id(rule, ids, key),
         rule=rule,
         severity=SEVERITY[rule],
         events=ids,

@@ -236,6 +236,23 @@ def test_an_endoscope_scanned_under_its_two_codes_is_one_endoscope() -> None:
     assert [a.id for a in later.anomalies()] == [found.id]
 
 
+def test_a_resolved_endoscope_anomaly_stays_resolved_when_the_reference_names_it_anew() -> None:
+    """Filed under the model-serial code until an export says it is serial 2101234: the
+    same anomaly, with its decision."""
+    s = Stamper()
+    s.make("endo.used", "B", endoscope="GIF-H190-2101234", patient="P1")
+    s.make("endo.used", "B", endoscope="GIF-H190-2101234", patient="P2")
+    fold = fold_of(s.events)
+    found = only(fold.anomalies(), "endoscope_not_reprocessed")
+    fold.add(s.make("anomaly.resolved", "A", anomaly=found.id, decision="accepted"))
+    assert fold.anomalies(open_only=True) == []
+    fold.reference = small_reference()
+    again = only(fold.anomalies(), "endoscope_not_reprocessed")
+    assert again.id == found.id
+    assert dict(again.subject)["endoscope"] == "2101234"
+    assert fold.anomalies(open_only=True) == []
+
+
 def test_a_first_known_use_of_an_endoscope_raises_nothing() -> None:
     s = Stamper()
     s.make("endo.used", "B", endoscope="GIF-1", patient="P1")
