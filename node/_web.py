@@ -33,6 +33,7 @@ from ._web_station import (
     STATION_ZONES,
     STEPS,
     async_perform,
+    is_set_code,
     new_load_url,
     set_programs,
     station_context,
@@ -97,6 +98,9 @@ class WebState:
     closing: bool = False
     zones: dict[str, str] = field(default_factory=dict)
     """Event id -> zone of the station that recorded it, read on demand (events never change)."""
+    once: dict[str, asyncio.Future[str | None]] = field(default_factory=dict)
+    """A load form's one-time name -> the load it recorded (None: refused), the newest kept:
+    the same form sent twice (a double tap) records one load."""
 
 
 WEB_KEY: web.AppKey[WebState] = web.AppKey("web", WebState)
@@ -513,6 +517,9 @@ async def station_scans(request: web.Request) -> web.StreamResponse:
     return web.json_response(scanners.answer(scans))
 
 
+SET_AS_CYCLE = "That is a set's code, not a cycle number: type the number the machine printed."
+
+
 async def station_post(request: web.Request) -> web.StreamResponse:
     """Record the chosen step in one action, then show the set again."""
     gated = await _gated_form(request, "record")
@@ -538,6 +545,9 @@ async def station_post(request: web.Request) -> web.StreamResponse:
         return _redirect(request, url)
     if action == "reject" and not kept.get("reason"):
         return _redirect(request, back, {"k": "error", "m": "Say why the load is rejected."})
+    if "cycle_no" in STEPS[action].fields and is_set_code(_node(request), kept.get("cycle_no", "")):
+        kept.pop("cycle_no")  # a set scanned while the cycle number field had the focus
+        return _redirect(request, back, {"k": "error", "m": SET_AS_CYCLE, "f": kept, "code": code})
     printer = form.get("printer") or None
     if action == "label" and printer is not None and printer not in node_printers(request):
         return _redirect(request, back, {"k": "error", "m": "No such printer on this node."})

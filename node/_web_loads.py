@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import re
+import secrets
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote
 
@@ -22,6 +24,7 @@ from ._web import (
     _gated_form,
     _node,
     _redirect,
+    _state,
     async_confirm,
     done_flash,
     has_pin,
@@ -30,7 +33,7 @@ from ._web import (
     render,
     scanner_station,
 )
-from ._web_station import DEFAULT_PROGRAMS, STATION_ZONES, station_url
+from ._web_station import DEFAULT_PROGRAMS, STATION_ZONES, is_set_code, station_url
 from ._web_support import anomalies_by_subject
 
 KINDS = ("wash", "steri")
@@ -113,6 +116,7 @@ def _new_load_form(
         sets="\n".join(scanned_codes(form.get("sets", ""))),
         zone=zone if zone in STATION_ZONES else "",
         scanner_station=scanner_station(request, form.get("station")),
+        once=secrets.token_urlsafe(12),
         error=error,
         detail=detail,
     )
@@ -136,23 +140,58 @@ async def new_load_post(request: web.Request) -> web.StreamResponse:
         return _new_load_form(request, kind, form, "Scan at least one set.")
     if len(sets) > MAX_SETS:
         return _new_load_form(request, kind, form, "Too many sets in one load.")
+    machine = form.get("machine", "").strip()[:120]
+    if is_set_code(_node(request), machine):
+        return _new_load_form(request, kind, {**form, "machine": ""}, SET_AS_MACHINE)
     body = {
         "type": f"{kind}.loaded",
-        "machine": form.get("machine", "").strip()[:120],
+        "machine": machine,
         "program": form.get("program", "").strip()[:120],
         "sets": sets,
     }
+    recorded = _once(request, form.get("once", ""))
+    if isinstance(recorded, asyncio.Future):  # the same form sent before: its load, once
+        first = await asyncio.shield(recorded)
+        if first is None:
+            return _new_load_form(request, kind, form, "The load was refused.")
+        return _redirect(request, load_url(first), {"k": "ok", "m": "Load recorded."})
     try:
         event, warnings = await _node(request).async_submit(body, principal)
     except (cm.EventError, NodeError) as err:
+        if recorded is not None:
+            recorded(None)
         detail = refused_flash(err)["d"]
         return _new_load_form(request, kind, form, "The load was refused.", detail)
     load = str(event["load"])
+    if recorded is not None:
+        recorded(load)
     zone = form.get("zone", "")
     if zone in STATION_ZONES:  # back to the station the first set was scanned at
         back = station_url(zone, sets[0], form.get("station", "")[:64])
         return _redirect(request, back, done_flash("Load recorded.", warnings, load=load))
     return _redirect(request, load_url(load), done_flash("Load recorded.", warnings))
+
+
+SET_AS_MACHINE = "That is a set's code, not a machine: scan the sets in the list below."
+MAX_ONCE = 500
+
+
+def _once(
+    request: web.Request, name: str
+) -> asyncio.Future[str | None] | Callable[[str | None], None] | None:
+    """The load already recorded (or being recorded) by this form, or how to say what this
+    request recorded; None for a form without a name."""
+    if not name:
+        return None
+    state = _state(request)
+    found = state.once.get(name)
+    if found is not None:
+        return found
+    future: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
+    state.once[name] = future
+    while len(state.once) > MAX_ONCE:
+        del state.once[next(iter(state.once))]
+    return future.set_result
 
 
 def _load_or_404(request: web.Request) -> cm.LoadView:
@@ -203,6 +242,9 @@ async def load_page(request: web.Request) -> web.StreamResponse:
     return response
 
 
+RELEASE_WITH_REASON = "A reason was typed: to reject the load, use Reject. Nothing was recorded."
+
+
 async def release_post(request: web.Request) -> web.StreamResponse:
     """Release or reject a load; the releaser signs with their PIN (or password)."""
     gated = await _gated_form(request, "release")
@@ -220,6 +262,8 @@ async def release_post(request: web.Request) -> web.StreamResponse:
         return _redirect(request, back)
     body: dict[str, Any] = {"type": "load.released", "load": view.load, "decision": decision}
     reason = form.get("reason", "").strip()[:500]
+    if decision == "released" and reason:  # a reason typed, then Enter: not a release
+        return _redirect(request, back, {"k": "error", "m": RELEASE_WITH_REASON})
     if decision == "rejected":
         if not reason:
             return _redirect(request, back, {"k": "error", "m": "Say why the load is rejected."})

@@ -66,7 +66,7 @@ STEPS: dict[str, Step] = {
     "label": Step("Print the label", "Label issued.", ("printer",)),
     "dispatch": Step("Dispatch the set", "Set dispatched.", ("to",)),
     "stock": Step(
-        "Sterile stock from before the outage",
+        "Record as sterile stock (label from before the outage)",
         "Set recorded as sterile stock.",
         ("lot", "expires_on"),
     ),
@@ -208,6 +208,15 @@ def new_load_url(
 def station_url(zone: str, code: str, station: str = "") -> str:
     """The station page of a zone showing a set (following a scanner station, if any)."""
     return _url("/station", {"zone": zone, "code": code, "station": station})
+
+
+def is_set_code(node: Node, text: str) -> bool:
+    """True when `text` names a set instance (scanned into a field meant for something else)."""
+    fold = node.trace.fold
+    ref = fold.reference
+    return bool(text) and (
+        fold.set_state(text) is not None or (ref is not None and ref.type_code(text) is not None)
+    )
 
 
 def event_time(node: Node, event_id: str | None) -> str | None:

@@ -97,3 +97,29 @@
   }
   poll();
 })();
+
+// Forms that record: a second tap while the first is on its way records nothing twice
+// (the buttons are disabled once the form's data is taken); on the load form, Enter in
+// Machine or Program goes to the next field (a set scanned there must not record a load).
+(function () {
+  "use strict";
+  Array.prototype.forEach.call(document.querySelectorAll("form.once"), function (form) {
+    form.addEventListener("submit", function () {
+      window.setTimeout(function () {
+        Array.prototype.forEach.call(form.querySelectorAll("button"), function (b) { b.disabled = true; });
+      }, 0);
+    });
+  });
+  var order = ["machine", "program", "sets"];
+  order.slice(0, 2).forEach(function (id, i) {
+    var field = document.getElementById(id);
+    if (!field || !document.getElementById("new-load")) { return; }
+    field.addEventListener("keydown", function (ev) {
+      if (ev.key === "Enter") {
+        ev.preventDefault();
+        var next = document.getElementById(order[i + 1]);
+        if (next) { next.focus(); }
+      }
+    });
+  });
+})();

@@ -338,8 +338,17 @@ async def test_a_release_is_signed_with_the_pin(client: TestClient, node: Node) 
     page = html.unescape(await (await client.get(url)).text())
     assert "Tapez votre code PIN pour confirmer" in page
     assert 'inputmode="numeric"' in page
+    # release and rejection are two forms: Enter after a reason and the PIN rejects
+    release_form = re.search(r'id="release-form".*?</form>', page, re.S)
+    assert release_form is not None
+    assert 'name="reason"' not in release_form.group(0)
 
     before = node.index.count
+    resp = await post_form(
+        client, url, f"{url}/release", decision="released", reason="BI douteux", password=PIN
+    )
+    assert "Un motif a été saisi" in html.unescape(await resp.text())
+    assert node.index.count == before
     resp = await post_form(client, url, f"{url}/release", decision="released", password="0000")
     assert "Code PIN erroné : rien n'a été enregistré." in html.unescape(await resp.text())
     assert node.index.count == before

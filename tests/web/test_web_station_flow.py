@@ -3,6 +3,7 @@ labels they can print, the way back for quarantined sets, and forms that keep wh
 
 from __future__ import annotations
 
+import asyncio
 import html
 import re
 from pathlib import Path
@@ -239,3 +240,47 @@ async def test_stock_from_before_the_outage_is_recorded_from_its_label_at_the_st
         "2027-03-13",
         "sterile",
     )
+
+
+async def test_a_load_form_sent_twice_records_one_load(client: TestClient, node: Node) -> None:
+    """A double tap on 'Record the load' (two posts at once, then a third later)."""
+    await login_in(client, "op")
+    for code in SETS:
+        await node.async_submit({"type": "set.received", "set": code}, OP)
+    page = html.unescape(await (await client.get("/loads/new?kind=wash")).text())
+    form = dict(re.findall(r'<input[^>]*name="(\w+)" value="([^"]*)"', page))
+    form.update(machine="LAV-3", sets="\n".join(SETS))
+    before = node.index.count
+    answers = await asyncio.gather(*(client.post("/loads/new", data=form) for _ in range(2)))
+    assert [a.status for a in answers] == [200, 200]
+    again = await client.post("/loads/new", data=form)
+    assert again.status == 200
+    assert node.index.count == before + 1
+    (load,) = {node.trace.fold.set_status(code).load for code in SETS}
+    assert {a.url.path for a in [*answers, again]} == {f"/loads/{load}"}
+    fresh = html.unescape(await (await client.get("/loads/new?kind=wash")).text())
+    assert dict(re.findall(r'name="(once)" value="([^"]*)"', fresh))["once"] != form["once"]
+
+
+async def test_a_set_scanned_into_the_machine_or_cycle_field_is_refused(
+    client: TestClient, node: Node
+) -> None:
+    """The scan went where the focus was: no load on machine 'JDIGGRBA#112', no cycle
+    number 'JDIGGRBA#112'; what else was typed is kept."""
+    await login_in(client, "op")
+    for code in SETS:
+        await node.async_submit({"type": "set.received", "set": code}, OP)
+    page = html.unescape(await (await client.get("/loads/new?kind=wash&sets=" + SETS[0])).text())
+    form = dict(re.findall(r'<input[^>]*name="(\w+)" value="([^"]*)"', page))
+    resp = await client.post("/loads/new", data={**form, "machine": SETS[1], "sets": SETS[0]})
+    assert resp.status == 422
+    text = html.unescape(await resp.text())
+    assert "pas une machine" in text
+    assert SETS[0] in text  # the list is kept
+    assert node.trace.fold.set_status(SETS[0]).load is None
+    await node.async_submit(
+        {"type": "wash.loaded", "machine": "LAV-3", "program": "P", "sets": [SETS[0]]}, OP
+    )
+    text = await _post(client, "sale", SETS[0], "wash_pass", cycle_no=SETS[1])
+    assert "pas un numéro de cycle" in text
+    assert status_of(node, SETS[0]) == "washing"
