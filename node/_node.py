@@ -332,6 +332,7 @@ class Node:
         self._subs: list[Any] = []
         self._compacting: set[str] = set()
         self._log_counts: dict[str, int] = {}
+        self._ref_read: dict[str, tuple[bytes, dict[str, Any] | None]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._merge_pool: ProcessPoolExecutor | None = None
         self.peer_status: Callable[[], list[dict[str, Any]]] | None = None
@@ -586,12 +587,18 @@ class Node:
             )
 
     def _refresh_views(self) -> None:
-        """Point the views at the current reference export and settings."""
-        ref = self.current_reference()
-        doc = None if ref is None else self.docs.get(cm.ref_doc_name(ref["export_id"]))
-        self.trace.set_reference(ref, doc)
-        settings = cm.cluster_get(self.docs[cm.CLUSTER_DOC], "settings", "views") or {}
-        self.trace.set_settings(settings)
+        """Point the views at the current reference export and settings (a failure is
+        logged: it must neither stop a start nor fail a write already stored)."""
+        try:
+            ref = self.current_reference()
+            doc = None if ref is None else self.docs.get(cm.ref_doc_name(ref["export_id"]))
+            self.trace.set_reference(ref, doc)
+            settings = cm.cluster_get(self.docs[cm.CLUSTER_DOC], "settings", "views") or {}
+            self.trace.set_settings(settings)
+        except Exception:
+            _LOGGER.critical(
+                "the views could not take the new reference or settings", exc_info=True
+            )
 
     def _freeze(self) -> None:
         """Collect, then move every object alive into the collector's permanent generation.
@@ -1000,10 +1007,37 @@ class Node:
         found = []
         for name, doc in self.docs.items():
             if name.startswith(cm.REF_PREFIX):
-                manifest = cm.read_manifest(doc)
+                manifest = self._readable(name, doc)
                 if manifest is not None:
                     found.append(manifest)
         return sorted(found, key=self._export_order, reverse=True)
+
+    def _readable(self, name: str, doc: Doc[Any]) -> dict[str, Any] | None:
+        """The manifest of a reference document read whole (its tables, as the views read
+        them); None while it has not arrived whole, or when it cannot be read (a member's
+        broken export is left aside, logged, never used). Worked out once per state of the
+        document: an export is written once."""
+        state = doc.get_state()
+        known = self._ref_read.get(name)
+        if known is not None and known[0] == state:
+            return known[1]
+        manifest = None
+        try:
+            found = cm.read_manifest(doc)
+            if found is not None:
+                export_id, exported_at = found.get("export_id"), found.get("exported_at")
+                if export_id != name.removeprefix(cm.REF_PREFIX) or not isinstance(
+                    exported_at, str
+                ):
+                    raise cm.DocumentError("its manifest does not name it, or not when")
+                tables = {t: cm.read_table(doc, t) for t in cm.table_names(doc)}
+                cm.Reference(tables, export_id=export_id, exported_at=exported_at)
+                manifest = found
+        except Exception as err:  # whatever a member wrote: this node goes on without it
+            why = sync.sanitize(err)  # one line: the cause said, no trace
+            _LOGGER.error("reference %s cannot be read, left aside: %s", name, why)  # noqa: TRY400
+        self._ref_read[name] = (state, manifest)
+        return manifest
 
     def _export_order(self, manifest: dict[str, Any]) -> tuple[float, str]:
         """When an export was made, as an instant (a time without offset is the site's

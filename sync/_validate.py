@@ -184,6 +184,8 @@ def _check_on(
         raise UpdateRefused(f"{name}: would delete or overwrite entries; events only grow")
     if deferred or not is_integrated(update, scratch.get_state()):
         raise UpdateIncomplete(f"{name}: the update depends on changes not held here")
+    if name.startswith(cm.REF_PREFIX):
+        _ref_whole(scratch, name)
     if name.startswith(cm.EVENTS_PREFIX):
         # whole now: each entry written took one clock unit; any unit more is content no map
         # shows (list or text items under a root), which nothing would ever check or read
@@ -230,7 +232,7 @@ def _rule_for(name: str, events: dict[str, dict[str, Any]]) -> tuple[_Rule, tupl
     if name.startswith(cm.EVENTS_PREFIX):
         return _events_rule(name, events), EVENTS_ROOTS
     if name.startswith(cm.REF_PREFIX):
-        return _ref_rule, REF_ROOTS
+        return _ref_rule_for(name), REF_ROOTS
     return _cluster_rule, cm.CLUSTER_MAPS
 
 
@@ -299,6 +301,48 @@ def _check_ack(name: str, key: str, value: Any) -> str | None:
     except cm.CodecError:
         return "is not an encoded ack"
     return None
+
+
+def _ref_rule_for(name: str) -> _Rule:
+    export_id = name.removeprefix(cm.REF_PREFIX)
+
+    def rule(root: str, key: str, change: dict[str, Any], had_manifest: bool) -> str | None:
+        problem = _ref_rule(root, key, change, had_manifest)
+        if problem is None and root == "manifest" and change.get("action") == "add":
+            return _manifest_problem(key, change.get("newValue"), export_id)
+        return problem
+
+    return rule
+
+
+def _manifest_problem(key: str, value: Any, export_id: str) -> str | None:
+    """What makes a reference's manifest entry unreadable by the nodes (None when fine)."""
+    try:
+        found = cm.decode(value)
+    except cm.CodecError:
+        return None  # said by _ref_rule
+    if key == "manifest":
+        if not isinstance(found, dict) or found.get("export_id") != export_id:
+            return "does not name its export"
+        if not isinstance(found.get("exported_at"), str):
+            return "does not say when the export was made"
+    elif key == "tables" and (
+        not isinstance(found, dict)
+        or not all(isinstance(k, str) and isinstance(v, int) and v >= 0 for k, v in found.items())
+    ):
+        return "is not a count of rows per table"
+    return None
+
+
+def _ref_whole(doc: Doc[Any], name: str) -> None:
+    """A reference with its manifest (nothing comes after it) has every table whole."""
+    if cm.read_manifest(doc) is None:
+        return
+    try:
+        for table in cm.table_names(doc):
+            cm.read_table(doc, table)
+    except (cm.DocumentError, cm.CodecError) as err:
+        raise UpdateRefused(f"{name}: {sanitize(err, 80)}") from None
 
 
 def _ref_rule(root: str, key: str, change: dict[str, Any], had_manifest: bool) -> str | None:

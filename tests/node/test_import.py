@@ -265,3 +265,37 @@ def test_the_cli_says_when_an_import_is_not_the_export_in_use_and_what_it_retire
     assert result.exit_code == 0, result.output
     assert "not in use" not in result.output
     assert "retired export XL-20261121" in result.output
+
+
+async def test_a_broken_reference_from_a_member_is_left_aside_and_the_node_still_starts(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An export whose manifest counts rows no piece holds (a member's fault, or a node of
+    an older version that checked less): stored, it must neither fail the write nor stop
+    the next start; the views keep the good export."""
+    from pycrdt import Doc, Map
+
+    import crdt_model as cm
+
+    data = new_data_dir(tmp_path)
+    node = await open_node(data)
+    bundle = read_bundle(write_sample(tmp_path / "b", scale="small", seed=3))
+    await node.async_import(bundle)
+    broken: Doc = Doc()
+    meta = broken.get("manifest", type=Map)
+    meta["tables"] = cm.encode({"set_types": 5})
+    manifest = {"export_id": "ZZZ-BROKEN", "exported_at": "2099-01-01T00:00:00+00:00"}
+    meta["manifest"] = cm.encode(manifest)
+    await node.async_store_remote(cm.ref_doc_name("ZZZ-BROKEN"), broken.get_update(), "B")
+    assert [m["export_id"] for m in node.references()] == [bundle.export_id]
+    assert node.trace.fold.reference is not None
+    assert node.trace.fold.reference.export_id == bundle.export_id
+    assert "ZZZ-BROKEN cannot be read, left aside" in caplog.text
+    await node.async_close()
+    node = await open_node(data)  # the next start
+    try:
+        assert [m["export_id"] for m in node.references()] == [bundle.export_id]
+        assert node.trace.fold.reference is not None
+        assert node.trace.fold.reference.export_id == bundle.export_id
+    finally:
+        await node.async_close()

@@ -83,7 +83,9 @@ async def test_two_replicas_sync_every_document_both_ways() -> None:
     a = replica_with(event(1, "A"), event(2, "A"))
     a.write(
         cm.ref_doc_name("EXP-1"),
-        lambda d: cm.write_reference(d, {"export_id": "EXP-1"}, {"sets": [{"n": 1}]}),
+        lambda d: cm.write_reference(
+            d, {"export_id": "EXP-1", "exported_at": "2026-11-27T22:00:00"}, {"sets": [{"n": 1}]}
+        ),
     )
     a.write(cm.CLUSTER_DOC, lambda d: cm.cluster_put(d, "members", "node-A", {"code": "A"}))
     b = replica_with(event(1, "B", day=1))

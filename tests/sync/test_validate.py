@@ -203,6 +203,27 @@ def test_a_reference_is_written_once() -> None:
         check_update(local, name, removed)
 
 
+@pytest.mark.parametrize(
+    ("manifest", "tables", "why"),
+    [
+        ({"export_id": "EXP-2", "exported_at": "2026-11-27"}, {}, "does not name its export"),
+        ({"export_id": "EXP-1"}, {}, "does not say when"),
+        ({"export_id": "EXP-1", "exported_at": "2026-11-27"}, {"sets": 5}, "incomplete"),
+        ({"export_id": "EXP-1", "exported_at": "2026-11-27"}, {"sets": "5"}, "count of rows"),
+    ],
+)
+def test_a_reference_the_nodes_could_not_read_is_refused(
+    manifest: dict[str, Any], tables: dict[str, Any], why: str
+) -> None:
+    """A member's broken export (no pieces for the rows its manifest counts, a manifest
+    naming another export or no time) would stop every node that took it at its restart."""
+    broken: Doc[Any] = Doc(client_id=3)
+    meta = broken.get("manifest", type=Map)
+    meta["tables"] = cm.encode(tables)
+    meta["manifest"] = cm.encode(manifest)
+    assert why in refused(None, cm.ref_doc_name("EXP-1"), broken.get_update())
+
+
 def test_a_relayed_deletion_of_a_concurrent_import_waits_for_the_winner() -> None:
     name = cm.ref_doc_name("EXP-1")
     deferred = 0
