@@ -90,6 +90,11 @@ class EventIndex:
         """The write of a reserved load number is over (indexed now, or failed)."""
         self._reserved.discard(number)
 
+    def latest(self) -> str | None:
+        """The greatest event id held (any node's)."""
+        days = [day for day, ids in self.by_day.items() if ids]
+        return self.by_day[max(days)][-1] if days else None
+
     def days(self) -> list[str]:
         """Days holding events, oldest first."""
         return sorted(self.by_day)

@@ -400,6 +400,9 @@ class Node:
             self.add_listener(self._on_members_change)
             self.add_listener(self._on_retired)
             self.hlc = cm.HybridClock(self.index.own_max)
+            latest = self.index.latest()
+            if latest is not None:  # peers' clocks it had followed (within the drift allowed)
+                self.hlc.observe(cm.split_event_id(latest)[0], self._clock())
             self.incarnation = int(self.store.get_meta("incarnation") or 0)
             if not readonly:
                 self.store.start()

@@ -287,6 +287,36 @@ async def test_clock_stays_monotonic_across_restart_with_clock_set_back(tmp_path
     assert second["id"] > first["id"]
 
 
+async def test_after_a_restart_the_clock_still_follows_a_peer_a_little_ahead(
+    tmp_path: Path,
+) -> None:
+    """A peer's clock 3 minutes fast released a load; this node restarts and records a
+    use of it: the use must come after the release in the merged order."""
+    start = 2_000_000_000_000
+    data = new_data_dir(tmp_path)
+    node = await open_node(data, clock=StepClock(start=start))
+    ahead = cm.Timestamp(start + 3 * 60_000, 0)
+    release = {
+        **submission("load.released", load="B-261128-001"),
+        "id": cm.make_event_id(ahead, "B"),
+        "hlc": str(ahead),
+        "at": "2033-05-18T03:36:20.000+00:00",
+        "node": "B",
+        "user": "rel",
+        "zone": "sterile",
+    }
+    doc: Doc[Any] = Doc()
+    cm.add_event(doc, cm.validate_event(release))
+    await node.async_store_remote(cm.events_doc_name(ahead), doc.get_update(), "B")
+    await node.async_close()
+    node = await open_node(data, clock=StepClock(start=start + 1000))  # a second later
+    try:
+        use = await node.async_record(submission("note"), OPERATOR)
+        assert use["id"] > release["id"]
+    finally:
+        await node.async_close()
+
+
 def _flip_byte_of(path: Path, marker: bytes) -> None:
     """Damage every copy of marker (LMDB leaves stale copies in freed pages)."""
     raw = bytearray(path.read_bytes())
