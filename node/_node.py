@@ -318,7 +318,7 @@ class Node:
         self._clock = clock
         self.docs: dict[str, Doc[Any]] = {}
         self.metrics = Metrics()
-        self.failed: str | None = None
+        self._failed: str | None = None
         self._freeze_at = FREEZE_MIN_EVENTS
         self._lock: IO[bytes] | None = None
         self._store: Store | None = None
@@ -588,6 +588,19 @@ class Node:
                 name,
                 exc_info=True,
             )
+
+    @property
+    def failed(self) -> str | None:
+        """Why the node takes no more writes (None while it takes them): a write it could
+        not store, or any failed commit of its store (a deletion, its own settings)."""
+        store = self._store
+        if self._failed is None and store is not None and store.failure is not None:
+            return f"storage failed, restart the node: {store.failure}"
+        return self._failed
+
+    @failed.setter
+    def failed(self, why: str | None) -> None:
+        self._failed = why
 
     def _refresh_views(self) -> None:
         """Point the views at the current reference export and settings (a failure is

@@ -393,23 +393,28 @@ class Store:
             with self._env.begin(write=True) as txn:
                 done: int = install(txn)
             return done
-        installed: int = self.submit(install).result()
+        installed: int = self.submit(_Spare(install)).result()
         return installed
 
     def _write_loop(self) -> None:
+        held: tuple[Op, Waiter] | None = None
         while True:
-            item = self._queue.get()
+            item = held if held is not None else self._queue.get()
+            held = None
             if item is None:
                 return
             batch = [item]
             stop = False
-            while len(batch) < MAX_BATCH:
+            while len(batch) < MAX_BATCH and not isinstance(item[0], _Spare):
                 try:
                     nxt = self._queue.get_nowait()
                 except queue.Empty:
                     break
                 if nxt is None:
                     stop = True
+                    break
+                if isinstance(nxt[0], _Spare):  # committed alone, next
+                    held = nxt
                     break
                 batch.append(nxt)
             self._commit(batch)
@@ -425,6 +430,10 @@ class Store:
             with self._env.begin(write=True) as txn:
                 results = [op(txn) for op, _ in batch]
         except Exception as err:  # every waiter hears of the failed commit
+            if isinstance(batch[0][0], _Spare):  # it added nothing: nothing builds on it
+                _LOGGER.warning("a compaction could not be stored (%s); the log is kept", err)
+                _notify([(batch[0][1], None, StoreError(f"compaction not stored: {err}"))])
+                return
             _LOGGER.exception("durable commit of %d operations failed", len(batch))
             failure = StoreError(f"durable commit failed: {err}")
             self.failure = StoreError(f"an earlier durable commit failed ({err}): restart the node")
@@ -436,6 +445,17 @@ class Store:
                 (waiter, result, None) for (_, waiter), result in zip(batch, results, strict=True)
             ]
         _notify(outcome)
+
+
+class _Spare:
+    """An operation that adds nothing (a compaction's install): committed alone, and its
+    failure (the disk or map full: it writes the largest values) does not stop the store."""
+
+    def __init__(self, op: Op) -> None:
+        self.op = op
+
+    def __call__(self, txn: lmdb.Transaction) -> Any:
+        return self.op(txn)
 
 
 def _notify(outcome: list[tuple[Waiter, Any, BaseException | None]]) -> None:

@@ -605,6 +605,53 @@ def test_a_write_queued_as_the_store_closes_is_told_so(tmp_path: Path) -> None:
         late.result(timeout=5)
 
 
+def test_a_compaction_the_disk_cannot_take_stops_nothing_but_a_write_does(
+    tmp_path: Path,
+) -> None:
+    """A compaction writes the largest values (a whole snapshot) and adds nothing: the map
+    full under it, the store goes on. A write that cannot be stored stops the store."""
+    from concurrent.futures import Future
+
+    from node._store import Store, _Spare
+
+    store = Store(tmp_path / "store", map_size=1 << 20)
+    store.start()
+    try:
+
+        def too_big(txn: Any) -> None:
+            txn.put(b"snapshot", b"x" * (4 << 20))
+
+        spare: Future[Any] = store.submit(_Spare(too_big))
+        with pytest.raises(StoreError, match="compaction not stored"):
+            spare.result(timeout=10)
+        assert store.failure is None
+        assert store.submit(lambda txn: txn.put(b"k", b"v")).result(timeout=10) is True
+        with pytest.raises(StoreError, match="durable commit failed"):
+            store.submit(too_big).result(timeout=10)
+        assert store.failure is not None
+    finally:
+        store.close()
+
+
+async def test_a_failed_commit_of_any_kind_shows_in_the_nodes_health(tmp_path: Path) -> None:
+    """A deletion or a settings write that could not be stored stops the node's writes as a
+    failed event write does: health and status say so at once, not at the next write."""
+    node = await open_node(new_data_dir(tmp_path))
+    try:
+        assert node.failed is None
+
+        def broken(txn: Any) -> None:
+            raise OSError(28, "No space left on device")
+
+        with pytest.raises(StoreError):
+            await asyncio.wrap_future(node.store.submit(broken))
+        assert node.failed is not None
+        assert "restart the node" in node.failed
+        assert node.status()["ok"] is False
+    finally:
+        await node.async_close()
+
+
 async def test_one_invitation_admits_one_node_even_at_once(tmp_path: Path) -> None:
     from node._cluster import async_accept_join, async_invite
     from node._pki import Invite, make_csr, new_key
