@@ -726,6 +726,11 @@ class Node:
             self.failed = f"storage failed, restart the node: {err}"
             _LOGGER.critical("%s", self.failed)
             raise NodeFailedError(self.failed) from None
+        if self.is_retired(name):  # retired while this change waited for the disk
+            task = asyncio.get_running_loop().create_task(self.store.async_delete_doc(name))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+            return
         self._pending_remote = events or {}
         try:
             self._apply(name, change, peer)

@@ -134,6 +134,8 @@ class Store:
         self._seq: dict[str, int] = {}
         self._queue: queue.SimpleQueue[tuple[Op, Waiter] | None] = queue.SimpleQueue()
         self._writer: threading.Thread | None = None
+        self._queuing = threading.Lock()
+        """Held while a write is queued, and while the writer is said stopped."""
         self.commits = 0
         self.committed_ops = 0
         self.failure: StoreError | None = None
@@ -153,7 +155,8 @@ class Store:
         if self._writer is not None:
             self._queue.put(None)
             self._writer.join()
-            self._writer = None
+            with self._queuing:  # no write slips in between this and the drain below
+                self._writer = None
             # queued after the stop: never written, and its caller must not wait for ever
             left: list[tuple[Waiter, Any, BaseException | None]] = []
             while True:
@@ -310,18 +313,20 @@ class Store:
 
     def _async_submit(self, op: Op) -> asyncio.Future[Any]:
         """Queue an operation; the returned asyncio future resolves once durable."""
-        if self._writer is None:
-            raise StoreError("the store writer is not running")
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._queue.put((op, fut))
+        with self._queuing:
+            if self._writer is None:
+                raise StoreError("the store writer is not running")
+            self._queue.put((op, fut))
         return fut
 
     def submit(self, op: Op) -> Future[Any]:
         """Queue an operation for the writer thread; its future resolves once durable."""
-        if self._writer is None:
-            raise StoreError("the store writer is not running")
         fut: Future[Any] = Future()
-        self._queue.put((op, fut))
+        with self._queuing:
+            if self._writer is None:
+                raise StoreError("the store writer is not running")
+            self._queue.put((op, fut))
         return fut
 
     async def async_append(self, doc: str, update: bytes) -> int:

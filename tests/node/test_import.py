@@ -215,6 +215,41 @@ async def test_an_export_retired_on_another_node_leaves_this_nodes_disk(tmp_path
         await b.async_close()
 
 
+async def test_a_change_of_an_export_retired_while_it_was_stored_is_not_brought_back(
+    tmp_path: Path,
+) -> None:
+    """A peer's copy of an old export reaches B after B heard it was retired: B keeps it
+    neither in memory nor on disk."""
+    folders = _exports(tmp_path, 4)
+    data_a = new_data_dir(tmp_path, "a")
+    a = await open_node(data_a)
+    for folder in folders[:3]:
+        await a.async_import(read_bundle(folder))
+    old = "ref/XL-20261120"
+    copy_of_old = a.docs[old].get_update()
+    await a.async_close()
+    data_b = copy_as(data_a, tmp_path / "b", "B", "Poste B")
+    a, b = await open_node(data_a), await open_node(data_b)
+    try:
+        sent: list[tuple[str, bytes]] = []
+        a.add_listener(lambda name, update, origin: sent.append((name, update)))
+        await a.async_import(read_bundle(folders[3]))
+        for name, update in sent:
+            await b.async_store_remote(name, update, "A")
+        for task in list(b._tasks):
+            await task
+        assert old not in b.docs
+        await b.async_store_remote(old, copy_of_old, "C")  # late, from another peer
+        for task in list(b._tasks):
+            await task
+        assert old not in b.docs
+        assert old not in b.store.load()
+        assert old not in {f"ref/{m['export_id']}" for m in b.references()}
+    finally:
+        await a.async_close()
+        await b.async_close()
+
+
 async def test_an_export_retired_but_not_yet_deleted_leaves_at_the_next_start(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
