@@ -125,11 +125,15 @@ class NodeFailedError(NodeError):
 async def finished_even_if_cancelled(step: Coroutine[Any, Any, None]) -> None:
     """Run `step` to its end even when the caller is cancelled (who then hears of it after)."""
     task = asyncio.ensure_future(step)
-    try:
-        await asyncio.shield(task)
-    except asyncio.CancelledError:
-        await asyncio.wait([task])
-        raise
+    cancelled = False
+    while not task.done():
+        try:
+            await asyncio.shield(task)
+        except asyncio.CancelledError:
+            cancelled = True  # cancelled again while waiting: still wait for the step
+    if cancelled:
+        raise asyncio.CancelledError
+    task.result()  # its own failure, if any
 
 
 def wall_clock_ms() -> int:

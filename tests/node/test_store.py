@@ -754,3 +754,28 @@ async def test_after_a_failed_commit_no_later_write_is_stored_or_answered(tmp_pa
                 sync.check_update(None, name, doc.get_update())
     finally:
         await node.async_close()
+
+
+async def test_a_write_cancelled_twice_is_still_waited_for() -> None:
+    """A request cancelled (its client gone) while its write waits for the disk, then again:
+    the caller hears of it only once the write is done, so nothing it holds (a lock, a load
+    number) is let go while the write is still on its way."""
+    from node._node import finished_even_if_cancelled
+
+    release = asyncio.Event()
+    done: list[str] = []
+
+    async def write() -> None:
+        await release.wait()
+        done.append("stored")
+
+    caller = asyncio.ensure_future(finished_even_if_cancelled(write()))
+    await asyncio.sleep(0)
+    for _ in range(2):
+        caller.cancel()
+        await asyncio.sleep(0.01)
+        assert not caller.done()
+    release.set()
+    with pytest.raises(asyncio.CancelledError):
+        await caller
+    assert done == ["stored"]
