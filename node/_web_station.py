@@ -92,6 +92,7 @@ _NEXT: dict[tuple[str, str], tuple[str, ...]] = {
     ("sale", "dirty"): ("wash_load",),
     ("sale", "washing"): ("wash_pass", "wash_fail"),
     ("propre", "washed"): ("inspect_ok", "inspect_nok"),
+    ("propre", "packed"): ("steri_load",),  # a pass-through sterilizer is loaded from here
     ("sterile", "packed"): ("steri_load",),
     ("sterile", "in_sterilizer"): ("steri_pass", "steri_fail"),
     ("sterile", "sterilized"): ("release", "reject"),
@@ -143,7 +144,7 @@ def station_context(node: Node, principal: Principal, zone: str, code: str) -> d
         elsewhere = ZONE_OF_STATUS.get(status)
     load = fold.load(view.load) if view.load else None
     found = (fold.anomaly(anomaly_id) for anomaly_id in view.anomalies)
-    machine_kind = "steri" if zone == "sterile" else "wash"
+    machine_kind = "steri" if zone == "sterile" or "steri_load" in steps else "wash"
     machines = fold.machines(machine_kind)
     return {
         "item": item,

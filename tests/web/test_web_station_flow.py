@@ -284,3 +284,33 @@ async def test_a_set_scanned_into_the_machine_or_cycle_field_is_refused(
     text = await _post(client, "sale", SETS[0], "wash_pass", cycle_no=SETS[1])
     assert "pas un numéro de cycle" in text
     assert status_of(node, SETS[0]) == "washing"
+
+
+async def test_a_packed_set_goes_into_a_pass_through_sterilizer_from_the_clean_zone(
+    client: TestClient, node: Node
+) -> None:
+    await login_in(client, "op")
+    code = SETS[0]
+    for body in (
+        {"type": "set.received", "set": code},
+        {"type": "wash.loaded", "machine": "LAV-1", "program": "P", "sets": [code]},
+        {"type": "wash.cycle", "machine": "LAV-1", "cycle_no": "7", "result": "pass"},
+        {"type": "set.inspected", "set": code, "result": "ok"},
+        {"type": "steri.loaded", "machine": "STE-4", "program": "P", "sets": [SETS[1]]},
+    ):
+        await node.async_submit(body, OP)
+    clean = await _page(client, "propre", code)
+    assert 'id="do-steri_load"' in clean
+    assert 'list="machines-steri"' in clean
+    assert re.search(r'<input name="machine" value="STE-4"', clean)  # a sterilizer, not LAV-1
+
+
+async def test_an_operator_sees_why_a_release_is_not_theirs_and_no_pin_field(
+    client: TestClient, node: Node
+) -> None:
+    await login_in(client, "op")
+    await load_with_cycle(node, "pass")
+    page = await _page(client, "sterile", SETS[0])
+    assert re.search(r'id="do-release"[^>]*disabled', page)
+    assert 'id="not-yours-release"' in page
+    assert 'id="confirm-release"' not in page
