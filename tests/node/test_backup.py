@@ -199,6 +199,14 @@ def test_a_backup_that_does_not_read_back_never_replaces_one_of_that_name(
     assert sorted(p.name for p in good_backup.parent.iterdir() if p.name.endswith(".tmp")) == []
 
 
+def require_root(why: str) -> None:
+    """Root, which CI has: fails under STERIMESH_STRICT=1, skips otherwise."""
+    if os.geteuid() != 0:
+        if STRICT:
+            pytest.fail(why)
+        pytest.skip(why)
+
+
 def rewrite(src: Path, dst: Path, change: Any) -> None:
     """Copy a backup zip, passing (name, bytes) through `change` (None drops the entry)."""
     with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w") as zout:
@@ -395,11 +403,7 @@ def test_a_truncated_file_is_refused(good_backup: Path, tmp_path: Path) -> None:
 
 def test_a_backup_this_user_cannot_read_is_said_so(good_backup: Path) -> None:
     """IT checks a backup as another user than the node's (backups are 0600)."""
-    if os.geteuid() != 0:
-        message = "switching to another user needs root (CI has it)"
-        if STRICT:
-            pytest.fail(message)
-        pytest.skip(message)
+    require_root("switching to another user needs root (CI has it)")
     as_nobody = (  # the command loaded as root, then run as nobody (the code is root's)
         "import os, sys; from node._cli import cli; os.setgid(65534); os.setuid(65534);"
         " cli(['verify-backup', sys.argv[1]], prog_name='sterimesh')"
@@ -424,11 +428,7 @@ def test_a_restore_onto_a_full_disk_is_one_clear_error_and_leaves_nothing(
     """A disk too small for the node (a tmpfs of 16 KiB): one line, no traceback, and
     nothing in the way of the next try."""
     mount, umount = require_tool("mount"), require_tool("umount")
-    if os.geteuid() != 0:
-        message = "mounting a small tmpfs needs root (CI has it)"
-        if STRICT:
-            pytest.fail(message)
-        pytest.skip(message)
+    require_root("mounting a small tmpfs needs root (CI has it)")
     small = tmp_path / "small"
     small.mkdir()
     subprocess.run([mount, "-t", "tmpfs", "-o", "size=16k", "tmpfs", str(small)], check=True)
@@ -550,11 +550,7 @@ async def test_a_share_not_mounted_gets_no_backup_on_the_pcs_own_disk(
     """The folder is the share's mount point, writable when nothing is mounted on it:
     with `mount` set, a run fails as 'not mounted' and writes nothing there."""
     mount, umount = require_tool("mount"), require_tool("umount")
-    if os.geteuid() != 0:
-        message = "mounting a tmpfs needs root (CI has it)"
-        if STRICT:
-            pytest.fail(message)
-        pytest.skip(message)
+    require_root("mounting a tmpfs needs root (CI has it)")
     root, admin = source
     share = tmp_path / "share"
     share.mkdir()
