@@ -83,7 +83,7 @@ async def login_post(request: web.Request) -> web.StreamResponse:
     if not await _verify(form.get("password", ""), stored) or entry is None:
         # what was typed is logged only when it is someone's login: it may be a password
         who = login if entry is not None else "a login nobody active holds"
-        return await _failed(request, form, login, who, "Unknown user or wrong password.")
+        return await _failed(request, form, who, "Unknown user or wrong password.")
     return _logged_in(request, form, login, entry, login)
 
 
@@ -111,7 +111,7 @@ async def login_badge_post(request: web.Request) -> web.StreamResponse:
     if not await _verify(form.get("pin", ""), stored) or login is None or entry is None:
         who = "badge of " + login if login is not None else "unknown badge"
         return await _failed(
-            request, {"next": form.get("next", "")}, key, who, "Unknown badge or wrong PIN."
+            request, {"next": form.get("next", "")}, who, "Unknown badge or wrong PIN."
         )
     return _logged_in(request, form, login, entry, key)
 
@@ -146,7 +146,7 @@ async def _verify(secret: str, stored: Any) -> bool:
 
 
 async def _failed(
-    request: web.Request, form: dict[str, str], key: str, who: str, message: str
+    request: web.Request, form: dict[str, str], who: str, message: str
 ) -> web.Response:
     state = _state(request)
     address = request.remote or "?"  # the try was counted as it began (_refused)
