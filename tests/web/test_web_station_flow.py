@@ -232,6 +232,7 @@ async def test_stock_from_before_the_outage_is_recorded_from_its_label_at_the_st
     assert "Boîte enregistrée en stock stérile." in done
     assert status_of(node, code) == "sterile"
     assert "lot L260914-0042 (étiquette de la plateforme)" in done
+    assert "péremption 13/03/2027" in done  # as people write dates
     assert 'id="do-dispatch"' in done
     assert 'id="do-label"' not in done
     (event,) = [e for e in node.iter_events() if e["type"] == "set.stocked"]
@@ -311,6 +312,8 @@ async def test_an_operator_sees_why_a_release_is_not_theirs_and_no_pin_field(
     await login_in(client, "op")
     await load_with_cycle(node, "pass")
     page = await _page(client, "sterile", SETS[0])
+    load = node.trace.fold.set_status(SETS[0]).load
+    assert f'href="/loads/{load}" id="load-link"' in page  # its cycle and checks a tap away
     assert re.search(r'id="do-release"[^>]*disabled', page)
     assert 'id="not-yours-release"' in page
     assert 'id="confirm-release"' not in page
