@@ -33,6 +33,7 @@ from ._web_station import (
     STATION_ZONES,
     STEPS,
     async_perform,
+    is_known_set,
     is_set_code,
     new_load_url,
     set_programs,
@@ -518,6 +519,7 @@ async def station_scans(request: web.Request) -> web.StreamResponse:
 
 
 SET_AS_CYCLE = "That is a set's code, not a cycle number: type the number the machine printed."
+UNKNOWN_CODE = "This code is not in the reference data: check it, or tick 'Record it all the same'."
 
 
 async def station_post(request: web.Request) -> web.StreamResponse:
@@ -545,6 +547,8 @@ async def station_post(request: web.Request) -> web.StreamResponse:
         return _redirect(request, url)
     if action == "reject" and not kept.get("reason"):
         return _redirect(request, back, {"k": "error", "m": "Say why the load is rejected."})
+    if not form.get("unknown_ok") and not is_known_set(_node(request), code):
+        return _redirect(request, back, {"k": "error", "m": UNKNOWN_CODE, "f": kept, "code": code})
     if "cycle_no" in STEPS[action].fields and is_set_code(_node(request), kept.get("cycle_no", "")):
         kept.pop("cycle_no")  # a set scanned while the cycle number field had the focus
         return _redirect(request, back, {"k": "error", "m": SET_AS_CYCLE, "f": kept, "code": code})

@@ -114,6 +114,7 @@ def station_context(node: Node, principal: Principal, zone: str, code: str) -> d
         "code": code,
         "since_at": event_time(node, view.since),
         "known": known or type_code is not None,
+        "confirm": not is_known_set(node, code),  # a step asks "the code is right"
         "view": view,
         "type_name": None,
         "contents": [],
@@ -209,6 +210,15 @@ def new_load_url(
 def station_url(zone: str, code: str, station: str = "") -> str:
     """The station page of a zone showing a set (following a scanner station, if any)."""
     return _url("/station", {"zone": zone, "code": code, "station": station})
+
+
+def is_known_set(node: Node, code: str) -> bool:
+    """True for a set the records or the reference know (or when no reference is imported
+    yet: then no code is known, and none is questioned)."""
+    ref = node.trace.fold.reference
+    if ref is None or not ref.instance_type:
+        return True
+    return is_set_code(node, code)
 
 
 def is_set_code(node: Node, text: str) -> bool:

@@ -499,3 +499,29 @@ async def test_the_readiness_of_a_day_shows_each_operation_and_what_it_lacks(
     status, text = await page(client, "/readiness?date=30-11-2026")
     assert status == 400
     assert "AAAA-MM-JJ" in text or "YYYY-MM-DD" in text
+
+
+async def test_a_code_the_reference_does_not_know_is_recorded_only_when_confirmed(
+    client: TestClient, node: Node
+) -> None:
+    """A misread or mistyped code: said, and recorded only once the operator ticks that
+    the code is right."""
+    await login(client, "op")
+    typo = "JDIGGRBX-11"
+    url = f"/station?zone=sale&code={typo}"
+    _, text = await page(client, url)
+    assert "Ce code est absent des données de référence." in text
+    assert 'name="unknown_ok"' in text
+    before = node.index.count
+
+    async def receive(**extra: str) -> str:
+        token = csrf_of(await (await client.get(url)).text())
+        form = {"csrf": token, "zone": "sale", "code": typo, "action": "receive", **extra}
+        return html.unescape(await (await client.post("/station", data=form)).text())
+
+    assert "cochez « L'enregistrer quand même »" in await receive()
+    assert node.index.count == before
+    assert "Boîte réceptionnée." in await receive(unknown_ok="1")
+    assert node.index.count == before + 1
+    _, known = await page(client, f"/station?zone=sale&code={quote(sets_of(node)[0])}")
+    assert 'name="unknown_ok"' not in known
