@@ -299,6 +299,34 @@ async def label_post(request: web.Request) -> web.StreamResponse:
     return _redirect(request, back, {"k": "ok", "m": "Label issued.", "label": label["label_id"]})
 
 
+async def labels_post(request: web.Request) -> web.StreamResponse:
+    """Issue (and print, when a printer is chosen) the labels of every set of the load that
+    has none yet: one tap for a load of twenty sets."""
+    gated = await _gated_form(request, "record")
+    if not isinstance(gated, tuple):
+        return gated
+    principal, form = gated
+    view = _load_or_404(request)
+    back = load_url(view.load)
+    printer = form.get("printer") or None
+    if printer is not None and printer not in node_printers(request):
+        return _redirect(request, back, {"k": "error", "m": "No such printer on this node."})
+    labelled = {label.set for label in view.labels}
+    issued: list[str] = []
+    for code in view.sets:
+        if code in labelled:
+            continue
+        try:
+            label = await _node(request).async_issue_label(code, view.load, principal, printer)
+        except (cm.EventError, NodeError) as err:
+            flash = refused_flash(err, "The label was refused.")
+            return _redirect(request, back, {**flash, "n": len(issued)})
+        issued.append(label["label_id"])
+        if printer is not None:
+            request.app[PRINTING_KEY].submit(label["label_id"], printer)
+    return _redirect(request, back, {"k": "ok", "m": "{n} labels issued.", "n": len(issued)})
+
+
 async def label_pdf(request: web.Request) -> web.StreamResponse:
     """A recorded label as PDF, for a logged-in person (the page's link)."""
     principal = _gate(request, "read")
@@ -324,4 +352,5 @@ def add_load_routes(app: web.Application) -> None:
     app.router.add_get("/loads/{load}", load_page)
     app.router.add_post("/loads/{load}/release", release_post)
     app.router.add_post("/loads/{load}/label", label_post)
+    app.router.add_post("/loads/{load}/labels", labels_post)
     app.router.add_get("/labels/{label_id}.pdf", label_pdf)

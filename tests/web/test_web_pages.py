@@ -525,3 +525,24 @@ async def test_a_code_the_reference_does_not_know_is_recorded_only_when_confirme
     assert node.index.count == before + 1
     _, known = await page(client, f"/station?zone=sale&code={quote(sets_of(node)[0])}")
     assert 'name="unknown_ok"' not in known
+
+
+async def test_the_labels_of_a_whole_load_are_printed_in_one_tap(
+    client: TestClient, node: Node
+) -> None:
+    codes = sets_of(node, 3)
+    await washed_and_packed(node, codes)
+    await login(client, "rel")
+    load = await scan_a_load(client, node, codes)
+    url = f"/loads/{quote(load)}"
+    await post(client, url, f"{url}/release", decision="released", password=PASSWORD)
+    await post(client, url, f"{url}/label", set=codes[1])  # one printed already
+    _, text = await page(client, url)
+    assert "Imprimer les étiquettes des boîtes qui n'en ont pas (2)" in text
+    status, text = await post(client, url, f"{url}/labels")
+    assert status == 200
+    assert "2 étiquettes émises." in text
+    view = node.trace.fold.load(load)
+    assert view is not None
+    assert sorted(label.set for label in view.labels) == sorted(codes)  # no reprint
+    assert 'id="label-all"' not in text
