@@ -76,8 +76,10 @@ from ._readiness import (
     check_use,
     endoscopy_readiness,
     expiry,
+    given_sets,
     label_data,
     readiness,
+    readiness_from,
     warnings_for,
 )
 from ._recall import (
@@ -172,6 +174,7 @@ __all__ = [
     "feed_csv",
     "feed_line",
     "feed_order",
+    "given_sets",
     "is_doc_name",
     "is_node_code",
     "iter_events",
@@ -180,6 +183,7 @@ __all__ = [
     "read_manifest",
     "read_table",
     "readiness",
+    "readiness_from",
     "recall_endoscope",
     "recall_lot",
     "recall_machine",

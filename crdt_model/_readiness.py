@@ -470,7 +470,13 @@ def _unknown_sets(fold: Fold, submission: Mapping[str, Any]) -> list[Problem]:
 # -- readiness -----------------------------------------------------------------------
 
 
-def readiness(fold: Fold, day: str, reference: Reference | None = None) -> dict[str, Any]:
+def readiness(
+    fold: Fold,
+    day: str,
+    reference: Reference | None = None,
+    *,
+    reserved: Iterable[str] = (),
+) -> dict[str, Any]:
     """For each operation planned on `day`: the sets its profile needs and those available.
 
     An instance is available when sterile or dispatched and not expired on `day`; each is
@@ -480,6 +486,8 @@ def readiness(fold: Fold, day: str, reference: Reference | None = None) -> dict[
     code takes the one profile of its procedure, if only one has it. Sets already used on
     the patient that day count for the operation (done, or under way) and take nothing
     from the others. An operation that cannot have all it needs keeps what it has.
+    `reserved`: sets given to operations before `day` (today's, for tomorrow's readiness):
+    counted for none of `day`'s.
     """
     ref = reference if reference is not None else fold.reference
     if ref is None:
@@ -487,6 +495,7 @@ def readiness(fold: Fold, day: str, reference: Reference | None = None) -> dict[
     pools: dict[str, list[str]] = {}
     unlisted: dict[str, list[str]] | None = None
     operations = []
+    taken_before = frozenset(reserved)
     for row in _in_order(ref.or_planning.get(day, ())):
         profile = row.get("profile_code") or ref.profile_of_procedure(row.get("procedure"))
         items = _lines_for(ref.profiles.get(profile or ""), row.get("surgeon"))
@@ -510,7 +519,8 @@ def readiness(fold: Fold, day: str, reference: Reference | None = None) -> dict[
                 if unlisted is None:
                     unlisted = _unlisted_by_type(fold, ref)
                 candidates = (*ref.instances_by_type.get(code, ()), *unlisted.get(code, ()))
-                pool = pools[code] = _available_sets(fold, candidates, day)
+                free = (c for c in candidates if c not in taken_before)
+                pool = pools[code] = _available_sets(fold, free, day)
             done = used.get(code, [])[: item["qty"]]
             del used.get(code, [])[: len(done)]
             taken = done + _take(fold, pool, item["qty"] - len(done), row.get("room"))
@@ -578,6 +588,28 @@ def _where(fold: Fold, code: str, room: str | None) -> int:
     if st is None or st.status != "dispatched" or not st.location:
         return 1
     return 2 if st.location == room else 0
+
+
+def readiness_from(
+    fold: Fold, day: str, today: str, reference: Reference | None = None
+) -> dict[str, Any]:
+    """`readiness` of `day` as seen `today`: for a later day, the sets today's operations
+    are given (and have not used yet) are counted for none of that day's."""
+    if day <= today:
+        return readiness(fold, day, reference)
+    reserved = given_sets(readiness(fold, today, reference))
+    return readiness(fold, day, reference, reserved=reserved)
+
+
+def given_sets(answer: Mapping[str, Any]) -> set[str]:
+    """The sets a readiness answer gives to operations and that are not used yet."""
+    return {
+        code
+        for op in answer.get("operations", ())
+        for need in op.get("sets", ())
+        for code in need["assigned"]
+        if code not in need.get("used", ())
+    }
 
 
 def endoscopy_readiness(fold: Fold, day: str, ref: Reference) -> dict[str, Any]:

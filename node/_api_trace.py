@@ -133,7 +133,7 @@ async def get_readiness(request: web.Request) -> web.Response:
     ref = node.trace.fold.reference
     if ref is None:
         raise ApiError(409, "no reference data imported yet: import the platform's export first")
-    answer = cm.readiness(node.trace.fold, day, ref)
+    answer = cm.readiness_from(node.trace.fold, day, _today(node), ref)
     return web.json_response(for_principal(request, answer))
 
 

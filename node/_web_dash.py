@@ -73,7 +73,7 @@ def dashboard_context(request: web.Request, zones: dict[str, str]) -> dict[str, 
     readiness = {}
     if fold.reference is not None:
         for day in (today, tomorrow):
-            readiness[day] = cm.readiness(fold, day, fold.reference)["rooms"]
+            readiness[day] = cm.readiness_from(fold, day, today, fold.reference)["rooms"]
 
     replication = request.app.get(REPLICATION_KEY)
     peers = [] if replication is None else [_peer_row(p, tz) for p in replication.peers()]

@@ -203,7 +203,11 @@ async def readiness_page(request: web.Request) -> web.StreamResponse:
     except ValueError:
         error, day = "Give a date as YYYY-MM-DD.", today
     fold = node.trace.fold
-    answer = None if fold.reference is None else for_principal(request, cm.readiness(fold, day))
+    answer = (
+        None
+        if fold.reference is None
+        else for_principal(request, cm.readiness_from(fold, day, today))
+    )
     rooms: dict[str, list[dict[str, Any]]] = {}
     for op in [] if answer is None else answer["operations"]:
         rooms.setdefault(op["room"], []).append(op)

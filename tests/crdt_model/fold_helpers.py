@@ -19,8 +19,10 @@ from crdt_model._readiness import (
     check_release,
     check_stock,
     check_use,
+    given_sets,
     label_data,
     readiness,
+    readiness_from,
     warnings_for,
 )
 from crdt_model._recall import (
@@ -413,8 +415,10 @@ __all__ = [
     "feed_bytes",
     "feed_csv",
     "feed_line",
+    "given_sets",
     "label_data",
     "readiness",
+    "readiness_from",
     "recall_endoscope",
     "recall_lot",
     "recall_machine",

@@ -419,3 +419,22 @@ def test_a_set_dispatched_to_the_room_goes_to_an_operation_of_that_room() -> Non
     ]
     fold.add(s.make("set.dispatched", set="JDIGGRBA#111", to="J Salle 1"))
     assert _ops(fold)[0] == ("07:30", "ok", ["JDIGGRBA#112"])  # none there: any
+
+
+def test_tomorrows_readiness_counts_no_set_today_takes() -> None:
+    """Two sets, today's two operations take both: tomorrow's are short, not ok with
+    the same sets (they are used today and sterilized again only later)."""
+    from tests.crdt_model.fold_helpers import given_sets, readiness_from
+
+    fold = stock()
+    tomorrow = "2026-12-01"
+    rows = small_tables()["or_planning"]
+    later = [{**row, "date": tomorrow} for row in rows]
+    fold.reference = small_reference(or_planning=[*rows, *later])
+    today_sets = given_sets(readiness(fold, DAY))
+    assert today_sets == {"JDIGGRBA#111", "JDIGGRBA#112", "JDIGELAP01"}
+    alone = readiness(fold, tomorrow)
+    assert alone["summary"]["ok"] == 3  # as if today took nothing
+    seen_today = readiness_from(fold, tomorrow, DAY)
+    assert seen_today["summary"]["ok"] == 0
+    assert readiness_from(fold, DAY, DAY) == readiness(fold, DAY)
