@@ -24,7 +24,7 @@ from ._auth import Principal, verify_password
 from ._devices import resolve_scan
 from ._http import NODE_KEY, PRINCIPAL_KEY, SESSION_AUTH_KEY, ApiError, Handler, read_body
 from ._node import Node, NodeError, NodeFailedError, RuleError
-from ._users import active_user
+from ._users import active_user, badge_owner
 from ._web_dash import dashboard_context
 from ._web_station import (
     CONFIRMED,
@@ -377,6 +377,37 @@ async def async_confirm(request: web.Request, principal: Principal, secret: str)
     )
 
 
+async def async_sign_with_badge(
+    request: web.Request, badge: str, pin: str, permission: str
+) -> Principal | str:
+    """Another person signs a decision on this session (a releaser at an operator's
+    station): their badge and PIN. Their principal, or why not (counted as PIN failures).
+    """
+    state = _state(request)
+    node = _node(request)
+    address = request.remote or "?"
+    owner = badge_owner(node, badge)
+    key = PIN_KEY + owner if owner is not None else "badge:?"
+    if not state.limiter.attempt(key, address, known=owner is not None, total=PIN_FAILURES):
+        return "Too many failed attempts: wait 5 minutes and try again."
+    entry = None if owner is None else active_user(node, owner)
+    stored = None if entry is None else entry.get("pin")
+    if (
+        owner is None
+        or entry is None
+        or not isinstance(stored, dict)
+        or not pin
+        or not await asyncio.to_thread(verify_password, pin, stored)
+    ):
+        _LOGGER.info("failed badge signature from %s", address)
+        return "Unknown badge or wrong PIN: nothing was recorded."
+    state.limiter.succeeded(key, address)
+    signer = Principal(name=owner, role=str(entry.get("role")))
+    if not signer.can(permission):
+        return "Your role may not do this step."
+    return signer
+
+
 def has_pin(request: web.Request, principal: Principal) -> bool:
     """True when the person confirms decisions with a PIN."""
     entry = active_user(_node(request), principal.name)
@@ -536,9 +567,17 @@ async def station_post(request: web.Request) -> web.StreamResponse:
     if action not in STEPS:
         return _redirect(request, back)
     needed = STEPS[action].permission
-    if needed is not None and not principal.can(needed):
-        return _redirect(request, back, {"k": "error", "m": "Your role may not do this step."})
     kept = {f: form[f].strip()[:120] for f in KEPT_FIELDS if form.get(f, "").strip()}
+    signed = False
+    if needed is not None and not principal.can(needed):
+        if action not in CONFIRMED or not form.get("badge"):
+            return _redirect(request, back, {"k": "error", "m": "Your role may not do this step."})
+        signer = await async_sign_with_badge(
+            request, form.get("badge", "")[:80], form.get("confirm", ""), needed
+        )
+        if isinstance(signer, str):
+            return _redirect(request, back, {"k": "error", "m": signer, "f": kept, "code": code})
+        principal, signed = signer, True  # the releaser who signed records the decision
     if action in LOADS:  # a load is built on its own form, the scanned set on it
         ref = _node(request).trace.fold.reference
         program = set_programs(ref, ref.type_code(code) if ref else None)[LOADS[action]]
@@ -555,7 +594,7 @@ async def station_post(request: web.Request) -> web.StreamResponse:
     printer = form.get("printer") or None
     if action == "label" and printer is not None and printer not in node_printers(request):
         return _redirect(request, back, {"k": "error", "m": "No such printer on this node."})
-    if action in CONFIRMED:
+    if action in CONFIRMED and not signed:
         wrong = await async_confirm(request, principal, form.get("confirm", ""))
         if wrong is not None:
             return _redirect(request, back, {"k": "error", "m": wrong, "f": kept, "code": code})

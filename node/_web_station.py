@@ -156,6 +156,7 @@ def station_context(node: Node, principal: Principal, zone: str, code: str) -> d
             for name in steps
             if STEPS[name].permission is None or principal.can(STEPS[name].permission or "")
         },
+        "signable": {name for name in steps if name in CONFIRMED},
         "elsewhere": None if steps else elsewhere,
         "load": load,
         "kind": machine_kind,

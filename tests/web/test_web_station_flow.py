@@ -306,14 +306,32 @@ async def test_a_packed_set_goes_into_a_pass_through_sterilizer_from_the_clean_z
     assert re.search(r'<input name="machine" value="STE-4"', clean)  # a sterilizer, not LAV-1
 
 
-async def test_an_operator_sees_why_a_release_is_not_theirs_and_no_pin_field(
+async def test_a_releaser_signs_at_an_operators_station_with_badge_and_pin(
     client: TestClient, node: Node
 ) -> None:
+    """The operator stays logged in; the releaser scans their badge and types their PIN:
+    the release is theirs. A wrong PIN, or the badge of someone who may not release,
+    records nothing."""
+    from node._users import async_update_user
+
+    await async_update_user(node, "rel", {"badge": "0A0B0C0D", "pin": "4711"}, "test")
+    await async_update_user(node, "op", {"badge": "0E0E0E0E", "pin": "1234"}, "test")
     await login_in(client, "op")
-    await load_with_cycle(node, "pass")
+    load = await load_with_cycle(node, "pass")
     page = await _page(client, "sterile", SETS[0])
-    load = node.trace.fold.set_status(SETS[0]).load
     assert f'href="/loads/{load}" id="load-link"' in page  # its cycle and checks a tap away
-    assert re.search(r'id="do-release"[^>]*disabled', page)
-    assert 'id="not-yours-release"' in page
-    assert 'id="confirm-release"' not in page
+    assert 'id="badge-release"' in page
+    assert not re.search(r'id="do-release"[^>]*disabled', page)
+    before = node.index.count
+    text = await _post(client, "sterile", SETS[0], "release", badge="0A0B0C0D", confirm="0000")
+    assert "Badge inconnu ou code PIN erroné : rien n'a été enregistré." in text
+    text = await _post(client, "sterile", SETS[0], "release", badge="0E0E0E0E", confirm="1234")
+    assert "Votre rôle ne permet pas cette étape." in text
+    assert node.index.count == before
+    text = await _post(client, "sterile", SETS[0], "release", badge="0A0B0C0D", confirm="4711")
+    assert "Charge libérée." in text
+    view = node.trace.fold.load(load)
+    assert view is not None
+    assert view.status == "released"
+    assert view.release is not None
+    assert view.release.user == "rel"  # the releaser's decision, not the operator's
