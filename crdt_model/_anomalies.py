@@ -171,6 +171,9 @@ class Anomaly:
     resolution: Resolution | None = None
     params: tuple[tuple[str, str], ...] = ()
     """The messages' parameters (`why` as its code in WHY), to say them in other languages."""
+    former_id: str | None = None
+    """The id an earlier version gave it (an endoscope's named its code): decisions recorded
+    under it still count."""
 
     @property
     def trigger(self) -> str:
@@ -228,6 +231,7 @@ def make_anomaly(
     key = tuple(item for item in about if item[0] != "endoscope")
     return Anomaly(
         id=anomaly_id(rule, ids, key),
+        former_id=None if key == about else anomaly_id(rule, ids, about),
         rule=rule,
         severity=SEVERITY[rule],
         events=ids,
@@ -591,8 +595,8 @@ class EndoState:
         self.failure: Record | None = None
         """A failed leak test or AER cycle no full reprocessing has answered yet (a use or a
         cleaning since does not: to repair or redo)."""
-        self.leak_ok = False  # a passed leak test since the last use or failure
-        self.cleaned = False  # a cleaning since the last use or failure
+        self.leak_ok = False  # a passed leak test since the last use or failed leak test
+        self.cleaned = False  # a cleaning since the last use or failed leak test
         self.since: str | None = None
         self.last_use: str | None = None
         self.last_aer: str | None = None

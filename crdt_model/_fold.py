@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import bisect
 import gc
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
 from datetime import datetime
@@ -647,7 +647,9 @@ class Fold:
         found = {item.id: item for group in groups for item in group}
         out: list[Anomaly] = []
         for item in found.values():
-            decisions = self._resolutions.get(item.id, ())
+            decisions: Sequence[Record] = self._resolutions.get(item.id, ())
+            if item.former_id is not None and item.former_id in self._resolutions:
+                decisions = sorted([*decisions, *self._resolutions[item.former_id]], key=record_id)
             last = next((r for r in reversed(decisions) if r.id not in self._voided), None)
             if last is None:
                 out.append(item)

@@ -49,6 +49,7 @@ PROBLEMS: dict[str, str] = {
     "load_without_cycle": "load {load} has no cycle recorded",
     "wash_load_release": "load {load} is a washer load: only sterilizer loads are released",
     "cycle_failed": "the cycle of load {load} failed",
+    "indicator_failed": "the biological indicator of load {load} failed",
     "numbered_cycle_failed": "the cycle {cycle} of load {load} failed",
     "label_refused": "set {set}, load {load}: {why}",
     "label_mismatch": (
@@ -350,6 +351,8 @@ def check_release(fold: Fold, load: str, decision: str = "released") -> Problem 
         if number is None:
             return Problem("cycle_failed", load=load)
         return Problem("numbered_cycle_failed", cycle=number, load=load)
+    if fold.failed_indicator(load) is not None:
+        return Problem("indicator_failed", load=load)
     return None
 
 
@@ -444,6 +447,12 @@ def warnings_for(fold: Fold, submission: Mapping[str, Any], today: str) -> list[
         if st is None:
             return out
         status, reason, _ = effective(fold, st, END)
+        if (
+            kind == "set.stocked"
+            and status in ("sterile", "dispatched")
+            and same_label(st.stock, submission.get("lot"), submission.get("expires_on"))
+        ):
+            return out  # the same label read again: nothing out of order
         why = None
         if kind == "set.dispatched":
             why, _ = load_problem(fold, st, st.load, END)

@@ -42,7 +42,7 @@ def _recall_platform_lot(fold: Fold, lot: str) -> dict[str, Any]:
         raise FoldError(f"unknown load {lot}")
     sets = [_after_stock(fold, code, lot) for code in codes]
     return {
-        "load": {**_platform_entry(lot), "sets": codes},
+        "load": {**_platform_entry(fold, lot), "sets": codes},
         "sets": sets,
         "patients": sorted({use["patient"] for entry in sets for use in entry["uses"]}),
     }
@@ -52,14 +52,14 @@ def _stocked_sets(fold: Fold, lot: str) -> list[str]:
     return list(dict.fromkeys(rec.key or "" for rec in fold.stocked(lot)))
 
 
-def _platform_entry(lot: str) -> dict[str, Any]:
+def _platform_entry(fold: Fold, lot: str) -> dict[str, Any]:
     """A platform lot where a load would be (kind and status `platform`)."""
     return {
         "load": lot,
         "kind": PLATFORM,
         "machine": None,
         "status": PLATFORM,
-        "safe": True,
+        "safe": fold.failed_indicator(lot) is None,
         "labels": [],
         "dispatches": [],
         "uses": [],
@@ -106,7 +106,7 @@ def recall_set(fold: Fold, set_code: str) -> dict[str, Any]:
         elif rec.type == "set.stocked":  # stock sterilized before the outage: its lot is its load
             lot = str(rec.get("lot"))
             entry = loads.get((PLATFORM, lot)) or loads.setdefault(
-                (PLATFORM, lot), _platform_entry(lot)
+                (PLATFORM, lot), _platform_entry(fold, lot)
             )
             platform = all(e["kind"] == PLATFORM for e in steri)
             steri = [*steri, entry] if platform and entry not in steri else steri
@@ -286,7 +286,7 @@ def _load_entry(fold: Fold, load: str | None) -> dict[str, Any]:
         "kind": None if view is None else view.kind,
         "machine": None if view is None else view.machine,
         "status": "unknown" if view is None else view.status,
-        "safe": False if view is None else view.safe,
+        "safe": view is not None and view.safe and fold.failed_indicator(load) is None,
         "labels": [],
         "dispatches": [],
         "uses": [],
@@ -323,7 +323,7 @@ def _load_at(fold: Fold, set_code: str, at: str) -> dict[str, Any]:
             "kind": kind,
             "machine": None,
             "load_status": PLATFORM,
-            "safe": not since,
+            "safe": not since and fold.failed_indicator(load) is None,
             "reprocessed_since": since,
         }
     view = fold.load(load)
@@ -332,7 +332,7 @@ def _load_at(fold: Fold, set_code: str, at: str) -> dict[str, Any]:
         "kind": kind,
         "machine": None if view is None else view.machine,
         "load_status": None if view is None else view.status,
-        "safe": view is not None and view.safe and not since,
+        "safe": view is not None and view.safe and not since and not fold.failed_indicator(load),
         "reprocessed_since": since,
     }
 

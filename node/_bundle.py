@@ -559,15 +559,19 @@ def _accidental(char: str) -> bool:
 
 
 def _by_accident(text: str) -> bool:
-    """True when text read as UTF-8 holds accidental characters, each standing alone (a
-    word of another script is several side by side: that text is UTF-8 indeed)."""
+    """True when every character beyond ASCII of text read as UTF-8 is an accidental one
+    standing alone: Windows-1252 text valid as UTF-8 by chance. Any other (an é, a word of
+    another script, a degree sign) shows the text is UTF-8 indeed."""
     found = False
     for i, char in enumerate(text):
-        if _accidental(char):
-            near = text[max(i - 1, 0) : i] + text[i + 1 : i + 2]
-            if any(ord(c) >= 0x80 for c in near):
-                return False
-            found = True
+        if ord(char) < 0x80:
+            continue
+        if not _accidental(char):
+            return False
+        near = text[max(i - 1, 0) : i] + text[i + 1 : i + 2]
+        if any(ord(c) >= 0x80 for c in near):
+            return False
+        found = True
     return found
 
 
@@ -583,8 +587,8 @@ def _decode(name: str, data: bytes) -> str:
         line = data.count(b"\n", 0, exc.start) + 1
         if data.startswith(b"\xef\xbb\xbf"):
             raise BundleError(name, line, "invalid UTF-8 after a UTF-8 BOM") from None
-        before = _UTF8_SEQUENCE.finditer(data, 0, exc.start)
-        if any(not _accidental(m.group().decode("utf-8", "replace")[0]) for m in before):
+        before = data[: exc.start].decode("utf-8", "replace")
+        if _UTF8_SEQUENCE.search(data, 0, exc.start) and not _by_accident(before):
             # accented letters in UTF-8 before it: read as Windows-1252, every one of them
             # would be garbled (Ã©): a file edited in two encodings is refused, not guessed
             raise BundleError(
@@ -700,6 +704,8 @@ def _check_key(
     key = tuple(row.get(c) for c in columns)
     if columns == _BY_GS1 and not all(key):
         return  # an instrument known by its UDI text alone
+    if _PATIENT_CODE.name in columns and not row.get(_PATIENT_CODE.name):
+        return  # a planned slot without a patient code yet: nothing tells two apart
     first = seen.setdefault(key, line)
     if first != line:
         shown = " and ".join(

@@ -155,16 +155,16 @@ async def new_load_post(request: web.Request) -> web.StreamResponse:
         if first is None:
             return _new_load_form(request, kind, form, "The load was refused.")
         return _redirect(request, load_url(first), {"k": "ok", "m": "Load recorded."})
+    load: str | None = None
     try:
         event, warnings = await _node(request).async_submit(body, principal)
+        load = str(event["load"])
     except (cm.EventError, NodeError) as err:
-        if recorded is not None:
-            recorded(None)
         detail = refused_flash(err)["d"]
         return _new_load_form(request, kind, form, "The load was refused.", detail)
-    load = str(event["load"])
-    if recorded is not None:
-        recorded(load)
+    finally:  # whatever happened, a second sending of the form hears of it
+        if recorded is not None:
+            recorded(load)
     zone = form.get("zone", "")
     if zone in STATION_ZONES:  # back to the station the first set was scanned at
         back = station_url(zone, sets[0], form.get("station", "")[:64])
@@ -237,6 +237,7 @@ async def load_page(request: web.Request) -> web.StreamResponse:
         pin=has_pin(request, principal),
         can_label=principal.can("record") and view.kind == "steri" and view.safe,
         anomalies=anomalies_by_subject(node.trace.fold.anomalies(), "load").get(view.load, []),
+        once=secrets.token_urlsafe(12),
     )
     response.del_cookie(FLASH_COOKIE, path="/")
     return response
@@ -311,19 +312,30 @@ async def labels_post(request: web.Request) -> web.StreamResponse:
     printer = form.get("printer") or None
     if printer is not None and printer not in node_printers(request):
         return _redirect(request, back, {"k": "error", "m": "No such printer on this node."})
+    sent_before = _once(request, form.get("once", ""))
+    if isinstance(sent_before, asyncio.Future):  # a double tap: the labels are issued once
+        await asyncio.shield(sent_before)
+        return _redirect(request, back)
     labelled = {label.set for label in view.labels}
     issued: list[str] = []
-    for code in view.sets:
-        if code in labelled:
-            continue
-        try:
-            label = await _node(request).async_issue_label(code, view.load, principal, printer)
-        except (cm.EventError, NodeError) as err:
-            flash = refused_flash(err, "The label was refused.")
-            return _redirect(request, back, {**flash, "n": len(issued)})
-        issued.append(label["label_id"])
-        if printer is not None:
-            request.app[PRINTING_KEY].submit(label["label_id"], printer)
+    refusal: dict[str, Any] | None = None
+    try:
+        for code in view.sets:
+            if code in labelled:
+                continue
+            try:
+                label = await _node(request).async_issue_label(code, view.load, principal, printer)
+            except (cm.EventError, NodeError) as err:
+                refusal = refusal or refused_flash(err, "The label was refused.")
+                continue  # the others are labelled all the same
+            issued.append(label["label_id"])
+            if printer is not None:
+                request.app[PRINTING_KEY].submit(label["label_id"], printer)
+    finally:
+        if sent_before is not None:
+            sent_before(None)
+    if refusal is not None:
+        return _redirect(request, back, {**refusal, "n": len(issued)})
     return _redirect(request, back, {"k": "ok", "m": "{n} labels issued.", "n": len(issued)})
 
 

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
+import re
 import secrets
 from typing import Any
 
 from aiohttp import web
 
-from ._auth import Principal, badge_hash, hash_pin, verify_password
+from ._auth import Principal, badge_hash, decoy_hash, verify_password
 from ._node import NodeError
 from ._users import active_user, any_badge, async_set_language, badge_owner
 from ._web import (
@@ -45,10 +45,8 @@ from ._web_support import (
 _LOGGER = logging.getLogger(__name__)
 
 
-@functools.cache
-def _decoy() -> dict[str, str]:
-    """A hash to check against when the login or badge is unknown: every failure costs the same."""
-    return hash_pin(f"{secrets.randbelow(10**8):08d}")
+_LOGIN_SHAPE = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
+"""What a login can be (node/_auth.py check_login)."""
 
 
 async def login_page(
@@ -75,7 +73,9 @@ async def login_post(request: web.Request) -> web.StreamResponse:
     """Check user and password; rate-limited per login and address."""
     form = await _form(request)
     login = form.get("login", "").strip().lower()[:64]
-    refused = await _refused(request, form, login)
+    # a text no login can be ("pin:alice") counts under one key of its own: it must not
+    # reach another counter (alice's PINs)
+    refused = await _refused(request, form, login if _LOGIN_SHAPE.fullmatch(login) else "?")
     if refused is not None:
         return refused
     entry = active_user(_node(request), login)
@@ -139,7 +139,7 @@ async def _refused(
 
 
 async def _verify(secret: str, stored: Any) -> bool:
-    hashed = stored if isinstance(stored, dict) else _decoy()
+    hashed = stored if isinstance(stored, dict) else decoy_hash()
     # an empty secret costs the same as any other: failures are never cheap to make
     good = await asyncio.to_thread(verify_password, secret or "\x00", hashed)
     return good and bool(secret) and hashed is stored

@@ -180,7 +180,7 @@ _QUARANTINE: dict[str, tuple[str, tuple[str, ...]]] = {
     cm.CYCLE_FAILED: ("sterile", ("steri_load",)),
     cm.LOAD_REJECTED: ("sterile", ("steri_load",)),
     cm.RELEASED_WITHOUT_CYCLE: ("sterile", ("steri_load",)),
-    cm.BI_FAILED: ("sterile", ("steri_load",)),
+    cm.BI_FAILED: ("sale", ("receive",)),  # it may have left the store: all over again
 }
 """Where a quarantined set goes next, by why it is there: back through the step that failed
 (the reception, in the dirty zone, starts it all over)."""
@@ -219,11 +219,20 @@ def is_known_set(node: Node, code: str) -> bool:
     ref = node.trace.fold.reference
     if ref is None or not ref.instance_type:
         return True
-    return is_set_code(node, code)
+    return names_a_set(node, code)
 
 
 def is_set_code(node: Node, text: str) -> bool:
-    """True when `text` names a set instance (scanned into a field meant for something else)."""
+    """True when `text` names a set instance (scanned into a field meant for something else):
+    never digits alone (a cycle number a set may share) nor a machine the records know."""
+    fold = node.trace.fold
+    if text.isdigit() or text in fold.machines("wash") or text in fold.machines("steri"):
+        return False
+    return names_a_set(node, text)
+
+
+def names_a_set(node: Node, text: str) -> bool:
+    """True when the records or the reference know `text` as a set instance."""
     fold = node.trace.fold
     ref = fold.reference
     return bool(text) and (

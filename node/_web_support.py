@@ -30,7 +30,7 @@ SESSION_TTL_S = 12 * 3600
 LOGIN_FAILURES = 5
 """Failed logins per window of one login (or badge) from one address."""
 LOGIN_WINDOW_S = 300.0
-KEY_FAILURES = 20
+KEY_FAILURES = 50
 """Failed logins per window of one login from all addresses together."""
 PIN_FAILURES = 10
 """Failed PINs per window of one person from all addresses together (a PIN has as few as

@@ -425,3 +425,17 @@ def test_anomalies_are_ordered_by_their_trigger_event() -> None:
     found = fold_of(list(reversed(s.events))).anomalies()
     assert [a.rule for a in found] == ["clock_skew", "no_bowie_dick", "clock_skew"]
     assert [a.trigger for a in found] == sorted(a.trigger for a in found)
+
+
+def test_a_decision_recorded_under_an_endoscope_anomalys_former_id_still_counts() -> None:
+    """An earlier version named the endoscope in the id: decisions recorded then stay."""
+    s = Stamper()
+    s.make("endo.used", "B", endoscope="2101234", patient="P1")
+    s.make("endo.used", "B", endoscope="2101234", patient="P2")
+    found = only(fold_of(s.events).anomalies(), "endoscope_not_reprocessed")
+    assert found.former_id is not None
+    assert found.former_id != found.id
+    s.make("anomaly.resolved", "A", anomaly=found.former_id, decision="accepted")
+    fold = fold_of(s.events)
+    assert fold.anomalies(open_only=True) == []
+    assert only(fold.anomalies(), "endoscope_not_reprocessed").resolution is not None

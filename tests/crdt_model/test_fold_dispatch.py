@@ -157,3 +157,18 @@ def test_a_failed_biological_indicator_takes_its_load_back() -> None:
     fold = fold_of(s.events, reference=small_reference())
     assert fold.set_status(SET, DAY).status == "dispatched"
     assert check_use(fold, SET, DAY) is None
+
+
+def test_a_load_whose_indicator_failed_is_not_released_and_recalls_as_unsafe() -> None:
+    from tests.crdt_model.fold_helpers import check_release, recall_set
+
+    s = Stamper()
+    _to_sterilizer(s)
+    s.make("steri.cycle")
+    s.make("steri.test", machine="AUTO-2", kind="bi", result="fail", lot="A-2")
+    fold = fold_of(s.events, reference=small_reference())
+    refused = check_release(fold, "A-2")
+    assert refused is not None
+    assert refused.code == "indicator_failed"
+    (entry,) = [e for e in recall_set(fold, SET)["loads"] if e["load"] == "A-2"]
+    assert entry["safe"] is False

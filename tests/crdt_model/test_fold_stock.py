@@ -142,6 +142,7 @@ def test_stocking_a_set_the_cluster_follows_changes_nothing_but_twice_is_harmles
     _stock(s)  # the same label scanned again at the inventory, on another shelf
     assert _fold(s).anomalies() == []
     assert check_stock(_fold(s), _stock_submission()) is None
+    assert warnings_for(_fold(s), _stock_submission(), DAY) == []
     s.make("set.received", set=SET)
     fold = _fold(s)
     assert [w.code for w in warnings_for(fold, _stock_submission(), DAY)] == ["out_of_order"]

@@ -385,6 +385,15 @@ def test_refuses_manifest_that_is_not_json(tmp_path: Path) -> None:
     assert err.reason.startswith("not valid JSON")
 
 
+def test_refuses_a_utf8_file_of_another_script_with_a_windows_1252_byte(tmp_path: Path) -> None:
+    raw = bytearray(
+        encode(edited("set_contents.csv", 1, description="Dr Иванов")["set_contents.csv"])
+    )
+    raw += "JDIGGRBA;9;I;1;Séchage;\n".encode("cp1252")
+    err = refused(build(tmp_path / "b", data={"set_contents.csv": bytes(raw)}))
+    assert err.reason == "byte 0xe9 is not UTF-8, and the lines before are"
+
+
 def test_refuses_a_utf8_file_with_a_windows_1252_byte(tmp_path: Path) -> None:
     """Read as Windows-1252 it would pass, every accented letter garbled (93Â°C)."""
     raw = bytearray(encode(BASE["procedures.csv"]))
@@ -406,7 +415,7 @@ def test_windows_1252_that_happens_to_be_valid_utf8_is_read_as_such(tmp_path: Pa
         tables = edited("set_contents.csv", 1, **{field: cp1252_text})
         folder = build(tmp_path / str(len(cp1252_text)), tables=tables, encoding="cp1252")
         assert read_bundle(folder).tables["set_contents"][0][field] == cp1252_text
-    for utf8_text in ("CURETTE 5 μm", "Dr Иванов", "N° 5 Ω"):
+    for utf8_text in ("CURETTE 5 μm", "Dr Иванов", "N° 5 Ω", "Optique 30˚ stérile"):
         tables = edited("set_contents.csv", 1, description=utf8_text)
         folder = build(tmp_path / f"u{len(utf8_text)}", tables=tables, encoding="utf-8")
         assert read_bundle(folder).tables["set_contents"][0]["description"] == utf8_text
@@ -502,6 +511,14 @@ def test_zone_spellings(tmp_path: Path) -> None:
         row[1] = zone
     bundle = read_bundle(build(tmp_path / "b", tables={"procedures.csv": rows}))
     assert [r["zone"] for r in bundle.tables["procedures"]] == ["sale", "propre", "sterile"]
+
+
+def test_two_slots_of_one_room_and_time_without_patient_codes_are_taken(tmp_path: Path) -> None:
+    rows = [list(r) for r in BASE["or_planning.csv"]]
+    rows[1][3] = rows[2][3] = ""  # no patient named yet
+    rows[2][2] = rows[1][2]
+    tables = {"or_planning.csv": rows}
+    assert len(read_bundle(build(tmp_path / "b", tables=tables)).tables["or_planning"]) == 2
 
 
 @pytest.mark.parametrize(

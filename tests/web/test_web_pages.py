@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import html
 import re
 from collections.abc import AsyncIterator
@@ -546,3 +547,22 @@ async def test_the_labels_of_a_whole_load_are_printed_in_one_tap(
     assert view is not None
     assert sorted(label.set for label in view.labels) == sorted(codes)  # no reprint
     assert 'id="label-all"' not in text
+
+
+async def test_labels_of_a_whole_load_sent_twice_are_issued_once(
+    client: TestClient, node: Node
+) -> None:
+    codes = sets_of(node, 2)
+    await washed_and_packed(node, codes)
+    await login(client, "rel")
+    load = await scan_a_load(client, node, codes)
+    url = f"/loads/{quote(load)}"
+    await post(client, url, f"{url}/release", decision="released", password=PASSWORD)
+    page_text = await (await client.get(url)).text()
+    form = dict(re.findall(r'<input type="hidden" name="(\w+)" value="([^"]*)"', page_text))
+    answers = await asyncio.gather(*(client.post(f"{url}/labels", data=form) for _ in range(2)))
+    assert [a.status for a in answers] == [200, 200]
+    view = node.trace.fold.load(load)
+    assert view is not None
+    assert sorted(label.set for label in view.labels) == sorted(codes)  # once each
+    assert not any(label.reprint for label in view.labels)

@@ -490,3 +490,12 @@ async def test_a_new_password_is_never_put_back_by_a_change_made_at_once(node: N
     assert verify_password("new-password-2", entry["password"])
     assert not verify_password("old-password-1", entry["password"])
     assert entry["lang"] == "nl"
+
+
+async def test_a_typed_login_never_reaches_a_pin_counter(client: TestClient, node: Node) -> None:
+    """'pin:rel' typed as a login counts under no one's PIN: rel's badge still works."""
+    await async_update_user(node, "rel", {"badge": BADGE, "pin": PIN}, "test")
+    for _ in range(support.PIN_FAILURES + 1):
+        resp = await password_login(client, "pin:rel", "wrong password")
+        assert resp.status in (401, 429)
+    assert (await badge_login(client, BADGE, PIN)).status == 303

@@ -335,3 +335,19 @@ async def test_a_releaser_signs_at_an_operators_station_with_badge_and_pin(
     assert view.status == "released"
     assert view.release is not None
     assert view.release.user == "rel"  # the releaser's decision, not the operator's
+
+
+async def test_a_cycle_number_of_digits_or_a_known_machine_is_never_taken_for_a_set(
+    client: TestClient, node: Node
+) -> None:
+    """Sets may carry numeric codes a cycle number can equal; a machine once scanned
+    stays a machine."""
+    await login_in(client, "op")
+    await node.async_submit({"type": "set.received", "set": "4521"}, OP)  # a numeric set code
+    await node.async_submit({"type": "set.received", "set": SETS[0]}, OP)
+    await node.async_submit(
+        {"type": "wash.loaded", "machine": "LAV-3", "program": "P", "sets": [SETS[0]]}, OP
+    )
+    text = await _post(client, "sale", SETS[0], "wash_pass", cycle_no="4521")
+    assert "pas un numéro de cycle" not in text
+    assert status_of(node, SETS[0]) == "washed"
