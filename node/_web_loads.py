@@ -277,20 +277,32 @@ async def release_post(request: web.Request) -> web.StreamResponse:
     return _redirect(request, back, done_flash(done, warnings))
 
 
-async def label_post(request: web.Request) -> web.StreamResponse:
-    """Issue (and print, when a printer is chosen) the label of one set of the load."""
+async def _label_form(
+    request: web.Request,
+) -> tuple[Principal, dict[str, str], cm.LoadView, str, str | None] | web.StreamResponse:
+    """A label form of a load's page: (who, the form, the load, its page, the printer chosen),
+    or the answer when it is refused."""
     gated = await _gated_form(request, "record")
     if not isinstance(gated, tuple):
         return gated
     principal, form = gated
     view = _load_or_404(request)
     back = load_url(view.load)
-    code = form.get("set", "")
-    if code not in view.sets:
-        return _redirect(request, back, {"k": "error", "m": "This set is not in this load."})
     printer = form.get("printer") or None
     if printer is not None and printer not in node_printers(request):
         return _redirect(request, back, {"k": "error", "m": "No such printer on this node."})
+    return principal, form, view, back, printer
+
+
+async def label_post(request: web.Request) -> web.StreamResponse:
+    """Issue (and print, when a printer is chosen) the label of one set of the load."""
+    taken = await _label_form(request)
+    if not isinstance(taken, tuple):
+        return taken
+    principal, form, view, back, printer = taken
+    code = form.get("set", "")
+    if code not in view.sets:
+        return _redirect(request, back, {"k": "error", "m": "This set is not in this load."})
     try:
         label = await _node(request).async_issue_label(code, view.load, principal, printer)
     except (cm.EventError, NodeError) as err:
@@ -303,15 +315,10 @@ async def label_post(request: web.Request) -> web.StreamResponse:
 async def labels_post(request: web.Request) -> web.StreamResponse:
     """Issue (and print, when a printer is chosen) the labels of every set of the load that
     has none yet: one tap for a load of twenty sets."""
-    gated = await _gated_form(request, "record")
-    if not isinstance(gated, tuple):
-        return gated
-    principal, form = gated
-    view = _load_or_404(request)
-    back = load_url(view.load)
-    printer = form.get("printer") or None
-    if printer is not None and printer not in node_printers(request):
-        return _redirect(request, back, {"k": "error", "m": "No such printer on this node."})
+    taken = await _label_form(request)
+    if not isinstance(taken, tuple):
+        return taken
+    principal, form, view, back, printer = taken
     sent_before = _once(request, form.get("once", ""))
     if isinstance(sent_before, asyncio.Future):  # a double tap: the labels are issued once
         await asyncio.shield(sent_before)

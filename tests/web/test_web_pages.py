@@ -528,15 +528,22 @@ async def test_a_code_the_reference_does_not_know_is_recorded_only_when_confirme
     assert 'name="unknown_ok"' not in known
 
 
-async def test_the_labels_of_a_whole_load_are_printed_in_one_tap(
-    client: TestClient, node: Node
-) -> None:
-    codes = sets_of(node, 3)
+async def released_load(client: TestClient, node: Node, n: int) -> tuple[list[str], str, str]:
+    """`n` sets scanned into a load, its cycle captured, released by a releaser logged in:
+    (the sets, the load, its page)."""
+    codes = sets_of(node, n)
     await washed_and_packed(node, codes)
     await login(client, "rel")
     load = await scan_a_load(client, node, codes)
     url = f"/loads/{quote(load)}"
     await post(client, url, f"{url}/release", decision="released", password=PASSWORD)
+    return codes, load, url
+
+
+async def test_the_labels_of_a_whole_load_are_printed_in_one_tap(
+    client: TestClient, node: Node
+) -> None:
+    codes, load, url = await released_load(client, node, 3)
     await post(client, url, f"{url}/label", set=codes[1])  # one printed already
     _, text = await page(client, url)
     assert "Imprimer les étiquettes des boîtes qui n'en ont pas (2)" in text
@@ -552,12 +559,7 @@ async def test_the_labels_of_a_whole_load_are_printed_in_one_tap(
 async def test_labels_of_a_whole_load_sent_twice_are_issued_once(
     client: TestClient, node: Node
 ) -> None:
-    codes = sets_of(node, 2)
-    await washed_and_packed(node, codes)
-    await login(client, "rel")
-    load = await scan_a_load(client, node, codes)
-    url = f"/loads/{quote(load)}"
-    await post(client, url, f"{url}/release", decision="released", password=PASSWORD)
+    codes, load, url = await released_load(client, node, 2)
     page_text = await (await client.get(url)).text()
     form = dict(re.findall(r'<input type="hidden" name="(\w+)" value="([^"]*)"', page_text))
     answers = await asyncio.gather(*(client.post(f"{url}/labels", data=form) for _ in range(2)))
