@@ -468,9 +468,15 @@ def _loaded(fold: Fold, st: SetState, rec: Record) -> None:
     st.load, st.kind, st.loaded, st.phase = load, kind, rec.id, True
 
 
-def same_label(stock: Record | None, lot: Any, expires_on: Any) -> bool:
-    """True when `stock` is a set.stocked record of this lot and expiry (read again)."""
-    return stock is not None and (stock.get("lot"), stock.get("expires_on")) == (lot, expires_on)
+def stock_read_again(st: SetState, status: str, lot: Any, expires_on: Any) -> bool:
+    """True when a set in `status` is stock of this very label (lot and expiry): the same
+    label read again (an inventory scanned twice), which changes nothing."""
+    stock = st.stock
+    return (
+        status in ("sterile", "dispatched")
+        and stock is not None
+        and (stock.get("lot"), stock.get("expires_on")) == (lot, expires_on)
+    )
 
 
 def _stocked(fold: Fold, st: SetState, rec: Record) -> None:
@@ -485,10 +491,7 @@ def _stocked(fold: Fold, st: SetState, rec: Record) -> None:
         st.clear("sterile", rec)
         st.stock = rec
         st.location = rec.get("location")
-    elif not (
-        st.status in ("sterile", "dispatched")
-        and same_label(st.stock, rec.get("lot"), rec.get("expires_on"))
-    ):
+    elif not stock_read_again(st, st.status, rec.get("lot"), rec.get("expires_on")):
         st.flag(OUT_OF_ORDER, [st.since], rec, step=rec.type, status=st.status)
 
 

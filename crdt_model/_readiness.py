@@ -19,7 +19,7 @@ from ._anomalies import (
     effective,
     load_problem,
     out_of_order,
-    same_label,
+    stock_read_again,
 )
 from ._coded import CodedText
 from ._views import LOADED, FoldError, LabelInfo, Record, SetView, cycle_day
@@ -397,9 +397,8 @@ def check_stock(fold: Fold, submission: Mapping[str, Any]) -> Problem | None:
     status = "unknown" if st is None else effective(fold, st, END)[0]
     if status == "unknown":
         return None
-    stock = None if st is None else st.stock
-    if status in ("sterile", "dispatched") and same_label(stock, lot, expires_on):
-        return None  # the same label read again
+    if st is not None and stock_read_again(st, status, lot, expires_on):
+        return None
     return Problem("set_has_record", set=code, status=status)
 
 
@@ -447,17 +446,12 @@ def warnings_for(fold: Fold, submission: Mapping[str, Any], today: str) -> list[
         if st is None:
             return out
         status, reason, _ = effective(fold, st, END)
-        if (
-            kind == "set.stocked"
-            and status in ("sterile", "dispatched")
-            and same_label(st.stock, submission.get("lot"), submission.get("expires_on"))
-        ):
-            return out  # the same label read again: nothing out of order
+        lot, expires_on = submission.get("lot"), submission.get("expires_on")
+        if kind == "set.stocked" and stock_read_again(st, status, lot, expires_on):
+            return out  # nothing out of order
         why = None
         if kind == "set.dispatched":
-            why, _ = load_problem(fold, st, st.load, END)
-            if why is None and failed_indicator(fold, st) is not None:
-                why = BI_FAILED
+            why = _unsafe(fold, code)
             if why is not None:
                 out.append(Problem("set_not_safe", set=code, why=why))
         if why is None and out_of_order(kind, status, reason):
