@@ -337,6 +337,8 @@ class Node:
         self._compacting: set[str] = set()
         self._log_counts: dict[str, int] = {}
         self._ref_read: dict[str, tuple[bytes, dict[str, Any] | None]] = {}
+        self._ref_built: dict[str, cm.Reference] = {}
+        """Exports just read whole (by _readable), until the views took the one they use."""
         self._tasks: set[asyncio.Task[Any]] = set()
         self._merge_pool: ProcessPoolExecutor | None = None
         self.peer_status: Callable[[], list[dict[str, Any]]] | None = None
@@ -611,8 +613,11 @@ class Node:
         logged: it must neither stop a start nor fail a write already stored)."""
         try:
             ref = self.current_reference()
-            doc = None if ref is None else self.docs.get(cm.ref_doc_name(ref["export_id"]))
-            self.trace.set_reference(ref, doc)
+            name = "" if ref is None else cm.ref_doc_name(ref["export_id"])
+            self.trace.set_reference(
+                ref, lambda: self._ref_built.get(name) or self._build_reference(name)
+            )
+            self._ref_built.clear()  # made while reading the exports: the views hold theirs
             settings = cm.cluster_get(self.docs[cm.CLUSTER_DOC], "settings", "views") or {}
             self.trace.set_settings(settings)
         except Exception:
@@ -1055,14 +1060,22 @@ class Node:
                     exported_at, str
                 ):
                     raise cm.DocumentError("its manifest does not name it, or not when")
-                tables = {t: cm.read_table(doc, t) for t in cm.table_names(doc)}
-                cm.Reference(tables, export_id=export_id, exported_at=exported_at)
+                self._ref_built[name] = self._build_reference(name, found)
                 manifest = found
         except Exception as err:  # whatever a member wrote: this node goes on without it
             why = sync.sanitize(err)  # one line: the cause said, no trace
             _LOGGER.error("reference %s cannot be read, left aside: %s", name, why)  # noqa: TRY400
         self._ref_read[name] = (state, manifest)
         return manifest
+
+    def _build_reference(self, name: str, manifest: dict[str, Any] | None = None) -> cm.Reference:
+        """A reference export read whole from its document, as the views use it."""
+        doc = self.docs[name]
+        manifest = manifest or cm.read_manifest(doc) or {}
+        tables = {t: cm.read_table(doc, t) for t in cm.table_names(doc)}
+        return cm.Reference(
+            tables, export_id=str(manifest["export_id"]), exported_at=manifest["exported_at"]
+        )
 
     def _export_order(self, manifest: dict[str, Any]) -> tuple[float, str]:
         """When an export was made, as an instant (a time without offset is the site's

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 import crdt_model as cm
 
 if TYPE_CHECKING:
-    from pycrdt import Doc
+    pass
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -72,18 +72,16 @@ class Traceability:
             day = match.group(2)
             self._label_counters[day] = max(self._label_counters.get(day, 0), int(match.group(3)))
 
-    def set_reference(self, manifest: dict[str, Any] | None, doc: Doc[Any] | None) -> None:
-        """Use the given reference export for expiry, set types and planning."""
+    def set_reference(
+        self, manifest: dict[str, Any] | None, build: Callable[[], cm.Reference]
+    ) -> None:
+        """Use the given reference export for expiry, set types and planning (`build` makes
+        it, called only when the export in use changes)."""
         export_id = None if manifest is None else manifest["export_id"]
         if export_id == self._reference_id:
             return
-        if manifest is None or doc is None:
-            self.fold.reference = None
-        else:
-            tables = {name: cm.read_table(doc, name) for name in cm.table_names(doc)}
-            self.fold.reference = cm.Reference(
-                tables, export_id=export_id or "", exported_at=manifest["exported_at"]
-            )
+        self.fold.reference = None if manifest is None else build()
+        if manifest is not None:
             _LOGGER.info("views use reference export %s", export_id)
         self._reference_id = export_id
 
