@@ -14,7 +14,9 @@ each), readiness of one day at hospital scale, and the resident memory the fold 
 reference rows show what a fold costs before any rule: decoding each value and keeping it (the
 decoded map, or the fold's slim record) by id, as a fold must to replay an entity or answer a
 recall. Aims: refold within 3x the anchor, readiness under 100 ms, one incremental event under
-1 ms. Run: python -m bench fold (or python -m bench.fold).
+1 ms. The fold runs compiled when `make` built it for these sources (crdt_model/_compiled.py),
+else interpreted (STERIMESH_PURE=1 asks for that): the table says which. Run: make bench, or
+python -m bench fold (or python -m bench.fold).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ import cbor2
 
 from bench._util import format_table, latency_summary
 from crdt_model import encode
+from crdt_model._compiled import is_compiled
 from crdt_model._fold import Fold
 from crdt_model._readiness import Reference, readiness
 from crdt_model._views import Record
@@ -453,6 +456,7 @@ def run() -> dict[str, Any]:
     ]
     return {
         "events": total,
+        "compiled": is_compiled(),
         "rows": rows,
         "fold_rss_mb": (rss_after - rss_before) / 1e6,
         "bytes_per_event": (rss_after - rss_before) / total,
@@ -477,8 +481,9 @@ def render(results: dict[str, Any]) -> str:
             for r in results["rows"]
         ],
     )
+    how = "compiled (mypyc)" if results.get("compiled") else "interpreted"
     return (
-        f"{results['events']:,} events; fold keeps {results['fold_rss_mb']:.0f} MB "
+        f"{results['events']:,} events, fold {how}; it keeps {results['fold_rss_mb']:.0f} MB "
         f"({results['bytes_per_event']:.0f} bytes/event); {results['anomalies']} anomalies "
         f"({results['anomalies_after_late']} after the late events)\n"
         f"readiness: operations {results['operations']}, endoscopy {results['endoscopy']}\n" + table

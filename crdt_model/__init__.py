@@ -1,5 +1,9 @@
 """Pure model of sterimesh: documents, events, clock. No I/O."""
 
+from ._compiled import activate
+
+activate(__path__)  # first: the compiled fold, when it was built from these sources
+
 from ._anomalies import (
     BI_FAILED,
     CYCLE_FAILED,

@@ -11,34 +11,34 @@ from __future__ import annotations
 
 import bisect
 import hashlib
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from ._views import KIND_OF, EndoscopeView, Record, anomaly_ids, record_id
 
 if TYPE_CHECKING:
     from ._fold import Fold
 
-SET_IN_TWO_LOADS = "set_in_two_loads"
-LABEL_NOT_RELEASED = "label_not_released"
-DISPATCH_NOT_RELEASED = "dispatch_not_released"
-RELEASE_WITHOUT_PASSED_CYCLE = "release_without_passed_cycle"
-USE_AFTER_EXPIRY = "use_after_expiry"
-USE_WITHOUT_VALID_LABEL = "use_without_valid_label"
-ENDOSCOPE_NOT_REPROCESSED = "endoscope_not_reprocessed"
-NO_BOWIE_DICK = "no_bowie_dick"
-OUT_OF_ORDER = "out_of_order"
-CLOCK_SKEW = "clock_skew"
+SET_IN_TWO_LOADS: Final = "set_in_two_loads"
+LABEL_NOT_RELEASED: Final = "label_not_released"
+DISPATCH_NOT_RELEASED: Final = "dispatch_not_released"
+RELEASE_WITHOUT_PASSED_CYCLE: Final = "release_without_passed_cycle"
+USE_AFTER_EXPIRY: Final = "use_after_expiry"
+USE_WITHOUT_VALID_LABEL: Final = "use_without_valid_label"
+ENDOSCOPE_NOT_REPROCESSED: Final = "endoscope_not_reprocessed"
+NO_BOWIE_DICK: Final = "no_bowie_dick"
+OUT_OF_ORDER: Final = "out_of_order"
+CLOCK_SKEW: Final = "clock_skew"
 
-CRITICAL = "critical"
-MAJOR = "major"
-MINOR = "minor"
+CRITICAL: Final = "critical"
+MAJOR: Final = "major"
+MINOR: Final = "minor"
 
-SKEW_LIMIT_MS = 5 * 60 * 1000
+SKEW_LIMIT_MS: Final = 5 * 60 * 1000
 """An event whose wall clock is further than this from its HLC raises clock_skew."""
 
-SEVERITY: dict[str, str] = {
+SEVERITY: Final[dict[str, str]] = {
     SET_IN_TWO_LOADS: MAJOR,
     LABEL_NOT_RELEASED: MAJOR,
     DISPATCH_NOT_RELEASED: MAJOR,
@@ -50,10 +50,10 @@ SEVERITY: dict[str, str] = {
     OUT_OF_ORDER: MINOR,
     CLOCK_SKEW: MINOR,
 }
-RULES = tuple(SEVERITY)
+RULES: Final = tuple(SEVERITY)
 
 # Messages never quote a patient code: anomalies are shown on every screen.
-_MESSAGES: dict[str, tuple[str, str]] = {
+_MESSAGES: Final[dict[str, tuple[str, str]]] = {
     SET_IN_TWO_LOADS: (
         "Le set {set} est chargé dans {load} alors qu'il est encore dans la charge ouverte {other}.",
         "Set {set} loaded into {load} while still in open load {other}.",
@@ -97,7 +97,7 @@ _MESSAGES: dict[str, tuple[str, str]] = {
 }
 
 # Reasons, in French and English, used in messages and in the check functions.
-WHY: dict[str, tuple[str, str]] = {
+WHY: Final[dict[str, tuple[str, str]]] = {
     "unknown_load": ("la charge est inconnue", "the load is unknown"),
     "no_load": (
         "le set n'est dans aucune charge de stérilisation",
@@ -246,18 +246,18 @@ def make_anomaly(
 # -- the usual order of a set's steps -------------------------------------------------
 
 # Quarantine reasons (SetView.reason).
-WASH_FAILED = "wash_failed"
-CYCLE_FAILED = "cycle_failed"
-LOAD_REJECTED = "load_rejected"
-RELEASED_WITHOUT_CYCLE = "released_without_cycle"
-BI_FAILED = "bi_failed"
+WASH_FAILED: Final = "wash_failed"
+CYCLE_FAILED: Final = "cycle_failed"
+LOAD_REJECTED: Final = "load_rejected"
+RELEASED_WITHOUT_CYCLE: Final = "released_without_cycle"
+BI_FAILED: Final = "bi_failed"
 """A biological indicator that rode in the set's load (or its platform lot) failed: read
 when answering (status, use, labels, readiness), never by the walk, so results that come
 days later change nothing already recorded."""
-INSPECTION_FAILED = "inspection_failed"
+INSPECTION_FAILED: Final = "inspection_failed"
 
-_AFTER_STERILIZATION = frozenset({CYCLE_FAILED, LOAD_REJECTED, RELEASED_WITHOUT_CYCLE})
-_USUAL_BEFORE: dict[str, frozenset[str]] = {
+_AFTER_STERILIZATION: Final = frozenset({CYCLE_FAILED, LOAD_REJECTED, RELEASED_WITHOUT_CYCLE})
+_USUAL_BEFORE: Final[dict[str, frozenset[str]]] = {
     "set.received": frozenset({"unknown", "dirty", "dispatched", "used", "sterile", "quarantined"}),
     "wash.loaded": frozenset({"unknown", "dirty", "washed", "quarantined"}),
     "set.inspected": frozenset({"unknown", "washed", "packed", "quarantined"}),
@@ -391,10 +391,23 @@ def catch_up(fold: Fold, st: SetState, at: str) -> None:
 
 def step_set(fold: Fold, st: SetState, rec: Record) -> None:
     """Apply one of the set's own records (its events, and the loads it enters)."""
-    step = _SET_STEPS.get(rec.type)
-    if step is not None:
+    kind = rec.type
+    if kind in _SET_STEPS:
         catch_up(fold, st, rec.id)
-        step(fold, st, rec)
+        if kind == "set.received":
+            _received(st, rec)
+        elif kind == "set.inspected":
+            _inspected(st, rec)
+        elif kind == "label.printed":
+            _label(fold, st, rec)
+        elif kind == "set.dispatched":
+            _dispatched(fold, st, rec)
+        elif kind == "set.used":
+            _used(fold, st, rec)
+        elif kind == "set.stocked":
+            _stocked(st, rec)
+        else:
+            _loaded(fold, st, rec)
     st.last = rec.id
 
 
@@ -444,7 +457,7 @@ def load_problem(
     return None, []
 
 
-def _received(fold: Fold, st: SetState, rec: Record) -> None:
+def _received(st: SetState, rec: Record) -> None:
     if out_of_order(rec.type, st.status, st.reason):
         st.flag(OUT_OF_ORDER, [st.since], rec, step=rec.type, status=st.status)
     st.clear("dirty", rec)
@@ -479,7 +492,7 @@ def stock_read_again(st: SetState, status: str, lot: Any, expires_on: Any) -> bo
     )
 
 
-def _stocked(fold: Fold, st: SetState, rec: Record) -> None:
+def _stocked(st: SetState, rec: Record) -> None:
     """Stock from before the outage: only a set nothing says anything of becomes stock.
 
     A set the cluster follows (dirty, quarantined, used...) keeps its status: a label
@@ -495,7 +508,7 @@ def _stocked(fold: Fold, st: SetState, rec: Record) -> None:
         st.flag(OUT_OF_ORDER, [st.since], rec, step=rec.type, status=st.status)
 
 
-def _inspected(fold: Fold, st: SetState, rec: Record) -> None:
+def _inspected(st: SetState, rec: Record) -> None:
     if out_of_order(rec.type, st.status, st.reason):
         st.flag(OUT_OF_ORDER, [st.since], rec, step=rec.type, status=st.status)
     st.stock = None  # opened: its old label vouches no more
@@ -547,16 +560,19 @@ def _used(fold: Fold, st: SetState, rec: Record) -> None:
     st.location = rec.get("room") or st.location
 
 
-_SET_STEPS: dict[str, Callable[[Fold, SetState, Record], None]] = {
-    "set.received": _received,
-    "set.stocked": _stocked,
-    "wash.loaded": _loaded,
-    "steri.loaded": _loaded,
-    "set.inspected": _inspected,
-    "label.printed": _label,
-    "set.dispatched": _dispatched,
-    "set.used": _used,
-}
+_SET_STEPS: Final = frozenset(
+    {
+        "set.received",
+        "set.stocked",
+        "wash.loaded",
+        "steri.loaded",
+        "set.inspected",
+        "label.printed",
+        "set.dispatched",
+        "set.used",
+    }
+)
+"""The records that step a set (step_set calls one function per type)."""
 
 
 # -- the walk of an endoscope ---------------------------------------------------------------
@@ -619,7 +635,7 @@ class EndoState:
         )
 
 
-_ENDO_STATUS = {
+_ENDO_STATUS: Final = {
     "endo.leak_test": ("leak_tested", "leak_test_failed"),
     "endo.aer_cycle": ("reprocessed", "reprocessing_failed"),
     "endo.cleaned": ("cleaned", "cleaned"),

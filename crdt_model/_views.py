@@ -4,26 +4,33 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, fields
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, Final, NamedTuple
+
+from mypy_extensions import mypyc_attr
 
 if TYPE_CHECKING:
     from ._anomalies import Anomaly
 
-WASH_LOADED = "wash.loaded"
-STERI_LOADED = "steri.loaded"
-WASH_CYCLE = "wash.cycle"
-STERI_CYCLE = "steri.cycle"
-LOADED = frozenset({WASH_LOADED, STERI_LOADED})
-CYCLES = frozenset({WASH_CYCLE, STERI_CYCLE})
-KIND_OF = {WASH_LOADED: "wash", STERI_LOADED: "steri", WASH_CYCLE: "wash", STERI_CYCLE: "steri"}
-SET_EVENTS = frozenset(
+WASH_LOADED: Final = "wash.loaded"
+STERI_LOADED: Final = "steri.loaded"
+WASH_CYCLE: Final = "wash.cycle"
+STERI_CYCLE: Final = "steri.cycle"
+LOADED: Final = frozenset({WASH_LOADED, STERI_LOADED})
+CYCLES: Final = frozenset({WASH_CYCLE, STERI_CYCLE})
+KIND_OF: Final = {
+    WASH_LOADED: "wash",
+    STERI_LOADED: "steri",
+    WASH_CYCLE: "wash",
+    STERI_CYCLE: "steri",
+}
+SET_EVENTS: Final = frozenset(
     {"set.received", "set.stocked", "set.inspected", "set.dispatched", "set.used", "label.printed"}
 )
-ENDO_EVENTS = frozenset(
+ENDO_EVENTS: Final = frozenset(
     {"endo.leak_test", "endo.cleaned", "endo.aer_cycle", "endo.stored", "endo.used"}
 )
 
-SET_STATES = (
+SET_STATES: Final = (
     "dirty",
     "washing",
     "washed",
@@ -40,15 +47,15 @@ SET_STATES = (
 """Set status: DESIGN.md's states, plus `expired` for a sterile set past its expiry date."""
 
 # Where each event type keeps its main subject (Record.key) and what else the views need.
-_KEY_FIELD = {
+_KEY_FIELD: Final = {
     **{t: "set" for t in SET_EVENTS},
     **{t: "endoscope" for t in ENDO_EVENTS},
     "steri.test": "kind",
     "event.voided": "target",
     "anomaly.resolved": "anomaly",
 }
-_RESULT_FIELD = {"load.released": "decision", "anomaly.resolved": "decision"}
-_EXTRA: dict[str, tuple[str, ...]] = {
+_RESULT_FIELD: Final = {"load.released": "decision", "anomaly.resolved": "decision"}
+_EXTRA: Final[dict[str, tuple[str, ...]]] = {
     "set.received": ("from",),
     WASH_LOADED: ("program",),
     STERI_LOADED: ("program",),
@@ -65,16 +72,17 @@ _EXTRA: dict[str, tuple[str, ...]] = {
     "endo.used": ("patient", "room", "procedure"),
     "anomaly.resolved": ("comment", "user"),
 }
-_INDEX = {t: {name: i for i, name in enumerate(fields)} for t, fields in _EXTRA.items()}
-_UNIQUE = frozenset({"patient", "reason", "comment", "label_id", "planning_ref"})
+_INDEX: Final = {t: {name: i for i, name in enumerate(fields)} for t, fields in _EXTRA.items()}
+_UNIQUE: Final = frozenset({"patient", "reason", "comment", "label_id", "planning_ref"})
 """Extra fields whose values seldom repeat: not kept once like the codes."""
-_WITH_LOAD = LOADED | CYCLES | {"load.released", "label.printed"}
-_WITH_MACHINE = LOADED | CYCLES | {"steri.test"} | ENDO_EVENTS
+_WITH_LOAD: Final = LOADED | CYCLES | {"load.released", "label.printed"}
+_WITH_MACHINE: Final = LOADED | CYCLES | {"steri.test"} | ENDO_EVENTS
 
 
 class _Spec(NamedTuple):
     """What a type's record keeps, worked out once per type."""
 
+    type: str
     key: str
     result: str
     load: bool
@@ -86,6 +94,7 @@ class _Spec(NamedTuple):
 def _spec(kind: str) -> _Spec:
     fields = _EXTRA.get(kind, ())
     return _Spec(
+        type=kind,
         key=_KEY_FIELD.get(kind, ""),
         result=_RESULT_FIELD.get(kind, "result"),
         load=kind in _WITH_LOAD,
@@ -95,44 +104,56 @@ def _spec(kind: str) -> _Spec:
     )
 
 
-_SPECS: dict[str, _Spec] = {}
+_SPECS: Final[dict[str, _Spec]] = {}
 
 
+@mypyc_attr(acyclic=True)
 class Record:
-    """The slim form of one event kept by the fold (a few slots, no raw text)."""
+    """The slim form of one event kept by the fold (a few slots, no raw text).
+
+    It holds only strings, None and tuples of the event's values: never part of a reference
+    cycle, so the compiled fold keeps its records out of the cyclic garbage collector (the
+    collector scanned the whole month of records again and again for nothing).
+    """
 
     __slots__ = ("data", "day", "id", "key", "load", "machine", "node", "result", "sets", "type")
 
-    def __init__(self, event: Any, intern: dict[str, str]) -> None:
-        keep = intern.setdefault
-        get = event.get
+    def __init__(self, event: dict[str, Any], intern: dict[str, str], day: str = "") -> None:
+        # Codes, days and types repeat: each is kept once (`intern`; `day`, when given, is
+        # the local day of `at` kept so already). Written for the compiled fold: dict
+        # methods called on the dict, no bound methods in locals.
         kind: str = event["type"]
-        spec = _SPECS.get(kind) or _SPECS.setdefault(kind, _spec(kind))
-        at: str = event["at"]
-        day = at[:10]
+        spec = _SPECS.get(kind)
+        if spec is None:
+            spec = _SPECS[kind] = _spec(kind)
+        if not day:
+            day = event["at"][:10]
+            day = intern.setdefault(day, day)
         node: str = event["node"]
         self.id: str = event["id"]
-        self.type: str = keep(kind, kind)
-        self.day: str = keep(day, day)
-        self.node: str = keep(node, node)
-        key = get(spec.key)
-        self.key: str | None = None if key is None else keep(key, key)
-        load = get("load") if spec.load else None
-        self.load: str | None = None if load is None else keep(load, load)
-        machine = get("machine") if spec.machine else None
-        self.machine: str | None = None if machine is None else keep(machine, machine)
-        result = get(spec.result)
-        self.result: str | None = None if result is None else keep(result, result)
-        sets = get("sets")
-        self.sets: tuple[str, ...] = () if sets is None else tuple([keep(c, c) for c in sets])
-        data = None
+        self.type: str = spec.type
+        self.day: str = day
+        self.node: str = intern.setdefault(node, node)
+        key: str | None = event.get(spec.key)
+        self.key: str | None = None if key is None else intern.setdefault(key, key)
+        load: str | None = event.get("load") if spec.load else None
+        self.load: str | None = None if load is None else intern.setdefault(load, load)
+        machine: str | None = event.get("machine") if spec.machine else None
+        self.machine: str | None = None if machine is None else intern.setdefault(machine, machine)
+        result: str | None = event.get(spec.result)
+        self.result: str | None = None if result is None else intern.setdefault(result, result)
+        sets: list[str] | None = event.get("sets")
+        self.sets: tuple[str, ...] = (
+            () if sets is None else tuple([intern.setdefault(c, c) for c in sets])
+        )
+        data: tuple[Any, ...] | None = None
         if spec.fields:
-            values = list(map(get, spec.fields))
+            values = [event.get(name) for name in spec.fields]
             if values.count(None) < len(values):
                 for i in spec.shared:
                     value = values[i]
-                    if value.__class__ is str:
-                        values[i] = keep(value, value)
+                    if isinstance(value, str):
+                        values[i] = intern.setdefault(value, value)
                 data = tuple(values)
         self.data: tuple[Any, ...] | None = data
 
@@ -169,7 +190,7 @@ def cycle_day(cycle: Record) -> str:
     return cycle.day
 
 
-_DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
+_DAY: Final = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 
 class FoldError(LookupError):
@@ -441,7 +462,7 @@ class LoadState:
 
 
 Snapshot = tuple[tuple[str, ...], tuple[str, ...]]
-CHECKPOINT_EVERY = 32
+CHECKPOINT_EVERY: Final = 32
 """A machine keeps the state of its open loads every this many records, to replay from."""
 
 

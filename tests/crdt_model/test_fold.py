@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -415,6 +417,35 @@ def test_adding_the_same_event_twice_changes_nothing() -> None:
     assert fold.snapshot() == before
     assert len(fold) == len(s.events)
     assert s.events[0]["id"] in fold
+
+
+def test_a_batch_with_the_same_event_twice_folds_it_once() -> None:
+    s = Stamper()
+    process(s, [SET])
+    fold = Fold()
+    assert fold.add_many([*s.events, s.events[2], s.events[0]]) == len(s.events)
+    assert fold.snapshot() == fold_of(s.events).snapshot()
+
+
+def test_a_batch_that_cannot_be_read_changes_nothing() -> None:
+    s = Stamper()
+    process(s, [SET])
+    fold = fold_of(s.events[:3])
+    before = fold.snapshot()
+    skewed = {**s.events[3], "at": "2020-01-01T00:00:00.000+01:00"}  # would raise clock_skew
+
+    def batch() -> Iterator[dict[str, Any]]:
+        yield skewed
+        yield from s.events[4:6]
+        raise ValueError("a value that does not decode")
+
+    with pytest.raises(ValueError, match="does not decode"):
+        fold.add_many(batch())
+    assert fold.snapshot() == before
+    assert len(fold) == 3
+    assert skewed["id"] not in fold
+    fold.add_many(s.events[3:])
+    assert fold.snapshot() == fold_of(s.events).snapshot()
 
 
 def test_out_of_order_arrival_equals_clock_order() -> None:
