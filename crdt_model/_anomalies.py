@@ -368,7 +368,7 @@ def effective(fold: Fold, st: SetState, at: str) -> tuple[str, str | None, Recor
         if cycle is not None:
             if released is None:
                 return "sterilized", None, cycle
-            return "sterile", None, max(cycle, released, key=record_id)
+            return "sterile", None, released if released.id > cycle.id else cycle
         if released is not None:
             return "quarantined", RELEASED_WITHOUT_CYCLE, released
         return st.status, None, None

@@ -95,7 +95,7 @@ class Fold:
         self._tests: dict[tuple[str, str], list[Record]] = {}
         self._bd: dict[tuple[str, str], list[Anomaly]] = {}
         self._endos: dict[str, EndoState] = {}
-        self._patients: dict[str, list[Record]] = {}
+        self._patients: dict[str, tuple[Record, ...]] = {}  # tuples: out of the collector's way
         self._stock_lots: dict[str, list[Record]] = {}
         self._failed_bi: dict[str, list[Record]] = {}
         self._resolutions: dict[str, list[Record]] = {}
@@ -227,7 +227,7 @@ class Fold:
         elif kind in ("set.used", "endo.used"):
             patient = rec.get("patient")
             if patient is not None:
-                _insort(self._patients.setdefault(patient, []), rec)
+                self._patients[patient] = _with(self._patients.get(patient, ()), rec)
         elif kind == STOCKED:
             _insort(self._stock_lots.setdefault(lot_key(str(rec.get("lot"))), []), rec)
         elif kind == STERI_TEST and rec.key == "bi" and rec.result == "fail" and rec.get("lot"):
@@ -714,6 +714,13 @@ def _insort(items: list[Record], rec: Record) -> None:
         items.append(rec)
     else:
         bisect.insort(items, rec, key=record_id)
+
+
+def _with(items: tuple[Record, ...], rec: Record) -> tuple[Record, ...]:
+    """`items` (sorted by id) with `rec` added in its place."""
+    if not items or items[-1].id < rec.id:
+        return (*items, rec)
+    return tuple(sorted((*items, rec), key=record_id))
 
 
 def _contents(loaded: list[Record]) -> tuple[str, ...]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
@@ -374,7 +375,7 @@ class MachineDayView(_View):
     anomalies: tuple[str, ...]
 
 
-def anomaly_ids(anomalies: list[Anomaly]) -> tuple[str, ...]:
+def anomaly_ids(anomalies: Sequence[Anomaly]) -> tuple[str, ...]:
     """The ids of anomalies, in their order."""
     return tuple(a.id for a in anomalies)
 
@@ -408,7 +409,7 @@ class LoadState:
         self.labels: list[Record] = []
         self.cycles: list[Record] = []  # attributed by the machine; effective only
         self.contents: tuple[str, ...] = ()
-        self.anomalies: list[Anomaly] = []
+        self.anomalies: Sequence[Anomaly] = ()
 
     @property
     def kind(self) -> str | None:
