@@ -39,7 +39,7 @@ from ._replication import REPLICATION_KEY as REPLICATION_APP_KEY
 from ._replication import Replication
 from ._settings import async_set_settings, settings_of
 from ._users import KEPT, async_update_user
-from ._web import add_web_routes
+from ._web import IDLE_MINUTES, add_web_routes
 
 # -- handlers ---------------------------------------------------------------
 
@@ -302,8 +302,10 @@ def make_app(
     replication: Replication | None = None,
     printing: Printing | None = None,
     scanners: Scanners | None = None,
+    idle_s: float = IDLE_MINUTES * 60,
 ) -> web.Application:
-    """The HTTP application for a node; `control` for its local control socket."""
+    """The HTTP application for a node; `control` for its local control socket; pages unused
+    for `idle_s` seconds lock (0: never)."""
     app = web.Application(
         middlewares=[error_middleware, auth_middleware], client_max_size=MAX_BUNDLE_BODY
     )
@@ -336,5 +338,5 @@ def make_app(
         app[SCANNERS_KEY] = scanners
     app.router.add_get("/metrics", metrics)
     add_routes(app)
-    add_web_routes(app)
+    add_web_routes(app, idle_s)
     return app

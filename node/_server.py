@@ -21,6 +21,7 @@ from ._node import Node
 from ._peering import make_sync_app, server_ssl
 from ._printing import Printing
 from ._replication import Replication
+from ._web import IDLE_MINUTES, idle_seconds
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -231,6 +232,7 @@ class NodeServer:
         self.scanners: Scanners | None = None
         self.backups: ScheduledBackups | None = None
         self.node = Node(data)
+        self.idle_s: float = IDLE_MINUTES * 60
         self._runners: list[web.AppRunner] = []
 
     async def async_start(self) -> None:
@@ -238,7 +240,8 @@ class NodeServer:
         await self.node.async_open()
         try:
             config = self.data.read_config()
-            self.backups = ScheduledBackups(self.node, config)  # its settings checked first
+            self.idle_s = idle_seconds(config)  # the settings checked before anything starts
+            self.backups = ScheduledBackups(self.node, config)
             self.printing = Printing(self.node, config)
             self.printing.start()
             self.scanners = Scanners(self.node, config)
@@ -295,6 +298,7 @@ class NodeServer:
             replication=self.replication,
             printing=self.printing,
             scanners=self.scanners,
+            idle_s=self.idle_s,
         )
 
     async def _runner(self, app: web.Application, **kwargs: Any) -> web.AppRunner:

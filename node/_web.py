@@ -85,6 +85,13 @@ _CSP = (
 )
 
 
+IDLE_MINUTES = 15
+"""Default of [web] idle_minutes: a station unused this long locks itself."""
+IDLE_GRACE_S = 60
+_ACTIVITY_STEP_S = 20
+"""A session's activity is written into its cookie at most this often."""
+
+
 @dataclass
 class WebState:
     """What the web UI keeps per application."""
@@ -102,15 +109,39 @@ class WebState:
     once: dict[str, asyncio.Future[str | None]] = field(default_factory=dict)
     """A load form's one-time name -> the load it recorded (None: refused), the newest kept:
     the same form sent twice (a double tap) records one load."""
+    idle_s: float = IDLE_MINUTES * 60
+    """A session unused this long is over (0: never): the next person at a shared station
+    logs in as themselves. The pages lock themselves then; the node allows IDLE_GRACE_S more
+    (a tap just before the lock still counts)."""
 
 
 WEB_KEY: web.AppKey[WebState] = web.AppKey("web", WebState)
 SESSION_KEY: web.RequestKey[dict[str, Any]] = web.RequestKey("session", dict)
 USER_LANG_KEY: web.RequestKey[str] = web.RequestKey("user_lang", str)
+IDLE_KEY: web.RequestKey[bool] = web.RequestKey("idle", bool)
 
 
-def add_web_routes(app: web.Application) -> None:
-    """Register the web UI on a node's application (after the API routes)."""
+class WebConfigError(NodeError):
+    """A [web] setting of node.toml that cannot be used."""
+
+
+def idle_seconds(config: dict[str, Any]) -> float:
+    """[web] idle_minutes of node.toml in seconds (default IDLE_MINUTES; 0: never)."""
+    section = config.get("web", {})
+    if not isinstance(section, dict):
+        raise WebConfigError("[web] in node.toml must be a section (idle_minutes = 15)")
+    unknown = sorted(set(section) - {"idle_minutes"})
+    if unknown:
+        raise WebConfigError(f"[web] in node.toml: unknown setting {unknown[0][:40]!r}")
+    minutes = section.get("idle_minutes", IDLE_MINUTES)
+    if isinstance(minutes, bool) or not isinstance(minutes, int | float) or not 0 <= minutes <= 720:
+        raise WebConfigError("[web] idle_minutes must be a number of minutes from 0 (never) to 720")
+    return float(minutes) * 60
+
+
+def add_web_routes(app: web.Application, idle_s: float = IDLE_MINUTES * 60) -> None:
+    """Register the web UI on a node's application (after the API routes); a session unused
+    for `idle_s` seconds is over (0: never)."""
     node = app[NODE_KEY]
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(TEMPLATES_DIR),
@@ -118,7 +149,9 @@ def add_web_routes(app: web.Application) -> None:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    app[WEB_KEY] = WebState(env, load_catalogs(), Signer(node_secret(node.data.root)))
+    app[WEB_KEY] = WebState(
+        env, load_catalogs(), Signer(node_secret(node.data.root)), idle_s=idle_s
+    )
     app[SESSION_AUTH_KEY] = _api_session
     # the pages authenticate by session cookie, not by the API's bearer token
     app.middlewares.insert(1, _web_middleware)
@@ -129,6 +162,7 @@ def add_web_routes(app: web.Application) -> None:
     app.router.add_get("/dashboard", dashboard_page)
     app.router.add_get("/dashboard/body", dashboard_body)
     app.router.add_get("/dashboard/stream", dashboard_stream)
+    app.router.add_get("/still-here", still_here)
     app.router.add_post("/dashboard/resolve", resolve_post)
     app.router.add_static("/static/", STATIC_DIR, name="static")
     # the pages of loads, recall, reference and administration use this module's helpers
@@ -167,12 +201,40 @@ async def _web_middleware(request: web.Request, handler: Handler) -> web.StreamR
     except NodeError as err:  # a refusal no page handler expected: said as a page too
         _LOGGER.warning("page %s: %s", request.path, err)
         response = _error_page(request, err.status)
+    _keep_alive(request, response)
     response.headers.setdefault("Content-Security-Policy", _CSP)
     response.headers.setdefault("X-Content-Type-Options", "nosniff")
     response.headers.setdefault("Referrer-Policy", "same-origin")
     if not request.path.startswith("/static/"):  # pages show patient codes, one-time tokens:
         response.headers.setdefault("Cache-Control", "no-store")  # not for Back after logout
     return response
+
+
+_NOT_ACTIVITY = ("/static/", "/dashboard/body", "/dashboard/stream", "/station/scans")
+"""What pages fetch by themselves: it keeps no session alive (a board refreshing itself is
+not someone at the station)."""
+
+
+def _keep_alive(request: web.Request, response: web.StreamResponse) -> None:
+    """A request of the person (a page, a form, /still-here) renews their session's activity."""
+    session = request.get(SESSION_KEY)
+    if session is None or request.path.startswith(_NOT_ACTIVITY):
+        return
+    if SESSION_COOKIE in response.cookies:  # logged in, out, or changed language just now
+        return
+    state = _state(request)
+    now = int(state.clock())
+    if now - int(session.get("a", 0)) < _ACTIVITY_STEP_S:
+        return  # renewed moments ago: spare a new cookie on every request
+    _cookie(response, request, SESSION_COOKIE, state.signer.dumps({**session, "a": now}))
+
+
+async def still_here(request: web.Request) -> web.StreamResponse:
+    """What a page sends when its person types or taps without sending anything (a long list
+    of sets scanned into a form): their session stays alive. 204; 401 once it is over."""
+    if _principal(request) is None:
+        return web.Response(status=401)
+    return web.Response(status=204)
 
 
 async def _on_startup(app: web.Application) -> None:
@@ -230,8 +292,13 @@ def _principal(request: web.Request) -> Principal | None:
     session = state.signer.loads(request.cookies.get(SESSION_COOKIE))
     if session is None or not isinstance(session.get("u"), str):
         return None
-    if not isinstance(session.get("e"), int) or session["e"] < state.clock():
+    now = state.clock()
+    if not isinstance(session.get("e"), int) or session["e"] < now:
         return None
+    last = session.get("a")
+    if state.idle_s and (not isinstance(last, int) or last + state.idle_s + IDLE_GRACE_S < now):
+        request[IDLE_KEY] = True
+        return None  # unused too long: the next person logs in as themselves
     entry = active_user(_node(request), session["u"])
     if entry is None or session.get("g") != session_mark(entry):
         return None  # disabled, password replaced, or logged out since
@@ -268,6 +335,7 @@ def render(request: web.Request, template: str, status: int = 200, **context: An
         node=node,
         user=principal,
         csrf=(session or {}).get("c", ""),
+        idle_ms=int(state.idle_s * 1000) if principal is not None else 0,
         path=request.path_qs,
         when=lambda value, fmt="%d/%m %H:%M": local_time(value, node.timezone, fmt),
         **context,
@@ -299,7 +367,8 @@ def _error_page(request: web.Request, status: int, message: str | None = None) -
 
 def _deny(request: web.Request, principal: Principal | None) -> web.StreamResponse:
     if principal is None:
-        raise web.HTTPSeeOther("/login?" + urlencode({"next": request.path_qs}))
+        query = {"next": request.path_qs, **({"idle": "1"} if request.get(IDLE_KEY) else {})}
+        raise web.HTTPSeeOther("/login?" + urlencode(query))
     return _error_page(request, 403, "Your role may not use this page.")
 
 

@@ -8,6 +8,7 @@ import logging
 import re
 import secrets
 from typing import Any
+from urllib.parse import urlencode
 
 from aiohttp import web
 
@@ -64,9 +65,16 @@ async def login_page(
         error=error,
         badges=any_badge(_node(request)),
         next=_safe_next((form or {}).get("next") or request.query.get("next")),
+        idle=_idle_minutes(request) if request.query.get("idle") == "1" else None,
     )
     _cookie(response, request, PRE_COOKIE, token)
     return response
+
+
+def _idle_minutes(request: web.Request) -> str | None:
+    """After how many minutes unused a station locks itself, as the login page says it."""
+    idle_s = _state(request).idle_s
+    return f"{idle_s / 60:g}" if idle_s else None
 
 
 async def login_post(request: web.Request) -> web.StreamResponse:
@@ -185,6 +193,18 @@ async def logout(request: web.Request) -> web.StreamResponse:
     return response
 
 
+async def lock(request: web.Request) -> web.StreamResponse:
+    """What a page sends when it locks itself (idle.js): this browser's session ends now (the
+    person's sessions on other PCs go on); the login page says why and leads back."""
+    _principal(request)
+    form = await _form(request)
+    query = {"next": _safe_next(form.get("next")), "idle": "1"}
+    response = _redirect(request, "/login?" + urlencode(query))
+    if request.get(SESSION_KEY) is None or _csrf_ok(request, form):
+        response.del_cookie(SESSION_COOKIE, path="/")
+    return response
+
+
 async def set_language(request: web.Request) -> web.StreamResponse:
     """Choose the language of this browser (GET, a link); a logged-in person's choice is
     kept in their record by the header's form (POST, with its CSRF token)."""
@@ -216,5 +236,6 @@ def add_login_routes(app: web.Application) -> None:
     app.router.add_post("/login", login_post)
     app.router.add_post("/login/badge", login_badge_post)
     app.router.add_post("/logout", logout)
+    app.router.add_post("/lock", lock)
     app.router.add_get("/lang/{lang}", set_language)
     app.router.add_post("/lang/{lang}", set_language)

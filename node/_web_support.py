@@ -272,6 +272,7 @@ def new_session(login: str, lang: str, now: float, user: dict[str, Any]) -> dict
         "u": login,
         "c": secrets.token_urlsafe(24),
         "e": int(now) + SESSION_TTL_S,
+        "a": int(now),  # last activity: see _web.IDLE_MINUTES
         "l": lang,
         "g": session_mark(user),
     }

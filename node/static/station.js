@@ -62,6 +62,7 @@
     var codes = list.value.split(/[\s,;]+/).filter(function (c) { return c; });
     if (codes.indexOf(set) < 0) { codes.push(set); }
     list.value = codes.join("\n") + "\n";
+    list.dispatchEvent(new Event("input", { bubbles: true }));  // someone is scanning (idle.js)
   }
   function go(set) {
     window.location.assign("/station?zone=" + encodeURIComponent(zone) + "&code=" + encodeURIComponent(set) +

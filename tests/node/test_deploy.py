@@ -47,6 +47,7 @@ async def test_the_example_configuration_starts_a_node_with_every_section(
                 assert len(server.capture._folders) == 1
                 assert server.scanners is not None
                 assert server.scanners.stations == ["sale-1"]
+                assert server.idle_s == 15 * 60
                 assert server.backups is not None
                 assert server.backups.folder == tmp_path / "backups"
                 assert server.backups.keep == 28

@@ -1,0 +1,49 @@
+"""A shared station nobody uses locks itself, in Debian's Chromium: someone typing keeps it
+open; once locked, its session is over and logging in leads back to the same page."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.procs import NodeProcess
+from tests.web.test_browser import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    PASSWORD,
+    VIEWPORT,
+    _login,
+    _playwright,
+    one_node_dir,
+)
+
+pytestmark = pytest.mark.slow
+
+
+def test_a_station_nobody_uses_locks_itself_and_leads_back(tmp_path: Path) -> None:
+    data = one_node_dir(tmp_path / "a", "Poste lavage", "sale", "alice", "operator")
+    data.config.write_text("[web]\nidle_minutes = 0.05\n")  # 3 s
+    sync_playwright = _playwright()
+    with NodeProcess(data) as node, sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_context(viewport=VIEWPORT, locale="en-GB").new_page()
+            _login(page, node.base_url, "alice")
+            station = node.base_url + "/station?zone=sale"
+            page.goto(station)
+            for _ in range(4):  # 6 s of someone typing: twice the idle time, still open
+                page.wait_for_timeout(1500)
+                page.keyboard.press("Shift")
+            assert page.url == station
+            page.wait_for_url("**/login?*idle=1*", timeout=10_000)  # then nobody: locked
+            assert "locked itself after 0.05 minutes" in page.locator("#login-idle").inner_text()
+            page.goto(station)  # the session is over, not only the screen
+            assert "/login" in page.url
+            page.fill("#login", "alice")
+            page.fill("#password", PASSWORD)
+            page.click("#password-submit")
+            page.wait_for_load_state()
+            assert page.url == station  # logging in leads back to the station
+        finally:
+            browser.close()
