@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 # the fold compiled with mypyc (crdt_model/_compiled.py); used only while it matches its sources
 COMPILED := $(VENV)/sterimesh-compiled/crdt_model/SOURCES
-COMPILED_FROM := $(addprefix crdt_model/,_compiled.py _views.py _anomalies.py _fold.py)
+COMPILED_FROM := $(wildcard crdt_model/*.py)
 
 .PHONY: test demo bench lint venv compiled clean
 
@@ -19,8 +19,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+# without gcc the fold runs interpreted (CI fails then: tests/crdt_model/test_compiled.py)
 $(COMPILED): $(STAMP) $(COMPILED_FROM)
-	$(BIN)/python -c "from crdt_model._compiled import main; main()"
+	$(BIN)/python -c "from crdt_model._compiled import main; main()" \
+		|| echo "sterimesh: the fold could not be compiled (gcc?): it runs interpreted"
 
 # the model's tests run twice: compiled (with everything else), then interpreted
 test: $(STAMP) $(COMPILED)

@@ -32,17 +32,18 @@ _GROUP = f"{PACKAGE.name}._compiled_lib"
 
 
 def digest(package: Path = PACKAGE) -> str:
-    """A digest of the compiled modules' sources and of the interpreter that runs them."""
+    """A digest of the package's sources (the compiled modules and every module they were
+    compiled against) and of the interpreter that runs them."""
     h = hashlib.sha256(sys.version.encode())
-    for name in MODULES:
-        h.update(f"\0{name}\0".encode())
-        h.update((package / f"{name}.py").read_bytes())
+    for path in sorted(package.glob("*.py")):
+        h.update(f"\0{path.name}\0".encode())
+        h.update(path.read_bytes())
     return h.hexdigest()
 
 
 def activate(path: list[str], target: Path = TARGET, package: Path = PACKAGE) -> bool:
     """Put the compiled modules first on the package `path` when they match the sources."""
-    if os.environ.get("STERIMESH_PURE"):
+    if os.environ.get("STERIMESH_PURE", "") not in ("", "0"):
         return False
     try:
         built = (target / STAMP).read_text(encoding="ascii").strip()
@@ -62,45 +63,59 @@ def is_compiled() -> bool:
 
 
 def build(target: Path = TARGET) -> Path:
-    """Compile MODULES with mypyc into `target` (replacing what was there); returns it."""
+    """Compile MODULES with mypyc into `target` (replacing what was there); returns it.
+
+    Built in a folder of its own beside `target`, then swapped in by renames: a process
+    starting meanwhile finds the old build, the new one, or none (and runs interpreted).
+    """
     # build-time tools (mypy, setuptools: the dev tools), not needed to run
     from mypyc.build import mypycify  # noqa: PLC0415
     from setuptools import setup  # noqa: PLC0415
 
     sources = digest()
     target.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="sterimesh-mypyc-") as tmp:
-        work = Path(tmp)
-        here = Path.cwd()
-        try:
-            os.chdir(PACKAGE.parent)  # mypyc names modules by their paths from here
-            extensions = mypycify(
-                [f"{PACKAGE.name}/{name}.py" for name in MODULES],
-                group_name=_GROUP,
-                target_dir=str(work / "c"),
-            )
-            os.chdir(work)  # setuptools reads the project's files in the current folder
-            setup(
-                name="sterimesh-compiled",
-                ext_modules=extensions,
-                script_args=[
-                    "--quiet",
-                    "build_ext",
-                    "--build-lib",
-                    str(work / "lib"),
-                    "--build-temp",
-                    str(work / "obj"),
-                ],
-            )
-        finally:
-            os.chdir(here)
-        built = work / "lib" / PACKAGE.name
-        (built / STAMP).write_text(sources + "\n", encoding="ascii")
-        fresh = target.with_name(f"{target.name}.new")
+    fresh = Path(tempfile.mkdtemp(prefix=f".{target.name}-new-", dir=target.parent))
+    try:
+        with tempfile.TemporaryDirectory(prefix="sterimesh-mypyc-") as tmp:
+            work = Path(tmp)
+            here = Path.cwd()
+            try:
+                os.chdir(work)  # mypy's cache and setuptools' files stay in here
+                extensions = mypycify(
+                    [
+                        "--ignore-missing-imports",  # installed copies have no mypy settings
+                        f"--cache-dir={work / 'mypy'}",
+                        *(str(PACKAGE / f"{name}.py") for name in MODULES),
+                    ],
+                    group_name=_GROUP,
+                    target_dir=str(work / "c"),
+                )
+                setup(
+                    name="sterimesh-compiled",
+                    ext_modules=extensions,
+                    script_args=[
+                        "--quiet",
+                        "build_ext",
+                        "--build-lib",
+                        str(work / "lib"),
+                        "--build-temp",
+                        str(work / "obj"),
+                    ],
+                )
+            finally:
+                os.chdir(here)
+            built = work / "lib" / PACKAGE.name
+            for path in built.iterdir():
+                shutil.copy2(path, fresh / path.name)
+        (fresh / STAMP).write_text(sources + "\n", encoding="ascii")
+        fresh.chmod(0o755)
+        old = target.with_name(f".{target.name}-old-{os.getpid()}")
+        if target.exists():
+            target.rename(old)
+        fresh.rename(target)
+        shutil.rmtree(old, ignore_errors=True)
+    finally:
         shutil.rmtree(fresh, ignore_errors=True)
-        shutil.copytree(built, fresh)
-    shutil.rmtree(target, ignore_errors=True)
-    fresh.rename(target)
     return target
 
 

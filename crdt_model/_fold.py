@@ -95,7 +95,7 @@ class Fold:
         self._tests: dict[tuple[str, str], list[Record]] = {}
         self._bd: dict[tuple[str, str], list[Anomaly]] = {}
         self._endos: dict[str, EndoState] = {}
-        self._patients: dict[str, tuple[Record, ...]] = {}  # tuples: out of the collector's way
+        self._patients: dict[str, list[Record]] = {}
         self._stock_lots: dict[str, list[Record]] = {}
         self._failed_bi: dict[str, list[Record]] = {}
         self._resolutions: dict[str, list[Record]] = {}
@@ -160,33 +160,38 @@ class Fold:
 
     def _add_many(self, events: Iterable[Mapping[str, Any]]) -> int:
         known = self._records
+        before = len(known)
         # Slim records first, in the order the events come (each event is read once, while
-        # it is in the cache), each kept by id as soon as it is made (its place in the big
-        # dict is still in the cache too), then only the records are sorted: a month's
-        # refold spent a third of its time reading decoded events again in id order.
+        # it is in the cache), then only the records are sorted: a month's refold spent a
+        # third of its time reading decoded events again in id order. A record is kept by
+        # id only when it is filed (a void may come before its target in id order).
         fresh: list[Record] = []
         try:
             for event in events:
-                event_id: str = event["id"]
-                if event_id not in known:  # else known, or twice in the batch
-                    rec = known[event_id] = self._record(event)
-                    fresh.append(rec)
+                if event["id"] not in known:
+                    fresh.append(self._record(event))
         except BaseException:
             for rec in fresh:  # a batch that cannot be read changes nothing
-                del known[rec.id]
                 if self._skew.pop(rec.id, None) is not None:
                     self._anomaly_cache = None
             raise
         fresh.sort(key=record_id)
         late = bisect.bisect_right(fresh, self._max, key=record_id)
+        previous = ""  # the same event twice in the batch: its records are side by side
         for rec in fresh[:late]:
-            self._keep(rec)
-            self._index(rec)
-            self._mark(rec)
+            if rec.id != previous:
+                known[rec.id] = rec
+                self._keep(rec)
+                self._index(rec)
+                self._mark(rec)
+            previous = rec.id
         self._flush()
         for rec in fresh[late:]:
-            self._fold_one(rec)
-        return len(fresh)
+            if rec.id != previous:
+                known[rec.id] = rec
+                self._fold_one(rec)
+            previous = rec.id
+        return len(known) - before
 
     def _fold_one(self, rec: Record) -> None:
         """Fold a new record (kept by id already): in place when later than everything, else
@@ -227,7 +232,7 @@ class Fold:
         elif kind in ("set.used", "endo.used"):
             patient = rec.get("patient")
             if patient is not None:
-                self._patients[patient] = _with(self._patients.get(patient, ()), rec)
+                _insort(self._patients.setdefault(patient, []), rec)
         elif kind == STOCKED:
             _insort(self._stock_lots.setdefault(lot_key(str(rec.get("lot"))), []), rec)
         elif kind == STERI_TEST and rec.key == "bi" and rec.result == "fail" and rec.get("lot"):
@@ -714,13 +719,6 @@ def _insort(items: list[Record], rec: Record) -> None:
         items.append(rec)
     else:
         bisect.insort(items, rec, key=record_id)
-
-
-def _with(items: tuple[Record, ...], rec: Record) -> tuple[Record, ...]:
-    """`items` (sorted by id) with `rec` added in its place."""
-    if not items or items[-1].id < rec.id:
-        return (*items, rec)
-    return tuple(sorted((*items, rec), key=record_id))
 
 
 def _contents(loaded: list[Record]) -> tuple[str, ...]:

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import os
+import random
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 from crdt_model import _compiled
+from tests.crdt_model.fold_helpers import random_history
 
 
 def _package(root: Path) -> Path:
@@ -78,3 +84,46 @@ def test_the_suite_runs_the_fold_it_was_asked_to() -> None:
         assert _compiled.is_compiled(), "the compiled fold was not built for these sources"
     else:
         pytest.skip("outside CI the fold may run interpreted (make compiled builds it)")
+
+
+_FOLD_OF = """
+import json, sys
+from crdt_model import _compiled
+from crdt_model._fold import Fold
+fold = Fold()
+fold.add_many(json.load(sys.stdin))
+print(json.dumps({"compiled": _compiled.is_compiled(), "views": fold.snapshot("2026-12-01")}))
+"""
+
+
+def _fold_in(site: Path, events: list[dict[str, object]]) -> dict[str, object]:
+    env = {**os.environ, "PYTHONPATH": str(site), "STERIMESH_PURE": "1"}  # no other build
+    done = subprocess.run(
+        [sys.executable, "-c", _FOLD_OF],
+        input=json.dumps(events),
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=site,  # not the project's folder, whose crdt_model would come first
+        check=True,
+        timeout=120,
+    )
+    answer: dict[str, object] = json.loads(done.stdout)
+    return answer
+
+
+@pytest.mark.slow
+def test_an_installed_copy_compiles_and_folds_as_the_interpreted_one(tmp_path: Path) -> None:
+    """What deploy/install.sh does: a copy outside the project (no mypy settings) compiles;
+    its compiled modules load and give the views the interpreted ones give."""
+    site = tmp_path / "site"
+    shutil.copytree(_compiled.PACKAGE, site / "crdt_model")
+    built = _compiled.build(tmp_path / "out" / "crdt_model")
+    assert (built / _compiled.STAMP).read_text().strip() == _compiled.digest(site / "crdt_model")
+    events = random_history(random.Random(7), n_sets=8, rounds=4)
+    interpreted = _fold_in(site, events)
+    for library in built.glob("*.so"):  # beside the sources, an extension module comes first
+        shutil.copy2(library, site / "crdt_model" / library.name)
+    compiled = _fold_in(site, events)
+    assert (interpreted["compiled"], compiled["compiled"]) == (False, True)
+    assert compiled["views"] == interpreted["views"]

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from tests.crdt_model.fold_helpers import (
+    START_MS,
     Fold,
     Stamper,
     bowie_dick,
@@ -425,6 +426,24 @@ def test_a_batch_with_the_same_event_twice_folds_it_once() -> None:
     fold = Fold()
     assert fold.add_many([*s.events, s.events[2], s.events[0]]) == len(s.events)
     assert fold.snapshot() == fold_of(s.events).snapshot()
+
+
+def test_a_void_that_sorts_before_its_target_cancels_it_in_one_batch() -> None:
+    """A node whose clock is behind voids an event: in (hlc, id) order the void comes first,
+    and a start-up refold reads both in one batch (a set's event, a machine's cycle)."""
+    s = Stamper()
+    process(s, [SET])
+    targets = [e for e in s.events if e["type"] in ("set.dispatched", "steri.cycle")]
+    behind = Stamper(start_ms=START_MS - 3_600_000)
+    voids = [behind.make("event.voided", "B", target=t["id"], reason="doublon") for t in targets]
+    assert all(v["id"] < t["id"] for v, t in zip(voids, targets, strict=True))
+    everything = s.events + voids
+    one_by_one = fold_of(everything)
+    batch = Fold()
+    assert batch.add_many(everything) == len(everything)
+    assert batch.snapshot() == one_by_one.snapshot()
+    assert batch.voided == {t["id"] for t in targets}
+    assert batch.set_status(SET).status != "dispatched"
 
 
 def test_a_batch_that_cannot_be_read_changes_nothing() -> None:
