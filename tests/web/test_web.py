@@ -207,6 +207,19 @@ async def test_a_set_goes_from_reception_to_dispatch(client: TestClient, node: N
     assert status_of(node) == "sterile"
 
 
+async def test_another_zones_station_says_where_this_pc_stands(
+    client: TestClient, node: Node
+) -> None:
+    await login(client, "op")
+    assert node.zone == "sale"
+    own = await (await client.get("/station", params={"zone": "sale"})).text()
+    assert 'id="zone-elsewhere"' not in own
+    assert 'class="zone-sale"' in own  # the band of the station's zone colour
+    other = html.unescape(await (await client.get("/station", params={"zone": "sterile"})).text())
+    assert "Ce poste est en zone Sale ; cette page est l'écran de la zone Stérile" in other
+    assert '<a href="/station?zone=sale">Revenir à la zone Sale</a>' in other
+
+
 async def test_a_refused_step_is_said_in_the_operator_language(
     client: TestClient, node: Node
 ) -> None:
