@@ -319,9 +319,15 @@ class NodeProcess:
             ) from None
 
     def kill(self, sig: int = signal.SIGKILL, timeout: float = STOP_TIMEOUT_S) -> int:
-        """Send `sig` (SIGKILL by default) and wait for the exit; returns the exit code."""
+        """Send `sig` (SIGKILL by default) and wait for the exit; returns the exit code.
+
+        The processes the node started (its compaction worker) end with it, as systemd's
+        KillMode=control-group ends them (a killed node cannot end them itself)."""
+        children = _children(self.proc.pid) if self.proc is not None else []
         self.send_signal(sig)
-        return self.wait(timeout)
+        code = self.wait(timeout)
+        _end(children)
+        return code
 
     def stop(self, timeout: float = STOP_TIMEOUT_S) -> int:
         """SIGTERM, then wait for a graceful exit; SIGKILL and raise if it hangs."""
@@ -333,11 +339,14 @@ class NodeProcess:
             raise
 
     def close(self) -> None:
-        """Make sure the process is gone (SIGKILL if it still runs). Idempotent."""
+        """Make sure the process is gone (SIGKILL if it still runs), with the processes it
+        started. Idempotent."""
         if self.proc is not None and self.proc.poll() is None:
+            children = _children(self.proc.pid)
             self.proc.kill()
             with contextlib.suppress(subprocess.TimeoutExpired):
                 self.proc.wait(STOP_TIMEOUT_S)
+            _end(children)
 
     def __enter__(self) -> NodeProcess:
         if not self.running():
@@ -351,3 +360,27 @@ class NodeProcess:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+def _children(pid: int) -> list[int]:
+    """The processes `pid` started (and theirs), read from /proc; [] where there is none."""
+    parents: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            parents[int(stat.parent.name)] = int(fields[1])
+    found: list[int] = []
+    todo = [pid]
+    while todo:
+        parent = todo.pop()
+        kids = [child for child, of in parents.items() if of == parent]
+        found.extend(kids)
+        todo.extend(kids)
+    return found
+
+
+def _end(pids: list[int]) -> None:
+    """SIGKILL processes a test's node started, left behind when the node was killed."""
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGKILL)

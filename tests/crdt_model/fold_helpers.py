@@ -173,6 +173,10 @@ def random_history(rng: random.Random, n_sets: int = 6, rounds: int = 3) -> list
     if voids and rng.random() < 0.3:  # a void voided: its target counts again
         s.make("event.voided", rng.choice(nodes), target=rng.choice(voids)["id"], reason="non")
     events = list(s.events)
+    if rng.random() < 0.3 and targets:  # from a node whose clock is behind: before its target
+        behind = Stamper(start_ms=int(targets[0]["hlc"][:13]) - 3_600_000)
+        target = rng.choice(targets)
+        events.append(behind.make("event.voided", "D", target=target["id"], reason="retard"))
     if rng.random() < 0.2 and len(events) > 2:
         events.append(s.make("note", "A", text="horloge", skew_ms=rng.choice((-1, 1)) * 600_000))
     first = fold_of(events)

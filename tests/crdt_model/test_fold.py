@@ -432,8 +432,12 @@ def test_a_void_that_sorts_before_its_target_cancels_it_in_one_batch() -> None:
     """A node whose clock is behind voids an event: in (hlc, id) order the void comes first,
     and a start-up refold reads both in one batch (a set's event, a machine's cycle)."""
     s = Stamper()
-    process(s, [SET])
-    targets = [e for e in s.events if e["type"] in ("set.dispatched", "steri.cycle")]
+    bowie_dick(s)
+    process(s, [SET, OTHER])
+    s.make("endo.used", endoscope="GIF-H190-2104567", patient="0000123456")
+    kinds = ("set.dispatched", "steri.cycle", "wash.loaded", "steri.test", "endo.used")
+    targets = [e for e in s.events if e["type"] in kinds]
+    assert {t["type"] for t in targets} == set(kinds)
     behind = Stamper(start_ms=START_MS - 3_600_000)
     voids = [behind.make("event.voided", "B", target=t["id"], reason="doublon") for t in targets]
     assert all(v["id"] < t["id"] for v, t in zip(voids, targets, strict=True))
