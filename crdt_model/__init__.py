@@ -68,7 +68,7 @@ from ._feed import (
     feed_line,
     feed_order,
 )
-from ._fold import Fold, FoldError
+from ._fold import Fold, FoldError, collector_paused
 from ._hlc import MAX_LOGICAL, ZERO, ClockError, HybridClock, Timestamp
 from ._readiness import (
     PROBLEMS,
@@ -164,6 +164,7 @@ __all__ = [
     "cluster_items",
     "cluster_map",
     "cluster_put",
+    "collector_paused",
     "csv_columns",
     "decode",
     "decode_map",

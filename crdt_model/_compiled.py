@@ -1,13 +1,13 @@
 """The fold compiled with mypyc: used only when it was built from these very sources.
 
-The fold's modules (MODULES) are plain typed Python. `build` (run by `make`: see main) compiles
-them with mypyc into `<sys.prefix>/sterimesh-compiled/crdt_model/`, beside a
-digest of the sources it compiled. When crdt_model is imported, `activate` puts that folder
-first on the package's path if the digest matches the sources beside it: the compiled modules
-then load instead of the interpreted ones. An edited source (or a build for another copy)
-runs interpreted until the next build, never a stale compiled copy; a machine without a
-compiler, or STERIMESH_PURE=1, runs everything interpreted. Same code and same results either
-way; compiled, a month's refold takes about 0.6 of the time (docs/BENCHMARKS.md).
+The fold's modules (MODULES) are plain typed Python. `build` (run by `make`: see main)
+compiles them with mypyc into `<sys.prefix>/sterimesh-compiled/crdt_model/`, beside a digest
+of the package's sources it was built from. When crdt_model is imported, `activate` puts that
+folder first on the package's path if the digest matches the sources beside it: the compiled
+modules then load instead of the interpreted ones. An edited source runs interpreted until
+the next build, never beside a stale compiled copy; a machine without a compiler, or
+STERIMESH_PURE=1, runs everything interpreted. Same code and same results either way;
+compiled, a month's refold takes about 0.6 of the time (bench/fold, docs/BENCHMARKS.md).
 """
 
 from __future__ import annotations

@@ -393,12 +393,13 @@ class Node:
             self.index = EventIndex(self.code)
             self.timezone = self._timezone()
             self.trace = Traceability(self.code, self.timezone)
-            for name, doc in self.docs.items():
-                if name.startswith(cm.EVENTS_PREFIX):
-                    self.trace.add_events(self._indexed(name[len(cm.EVENTS_PREFIX) :], doc))
-                    for key in cm.acks_map(doc).keys():  # noqa: SIM118 (pycrdt Map)
-                        self.trace.add_ack(key)
-                self._watch(name, doc)
+            with cm.collector_paused():  # all of it lives on: collected and frozen at the end
+                for name, doc in self.docs.items():
+                    if name.startswith(cm.EVENTS_PREFIX):
+                        self.trace.add_events(self._indexed(name[len(cm.EVENTS_PREFIX) :], doc))
+                        for key in cm.acks_map(doc).keys():  # noqa: SIM118 (pycrdt Map)
+                            self.trace.add_ack(key)
+                    self._watch(name, doc)
             self._refresh_views()
             seen = self.store.get_meta(MEMBERS_SEEN)
             self.members_seen = dict(seen) if isinstance(seen, dict) else {}
