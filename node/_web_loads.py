@@ -34,7 +34,7 @@ from ._web import (
     scanner_station,
 )
 from ._web_station import DEFAULT_PROGRAMS, STATION_ZONES, is_set_code, station_url
-from ._web_support import anomalies_by_subject
+from ._web_support import anomalies_by_subject, problem_item
 
 KINDS = ("wash", "steri")
 MAX_SETS = 200
@@ -170,6 +170,38 @@ async def new_load_post(request: web.Request) -> web.StreamResponse:
         back = station_url(zone, sets[0], form.get("station", "")[:64])
         return _redirect(request, back, done_flash("Load recorded.", warnings, load=load))
     return _redirect(request, load_url(load), done_flash("Load recorded.", warnings))
+
+
+async def check_load(request: web.Request) -> web.StreamResponse:
+    """What the load form shows under its list as sets are scanned, before anything is
+    recorded: each line's set name and status, and what recording would warn about (a set
+    still in an open load, a step out of order, a code the reference does not know)."""
+    principal = _gate(request, "record")
+    if not isinstance(principal, Principal):
+        return principal
+    node = _node(request)
+    fold = node.trace.fold
+    kind = _kind(request.query.get("kind"))
+    codes = scanned_codes(request.query.get("sets", "")[:20_000])[:MAX_SETS]
+    machine = request.query.get("machine", "").strip()[:120]
+    today = node.trace.today(node._clock())
+    draft = {"type": f"{kind}.loaded", "sets": codes, **({"machine": machine} if machine else {})}
+    problems = [p for p in node.trace.warnings(draft, today) if isinstance(p, cm.Problem)]
+    ref = fold.reference
+    lines = []
+    for code in codes:
+        type_code = None if ref is None else ref.type_code(code)
+        name = None if ref is None or type_code is None else ref.set_types[type_code].get("name")
+        lines.append(
+            {
+                "code": code,
+                "name": name,
+                "status": fold.set_status(code, today, events=False).status,
+                "problems": [problem_item(p) for p in problems if p.params.get("set") == code],
+            }
+        )
+    general = [problem_item(p) for p in problems if "set" not in p.params]
+    return render(request, "_scanned.html", lines=lines, general=general)
 
 
 SET_AS_MACHINE = "That is a set's code, not a machine: scan the sets in the list below."
@@ -368,6 +400,7 @@ def add_load_routes(app: web.Application) -> None:
     app.router.add_get("/loads", loads_page)
     app.router.add_get("/loads/new", new_load_page)
     app.router.add_post("/loads/new", new_load_post)
+    app.router.add_get("/loads/check", check_load)
     app.router.add_get("/loads/{load}", load_page)
     app.router.add_post("/loads/{load}/release", release_post)
     app.router.add_post("/loads/{load}/label", label_post)

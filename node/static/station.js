@@ -124,3 +124,33 @@
     });
   });
 })();
+
+// The load form: the list as scanned, shown under it before anything is recorded (each set's
+// name and status, and what recording would warn about), asked again a moment after a change.
+(function () {
+  "use strict";
+  var list = document.getElementById("sets");
+  var shown = document.getElementById("scanned");
+  if (!list || !shown || !window.fetch) { return; }
+  var machine = document.getElementById("machine");
+  var timer = null;
+  var asked = 0;
+  function check() {
+    var mine = ++asked;
+    var url = shown.getAttribute("data-check") + "&sets=" + encodeURIComponent(list.value) +
+      "&machine=" + encodeURIComponent(machine ? machine.value : "");
+    fetch(url, { credentials: "same-origin", cache: "no-store" }).then(function (resp) {
+      if (!resp.ok) { throw new Error("check " + resp.status); }
+      return resp.text();
+    }).then(function (html) {
+      if (mine === asked) { shown.innerHTML = html; }  // only the answer to the latest list
+    }).catch(function () { /* the list is still recorded as typed; the check is a help */ });
+  }
+  function later() {
+    if (timer !== null) { window.clearTimeout(timer); }
+    timer = window.setTimeout(check, 250);
+  }
+  list.addEventListener("input", later);
+  if (machine) { machine.addEventListener("change", later); }
+  if (list.value.trim()) { check(); }
+})();

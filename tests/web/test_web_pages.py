@@ -8,7 +8,7 @@ import re
 from collections.abc import AsyncIterator
 from datetime import date
 from pathlib import Path
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 import pytest
 from aiohttp.test_utils import TestClient
@@ -291,6 +291,49 @@ async def test_an_operator_neither_releases_nor_sees_the_form(
     status, _ = await post(client, url, f"{url}/release", decision="released", password=PASSWORD)
     assert status == 403
     assert node.index.count == before
+
+
+async def test_the_load_form_shows_each_scanned_set_before_recording(
+    client: TestClient, node: Node
+) -> None:
+    """As sets are scanned, the form lists each one's name and status, and what recording
+    would warn about: the operator sees a wrong scan before the load is recorded."""
+    first, second, third = sets_of(node, 3)
+    op = Principal("op", "operator")
+    for code in (first, second):
+        await node.async_submit({"type": "set.received", "set": code}, op)
+    await node.async_submit(
+        {"type": "wash.loaded", "machine": "LAV-1", "program": "P", "sets": [first]}, op
+    )
+    ref = node.trace.fold.reference
+    assert ref is not None
+    type_code = ref.type_code(second)
+    assert type_code is not None
+    name = ref.set_types[type_code]["name"]
+    await login(client, "op")
+    before = node.index.count
+    listed = "\n".join([first, second, third, "NOPE#1", second])
+    query = {"kind": "wash", "machine": "LAV-2", "sets": listed}
+    status, text = await page(client, "/loads/check?" + urlencode(query))
+    assert status == 200
+    lines = re.findall(r'<li data-set="([^"]+)"( class="warn")?>', text)
+    assert lines == [
+        (first, ' class="warn"'),
+        (second, ""),
+        (third, ""),
+        ("NOPE#1", ' class="warn"'),
+    ]
+    assert "4 boîtes scannées" in text
+    assert name in text
+    assert '<span class="badge s-washing">en lavage</span>' in text
+    assert f"La boîte {first} est encore dans la charge ouverte" in text  # still in its load
+    assert "La boîte NOPE#1 n'est pas dans les données de référence" in text
+    assert node.index.count == before  # nothing recorded
+    status, text = await page(client, "/loads/check?kind=wash&sets=")
+    assert (status, "<li" in text) == (200, False)
+    client.session.cookie_jar.clear()
+    status, _ = await page(client, "/loads/check?" + urlencode(query))
+    assert status == 303  # not logged in: to the login page
 
 
 async def test_a_refused_load_is_said_plainly(client: TestClient, node: Node) -> None:
