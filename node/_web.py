@@ -559,6 +559,7 @@ async def station_page(request: web.Request) -> web.StreamResponse:
         scanner_station=scanner_station(request),
         pin=has_pin(request, principal),
         printers=node_printers(request),
+        printer_default=chosen_printer(request),
         scan_note=scan_note,
         **context,
     )
@@ -570,6 +571,37 @@ def node_printers(request: web.Request) -> list[str]:
     """The names of this node's label printers."""
     printing = request.app.get(PRINTING_KEY)
     return sorted(printing.formats) if printing is not None else []
+
+
+PRINTER_COOKIE = "sm_printer"
+_PDF_ONLY = "-"
+
+
+def chosen_printer(request: web.Request) -> str:
+    """The printer a label form offers first: the one this browser (a station) printed with
+    last, else the node's only printer; "" for a PDF only."""
+    printers = node_printers(request)
+    last = request.cookies.get(PRINTER_COOKIE)
+    if last == _PDF_ONLY:
+        return ""
+    if last in printers:
+        return str(last)
+    return printers[0] if len(printers) == 1 else ""
+
+
+def remember_printer(
+    response: web.StreamResponse, request: web.Request, printer: str | None
+) -> None:
+    """Keep the printer a label was just issued for as this browser's first choice."""
+    response.set_cookie(
+        PRINTER_COOKIE,
+        printer or _PDF_ONLY,
+        max_age=365 * 86400,
+        httponly=True,
+        samesite="Strict",
+        secure=request.secure,
+        path="/",
+    )
 
 
 def scanned_code(node: Node, raw: str) -> tuple[str, dict[str, str] | None]:
@@ -676,7 +708,10 @@ async def station_post(request: web.Request) -> web.StreamResponse:
         return _redirect(request, back, {**refused_flash(err), "f": kept, "code": code})
     if action == "label" and printer is not None:
         request.app[PRINTING_KEY].submit(result["label"], printer)
-    return _redirect(request, back, {"k": "ok", "m": STEPS[action].done, **result})
+    response = _redirect(request, back, {"k": "ok", "m": STEPS[action].done, **result})
+    if action == "label":
+        remember_printer(response, request, printer)
+    return response
 
 
 # -- dashboard ------------------------------------------------------------------------

@@ -26,10 +26,12 @@ from ._web import (
     _redirect,
     _state,
     async_confirm,
+    chosen_printer,
     done_flash,
     has_pin,
     node_printers,
     refused_flash,
+    remember_printer,
     render,
     scanner_station,
 )
@@ -263,6 +265,7 @@ async def load_page(request: web.Request) -> web.StreamResponse:
         names=names,
         labels=labels,
         printers=node_printers(request),
+        printer_default=chosen_printer(request),
         flash=_flash(request),
         url=load_url(view.load),
         can_release=principal.can("release") and view.kind == "steri",
@@ -341,7 +344,11 @@ async def label_post(request: web.Request) -> web.StreamResponse:
         return _redirect(request, back, refused_flash(err, "The label was refused."))
     if printer is not None:
         request.app[PRINTING_KEY].submit(label["label_id"], printer)
-    return _redirect(request, back, {"k": "ok", "m": "Label issued.", "label": label["label_id"]})
+    response = _redirect(
+        request, back, {"k": "ok", "m": "Label issued.", "label": label["label_id"]}
+    )
+    remember_printer(response, request, printer)
+    return response
 
 
 async def labels_post(request: web.Request) -> web.StreamResponse:
@@ -374,8 +381,13 @@ async def labels_post(request: web.Request) -> web.StreamResponse:
         if sent_before is not None:
             sent_before(None)
     if refusal is not None:
-        return _redirect(request, back, {**refusal, "n": len(issued)})
-    return _redirect(request, back, {"k": "ok", "m": "{n} labels issued.", "n": len(issued)})
+        response = _redirect(request, back, {**refusal, "n": len(issued)})
+    else:
+        response = _redirect(
+            request, back, {"k": "ok", "m": "{n} labels issued.", "n": len(issued)}
+        )
+    remember_printer(response, request, printer)
+    return response
 
 
 async def label_pdf(request: web.Request) -> web.StreamResponse:

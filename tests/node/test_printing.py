@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import socket
 import threading
 import time
@@ -10,6 +11,7 @@ from collections.abc import AsyncIterator
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 
@@ -22,6 +24,7 @@ from node._printing import Printing, _printer
 from tests.devices.test_devices_printers import _fake_lp
 from tests.node.nodes import StepClock, new_data_dir, open_node
 from tests.node.test_trace_api import ROLES, Trace, bundle  # noqa: F401 (fixture)
+from tests.web.helpers import csrf_of
 
 
 class OfficePrinter:
@@ -136,6 +139,69 @@ async def test_a_label_goes_to_the_printer_and_a_paper_out_is_shown_then_healed(
     assert await asyncio.to_thread(sim.wait_printed, 2, 10.0)
     await _wait(lambda: not printing.status()["jobs"], "the queue to empty")
     assert len(sim.printed) == 2
+
+
+def _offered(page: str) -> str | None:
+    """The printer a label form of `page` offers first (None: PDF only)."""
+    found = re.search(r'<option value="([^"]+)" selected>', page)
+    return None if found is None else found[1]
+
+
+async def test_a_station_offers_first_the_printer_it_printed_with_last(
+    printed: tuple[Trace, ZplPrinterSimulator, Printing],
+) -> None:
+    trace, sim, _ = printed
+    kind = trace.kind()
+    code, other = trace.instance(kind, 0), trace.instance(kind, 1)
+    load = await trace.make_sterile([code, other])
+    await trace.node.async_add_user("op", "operator", "correct horse battery", "test")
+    client = trace.client
+    login = await client.get("/login")
+    form = {"csrf": csrf_of(await login.text()), "login": "op"}
+    await client.post("/login", data={**form, "password": "correct horse battery"})
+    page = f"/loads/{load}"
+    station = f"/station?zone=sterile&code={quote(other)}"  # its next step: the label
+    assert _offered(await (await client.get(page)).text()) is None  # two printers: none first
+    for printer, offered in (("laser", "laser"), ("", None), ("zebra-1", "zebra-1")):
+        token = csrf_of(await (await client.get(page)).text())
+        resp = await client.post(
+            f"{page}/label", data={"csrf": token, "set": code, "printer": printer}
+        )
+        assert resp.status == 200
+        assert _offered(await (await client.get(page)).text()) == offered
+        assert _offered(await (await client.get(station)).text()) == offered  # same browser
+    assert await asyncio.to_thread(sim.wait_printed, 1)
+
+
+async def test_the_only_printer_of_a_node_is_offered_first(
+    tmp_path: Path,
+    aiohttp_client: Any,
+    bundle: Bundle,  # noqa: F811
+) -> None:
+    sim = ZplPrinterSimulator().start()
+    data = new_data_dir(tmp_path)
+    data.config.write_text(
+        f'[[printer]]\nname = "zebra-1"\nkind = "tcp"\naddress = "{sim.address}"\n'
+    )
+    node = await open_node(data, clock=StepClock(step=1000))
+    printing = Printing(node, data.read_config())
+    try:
+        await node.async_import(bundle)
+        tokens = {role: await node.async_create_token(f"t-{role}", role, "test") for role in ROLES}
+        trace = Trace(
+            await aiohttp_client(make_app(node, printing=printing)), node, tokens, StepClock()
+        )
+        code = trace.instance(trace.kind())
+        load = await trace.make_sterile([code])
+        await node.async_add_user("op", "operator", "correct horse battery", "test")
+        login = await trace.client.get("/login")
+        form = {"csrf": csrf_of(await login.text()), "login": "op"}
+        await trace.client.post("/login", data={**form, "password": "correct horse battery"})
+        assert _offered(await (await trace.client.get(f"/loads/{load}")).text()) == "zebra-1"
+    finally:
+        await printing.async_stop()
+        await node.async_close()
+        sim.stop()
 
 
 async def test_a_pdf_label_goes_to_a_tcp_printer_that_is_no_zebra(
