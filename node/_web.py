@@ -134,9 +134,17 @@ def idle_seconds(config: dict[str, Any]) -> float:
     if unknown:
         raise WebConfigError(f"[web] in node.toml: unknown setting {unknown[0][:40]!r}")
     minutes = section.get("idle_minutes", IDLE_MINUTES)
-    if isinstance(minutes, bool) or not isinstance(minutes, int | float) or not 0 <= minutes <= 720:
-        raise WebConfigError("[web] idle_minutes must be a number of minutes from 0 (never) to 720")
+    number = not isinstance(minutes, bool) and isinstance(minutes, int | float)
+    if not number or not (minutes == 0 or 0.05 <= minutes <= 720):
+        raise WebConfigError(
+            "[web] idle_minutes must be 0 (never) or a number of minutes from 0.05 to 720"
+        )
     return float(minutes) * 60
+
+
+def idle_words(idle_s: float) -> str:
+    """How long a station waits before it locks itself, as people read it: "15 min", "30 s"."""
+    return f"{idle_s / 60:g} min" if idle_s >= 60 else f"{idle_s:g} s"
 
 
 def add_web_routes(app: web.Application, idle_s: float = IDLE_MINUTES * 60) -> None:
@@ -210,9 +218,9 @@ async def _web_middleware(request: web.Request, handler: Handler) -> web.StreamR
     return response
 
 
-_NOT_ACTIVITY = ("/static/", "/dashboard/body", "/dashboard/stream", "/station/scans")
+_NOT_ACTIVITY = ("/static/", "/dashboard/body", "/dashboard/stream", "/station/scans", "/lock")
 """What pages fetch by themselves: it keeps no session alive (a board refreshing itself is
-not someone at the station)."""
+not someone at the station; nor does a page that locks itself)."""
 
 
 def _keep_alive(request: web.Request, response: web.StreamResponse) -> None:
@@ -297,7 +305,8 @@ def _principal(request: web.Request) -> Principal | None:
         return None
     last = session.get("a")
     if state.idle_s and (not isinstance(last, int) or last + state.idle_s + IDLE_GRACE_S < now):
-        request[IDLE_KEY] = True
+        if isinstance(last, int):  # (a cookie from before idle locks: over, without a word)
+            request[IDLE_KEY] = True
         return None  # unused too long: the next person logs in as themselves
     entry = active_user(_node(request), session["u"])
     if entry is None or session.get("g") != session_mark(entry):

@@ -16,6 +16,8 @@ from ._auth import Principal, badge_hash, decoy_hash, verify_password
 from ._node import NodeError
 from ._users import active_user, any_badge, async_set_language, badge_owner
 from ._web import (
+    IDLE_GRACE_S,
+    IDLE_KEY,
     LANG_COOKIE,
     PRE_COOKIE,
     SESSION_COOKIE,
@@ -31,6 +33,7 @@ from ._web import (
     _redirect,
     _safe_next,
     _state,
+    idle_words,
     render,
 )
 from ._web_support import (
@@ -72,9 +75,9 @@ async def login_page(
 
 
 def _idle_minutes(request: web.Request) -> str | None:
-    """After how many minutes unused a station locks itself, as the login page says it."""
+    """After how long unused a station locks itself, as the login page says it."""
     idle_s = _state(request).idle_s
-    return f"{idle_s / 60:g}" if idle_s else None
+    return idle_words(idle_s) if idle_s else None
 
 
 async def login_post(request: web.Request) -> web.StreamResponse:
@@ -180,27 +183,48 @@ def _logged_in(
 
 
 async def logout(request: web.Request) -> web.StreamResponse:
-    """End the person's sessions, here and on every other PC (a copied cookie too)."""
+    """End the person's sessions, here and on every other PC (a copied cookie too), also
+    when this page's own session is over already (unused too long)."""
     principal = _principal(request)
     form = await _form(request)
     if request.get(SESSION_KEY) is not None and not _csrf_ok(request, form):
         return _csrf_refused(request)
-    if principal is not None:
+    login = principal.name if principal is not None else _idle_login(request, form)
+    if login is not None:
         with contextlib.suppress(NodeError):  # a node that lost its disk still logs out here
-            await _node(request).async_end_sessions(principal.name)
+            await _node(request).async_end_sessions(login)
     response = _redirect(request, "/login")
     response.del_cookie(SESSION_COOKIE, path="/")
     return response
 
 
+def _idle_login(request: web.Request, form: dict[str, str]) -> str | None:
+    """Who a session over for want of use belonged to (its form's token checked): logging
+    out from its page still ends that person's sessions elsewhere."""
+    if not request.get(IDLE_KEY):
+        return None
+    session = _state(request).signer.loads(request.cookies.get(SESSION_COOKIE))
+    token = form.get("csrf", "")
+    if session is None or not token or not same_text(str(session.get("c", "")), token):
+        return None
+    return str(session.get("u"))
+
+
 async def lock(request: web.Request) -> web.StreamResponse:
     """What a page sends when it locks itself (idle.js): this browser's session ends now (the
-    person's sessions on other PCs go on); the login page says why and leads back."""
-    _principal(request)
+    person's sessions on other PCs go on); the login page says why and leads back. A session
+    another tab of this browser used well within the idle time is kept: that tab goes on,
+    and this one shows its page again."""
+    principal = _principal(request)
     form = await _form(request)
-    query = {"next": _safe_next(form.get("next")), "idle": "1"}
-    response = _redirect(request, "/login?" + urlencode(query))
-    if request.get(SESSION_KEY) is None or _csrf_ok(request, form):
+    back = _safe_next(form.get("next"))
+    session = request.get(SESSION_KEY)
+    state = _state(request)
+    last = int(session.get("a", 0)) if principal is not None and session is not None else 0
+    if last and _csrf_ok(request, form) and state.clock() - last < state.idle_s - IDLE_GRACE_S:
+        return _redirect(request, back)  # used in another tab since
+    response = _redirect(request, "/login?" + urlencode({"next": back, "idle": "1"}))
+    if session is None or _csrf_ok(request, form):
         response.del_cookie(SESSION_COOKIE, path="/")
     return response
 

@@ -37,7 +37,7 @@ def test_a_station_nobody_uses_locks_itself_and_leads_back(tmp_path: Path) -> No
                 page.keyboard.press("Shift")
             assert page.url == station
             page.wait_for_url("**/login?*idle=1*", timeout=10_000)  # then nobody: locked
-            assert "locked itself after 0.05 minutes" in page.locator("#login-idle").inner_text()
+            assert "locked itself after 3 s without use" in page.locator("#login-idle").inner_text()
             page.goto(station)  # the session is over, not only the screen
             assert "/login" in page.url
             page.fill("#login", "alice")
@@ -45,5 +45,29 @@ def test_a_station_nobody_uses_locks_itself_and_leads_back(tmp_path: Path) -> No
             page.click("#password-submit")
             page.wait_for_load_state()
             assert page.url == station  # logging in leads back to the station
+        finally:
+            browser.close()
+
+
+def test_a_tab_left_open_does_not_lock_the_one_in_use(tmp_path: Path) -> None:
+    data = one_node_dir(tmp_path / "a", "Poste lavage", "sale", "alice", "operator")
+    data.config.write_text("[web]\nidle_minutes = 0.1\n")  # 6 s
+    sync_playwright = _playwright()
+    with NodeProcess(data) as node, sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            context = browser.new_context(viewport=VIEWPORT, locale="en-GB")
+            left = context.new_page()
+            _login(left, node.base_url, "alice")
+            left.goto(node.base_url + "/loads")
+            used = context.new_page()
+            used.goto(node.base_url + "/station?zone=sale")
+            for _ in range(9):  # 9 s of typing in one tab: the other, untouched, stays open
+                used.wait_for_timeout(1000)
+                used.keyboard.press("Shift")
+            assert left.url.endswith("/loads")
+            assert used.url.endswith("/station?zone=sale")
+            used.wait_for_url("**/login?*idle=1*", timeout=15_000)  # then nobody: both lock
+            left.wait_for_url("**/login?*", timeout=15_000)
         finally:
             browser.close()
