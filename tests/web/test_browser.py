@@ -9,6 +9,7 @@ scrolls sideways at 1366x768; screenshots of each page go to docs/screenshots/.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import os
 from collections.abc import Iterator
@@ -58,6 +59,22 @@ def one_node_dir(path: Path, name: str, zone: str, login: str, role: str) -> Dat
         stdin=PASSWORD + "\n",
     )  # fmt: skip
     return data
+
+
+@contextlib.contextmanager
+def alice_at_a_station(tmp_path: Path, config: str = "") -> Iterator[tuple[NodeProcess, Any]]:
+    """A one-node cluster (node.toml `config`) whose operator alice logs in with PASSWORD,
+    running, and a browser context of Debian's Chromium in English: (node, context)."""
+    data = one_node_dir(tmp_path / "a", "Poste lavage", "sale", "alice", "operator")
+    if config:
+        data.config.write_text(config)
+    sync_playwright = _playwright()
+    with NodeProcess(data) as node, sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield node, browser.new_context(viewport=VIEWPORT, locale="en-GB")
+        finally:
+            browser.close()
 
 
 def _playwright() -> Any:

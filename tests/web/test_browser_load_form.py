@@ -7,38 +7,25 @@ from pathlib import Path
 
 import pytest
 
-from tests.procs import NodeProcess, node_status
-from tests.web.test_browser import (
-    CHROMIUM,
-    CHROMIUM_ARGS,
-    VIEWPORT,
-    _login,
-    _playwright,
-    one_node_dir,
-)
+from tests.procs import node_status
+from tests.web.test_browser import _login, alice_at_a_station
 
 pytestmark = pytest.mark.slow
 
 
 def test_scanned_sets_show_under_the_list_before_the_load_is_recorded(tmp_path: Path) -> None:
-    data = one_node_dir(tmp_path / "a", "Poste lavage", "sale", "alice", "operator")
-    sync_playwright = _playwright()
-    with NodeProcess(data) as node, sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_context(viewport=VIEWPORT, locale="en-GB").new_page()
-            _login(page, node.base_url, "alice")
-            page.goto(node.base_url + "/loads/new?kind=wash")
-            page.fill("#machine", "LAV-1")
-            page.click("#sets")
-            for code in ("JDIGGRBA#111", "JORTHO#7"):  # a keyboard-wedge scanner: code, Enter
-                page.keyboard.type(code)
-                page.keyboard.press("Enter")
-            page.wait_for_selector('#scanned li[data-set="JORTHO#7"]', timeout=10_000)
-            lines = page.locator("#scanned li").all_inner_texts()
-            assert [line.split()[0] for line in lines] == ["JDIGGRBA#111", "JORTHO#7"]
-            assert all("not in the reference data" in line for line in lines)
-            assert page.locator("#scanned-count").inner_text() == "2 sets scanned"
-        finally:
-            browser.close()
-    assert node_status(data)["events"] == 0  # shown, nothing recorded
+    with alice_at_a_station(tmp_path) as (node, context):
+        page = context.new_page()
+        _login(page, node.base_url, "alice")
+        page.goto(node.base_url + "/loads/new?kind=wash")
+        page.fill("#machine", "LAV-1")
+        page.click("#sets")
+        for code in ("JDIGGRBA#111", "JORTHO#7"):  # a keyboard-wedge scanner: code, Enter
+            page.keyboard.type(code)
+            page.keyboard.press("Enter")
+        page.wait_for_selector('#scanned li[data-set="JORTHO#7"]', timeout=10_000)
+        lines = page.locator("#scanned li").all_inner_texts()
+        assert [line.split()[0] for line in lines] == ["JDIGGRBA#111", "JORTHO#7"]
+        assert all("not in the reference data" in line for line in lines)
+        assert page.locator("#scanned-count").inner_text() == "2 sets scanned"
+    assert node_status(node.data)["events"] == 0  # shown, nothing recorded
