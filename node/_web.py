@@ -305,7 +305,7 @@ def _principal(request: web.Request) -> Principal | None:
         return None
     last = session.get("a")
     if state.idle_s and (not isinstance(last, int) or last + state.idle_s + IDLE_GRACE_S < now):
-        if isinstance(last, int):  # (a cookie from before idle locks: over, without a word)
+        if isinstance(last, int):  # the login page says why (not to a cookie from before)
             request[IDLE_KEY] = True
         return None  # unused too long: the next person logs in as themselves
     entry = active_user(_node(request), session["u"])
