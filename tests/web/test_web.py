@@ -218,6 +218,8 @@ async def test_another_zones_station_says_where_this_pc_stands(
     other = html.unescape(await (await client.get("/station", params={"zone": "sterile"})).text())
     assert "Ce poste est en zone Sale ; cette page est l'écran de la zone Stérile" in other
     assert '<a href="/station?zone=sale">Revenir à la zone Sale</a>' in other
+    opened = await client.get("/loads/new", params={"kind": "steri", "zone": "sterile"})
+    assert 'class="zone-sterile"' in await opened.text()  # the load form of that station too
 
 
 async def test_a_refused_step_is_said_in_the_operator_language(
