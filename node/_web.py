@@ -583,16 +583,13 @@ def node_printers(request: web.Request) -> list[str]:
 
 
 PRINTER_COOKIE = "sm_printer"
-_PDF_ONLY = "-"
 
 
 def chosen_printer(request: web.Request) -> str:
     """The printer a label form offers first: the one this browser (a station) printed with
-    last, else the node's only printer; "" for a PDF only."""
+    last, else the node's only printer ("" when neither: a PDF only)."""
     printers = node_printers(request)
     last = request.cookies.get(PRINTER_COOKIE)
-    if last == _PDF_ONLY:
-        return ""
     if last in printers:
         return str(last)
     return printers[0] if len(printers) == 1 else ""
@@ -601,10 +598,15 @@ def chosen_printer(request: web.Request) -> str:
 def remember_printer(
     response: web.StreamResponse, request: web.Request, printer: str | None
 ) -> None:
-    """Keep the printer a label was just issued for as this browser's first choice."""
+    """Keep the printer a label was just issued for as this browser's first choice. A label
+    issued as a PDF only is not remembered: the next one offers a printer again (else one
+    PDF would leave the station's labels unprinted)."""
+    if printer is None:
+        response.del_cookie(PRINTER_COOKIE, path="/")
+        return
     response.set_cookie(
         PRINTER_COOKIE,
-        printer or _PDF_ONLY,
+        printer,
         max_age=365 * 86400,
         httponly=True,
         samesite="Strict",

@@ -23,6 +23,7 @@ from ._web import (
     _gate,
     _gated_form,
     _node,
+    _principal,
     _redirect,
     _state,
     async_confirm,
@@ -36,7 +37,7 @@ from ._web import (
     scanner_station,
 )
 from ._web_station import DEFAULT_PROGRAMS, STATION_ZONES, is_set_code, station_url
-from ._web_support import anomalies_by_subject, problem_item
+from ._web_support import anomalies_by_subject, field_errors_item, problem_item
 
 KINDS = ("wash", "steri")
 MAX_SETS = 200
@@ -176,22 +177,38 @@ async def new_load_post(request: web.Request) -> web.StreamResponse:
 
 async def check_load(request: web.Request) -> web.StreamResponse:
     """What the load form shows under its list as sets are scanned, before anything is
-    recorded: each line's set name and status, and what recording would warn about (a set
-    still in an open load, a step out of order, a code the reference does not know)."""
-    principal = _gate(request, "record")
-    if not isinstance(principal, Principal):
-        return principal
+    recorded: each line's set name and status, and what recording would refuse or warn about
+    (codes no event may carry, too many sets, a set code as machine; a set still in an open
+    load, a step out of order, a code the reference does not know). POST, with the form's
+    token (a list of 200 codes is too long for an address); 401 once the session is over."""
+    if _principal(request) is None:
+        return web.Response(status=401)
+    gated = await _gated_form(request, "record")
+    if not isinstance(gated, tuple):
+        return gated
+    _, form = gated
     node = _node(request)
     fold = node.trace.fold
-    kind = _kind(request.query.get("kind"))
-    codes = scanned_codes(request.query.get("sets", "")[:20_000])[:MAX_SETS]
-    machine = request.query.get("machine", "").strip()[:120]
+    kind = _kind(form.get("kind"))
+    codes = scanned_codes(form.get("sets", ""))
+    machine = form.get("machine", "").strip()[:120]
     today = node.trace.today(node._clock())
-    draft = {"type": f"{kind}.loaded", "sets": codes, **({"machine": machine} if machine else {})}
+    refusals: list[str | dict[str, Any]] = []
+    if len(codes) > MAX_SETS:
+        refusals.append("Too many sets in one load.")
+    if machine and is_set_code(node, machine):
+        refusals.append(SET_AS_MACHINE)
+        machine = ""
+    draft = {"type": f"{kind}.loaded", "sets": codes, "machine": machine or "-", "program": "-"}
+    try:
+        if codes:
+            cm.validate_submission(draft)
+    except cm.EventError as err:
+        refusals.append(field_errors_item(err))
     problems = [p for p in node.trace.warnings(draft, today) if isinstance(p, cm.Problem)]
     ref = fold.reference
     lines = []
-    for code in codes:
+    for code in codes[:MAX_SETS]:
         type_code = None if ref is None else ref.type_code(code)
         name = None if ref is None or type_code is None else ref.set_types[type_code].get("name")
         lines.append(
@@ -202,8 +219,15 @@ async def check_load(request: web.Request) -> web.StreamResponse:
                 "problems": [problem_item(p) for p in problems if p.params.get("set") == code],
             }
         )
-    general = [problem_item(p) for p in problems if "set" not in p.params]
-    return render(request, "_scanned.html", lines=lines, general=general)
+    general = [problem_item(p) for p in problems if "set" not in p.params and machine]
+    return render(
+        request,
+        "_scanned.html",
+        lines=lines,
+        general=general,
+        refusals=refusals,
+        no_reference=ref is None,
+    )
 
 
 SET_AS_MACHINE = "That is a set's code, not a machine: scan the sets in the list below."
@@ -386,7 +410,8 @@ async def labels_post(request: web.Request) -> web.StreamResponse:
         response = _redirect(
             request, back, {"k": "ok", "m": "{n} labels issued.", "n": len(issued)}
         )
-    remember_printer(response, request, printer)
+    if issued:
+        remember_printer(response, request, printer)
     return response
 
 
@@ -412,7 +437,7 @@ def add_load_routes(app: web.Application) -> None:
     app.router.add_get("/loads", loads_page)
     app.router.add_get("/loads/new", new_load_page)
     app.router.add_post("/loads/new", new_load_post)
-    app.router.add_get("/loads/check", check_load)
+    app.router.add_post("/loads/check", check_load)
     app.router.add_get("/loads/{load}", load_page)
     app.router.add_post("/loads/{load}/release", release_post)
     app.router.add_post("/loads/{load}/label", label_post)

@@ -126,25 +126,35 @@
 })();
 
 // The load form: the list as scanned, shown under it before anything is recorded (each set's
-// name and status, and what recording would warn about), asked again a moment after a change.
+// name and status, and what recording would refuse or warn about), asked again a moment after
+// a change. A session over (401) reloads the page, which then asks to log in.
 (function () {
   "use strict";
   var list = document.getElementById("sets");
   var shown = document.getElementById("scanned");
-  if (!list || !shown || !window.fetch) { return; }
+  var form = document.getElementById("new-load");
+  if (!list || !shown || !form || !window.fetch) { return; }
   var machine = document.getElementById("machine");
   var timer = null;
   var asked = 0;
   function check() {
     var mine = ++asked;
-    var url = shown.getAttribute("data-check") + "&sets=" + encodeURIComponent(list.value) +
-      "&machine=" + encodeURIComponent(machine ? machine.value : "");
-    fetch(url, { credentials: "same-origin", cache: "no-store" }).then(function (resp) {
-      if (!resp.ok) { throw new Error("check " + resp.status); }
+    var body = new URLSearchParams();
+    ["csrf", "kind", "machine", "sets"].forEach(function (name) {
+      var field = form.elements[name];
+      body.append(name, field ? field.value : "");
+    });
+    fetch(shown.getAttribute("data-check"), {
+      method: "POST", body: body, credentials: "same-origin", cache: "no-store", redirect: "manual"
+    }).then(function (resp) {
+      if (resp.status === 401) { window.location.reload(); return null; }
+      if (resp.status !== 200) { throw new Error("check " + resp.status); }
       return resp.text();
     }).then(function (html) {
-      if (mine === asked) { shown.innerHTML = html; }  // only the answer to the latest list
-    }).catch(function () { /* the list is still recorded as typed; the check is a help */ });
+      if (html !== null && mine === asked) { shown.innerHTML = html; }  // the latest list only
+    }).catch(function () {
+      if (mine === asked) { shown.innerHTML = ""; }  // no answer: nothing shown is out of date
+    });
   }
   function later() {
     if (timer !== null) { window.clearTimeout(timer); }

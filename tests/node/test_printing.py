@@ -197,7 +197,11 @@ async def test_the_only_printer_of_a_node_is_offered_first(
         login = await trace.client.get("/login")
         form = {"csrf": csrf_of(await login.text()), "login": "op"}
         await trace.client.post("/login", data={**form, "password": "correct horse battery"})
-        assert _offered(await (await trace.client.get(f"/loads/{load}")).text()) == "zebra-1"
+        page = f"/loads/{load}"
+        assert _offered(await (await trace.client.get(page)).text()) == "zebra-1"
+        token = csrf_of(await (await trace.client.get(page)).text())
+        await trace.client.post(f"{page}/label", data={"csrf": token, "set": code, "printer": ""})
+        assert _offered(await (await trace.client.get(page)).text()) == "zebra-1"  # a PDF once
     finally:
         await printing.async_stop()
         await node.async_close()

@@ -8,7 +8,7 @@ import re
 from collections.abc import AsyncIterator
 from datetime import date
 from pathlib import Path
-from urllib.parse import quote, urlencode
+from urllib.parse import quote
 
 import pytest
 from aiohttp.test_utils import TestClient
@@ -311,10 +311,14 @@ async def test_the_load_form_shows_each_scanned_set_before_recording(
     assert type_code is not None
     name = ref.set_types[type_code]["name"]
     await login(client, "op")
+    token = csrf_of(await (await client.get("/loads/new?kind=wash")).text())
+
+    async def check(**fields: str) -> tuple[int, str]:
+        resp = await client.post("/loads/check", data={"csrf": token, "kind": "wash", **fields})
+        return resp.status, html.unescape(await resp.text())
+
     before = node.index.count
-    listed = "\n".join([first, second, third, "NOPE#1", second])
-    query = {"kind": "wash", "machine": "LAV-2", "sets": listed}
-    status, text = await page(client, "/loads/check?" + urlencode(query))
+    status, text = await check(machine="LAV-2", sets="\n".join([first, second, third, "NOPE#1"]))
     assert status == 200
     lines = re.findall(r'<li data-set="([^"]+)"( class="warn")?>', text)
     assert lines == [
@@ -324,16 +328,27 @@ async def test_the_load_form_shows_each_scanned_set_before_recording(
         ("NOPE#1", ' class="warn"'),
     ]
     assert "4 boîtes scannées" in text
-    assert name in text
+    line_of_second = text[text.index(f'<li data-set="{second}"') :].split("</li>")[0]
+    assert name in line_of_second
     assert '<span class="badge s-washing">en lavage</span>' in text
     assert f"La boîte {first} est encore dans la charge ouverte" in text  # still in its load
     assert "La boîte NOPE#1 n'est pas dans les données de référence" in text
+    # what recording would refuse is said too: a code no event may carry, a set as machine
+    status, text = await check(machine=second, sets=f"{third}\n(01)0123")
+    refused = re.findall(r'<p class="flash error">([^<]*)</p>', text)
+    assert refused[0].startswith("C'est le code d'une boîte, pas une machine")
+    assert (
+        refused[1]
+        == "Boîtes : élément 2 : ne peut contenir que des lettres, des chiffres, des espaces et # . / : + -"
+    )
+    status, text = await check(sets="\n".join(f"X#{n}" for n in range(201)))
+    assert "Trop de boîtes dans une charge." in text
     assert node.index.count == before  # nothing recorded
-    status, text = await page(client, "/loads/check?kind=wash&sets=")
+    status, text = await check(sets="")
     assert (status, "<li" in text) == (200, False)
     client.session.cookie_jar.clear()
-    status, _ = await page(client, "/loads/check?" + urlencode(query))
-    assert status == 303  # not logged in: to the login page
+    status, _ = await check(sets=first)
+    assert status == 401  # over: the page reloads and asks to log in
 
 
 async def test_a_refused_load_is_said_plainly(client: TestClient, node: Node) -> None:
