@@ -14,17 +14,17 @@ pytestmark = pytest.mark.slow
 
 
 def test_a_station_nobody_uses_locks_itself_and_leads_back(tmp_path: Path) -> None:
-    with alice_at_a_station(tmp_path, "[web]\nidle_minutes = 0.05\n") as (node, context):  # 3 s
+    with alice_at_a_station(tmp_path, "[web]\nidle_minutes = 0.1\n") as (node, context):  # 6 s
         page = context.new_page()
         _login(page, node.base_url, "alice")
         station = node.base_url + "/station?zone=sale"
         page.goto(station)
-        for _ in range(4):  # 6 s of someone typing: twice the idle time, still open
+        for _ in range(8):  # 12 s of someone typing: twice the idle time, still open
             page.wait_for_timeout(1500)
             page.keyboard.press("Shift")
         assert page.url == station
-        page.wait_for_url("**/login?*idle=1*", timeout=10_000)  # then nobody: locked
-        assert "locked itself after 3 s without use" in page.locator("#login-idle").inner_text()
+        page.wait_for_url("**/login?*idle=1*", timeout=15_000)  # then nobody: locked
+        assert "locked itself after 6 s without use" in page.locator("#login-idle").inner_text()
         page.goto(station)  # the session is over, not only the screen
         assert "/login" in page.url
         page.fill("#login", "alice")
