@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -479,11 +480,23 @@ async def status_of(node: NodeProcess, token: str) -> dict[str, Any]:
     return dict(json.loads(raw))
 
 
-async def wait_for(probe: Any, timeout: float = 30.0) -> None:
+async def backup_when(
+    node: NodeProcess, token: str, reached: Callable[[dict[str, Any]], bool], timeout: float = 30.0
+) -> dict[str, Any]:
+    """The node's backup status once `reached` holds of it (polled; fails after `timeout`)."""
     deadline = asyncio.get_running_loop().time() + timeout
-    while not await probe():
+    while True:
+        backup: dict[str, Any] = (await status_of(node, token))["backup"]
+        if reached(backup):
+            return backup
         assert asyncio.get_running_loop().time() < deadline, "not reached in time"
         await asyncio.sleep(0.2)
+
+
+def add_backup_section(root: Path, settings: str) -> None:
+    """Append a [backup] section (its lines in `settings`) to the node's node.toml."""
+    with (root / "node.toml").open("a") as fh:
+        fh.write(f"\n[backup]\n{settings}\n")
 
 
 async def test_the_node_backs_itself_up_on_schedule_and_keeps_the_newest(
@@ -492,15 +505,9 @@ async def test_the_node_backs_itself_up_on_schedule_and_keeps_the_newest(
     root, admin = source
     folder = tmp_path / "share"
     folder.mkdir()
-    with (root / "node.toml").open("a") as fh:
-        fh.write(f'\n[backup]\nfolder = "{folder}"\nevery_hours = 0.0004\nkeep = 2\n')
+    add_backup_section(root, f'folder = "{folder}"\nevery_hours = 0.0004\nkeep = 2')
     with NodeProcess(root).start() as node:
-
-        async def three_runs() -> bool:
-            return int((await status_of(node, admin))["backup"]["runs"]) >= 3
-
-        await wait_for(three_runs)
-        backup = (await status_of(node, admin))["backup"]
+        backup = await backup_when(node, admin, lambda b: int(b["runs"]) >= 3)
         assert backup["state"] == "ok"
         assert backup["failures"] == 0
         _, metrics = await api(node, admin, "GET", "/metrics")
@@ -521,15 +528,9 @@ async def test_a_failing_scheduled_backup_is_shown_and_the_node_carries_on(
 ) -> None:
     root, admin = source
     folder = tmp_path / "unplugged"  # the share is not mounted
-    with (root / "node.toml").open("a") as fh:
-        fh.write(f'\n[backup]\nfolder = "{folder}"\nevery_hours = 0.0004\n')
+    add_backup_section(root, f'folder = "{folder}"\nevery_hours = 0.0004')
     with NodeProcess(root).start() as node:
-
-        async def failed() -> bool:
-            return int((await status_of(node, admin))["backup"]["failures"]) >= 1
-
-        await wait_for(failed)
-        backup = (await status_of(node, admin))["backup"]
+        backup = await backup_when(node, admin, lambda b: int(b["failures"]) >= 1)
         assert backup["state"] == "failing"
         assert "does not exist" in backup["last_error"]
         _, metrics = await api(node, admin, "GET", "/metrics")
@@ -537,11 +538,7 @@ async def test_a_failing_scheduled_backup_is_shown_and_the_node_carries_on(
         code, _ = await api(node, admin, "POST", "/api/events", {"type": "note", "text": "x"})
         assert code == 403  # an admin may not record; the node answers all the same
         folder.mkdir()  # the share comes back
-
-        async def healed() -> bool:
-            return (await status_of(node, admin))["backup"]["state"] == "ok"
-
-        await wait_for(healed)
+        await backup_when(node, admin, lambda b: b["state"] == "ok")
 
 
 async def test_a_share_not_mounted_gets_no_backup_on_the_pcs_own_disk(
@@ -554,24 +551,14 @@ async def test_a_share_not_mounted_gets_no_backup_on_the_pcs_own_disk(
     root, admin = source
     share = tmp_path / "share"
     share.mkdir()
-    with (root / "node.toml").open("a") as fh:
-        fh.write(f'\n[backup]\nfolder = "{share}"\nmount = "{share}"\nevery_hours = 0.0004\n')
+    add_backup_section(root, f'folder = "{share}"\nmount = "{share}"\nevery_hours = 0.0004')
     with NodeProcess(root).start() as node:
-
-        async def failed() -> bool:
-            return int((await status_of(node, admin))["backup"]["failures"]) >= 1
-
-        await wait_for(failed)
-        backup = (await status_of(node, admin))["backup"]
+        backup = await backup_when(node, admin, lambda b: int(b["failures"]) >= 1)
         assert (backup["state"], backup["last_error_reason"]) == ("failing", "not_mounted")
         assert list(share.iterdir()) == []
         subprocess.run([mount, "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(share)], check=True)
         try:
-
-            async def healed() -> bool:
-                return (await status_of(node, admin))["backup"]["state"] == "ok"
-
-            await wait_for(healed)
+            await backup_when(node, admin, lambda b: b["state"] == "ok")
             assert [p.suffix for p in share.iterdir()] == [".zip"]
         finally:
             subprocess.run([umount, "-l", str(share)], check=True)
@@ -579,8 +566,7 @@ async def test_a_share_not_mounted_gets_no_backup_on_the_pcs_own_disk(
 
 def test_a_bad_backup_setting_stops_the_node_with_one_line(source: tuple[Path, str]) -> None:
     root, _ = source
-    with (root / "node.toml").open("a") as fh:
-        fh.write('\n[backup]\nfolder = "/tmp/x"\nevery_hours = -1\n')
+    add_backup_section(root, 'folder = "/tmp/x"\nevery_hours = -1')
     listen = f"127.0.0.1:{free_port()}"
     sync = f"127.0.0.1:{free_port()}"
     code, _, err = invoke(
