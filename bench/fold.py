@@ -7,13 +7,14 @@ endoscopes are used and reprocessed; every sterilizer has its daily tests. Store
 canonical CBOR values, as in the events documents.
 
 Anchor, measured in the same run on the same bytes: a plain loop that only decodes the CBOR
-values (cbor2.loads). Measured: full refold (decode + fold, one add_many per day, the events
-of a day decoded as they are read, in storage order, the cyclic collector paused throughout,
-as a node starts), incremental add of one event (a new one, and one arriving late from a peer
-with an older HLC: p50/p99 over 1,000 adds each), readiness of one day at hospital scale, and the resident memory the fold keeps. Two
-reference rows show what a fold costs before any rule: decoding each value and keeping it (the
-decoded map, or the fold's slim record) by id, as a fold must to replay an entity or answer a
-recall. Aims: refold within 3x the anchor, readiness under 100 ms, one incremental event under
+values (cbor2.loads). Measured: full refold (read + fold, one add_encoded per day, the
+stored values of a day read into the fold's records as they come, in storage order, the
+cyclic collector paused throughout, as a node starts), incremental add of one event (a new
+one, and one arriving late from a peer with an older HLC: p50/p99 over 1,000 adds each),
+readiness of one day at hospital scale, and the resident memory the fold keeps. Reference
+rows show what a fold costs before any rule: decoding each value and keeping it (the decoded
+map, or the fold's slim record made from it) by id, as a fold must to replay an entity or
+answer a recall; and, compiled, the slim record read straight from the bytes and kept. Aims: refold within 3x the anchor, readiness under 100 ms, one incremental event under
 1 ms. The fold runs compiled when `make` built it for these sources (crdt_model/_compiled.py),
 else interpreted (STERIMESH_PURE=1 asks for that): the table says which. Run: make bench, or
 python -m bench fold (or python -m bench.fold).
@@ -36,9 +37,10 @@ import cbor2
 from bench._util import format_table, latency_summary
 from crdt_model import encode
 from crdt_model._compiled import is_compiled
+from crdt_model._decode import RecordReader, reads_bytes
 from crdt_model._fold import Fold, collector_paused
 from crdt_model._readiness import Reference, readiness
-from crdt_model._views import Record
+from crdt_model._views import Record, record_of
 from node._bundle import read_bundle
 from node._sample import write_sample
 
@@ -327,28 +329,33 @@ def _new_events(history: _History, count: int) -> list[dict[str, Any]]:
     return events[:count]
 
 
-def _time_kept(days: list[list[bytes]], make: Callable[[Any, dict[str, str]], Any]) -> float:
-    """Decode every value and keep what `make` makes of it by event id: no rules, no views.
+def _time_kept(
+    days: list[list[bytes]], maker: Callable[[dict[Any, Any]], Callable[[bytes], Any]]
+) -> float:
+    """Keep what `maker(intern)` makes of every stored value by event id: no rules, no views.
 
     The least any fold that can answer about past events (replays, recall) keeps alive;
     unlike the anchor, whose values die at once, its memory grows with the month.
     """
     kept: dict[str, Any] = {}
-    intern: dict[str, str] = {}
-    loads = cbor2.loads
+    make = maker({})
     gc.collect()
     gc.disable()  # as the fold does while it folds a batch
     try:
         started = time.perf_counter()
         for blobs in days:
             for blob in blobs:
-                event = loads(blob)
-                kept[event["id"]] = make(event, intern)
+                made = make(blob)
+                kept[made["id"] if isinstance(made, dict) else made.id] = made
         elapsed = time.perf_counter() - started
     finally:
         gc.enable()
     del kept
     return elapsed
+
+
+def _decoded_record(intern: dict[Any, Any]) -> Callable[[bytes], Record]:
+    return lambda blob: record_of(cbor2.loads(blob), intern)
 
 
 def run() -> dict[str, Any]:
@@ -366,8 +373,9 @@ def run() -> dict[str, Any]:
             loads(blob)
     anchor = time.perf_counter() - started
 
-    kept = _time_kept(days, lambda event, intern: event)
-    slim = _time_kept(days, Record)
+    kept = _time_kept(days, lambda intern: cbor2.loads)
+    slim = _time_kept(days, _decoded_record)
+    read = _time_kept(days, lambda intern: RecordReader(intern).read) if reads_bytes() else None
 
     gc.collect()
     rss_before = _rss()
@@ -375,7 +383,7 @@ def run() -> dict[str, Any]:
     fold = Fold(reference=ref)
     with collector_paused():  # as Node.async_open folds its documents
         for blobs in days:
-            fold.add_many(map(loads, blobs))  # streamed, as a node reads a day's document
+            fold.add_encoded(blobs)  # as a node reads a day's document
     refold = time.perf_counter() - started
     gc.collect()
     rss_after = _rss()
@@ -412,8 +420,20 @@ def run() -> dict[str, Any]:
             "ratio": slim / anchor,
             "aim": "",
         },
+        *(
+            []
+            if read is None
+            else [
+                {
+                    "name": "reference: read a slim record from the bytes, keep it",
+                    "seconds": read,
+                    "ratio": read / anchor,
+                    "aim": "",
+                }
+            ]
+        ),
         {
-            "name": "full refold (decode + fold)",
+            "name": "full refold (read + fold)",
             "seconds": refold,
             "ratio": refold / anchor,
             "aim": f"<= {AIM_REFOLD_RATIO:g}x",

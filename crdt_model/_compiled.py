@@ -21,7 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-MODULES = ("_views", "_anomalies", "_fold")
+MODULES = ("_views", "_anomalies", "_fold", "_decode")
 """The modules compiled (together: calls between them are native calls)."""
 
 PACKAGE = Path(__file__).resolve().parent

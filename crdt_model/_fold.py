@@ -33,6 +33,8 @@ from ._anomalies import (
     step_endo,
     step_set,
 )
+from ._codec import decode_map
+from ._decode import RecordReader, reads_bytes
 from ._readiness import set_view
 from ._views import (
     CHECKPOINT_EVERY,
@@ -54,6 +56,7 @@ from ._views import (
     load_view,
     lot_key,
     record_id,
+    record_of,
 )
 
 if TYPE_CHECKING:
@@ -85,7 +88,8 @@ class Fold:
         self._endo_alias: Mapping[str, str] = {}
         self.settings: Mapping[str, Any] = settings or {}
         self._records: dict[str, Record] = {}
-        self._intern: dict[str, str] = {}
+        self._intern: dict[Any, Any] = {}
+        self._reader = RecordReader(self._intern)
         self._minutes: dict[str, tuple[str, str, str, str]] = {}
         self._voids: dict[str, list[Record]] = {}
         self._voided: set[str] = set()
@@ -163,9 +167,7 @@ class Fold:
         # Slim records first, in the order the events come (each event is read once, while
         # it is in the cache), each kept by id as soon as it is made (its place in the big
         # dict is still in the cache too), then only the records are sorted: a month's
-        # refold spent a third of its time reading decoded events again in id order. (A
-        # void may come before its target in id order: marking the target then names
-        # entities not filed yet, which replaying makes.)
+        # refold spent a third of its time reading decoded events again in id order.
         fresh: list[Record] = []
         try:
             for event in events:
@@ -174,11 +176,51 @@ class Fold:
                     rec = known[event_id] = self._record(event)
                     fresh.append(rec)
         except BaseException:
-            for rec in fresh:  # a batch that cannot be read changes nothing
-                del known[rec.id]
-                if self._skew.pop(rec.id, None) is not None:
-                    self._anomaly_cache = None
+            self._forget(fresh)
             raise
+        self._fold_fresh(fresh)
+        return len(fresh)
+
+    def add_encoded(self, values: Iterable[bytes | bytearray | memoryview]) -> list[Record]:
+        """Fold a batch of stored events (CBOR maps, as the events documents keep them); the
+        same result as decoding and adding them. Returns the records of the new ones."""
+        with collector_paused():
+            known = self._records
+            reader = self._reader
+            direct = reads_bytes()
+            fresh: list[Record] = []
+            try:
+                for value in values:
+                    blob = value if isinstance(value, bytes) else bytes(value)
+                    rec = reader.read(blob) if direct else None
+                    if rec is None:  # not of the common shape, or interpreted
+                        event = decode_map(blob)
+                        if event["id"] not in known:
+                            rec = known[event["id"]] = self._record(event)
+                            fresh.append(rec)
+                    elif rec.id not in known:
+                        known[rec.id] = rec
+                        fresh.append(rec)
+                        if not self._minute_day(reader.at, reader.hlc):
+                            self._check_skew(reader.at, reader.hlc, rec)
+            except BaseException:
+                self._forget(fresh)
+                raise
+            self._fold_fresh(fresh)
+            return fresh
+
+    def _forget(self, fresh: list[Record]) -> None:
+        """Take back the records of a batch that cannot be read: it changes nothing."""
+        for rec in fresh:
+            del self._records[rec.id]
+            if self._skew.pop(rec.id, None) is not None:
+                self._anomaly_cache = None
+
+    def _fold_fresh(self, fresh: list[Record]) -> None:
+        """Fold new records (kept by id already): those later than everything in place,
+        after replaying what the earlier ones change. (A void may come before its target in
+        id order: marking the target then names entities not filed yet, which replaying
+        makes.)"""
         fresh.sort(key=record_id)
         late = bisect.bisect_right(fresh, self._max, key=record_id)
         for rec in fresh[:late]:
@@ -188,7 +230,6 @@ class Fold:
         self._flush()
         for rec in fresh[late:]:
             self._fold_one(rec)
-        return len(fresh)
 
     def _fold_one(self, rec: Record) -> None:
         """Fold a new record (kept by id already): in place when later than everything, else
@@ -208,15 +249,21 @@ class Fold:
         data = event if isinstance(event, dict) else dict(event)
         at: str = data["at"]
         hlc: str = data["hlc"]
-        # Each minute of `at` (YYYY-MM-DDTHH:MM, as nodes write it) gives its local day and
-        # the HLCs within the skew limit of it (for its offset), worked out once per minute:
-        # most events need no date parsed.
+        day = self._minute_day(at, hlc)
+        rec = record_of(data, self._intern, day)
+        if not day:
+            self._check_skew(at, hlc, rec)
+        return rec
+
+    def _minute_day(self, at: str, hlc: str) -> str:
+        """The local day of `at` when its minute is known and the clock `hlc` within the skew
+        limit of it, else "". Each minute of `at` (YYYY-MM-DDTHH:MM, as nodes write it) gives
+        its local day and the HLCs within the skew limit of it (for its offset), worked out
+        once per minute: most events need no date parsed."""
         minute = self._minutes.get(at[:16])
         if minute is not None and minute[1] <= hlc <= minute[2] and at.endswith(minute[3]):
-            return Record(data, self._intern, minute[0])
-        rec = Record(data, self._intern)
-        self._check_skew(at, hlc, rec)
-        return rec
+            return minute[0]
+        return ""
 
     def _keep(self, rec: Record) -> None:
         """File a new record (kept by id already) in the lists kept across entities."""

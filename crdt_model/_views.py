@@ -80,7 +80,7 @@ _WITH_LOAD: Final = LOADED | CYCLES | {"load.released", "label.printed"}
 _WITH_MACHINE: Final = LOADED | CYCLES | {"steri.test"} | ENDO_EVENTS
 
 
-class _Spec(NamedTuple):
+class Spec(NamedTuple):
     """What a type's record keeps, worked out once per type."""
 
     type: str
@@ -90,22 +90,28 @@ class _Spec(NamedTuple):
     machine: bool
     fields: tuple[str, ...]
     shared: tuple[int, ...]
+    unique: tuple[int, ...]
 
 
-def _spec(kind: str) -> _Spec:
-    fields = _EXTRA.get(kind, ())
-    return _Spec(
-        type=kind,
-        key=_KEY_FIELD.get(kind, ""),
-        result=_RESULT_FIELD.get(kind, "result"),
-        load=kind in _WITH_LOAD,
-        machine=kind in _WITH_MACHINE,
-        fields=fields,
-        shared=tuple(i for i, name in enumerate(fields) if name not in _UNIQUE),
-    )
+def spec_of(kind: str) -> Spec:
+    """What records of type `kind` keep."""
+    spec = _SPECS.get(kind)
+    if spec is None:
+        fields = _EXTRA.get(kind, ())
+        spec = _SPECS[kind] = Spec(
+            type=kind,
+            key=_KEY_FIELD.get(kind, ""),
+            result=_RESULT_FIELD.get(kind, "result"),
+            load=kind in _WITH_LOAD,
+            machine=kind in _WITH_MACHINE,
+            fields=fields,
+            shared=tuple(i for i, name in enumerate(fields) if name not in _UNIQUE),
+            unique=tuple(i for i, name in enumerate(fields) if name in _UNIQUE),
+        )
+    return spec
 
 
-_SPECS: Final[dict[str, _Spec]] = {}
+_SPECS: Final[dict[str, Spec]] = {}
 
 
 @mypyc_attr(acyclic=True)
@@ -114,48 +120,49 @@ class Record:
 
     It holds only strings, None and tuples of the event's values: never part of a reference
     cycle, so the compiled fold keeps its records out of the cyclic garbage collector (the
-    collector scanned the whole month of records again and again for nothing).
+    collector scanned the whole month of records again and again for nothing). Made from a
+    decoded event by `record_of`, or straight from its stored bytes (`_decode.py`).
     """
 
-    __slots__ = ("data", "day", "id", "key", "load", "machine", "node", "result", "sets", "type")
+    __slots__ = (
+        "data",
+        "day",
+        "id",
+        "key",
+        "load",
+        "machine",
+        "node",
+        "result",
+        "sets",
+        "type",
+        "zone",
+    )
 
-    def __init__(self, event: dict[str, Any], intern: dict[str, str], day: str = "") -> None:
-        # Codes, days and types repeat: each is kept once (`intern`; `day`, when given, is
-        # the local day of `at` kept so already). Written for the compiled fold: dict
-        # methods called on the dict, no bound methods in locals.
-        kind: str = event["type"]
-        spec = _SPECS.get(kind)
-        if spec is None:
-            spec = _SPECS[kind] = _spec(kind)
-        if not day:
-            day = event["at"][:10]
-            day = intern.setdefault(day, day)
-        node: str = event["node"]
-        self.id: str = event["id"]
+    def __init__(
+        self,
+        event_id: str,
+        spec: Spec,
+        *,
+        day: str,
+        node: str,
+        zone: str | None,
+        key: str | None,
+        load: str | None,
+        machine: str | None,
+        result: str | None,
+        sets: tuple[str, ...],
+        data: tuple[Any, ...] | None,
+    ) -> None:
+        self.id: str = event_id
         self.type: str = spec.type
         self.day: str = day
-        self.node: str = intern.setdefault(node, node)
-        key: str | None = event.get(spec.key)
-        self.key: str | None = None if key is None else intern.setdefault(key, key)
-        load: str | None = event.get("load") if spec.load else None
-        self.load: str | None = None if load is None else intern.setdefault(load, load)
-        machine: str | None = event.get("machine") if spec.machine else None
-        self.machine: str | None = None if machine is None else intern.setdefault(machine, machine)
-        result: str | None = event.get(spec.result)
-        self.result: str | None = None if result is None else intern.setdefault(result, result)
-        sets: list[str] | None = event.get("sets")
-        self.sets: tuple[str, ...] = (
-            () if sets is None else tuple([intern.setdefault(c, c) for c in sets])
-        )
-        data: tuple[Any, ...] | None = None
-        if spec.fields:
-            values = [event.get(name) for name in spec.fields]
-            if values.count(None) < len(values):
-                for i in spec.shared:
-                    value = values[i]
-                    if isinstance(value, str):
-                        values[i] = intern.setdefault(value, value)
-                data = tuple(values)
+        self.node: str = node
+        self.zone: str | None = zone
+        self.key: str | None = key
+        self.load: str | None = load if spec.load else None
+        self.machine: str | None = machine if spec.machine else None
+        self.result: str | None = result
+        self.sets: tuple[str, ...] = sets
         self.data: tuple[Any, ...] | None = data
 
     def get(self, name: str) -> Any:
@@ -167,6 +174,59 @@ class Record:
 
     def __repr__(self) -> str:
         return f"Record({self.id} {self.type})"
+
+
+def record_of(event: dict[str, Any], intern: dict[Any, Any], day: str = "") -> Record:
+    """The record of a decoded event. Codes, days and types repeat: each is kept once
+    (`intern`, which also keeps repeated tuples of extras); `day`, when given, is the local
+    day of `at` kept so already. Written for the compiled fold: dict methods called on the
+    dict, no bound methods in locals."""
+    spec = spec_of(event["type"])
+    if not day:
+        day = event["at"][:10]
+        day = intern.setdefault(day, day)
+    node: str = event["node"]
+    zone: str | None = event.get("zone")
+    key: str | None = event.get(spec.key)
+    load: str | None = event.get("load")
+    machine: str | None = event.get("machine")
+    result: str | None = event.get(spec.result)
+    sets: list[str] | None = event.get("sets")
+    data: tuple[Any, ...] | None = None
+    if spec.fields:
+        values = [event.get(name) for name in spec.fields]
+        if values.count(None) < len(values):
+            data = extras(values, spec, intern)
+    return Record(
+        event["id"],
+        spec,
+        day=day,
+        node=intern.setdefault(node, node),
+        zone=None if zone is None else intern.setdefault(zone, zone),
+        key=None if key is None else intern.setdefault(key, key),
+        load=None if load is None else intern.setdefault(load, load),
+        machine=None if machine is None else intern.setdefault(machine, machine),
+        result=None if result is None else intern.setdefault(result, result),
+        sets=() if sets is None else tuple([intern.setdefault(c, c) for c in sets]),
+        data=data,
+    )
+
+
+def extras(values: list[Any], spec: Spec, intern: dict[Any, Any]) -> tuple[Any, ...]:
+    """The extra fields of a record, their repeated texts kept once; a tuple of such texts
+    alone (an inspection's packaging, a dispatch's destination) is itself kept once."""
+    alone = True
+    for i in spec.shared:
+        value = values[i]
+        if isinstance(value, str):
+            values[i] = intern.setdefault(value, value)
+        elif value is not None:
+            alone = False
+    for i in spec.unique:
+        if values[i] is not None:
+            alone = False
+    data = tuple(values)
+    return intern.setdefault(data, data) if alone else data
 
 
 def lot_key(lot: str) -> str:

@@ -5,10 +5,10 @@ from __future__ import annotations
 import bisect
 import re
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
-from crdt_model import ZERO, Timestamp, events_doc_name, split_event_id
+from crdt_model import SET_EVENTS, ZERO, Record, Timestamp, events_doc_name, split_event_id
 
 _LOAD_RE = re.compile(r"^([A-Z]{1,3})-(\d{6})-(\d{3,})\Z")
 
@@ -43,18 +43,29 @@ class EventIndex:
 
     def add(self, day: str, event: dict[str, Any]) -> None:
         """Index one event of the given UTC day."""
-        event_id = event["id"]
+        sets = event.get("sets") or ([event["set"]] if "set" in event else [])
+        load = event.get("load") if event["type"].endswith(".loaded") else None
+        if self._add(day, event["id"], sets, load) and event.get("node") == self.node_code:
+            self.own_max = max(self.own_max, Timestamp.parse(event["hlc"]))
+
+    def add_record(self, day: str, rec: Record) -> None:
+        """Index one event of the given UTC day from the fold's record of it (the same)."""
+        sets = rec.sets or ([rec.key] if rec.type in SET_EVENTS and rec.key is not None else [])
+        load = rec.load if rec.type.endswith(".loaded") else None
+        if self._add(day, rec.id, sets, load) and rec.node == self.node_code:
+            self.own_max = max(self.own_max, split_event_id(rec.id)[0])
+
+    def _add(self, day: str, event_id: str, sets: Sequence[str], load: str | None) -> bool:
+        """Index an event's id, sets and load number; False when it was indexed already."""
         ids = self.by_day.setdefault(day, [])
         before = len(ids)
         _insert(ids, event_id)
         if len(ids) == before:
-            return
+            return False
         self.count += 1
-        sets = event.get("sets") or ([event["set"]] if "set" in event else [])
         for set_code in sets:
             _insert(self.by_set[set_code], event_id)
-        load = event.get("load")
-        if load is not None and event["type"].endswith(".loaded"):
+        if load is not None:
             self.loads.setdefault(load, event_id)
             match = _LOAD_RE.match(load)
             if match and match.group(1) == self.node_code:
@@ -62,8 +73,7 @@ class EventIndex:
                 self._load_counters[day_key] = max(
                     self._load_counters[day_key], int(match.group(3))
                 )
-        if event.get("node") == self.node_code:
-            self.own_max = max(self.own_max, Timestamp.parse(event["hlc"]))
+        return True
 
     def next_load_number(self, yymmdd: str) -> str:
         """The next free load number of this node for a local day, e.g. A-261128-004."""

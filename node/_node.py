@@ -396,7 +396,9 @@ class Node:
             with cm.collector_paused():  # all of it lives on: collected and frozen at the end
                 for name, doc in self.docs.items():
                     if name.startswith(cm.EVENTS_PREFIX):
-                        self.trace.add_events(self._indexed(name[len(cm.EVENTS_PREFIX) :], doc))
+                        day = name[len(cm.EVENTS_PREFIX) :]
+                        for rec in self.trace.add_encoded(cm.events_map(doc).values()):
+                            self.index.add_record(day, rec)
                         for key in cm.acks_map(doc).keys():  # noqa: SIM118 (pycrdt Map)
                             self.trace.add_ack(key)
                     self._watch(name, doc)
@@ -490,12 +492,6 @@ class Node:
         except (ZoneInfoNotFoundError, ValueError):
             _LOGGER.warning("unknown time zone in settings; using %s", DEFAULT_TIMEZONE)
             return ZoneInfo(DEFAULT_TIMEZONE)
-
-    def _indexed(self, day: str, doc: Doc[Any]) -> Iterator[dict[str, Any]]:
-        """The events of a day's document, each indexed as it is decoded (start-up)."""
-        for _, event in cm.iter_events(doc):
-            self.index.add(day, event)
-            yield event
 
     def _watch(self, name: str, doc: Doc[Any]) -> None:
         if name == cm.CLUSTER_DOC:

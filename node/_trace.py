@@ -39,35 +39,51 @@ class Traceability:
     # -- feeding ----------------------------------------------------------------
 
     def add_events(self, events: Iterable[dict[str, Any]]) -> None:
-        """Fold a batch of events (start-up: an iterator, each event read once as it comes)."""
+        """Fold a batch of events (a peer's catch-up)."""
         self.fold.add_many(self._noted(events))
+
+    def add_encoded(self, blobs: Iterable[bytes | bytearray]) -> list[cm.Record]:
+        """Fold a batch of stored events (start-up: a day's document, each value read once
+        as it comes); the records of the new ones."""
+        records = self.fold.add_encoded(blobs)
+        for rec in records:
+            label_id = rec.get("label_id") if rec.type == "label.printed" else None
+            self._note(rec.id, rec.type, rec.zone, rec.load, label_id)
+        return records
 
     def _noted(self, events: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
         for event in events:
-            self._note(event)
+            self._note_event(event)
             yield event
 
     def add_event(self, event: dict[str, Any]) -> None:
         """Fold one event, local or from a peer."""
-        self._note(event)
+        self._note_event(event)
         self.fold.add(event)
 
     def add_ack(self, key: str) -> None:
         """An acks map entry: `<event id>` or `<event id>/<node code>`."""
         self.acked.add(key.split("/", 1)[0])
 
-    def _note(self, event: dict[str, Any]) -> None:
-        local = datetime.fromtimestamp(int(event["hlc"][:13]) / 1000, self.timezone)
+    def _note_event(self, event: dict[str, Any]) -> None:
+        self._note(
+            event["id"], event["type"], event.get("zone"), event.get("load"), event.get("label_id")
+        )
+
+    def _note(
+        self, event_id: str, kind: str, zone: str | None, load: str | None, label_id: str | None
+    ) -> None:
+        """Count an event in its zone's activity; note its load number and label id."""
+        local = datetime.fromtimestamp(int(event_id[:13]) / 1000, self.timezone)
         day = local.date().isoformat()
-        zone = event.get("zone") or "office"
-        hours = self.activity.setdefault(day, {}).setdefault(zone, [0] * 24)
+        hours = self.activity.setdefault(day, {}).setdefault(zone or "office", [0] * 24)
         hours[local.hour] += 1
-        if event["type"].endswith(".loaded") and "load" in event:
-            self.loads_by_day.setdefault(day, set()).add(event["load"])
-        if event["type"] != "label.printed" or "label_id" not in event:
+        if kind.endswith(".loaded") and load is not None:
+            self.loads_by_day.setdefault(day, set()).add(load)
+        if kind != "label.printed" or label_id is None:
             return
-        self.labels.setdefault(event["label_id"], event["id"])
-        match = _LABEL_RE.match(event["label_id"])
+        self.labels.setdefault(label_id, event_id)
+        match = _LABEL_RE.match(label_id)
         if match and match.group(1) == self.node_code:
             day = match.group(2)
             self._label_counters[day] = max(self._label_counters.get(day, 0), int(match.group(3)))

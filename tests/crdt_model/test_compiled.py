@@ -88,11 +88,15 @@ def test_the_suite_runs_the_fold_it_was_asked_to() -> None:
 
 _FOLD_OF = """
 import json, sys
-from crdt_model import _compiled
+from crdt_model import _compiled, encode
 from crdt_model._fold import Fold
-fold = Fold()
-fold.add_many(json.load(sys.stdin))
-print(json.dumps({"compiled": _compiled.is_compiled(), "views": fold.snapshot("2026-12-01")}))
+events = json.load(sys.stdin)
+fold, stored = Fold(), Fold()
+fold.add_many(events)
+stored.add_encoded(encode(e) for e in events)  # as a node reads its documents
+views = fold.snapshot("2026-12-01")
+assert stored.snapshot("2026-12-01") == views
+print(json.dumps({"compiled": _compiled.is_compiled(), "views": views}))
 """
 
 

@@ -518,7 +518,7 @@ def test_the_snapshot_is_json_ready() -> None:
 def test_a_cycle_is_dated_by_the_machine_but_never_after_it_was_recorded(
     ended: str, day: str
 ) -> None:
-    from crdt_model._views import Record, cycle_day
+    from crdt_model._views import cycle_day, record_of
 
     event = {
         "type": "steri.cycle",
@@ -531,4 +531,4 @@ def test_a_cycle_is_dated_by_the_machine_but_never_after_it_was_recorded(
         "result": "pass",
         "ended": ended,
     }
-    assert cycle_day(Record(event, {})) == day
+    assert cycle_day(record_of(event, {})) == day

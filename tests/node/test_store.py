@@ -779,3 +779,61 @@ async def test_a_write_cancelled_twice_is_still_waited_for() -> None:
     with pytest.raises(asyncio.CancelledError):
         await caller
     assert done == ["stored"]
+
+
+def _read_back(node: Node) -> dict[str, Any]:
+    """What a node keeps beside its fold, built as events come and again when it starts."""
+    index, trace = node.index, node.trace
+    return {
+        "by_day": index.by_day,
+        "by_set": dict(index.by_set),
+        "loads": index.loads,
+        "load_counters": dict(index._load_counters),
+        "own_max": index.own_max,
+        "count": index.count,
+        "activity": trace.activity,
+        "loads_by_day": trace.loads_by_day,
+        "labels": trace.labels,
+        "label_counters": trace._label_counters,
+        "views": node.trace.fold.snapshot("2026-12-01"),
+    }
+
+
+async def test_a_restarted_node_reads_back_its_indexes_and_activity(tmp_path: Path) -> None:
+    """At start-up the stored events are read straight into the fold's records, and the
+    indexes, load and label numbering and the activity chart come from those: the same as
+    the events recorded one by one gave (zones, loads, labels, other nodes' events)."""
+    data = new_data_dir(tmp_path)
+    clock = StepClock()
+    node = await open_node(data, clock=clock)
+    for zone, kind in [("sale", "set.received"), ("sale", "wash.loaded"), ("propre", "note")]:
+        for _ in range(3):
+            await node.async_record(submission(kind) | {"zone": zone}, OPERATOR)
+            clock.now += 3_600_000
+    await node.async_record(submission("steri.test"), OPERATOR)  # no zone: the office
+    stamp = cm.Timestamp(clock.now + 1000, 0)
+    label = {
+        **submission("label.printed", set="JDIGGRBA#101", load="A-261128-001"),
+        "lot": "A-261128-001",
+        "expires_on": "2027-02-26",
+        "label_id": "LB2611280007",
+        "id": cm.make_event_id(stamp, "B"),
+        "hlc": str(stamp),
+        "at": "2033-05-18T03:36:21.000+00:00",
+        "node": "B",
+        "user": "pack",
+        "zone": "propre",
+    }
+    doc: Doc[Any] = Doc()
+    cm.add_event(doc, cm.validate_event(label))
+    await node.async_store_remote(cm.events_doc_name(stamp), doc.get_update(), "B")
+    before = _read_back(node)
+    assert before["count"] == 11
+    assert before["labels"] == {"LB2611280007": label["id"]}
+    assert before["loads"]  # the washer loads got their numbers
+    await node.async_close()
+    again = await open_node(data, clock=clock)
+    try:
+        assert _read_back(again) == before
+    finally:
+        await again.async_close()

@@ -1,0 +1,165 @@
+"""Records read straight from stored bytes are the records of the decoded events."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import cbor2
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from crdt_model import CodecError, decode_map, encode
+from crdt_model._decode import RecordReader, _Texts
+from crdt_model._fold import Fold
+from crdt_model._views import Record, record_of
+from tests.crdt_model.fold_helpers import Stamper, random_history, small_reference
+
+SLOTS = ("id", "type", "day", "node", "zone", "key", "load", "machine", "result", "sets", "data")
+
+
+def slots(rec: Record) -> tuple[Any, ...]:
+    return tuple(getattr(rec, name) for name in SLOTS)
+
+
+def history(seed: int) -> list[dict[str, Any]]:
+    events = random_history(random.Random(seed), n_sets=6, rounds=3)
+    for event in events[::3]:  # a few with what stations add, one without its zone
+        event["station"] = "Poste lavage 2"
+    events[0].pop("zone")
+    return events
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.integers(0, 2**32 - 1))
+def test_every_stored_event_reads_as_its_decoded_record(seed: int) -> None:
+    reader = RecordReader({})
+    for event in history(seed):
+        rec = reader.read(encode(event))
+        assert rec is not None, event["type"]  # the common shape is read, not handed on
+        assert slots(rec) == slots(record_of(event, {}))
+        assert (reader.at, reader.hlc) == (event["at"], event["hlc"])
+
+
+def _event() -> dict[str, Any]:
+    return Stamper().make(
+        "label.printed",
+        "B",
+        set="JDIGGRBA#101",
+        load="B-261128-001",
+        lot="B-261128-001",
+        expires_on="2027-02-26",
+        label_id="LB2611280001",
+    )
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"checks": {"visual": True}},  # a nested map
+        {"reprint": None},  # null
+        {"mystery": "x"},  # a key of no event type
+        {"a0": 1.5},  # a float
+        {"a0": -3},  # a negative number
+        {"when": cbor2.CBORTag(1, 0)},  # a tag
+        {"printer": "Z" * 300},  # a long text (made new, not shared)
+        {"flags": ["a", "b" * 70]},  # a list with a long item
+        {"reprint": True, "a0": 2**40},  # a number of 8 bytes
+    ],
+)
+def test_other_shapes_give_the_same_record_through_the_decoded_map(
+    change: dict[str, Any],
+) -> None:
+    event = _event() | change
+    blob = cbor2.dumps(event, canonical=True)
+    rec = RecordReader({}).read(blob)
+    if rec is not None:  # read here only when the shape is the common one
+        assert slots(rec) == slots(record_of(decode_map(blob), {}))
+    fold, decoded = Fold(), Fold()
+    fold.add_encoded([blob])
+    decoded.add_many([decode_map(blob)])
+    assert fold.snapshot("2026-12-01") == decoded.snapshot("2026-12-01")
+
+
+def test_cut_short_trailing_bytes_a_key_twice_and_bad_text_are_not_read() -> None:
+    blob = encode(_event())
+    reader = RecordReader({})
+    assert reader.read(blob[:-1]) is None
+    assert reader.read(blob + b"\x00") is None
+    assert reader.read(b"") is None
+    assert reader.read(encode(["not", "a", "map"])) is None
+    twice = b"\xa2" + encode("id")[:] + encode("x") + encode("id") + encode("y")
+    assert reader.read(twice) is None
+    bad = blob.replace(b"JDIGGRBA", b"JDIGGRB\xff")
+    assert reader.read(bad) is None
+    assert slots(reader.read(blob) or _never()) == slots(record_of(_event(), {}))
+
+
+def _never() -> Record:
+    raise AssertionError("the common shape was not read")
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.data())
+def test_bytes_changed_anywhere_never_give_a_wrong_record(data: st.DataObject) -> None:
+    """Whatever the bytes, the reader gives None or exactly the decoded event's record."""
+    blob = bytearray(encode(_event()))
+    for _ in range(data.draw(st.integers(1, 4))):
+        at = data.draw(st.integers(0, len(blob) - 1))
+        blob[at] = data.draw(st.integers(0, 255))
+    cut = data.draw(st.integers(1, len(blob)))
+    raw = bytes(blob[:cut])
+    rec = RecordReader({}).read(raw)
+    if rec is None:
+        return
+    try:
+        event = decode_map(raw)
+        want = record_of(event, {})
+    except (CodecError, KeyError, TypeError, AttributeError):
+        pytest.fail("read bytes that do not decode to an event")
+    assert slots(rec) == slots(want)
+
+
+def test_a_fold_of_stored_bytes_is_the_fold_of_the_decoded_events() -> None:
+    events = history(11)
+    blobs = [encode(e) for e in events]
+    random.Random(3).shuffle(blobs)
+    ref = small_reference()
+    stored, decoded = Fold(reference=ref), Fold(reference=ref)
+    half = len(blobs) // 2
+    fresh = stored.add_encoded(blobs[:half]) + stored.add_encoded(blobs[half - 5 :])
+    decoded.add_many(decode_map(b) for b in blobs)
+    assert sorted(r.id for r in fresh) == sorted(e["id"] for e in events)  # each once
+    assert stored.snapshot("2026-12-01") == decoded.snapshot("2026-12-01")
+    assert [a.id for a in stored.anomalies()] == [a.id for a in decoded.anomalies()]
+
+
+def test_a_batch_with_an_undecodable_value_changes_nothing() -> None:
+    events = history(4)
+    fold = Fold()
+    fold.add_encoded(encode(e) for e in events[:10])
+    before = fold.snapshot("2026-12-01")
+    with pytest.raises(CodecError):
+        fold.add_encoded([encode(events[10]), b"\xff\x00", encode(events[11])])
+    assert len(fold) == 10
+    assert fold.snapshot("2026-12-01") == before
+
+
+def test_the_table_of_texts_starts_again_when_half_full() -> None:
+    intern: dict[Any, Any] = {}
+    texts = _Texts(intern, 4)  # 16 places: emptied after 8 texts
+    words = [f"code-{n}".encode() for n in range(40)]
+    for _ in range(2):
+        for word in words:
+            blob = b"xx" + word + b"yy"
+            text = texts.get(blob, 2, len(word))
+            assert text == word.decode()
+            assert intern[text] is text  # one string per text, shared with the fold
+
+
+def test_texts_in_the_same_place_of_the_table_stay_apart() -> None:
+    texts = _Texts({}, 4)
+    # "Aa" and "Qa": the same length and last byte, first bytes 16 apart: the same place
+    assert [texts.get(b"Aa", 0, 2), texts.get(b"Qa", 0, 2)] == ["Aa", "Qa"]
+    assert [texts.get(b"Qa", 0, 2), texts.get(b"Aa", 0, 2)] == ["Qa", "Aa"]
