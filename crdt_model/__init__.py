@@ -94,6 +94,7 @@ from ._recall import (
     recall_set,
 )
 from ._views import (
+    LOADED,
     SET_EVENTS,
     SET_STATES,
     CycleInfo,
@@ -116,6 +117,7 @@ __all__ = [
     "EVENT_TYPES",
     "FIELD_MESSAGES",
     "INSPECTION_FAILED",
+    "LOADED",
     "LOAD_REJECTED",
     "MAX_EVENT_BYTES",
     "MAX_LOGICAL",

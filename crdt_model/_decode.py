@@ -57,7 +57,7 @@ class RecordReader:
         self._texts = _Texts(intern, _TABLE_BITS)
         self._plans: dict[str, _Plan] = {}
         self._values: list[Any] = [None] * len(FIELDS)
-        self._filled: list[int] = [0] * 64
+        self._filled: list[int] = [0] * len(FIELDS)
         self.at = ""
         self.hlc = ""
 
@@ -88,7 +88,7 @@ class RecordReader:
         if first >> 5 != 5:
             return -1
         count, i = _argument(blob, first & 31, 1)
-        if count < 0 or count > 64:
+        if count < 0 or count > len(FIELDS):  # more keys than fields: some twice
             return -1
         for n in range(count):
             head = blob[i]
@@ -169,6 +169,8 @@ class RecordReader:
         ):
             return None  # decoded whole, as such an event always was
         sets = values[_SETS]
+        if not (sets is None or isinstance(sets, list)):
+            return None  # decoded whole: refused there
         data: tuple[Any, ...] | None = None
         if plan.fields:
             found = [None if slot < 0 else values[slot] for slot in plan.fields]
@@ -255,6 +257,7 @@ def _slot(name: str) -> int:
 
 _KEY_RAW: Final = [name.encode() for name in FIELDS]
 _KEY_PLACES: Final = 256
+assert len(FIELDS) * 2 < _KEY_PLACES  # a quarter full at most: short probes, always a gap
 _KEY_TABLE: Final[list[int]] = [-1] * _KEY_PLACES
 """Slot of each key, placed by its length and first and last bytes (open addressing)."""
 

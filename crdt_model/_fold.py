@@ -157,12 +157,13 @@ class Fold:
         self._fold_one(rec)
         return True
 
-    def add_many(self, events: Iterable[Mapping[str, Any]]) -> int:
-        """Fold a batch of events; the same result as adding them one by one. Returns new ones."""
+    def add_many(self, events: Iterable[Mapping[str, Any]]) -> list[Record]:
+        """Fold a batch of events; the same result as adding them one by one. Returns the
+        records of the new ones, in id order."""
         with collector_paused():
             return self._add_many(events)
 
-    def _add_many(self, events: Iterable[Mapping[str, Any]]) -> int:
+    def _add_many(self, events: Iterable[Mapping[str, Any]]) -> list[Record]:
         known = self._records
         # Slim records first, in the order the events come (each event is read once, while
         # it is in the cache), each kept by id as soon as it is made (its place in the big
@@ -179,11 +180,12 @@ class Fold:
             self._forget(fresh)
             raise
         self._fold_fresh(fresh)
-        return len(fresh)
+        return fresh
 
     def add_encoded(self, values: Iterable[bytes | bytearray | memoryview]) -> list[Record]:
         """Fold a batch of stored events (CBOR maps, as the events documents keep them); the
-        same result as decoding and adding them. Returns the records of the new ones."""
+        same result as decoding and adding them. Returns the records of the new ones, in id
+        order."""
         with collector_paused():
             known = self._records
             reader = self._reader
@@ -195,14 +197,15 @@ class Fold:
                     rec = reader.read(blob) if direct else None
                     if rec is None:  # not of the common shape, or interpreted
                         event = decode_map(blob)
-                        if event["id"] not in known:
-                            rec = known[event["id"]] = self._record(event)
-                            fresh.append(rec)
-                    elif rec.id not in known:
-                        known[rec.id] = rec
-                        fresh.append(rec)
-                        if not self._minute_day(reader.at, reader.hlc):
-                            self._check_skew(reader.at, reader.hlc, rec)
+                        if event["id"] in known:
+                            continue
+                        rec = self._record(event)
+                    elif rec.id in known:
+                        continue
+                    elif not self._minute_day(reader.at, reader.hlc):
+                        self._check_skew(reader.at, reader.hlc, rec)
+                    known[rec.id] = rec
+                    fresh.append(rec)
             except BaseException:
                 self._forget(fresh)
                 raise

@@ -191,7 +191,10 @@ def record_of(event: dict[str, Any], intern: dict[Any, Any], day: str = "") -> R
     load: str | None = event.get("load")
     machine: str | None = event.get("machine")
     result: str | None = event.get(spec.result)
-    sets: list[str] | None = event.get("sets")
+    given: Any = event.get("sets")
+    if given is not None and not isinstance(given, list):  # the same refusal, compiled or not
+        raise TypeError("sets must be a list")
+    sets: list[str] = given or []
     data: tuple[Any, ...] | None = None
     if spec.fields:
         values = [event.get(name) for name in spec.fields]
@@ -207,7 +210,7 @@ def record_of(event: dict[str, Any], intern: dict[Any, Any], day: str = "") -> R
         load=None if load is None else intern.setdefault(load, load),
         machine=None if machine is None else intern.setdefault(machine, machine),
         result=None if result is None else intern.setdefault(result, result),
-        sets=() if sets is None else tuple([intern.setdefault(c, c) for c in sets]),
+        sets=tuple([intern.setdefault(c, c) for c in sets]),
         data=data,
     )
 

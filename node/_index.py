@@ -5,10 +5,16 @@ from __future__ import annotations
 import bisect
 import re
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
-from typing import Any
+from collections.abc import Iterator
 
-from crdt_model import SET_EVENTS, ZERO, Record, Timestamp, events_doc_name, split_event_id
+from crdt_model import (
+    LOADED,
+    SET_EVENTS,
+    ZERO,
+    Record,
+    events_doc_name,
+    split_event_id,
+)
 
 _LOAD_RE = re.compile(r"^([A-Z]{1,3})-(\d{6})-(\d{3,})\Z")
 
@@ -41,39 +47,28 @@ class EventIndex:
         yet: what its `up_to` may acknowledge (an event merged in later with an older id was
         never read by it)."""
 
-    def add(self, day: str, event: dict[str, Any]) -> None:
-        """Index one event of the given UTC day."""
-        sets = event.get("sets") or ([event["set"]] if "set" in event else [])
-        load = event.get("load") if event["type"].endswith(".loaded") else None
-        if self._add(day, event["id"], sets, load) and event.get("node") == self.node_code:
-            self.own_max = max(self.own_max, Timestamp.parse(event["hlc"]))
-
-    def add_record(self, day: str, rec: Record) -> None:
-        """Index one event of the given UTC day from the fold's record of it (the same)."""
-        sets = rec.sets or ([rec.key] if rec.type in SET_EVENTS and rec.key is not None else [])
-        load = rec.load if rec.type.endswith(".loaded") else None
-        if self._add(day, rec.id, sets, load) and rec.node == self.node_code:
-            self.own_max = max(self.own_max, split_event_id(rec.id)[0])
-
-    def _add(self, day: str, event_id: str, sets: Sequence[str], load: str | None) -> bool:
-        """Index an event's id, sets and load number; False when it was indexed already."""
+    def add(self, day: str, rec: Record) -> None:
+        """Index one event of the given UTC day (the fold's record of it)."""
+        event_id = rec.id
         ids = self.by_day.setdefault(day, [])
         before = len(ids)
         _insert(ids, event_id)
         if len(ids) == before:
-            return False
+            return
         self.count += 1
+        sets = rec.sets or ((rec.key,) if rec.type in SET_EVENTS and rec.key is not None else ())
         for set_code in sets:
             _insert(self.by_set[set_code], event_id)
-        if load is not None:
-            self.loads.setdefault(load, event_id)
-            match = _LOAD_RE.match(load)
+        if rec.type in LOADED and rec.load is not None:
+            self.loads.setdefault(rec.load, event_id)
+            match = _LOAD_RE.match(rec.load)
             if match and match.group(1) == self.node_code:
                 day_key = match.group(2)
                 self._load_counters[day_key] = max(
                     self._load_counters[day_key], int(match.group(3))
                 )
-        return True
+        if rec.node == self.node_code:
+            self.own_max = max(self.own_max, split_event_id(event_id)[0])
 
     def next_load_number(self, yymmdd: str) -> str:
         """The next free load number of this node for a local day, e.g. A-261128-004."""

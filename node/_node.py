@@ -398,7 +398,7 @@ class Node:
                     if name.startswith(cm.EVENTS_PREFIX):
                         day = name[len(cm.EVENTS_PREFIX) :]
                         for rec in self.trace.add_encoded(cm.events_map(doc).values()):
-                            self.index.add_record(day, rec)
+                            self.index.add(day, rec)
                         for key in cm.acks_map(doc).keys():  # noqa: SIM118 (pycrdt Map)
                             self.trace.add_ack(key)
                     self._watch(name, doc)
@@ -509,7 +509,6 @@ class Node:
                     if event is None:  # from a peer: as sync checked it, else decoded here
                         event = self._pending_remote.get(key) or cm.decode_map(change["newValue"])
                         remote.add(event["hlc"])
-                    self.index.add(day, event)
                     added.append(event)
                 if remote:  # let our clock hear of the latest time it may adopt
                     wall = self._clock()
@@ -518,9 +517,11 @@ class Node:
                             break
                 # one batch: a peer's catch-up arrives in no useful order, the fold sorts it once
                 if len(added) == 1:
-                    self.trace.add_event(added[0])
-                elif added:
-                    self.trace.add_events(added)
+                    records = self.trace.add_event(added[0])
+                else:
+                    records = self.trace.add_events(added) if added else []
+                for rec in records:
+                    self.index.add(day, rec)
 
             def on_acks(ev: Any) -> None:
                 for key, change in ev.keys.items():

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
@@ -38,51 +38,42 @@ class Traceability:
 
     # -- feeding ----------------------------------------------------------------
 
-    def add_events(self, events: Iterable[dict[str, Any]]) -> None:
-        """Fold a batch of events (a peer's catch-up)."""
-        self.fold.add_many(self._noted(events))
+    def add_events(self, events: Iterable[dict[str, Any]]) -> list[cm.Record]:
+        """Fold a batch of events (a peer's catch-up); the records of the new ones."""
+        return self._noted(self.fold.add_many(events))
 
     def add_encoded(self, blobs: Iterable[bytes | bytearray]) -> list[cm.Record]:
         """Fold a batch of stored events (start-up: a day's document, each value read once
         as it comes); the records of the new ones."""
-        records = self.fold.add_encoded(blobs)
-        for rec in records:
-            label_id = rec.get("label_id") if rec.type == "label.printed" else None
-            self._note(rec.id, rec.type, rec.zone, rec.load, label_id)
-        return records
+        return self._noted(self.fold.add_encoded(blobs))
 
-    def _noted(self, events: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
-        for event in events:
-            self._note_event(event)
-            yield event
-
-    def add_event(self, event: dict[str, Any]) -> None:
-        """Fold one event, local or from a peer."""
-        self._note_event(event)
-        self.fold.add(event)
+    def add_event(self, event: dict[str, Any]) -> list[cm.Record]:
+        """Fold one event, local or from a peer; its record, unless it was known."""
+        added = self.fold.add(event)
+        rec = self.fold.record(event["id"]) if added else None
+        return [] if rec is None else self._noted([rec])
 
     def add_ack(self, key: str) -> None:
         """An acks map entry: `<event id>` or `<event id>/<node code>`."""
         self.acked.add(key.split("/", 1)[0])
 
-    def _note_event(self, event: dict[str, Any]) -> None:
-        self._note(
-            event["id"], event["type"], event.get("zone"), event.get("load"), event.get("label_id")
-        )
+    def _noted(self, records: list[cm.Record]) -> list[cm.Record]:
+        for rec in records:
+            self._note(rec)
+        return records
 
-    def _note(
-        self, event_id: str, kind: str, zone: str | None, load: str | None, label_id: str | None
-    ) -> None:
+    def _note(self, rec: cm.Record) -> None:
         """Count an event in its zone's activity; note its load number and label id."""
-        local = datetime.fromtimestamp(int(event_id[:13]) / 1000, self.timezone)
+        local = datetime.fromtimestamp(int(rec.id[:13]) / 1000, self.timezone)  # its clock
         day = local.date().isoformat()
-        hours = self.activity.setdefault(day, {}).setdefault(zone or "office", [0] * 24)
+        hours = self.activity.setdefault(day, {}).setdefault(rec.zone or "office", [0] * 24)
         hours[local.hour] += 1
-        if kind.endswith(".loaded") and load is not None:
-            self.loads_by_day.setdefault(day, set()).add(load)
-        if kind != "label.printed" or label_id is None:
+        if rec.type in cm.LOADED and rec.load is not None:
+            self.loads_by_day.setdefault(day, set()).add(rec.load)
+        label_id = rec.get("label_id") if rec.type == "label.printed" else None
+        if not isinstance(label_id, str):
             return
-        self.labels.setdefault(label_id, event_id)
+        self.labels.setdefault(label_id, rec.id)
         match = _LABEL_RE.match(label_id)
         if match and match.group(1) == self.node_code:
             day = match.group(2)

@@ -212,11 +212,12 @@ async def test_a_view_failing_on_a_stored_change_loses_nothing_and_stops_nothing
     heard: list[str] = []
     node.add_listener(lambda name, update, origin: heard.append(name))
     real_add = node.index.add
+    failures = [RuntimeError("a bug in a view")]
 
-    def failing_add(day: str, event: dict[str, Any]) -> None:
-        if event.get("text") == "boom":
-            raise RuntimeError("a bug in a view")
-        real_add(day, event)
+    def failing_add(day: str, rec: cm.Record) -> None:
+        if failures:  # the first event recorded from now on
+            raise failures.pop()
+        real_add(day, rec)
 
     monkeypatch.setattr(node.index, "add", failing_add)
     try:
