@@ -7,7 +7,7 @@ folder first on the package's path if the digest matches the sources beside it: 
 modules then load instead of the interpreted ones. An edited source runs interpreted until
 the next build, never beside a stale compiled copy; a machine without a compiler, or
 STERIMESH_PURE=1, runs everything interpreted. Same code and same results either way;
-compiled, a month's refold takes about 0.6 of the time (bench/fold, docs/BENCHMARKS.md).
+compiled, a month's refold takes about 0.4 of the time (bench/fold, docs/BENCHMARKS.md).
 """
 
 from __future__ import annotations
