@@ -161,56 +161,52 @@ class Fold:
         """Fold a batch of events; the same result as adding them one by one. Returns the
         records of the new ones, in id order."""
         with collector_paused():
-            return self._add_many(events)
-
-    def _add_many(self, events: Iterable[Mapping[str, Any]]) -> list[Record]:
-        known = self._records
-        # Slim records first, in the order the events come (each event is read once, while
-        # it is in the cache), each kept by id as soon as it is made (its place in the big
-        # dict is still in the cache too), then only the records are sorted: a month's
-        # refold spent a third of its time reading decoded events again in id order.
-        fresh: list[Record] = []
-        try:
-            for event in events:
-                event_id: str = event["id"]
-                if event_id not in known:  # else known, or twice in the batch
-                    rec = known[event_id] = self._record(event)
-                    fresh.append(rec)
-        except BaseException:
-            self._forget(fresh)
-            raise
-        self._fold_fresh(fresh)
-        return fresh
+            return self._add_batch(events, stored=False)
 
     def add_encoded(self, values: Iterable[bytes | bytearray | memoryview]) -> list[Record]:
         """Fold a batch of stored events (CBOR maps, as the events documents keep them); the
         same result as decoding and adding them. Returns the records of the new ones, in id
         order."""
         with collector_paused():
-            known = self._records
-            reader = self._reader
-            direct = reads_bytes()
-            fresh: list[Record] = []
-            try:
-                for value in values:
-                    blob = value if isinstance(value, bytes) else bytes(value)
+            return self._add_batch(values, stored=True)
+
+    def _add_batch(self, items: Iterable[Any], stored: bool) -> list[Record]:
+        """Fold events, or stored values (`stored`) read into records when compiled, else
+        decoded whole first.
+
+        Slim records first, in the order the items come (each is read once, while it is in
+        the cache), each kept by id as soon as it is made (its place in the big dict is still
+        in the cache too), then only the records are sorted: a month's refold spent a third
+        of its time reading decoded events again in id order.
+        """
+        known = self._records
+        reader = self._reader
+        direct = stored and reads_bytes()
+        fresh: list[Record] = []
+        try:
+            for item in items:
+                rec: Record | None = None
+                event: Any = item
+                if stored:
+                    blob = item if isinstance(item, bytes) else bytes(item)
                     rec = reader.read(blob) if direct else None
                     if rec is None:  # not of the common shape, or interpreted
                         event = decode_map(blob)
-                        if event["id"] in known:
-                            continue
-                        rec = self._record(event)
-                    elif rec.id in known:
+                if rec is None:
+                    if event["id"] in known:  # known, or twice in the batch
                         continue
-                    elif not self._minute_day(reader.at, reader.hlc):
-                        self._check_skew(reader.at, reader.hlc, rec)
-                    known[rec.id] = rec
-                    fresh.append(rec)
-            except BaseException:
-                self._forget(fresh)
-                raise
-            self._fold_fresh(fresh)
-            return fresh
+                    rec = self._record(event)
+                elif rec.id in known:
+                    continue
+                elif not self._minute_day(reader.at, reader.hlc):
+                    self._check_skew(reader.at, reader.hlc, rec)
+                known[rec.id] = rec
+                fresh.append(rec)
+        except BaseException:
+            self._forget(fresh)
+            raise
+        self._fold_fresh(fresh)
+        return fresh
 
     def _forget(self, fresh: list[Record]) -> None:
         """Take back the records of a batch that cannot be read: it changes nothing."""

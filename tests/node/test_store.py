@@ -288,6 +288,27 @@ async def test_clock_stays_monotonic_across_restart_with_clock_set_back(tmp_path
     assert second["id"] > first["id"]
 
 
+async def _store_from_b(
+    node: Node, body: dict[str, Any], ts: cm.Timestamp, *, user: str, zone: str
+) -> dict[str, Any]:
+    """An event node B recorded at `ts`, stored by `node` as a peer's update."""
+    event = cm.validate_event(
+        {
+            **body,
+            "id": cm.make_event_id(ts, "B"),
+            "hlc": str(ts),
+            "at": "2033-05-18T03:36:20.000+00:00",
+            "node": "B",
+            "user": user,
+            "zone": zone,
+        }
+    )
+    doc: Doc[Any] = Doc()
+    cm.add_event(doc, event)
+    await node.async_store_remote(cm.events_doc_name(ts), doc.get_update(), "B")
+    return event
+
+
 async def test_after_a_restart_the_clock_still_follows_a_peer_a_little_ahead(
     tmp_path: Path,
 ) -> None:
@@ -297,18 +318,8 @@ async def test_after_a_restart_the_clock_still_follows_a_peer_a_little_ahead(
     data = new_data_dir(tmp_path)
     node = await open_node(data, clock=StepClock(start=start))
     ahead = cm.Timestamp(start + 3 * 60_000, 0)
-    release = {
-        **submission("load.released", load="B-261128-001"),
-        "id": cm.make_event_id(ahead, "B"),
-        "hlc": str(ahead),
-        "at": "2033-05-18T03:36:20.000+00:00",
-        "node": "B",
-        "user": "rel",
-        "zone": "sterile",
-    }
-    doc: Doc[Any] = Doc()
-    cm.add_event(doc, cm.validate_event(release))
-    await node.async_store_remote(cm.events_doc_name(ahead), doc.get_update(), "B")
+    body = submission("load.released", load="B-261128-001")
+    release = await _store_from_b(node, body, ahead, user="rel", zone="sterile")
     await node.async_close()
     node = await open_node(data, clock=StepClock(start=start + 1000))  # a second later
     try:
@@ -812,22 +823,14 @@ async def test_a_restarted_node_reads_back_its_indexes_and_activity(tmp_path: Pa
             await node.async_record(submission(kind) | {"zone": zone}, OPERATOR)
             clock.now += 3_600_000
     await node.async_record(submission("steri.test"), OPERATOR)  # no zone: the office
-    stamp = cm.Timestamp(clock.now + 1000, 0)
-    label = {
+    body = {
         **submission("label.printed", set="JDIGGRBA#101", load="A-261128-001"),
         "lot": "A-261128-001",
         "expires_on": "2027-02-26",
         "label_id": "LB2611280007",
-        "id": cm.make_event_id(stamp, "B"),
-        "hlc": str(stamp),
-        "at": "2033-05-18T03:36:21.000+00:00",
-        "node": "B",
-        "user": "pack",
-        "zone": "propre",
     }
-    doc: Doc[Any] = Doc()
-    cm.add_event(doc, cm.validate_event(label))
-    await node.async_store_remote(cm.events_doc_name(stamp), doc.get_update(), "B")
+    stamp = cm.Timestamp(clock.now + 1000, 0)
+    label = await _store_from_b(node, body, stamp, user="pack", zone="propre")
     before = _read_back(node)
     assert before["count"] == 11
     assert before["labels"] == {"LB2611280007": label["id"]}
