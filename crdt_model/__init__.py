@@ -20,6 +20,7 @@ from ._anomalies import (
 )
 from ._codec import CodecError, decode, decode_map, encode
 from ._coded import CodedText
+from ._decode import canonical_form, reads_bytes
 from ._docs import (
     CLUSTER_DOC,
     CLUSTER_MAPS,
@@ -161,6 +162,7 @@ __all__ = [
     "acks_map",
     "add_event",
     "anomaly_id",
+    "canonical_form",
     "check_event_size",
     "check_label",
     "check_release",
@@ -195,6 +197,7 @@ __all__ = [
     "read_table",
     "readiness",
     "readiness_from",
+    "reads_bytes",
     "recall_endoscope",
     "recall_lot",
     "recall_machine",

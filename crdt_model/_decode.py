@@ -306,6 +306,94 @@ def _argument(blob: bytes, info: int, i: int) -> tuple[int, int]:
     return -1, i
 
 
+def canonical_form(blob: bytes) -> bool | None:
+    """Whether `blob`, a map decoded already, is in canonical CBOR (as `encode` writes it:
+    each length and number in its shortest head, keys by length then bytes, each once);
+    None when it is not of the common shape (text keys; values that are texts, lists of
+    texts, whole numbers from 0, true, false or null), which this does not judge."""
+    try:
+        return _canonical(blob)
+    except IndexError:  # cut short
+        return None
+
+
+def _canonical(blob: bytes) -> bool | None:
+    head = blob[0]
+    if head >> 5 != 5:
+        return None
+    count, i = _argument(blob, head & 31, 1)
+    if count < 0:
+        return None
+    canonical = _shortest(head & 31, count)
+    last_start = last_size = -1
+    for _ in range(count):
+        head = blob[i]
+        if head >> 5 != 3:
+            return None
+        size, i = _argument(blob, head & 31, i + 1)
+        if size < 0:
+            return None
+        if not _shortest(head & 31, size) or not _after(blob, last_start, last_size, i, size):
+            canonical = False
+        last_start, last_size = i, size
+        i += size
+        head = blob[i]
+        major = head >> 5
+        if major in (0, 3):
+            size, i = _argument(blob, head & 31, i + 1)
+            if size < 0:
+                return None
+            canonical = canonical and _shortest(head & 31, size)
+            if major == 3:
+                i += size
+        elif major == 4:
+            size, i = _argument(blob, head & 31, i + 1)
+            if size < 0:
+                return None
+            canonical = canonical and _shortest(head & 31, size)
+            for _ in range(size):
+                head = blob[i]
+                if head >> 5 != 3:
+                    return None
+                length, i = _argument(blob, head & 31, i + 1)
+                if length < 0:
+                    return None
+                canonical = canonical and _shortest(head & 31, length)
+                i += length
+        elif head in (0xF4, 0xF5, 0xF6):
+            i += 1
+        else:
+            return None
+    if i != len(blob):
+        return None
+    return canonical
+
+
+def _shortest(info: int, value: int) -> bool:
+    """True when a head with low bits `info` is the shortest for `value`."""
+    if info < 24:
+        return True
+    if info == 24:
+        return value >= 24
+    if info == 25:
+        return value >= 0x100
+    return value >= 0x10000
+
+
+def _after(blob: bytes, last_start: int, last_size: int, start: int, size: int) -> bool:
+    """True when the key at `start` sorts after the one at `last_start` (length, then bytes)."""
+    if last_start < 0 or size > last_size:
+        return True
+    if size < last_size:
+        return False
+    for j in range(size):
+        a = blob[last_start + j]
+        b = blob[start + j]
+        if a != b:
+            return b > a
+    return False  # the same key twice
+
+
 def reads_bytes() -> bool:
     """True when this reader is the compiled one (interpreted, cbor2 reads faster)."""
     return not __file__.endswith(".py")

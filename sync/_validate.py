@@ -271,17 +271,28 @@ def _check_event(name: str, key: str, value: Any, events: dict[str, dict[str, An
     if not isinstance(value, bytes | bytearray):
         return "is not an encoded event"
     try:
-        event = cm.validate_event(cm.decode_map(value), len(value))
+        decoded = cm.decode_map(value)
+        event = cm.validate_event(decoded, len(value))
     except (cm.CodecError, cm.EventError) as err:
         return f"is not a valid event: {sanitize(err, 120)}"
     if event["id"] != key:
         return "is stored under another id"
     if cm.events_doc_name(cm.Timestamp.parse(event["hlc"])) != name:
         return "belongs to another day"
-    if cm.encode(event) != bytes(value):
+    if not _canonical(bytes(value), decoded, event):
         return "is not in its canonical form"
     events[key] = event
     return None
+
+
+def _canonical(value: bytes, decoded: dict[str, Any], event: dict[str, Any]) -> bool:
+    """True when `value` is exactly how `encode` writes the validated `event`: canonical
+    bytes holding what validation kept unchanged (compiled, judged on the bytes, which
+    spares encoding the event again; else, or for a shape it does not judge, encoded)."""
+    judged = cm.canonical_form(value) if cm.reads_bytes() else None
+    if judged is None:
+        return cm.encode(event) == value
+    return judged and decoded == event
 
 
 def _check_ack(name: str, key: str, value: Any) -> str | None:

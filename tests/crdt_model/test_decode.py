@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from crdt_model import CodecError, decode_map, encode
 from crdt_model import _fold as fold_module
-from crdt_model._decode import RecordReader, _Texts
+from crdt_model._decode import RecordReader, _Texts, canonical_form
 from crdt_model._fold import Fold
 from crdt_model._views import Record, record_of
 from tests.crdt_model.fold_helpers import Stamper, random_history, small_reference
@@ -184,3 +184,70 @@ def test_texts_in_the_same_place_of_the_table_stay_apart() -> None:
     # "Aa" and "Qa": the same length and last byte, first bytes 16 apart: the same place
     assert [texts.get(b"Aa", 0, 2), texts.get(b"Qa", 0, 2)] == ["Aa", "Qa"]
     assert [texts.get(b"Qa", 0, 2), texts.get(b"Aa", 0, 2)] == ["Qa", "Aa"]
+
+
+# -- the canonical form judged on the bytes (sync's check of a received event) ----------
+
+texts = st.text(max_size=30)
+values = st.one_of(
+    texts,
+    st.text(min_size=24, max_size=300),
+    st.lists(texts, max_size=30),
+    st.integers(0, 2**32 - 1),
+    st.booleans(),
+    st.none(),
+)
+maps = st.dictionaries(st.text(min_size=1, max_size=30), values, max_size=30)
+
+
+@settings(max_examples=300, deadline=None)
+@given(maps)
+def test_what_encode_writes_is_judged_canonical(value: dict[str, Any]) -> None:
+    assert canonical_form(encode(value)) is True
+
+
+def _head(major: int, value: int, size: int) -> bytes:
+    """A head of `size` argument bytes (0: in the first byte), however long it need be."""
+    if size == 0:
+        return bytes([major << 5 | value])
+    info = {1: 24, 2: 25, 4: 26}[size]
+    return bytes([major << 5 | info]) + value.to_bytes(size, "big")
+
+
+def test_longer_heads_and_keys_out_of_order_are_not_canonical() -> None:
+    event = encode({"id": "1", "type": "note"})
+    assert canonical_form(event) is True
+    longer_text = b"\xa2" + _head(3, 2, 1) + b"id" + b"a1" + b"dtypednote"
+    assert canonical_form(longer_text) is False
+    longer_count = _head(5, 2, 2) + event[1:]
+    assert canonical_form(longer_count) is False
+    swapped = b"\xa2" + b"dtypednote" + b"bida1"
+    assert canonical_form(swapped) is False
+    twice = b"\xa2" + b"bida1" + b"bida2"
+    assert canonical_form(twice) is False
+    number = b"\xa1" + b"ba0" + _head(0, 5, 1)
+    assert canonical_form(number) is False
+    items = b"\xa1" + b"dsets" + _head(4, 1, 1) + b"aA"
+    assert canonical_form(items) is False
+    for other in (b"\xa1ba0\xf9\x3c\x00", b"\xa1ba0\x21", b"\xa1bxx\xa0", encode([1]), b""):
+        assert canonical_form(other) is None  # a float, a negative, a nested map, no map
+    assert canonical_form(event + b"\x00") is None
+    assert canonical_form(event[:-1]) is None
+
+
+@settings(max_examples=300, deadline=None)
+@given(maps, st.data())
+def test_bytes_judged_canonical_are_what_encode_writes(
+    value: dict[str, Any], data: st.DataObject
+) -> None:
+    blob = bytearray(encode(value))
+    for _ in range(data.draw(st.integers(1, 3))):
+        blob[data.draw(st.integers(0, len(blob) - 1))] = data.draw(st.integers(0, 255))
+    raw = bytes(blob)
+    if canonical_form(raw) is not True:
+        return
+    try:
+        decoded = cbor2.loads(raw)
+    except (cbor2.CBORDecodeError, ValueError, UnicodeDecodeError):
+        return  # sync decodes before it asks (bad UTF-8 stops there)
+    assert encode(decoded) == raw

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import cbor2
 import pycrdt
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -110,6 +111,9 @@ def test_an_event_that_arrives_already_deleted_is_refused() -> None:
         (event(2)["id"], cm.encode(event(1)), "under another id"),
         (event(1, day=1)["id"], cm.encode(event(1, day=1)), "another day"),
         (event(1)["id"], cm.encode({**event(1), "station": " padded "}), "canonical"),
+        (event(1)["id"], cm.encode({**event(1), "station": None}), "canonical"),
+        (event(1)["id"], cbor2.dumps(dict(reversed(event(1).items()))), "canonical"),
+        (event(1)["id"], b"\xb8" + bytes([len(event(1))]) + cm.encode(event(1))[1:], "canonical"),
         (event(1)["id"], b"\xff\xfe", "not a valid event"),
         (event(1)["id"], "text, not bytes", "not an encoded event"),
     ],
