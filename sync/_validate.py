@@ -277,7 +277,8 @@ def _check_event(name: str, key: str, value: Any, events: dict[str, dict[str, An
         return f"is not a valid event: {sanitize(err, 120)}"
     if event["id"] != key:
         return "is stored under another id"
-    if cm.events_doc_name(cm.Timestamp.parse(event["hlc"])) != name:
+    # validated: hlc is the fixed-width text of its timestamp, milliseconds first
+    if cm.events_doc_name(cm.Timestamp(int(event["hlc"][:13]))) != name:
         return "belongs to another day"
     if not _canonical(bytes(value), decoded, event):
         return "is not in its canonical form"
