@@ -144,6 +144,7 @@ def station_context(node: Node, principal: Principal, zone: str, code: str) -> d
         steps = _NEXT.get((zone, status), ())
         elsewhere = ZONE_OF_STATUS.get(status)
     load = fold.load(view.load) if view.load else None
+    deciding = "release" in steps or "reject" in steps
     found = (fold.anomaly(anomaly_id) for anomaly_id in view.anomalies)
     machine_kind = "steri" if zone == "sterile" or "steri_load" in steps else "wash"
     machines = fold.machines(machine_kind)
@@ -159,6 +160,7 @@ def station_context(node: Node, principal: Principal, zone: str, code: str) -> d
         "signable": {name for name in steps if name in CONFIRMED},
         "elsewhere": None if steps else elsewhere,
         "load": load,
+        "cycle_values": cycle_values(node, load) if deciding else {},
         "kind": machine_kind,
         "machines": machines,
         "defaults": {
@@ -172,6 +174,31 @@ def station_context(node: Node, principal: Principal, zone: str, code: str) -> d
             "expires_on": "",
         },
     }
+
+
+CYCLE_VALUES = (
+    "cycle_no",
+    "program",
+    "result",
+    "started",
+    "ended",
+    "t_min",
+    "t_max",
+    "p_max",
+    "hold_s",
+    "a0",
+    "flags",
+)
+"""What a releaser checks of a cycle before deciding, in that order (when recorded)."""
+
+
+def cycle_values(node: Node, load: cm.LoadView | None) -> dict[str, Any]:
+    """What the machine recorded of a load's cycle, as the station shows it beside the
+    release: the values the releaser checks (the load's page has the whole record)."""
+    cycle = None if load is None or load.cycle is None else node.get_event(load.cycle.event)
+    if cycle is None:
+        return {}
+    return {k: cycle[k] for k in CYCLE_VALUES if cycle.get(k) not in (None, "", [])}
 
 
 _QUARANTINE: dict[str, tuple[str, tuple[str, ...]]] = {

@@ -351,3 +351,50 @@ async def test_a_cycle_number_of_digits_or_a_known_machine_is_never_taken_for_a_
     text = await _post(client, "sale", SETS[0], "wash_pass", cycle_no="4521")
     assert "pas un numéro de cycle" not in text
     assert status_of(node, SETS[0]) == "washed"
+
+
+async def test_the_release_step_shows_what_the_machine_recorded_of_the_cycle(
+    client: TestClient, node: Node
+) -> None:
+    """Before signing, the releaser reads the cycle's values at the station (temperatures,
+    pressure, plateau, what the capture noticed), with the whole record a tap away; once
+    the load is decided, the set's page no longer lists them."""
+    from tests.web.helpers import SET
+
+    await login_in(client, "rel")
+    await node.async_submit({"type": "set.received", "set": SET}, OP)
+    loaded, _ = await node.async_submit(
+        {"type": "steri.loaded", "machine": "STE-1", "program": "P", "sets": [SET]}, OP
+    )
+    cycle = {
+        "type": "steri.cycle",
+        "machine": "STE-1",
+        "cycle_no": "4521",
+        "result": "pass",
+        "program": "PRION 134 18MIN",
+        "t_min": 134.1,
+        "t_max": 135.6,
+        "p_max": 3.08,
+        "hold_s": 1080,
+        "flags": ["truncated"],
+    }
+    await node.async_record(cycle, DEVICE)
+    page = await _page(client, "sterile", SET)
+    values = page[
+        page.index('id="cycle-values"') : page.index("</table>", page.index('id="cycle-values"'))
+    ]
+    for label, value in [
+        ("N° de cycle", "4521"),
+        ("Programme", "PRION 134 18MIN"),
+        ("Résultat", "conforme"),
+        ("Température min.", "134.1"),
+        ("Température max.", "135.6"),
+        ("Pression max.", "3.08"),
+        ("Plateau (s)", "1080"),
+        ("Signalements", "truncated"),
+    ]:
+        assert re.search(rf"<th>{re.escape(label)}</th><td>{re.escape(value)}</td>", values), label
+    assert f'href="/loads/{loaded["load"]}#cycle" id="cycle-link"' in page
+    await _post(client, "sterile", SET, "release", confirm=PASSWORD)
+    assert node.trace.fold.set_status(SET).status == "sterile"
+    assert 'id="cycle-values"' not in await _page(client, "sterile", SET)
