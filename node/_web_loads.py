@@ -7,7 +7,7 @@ import re
 import secrets
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 from aiohttp import web
 
@@ -107,18 +107,27 @@ def _new_load_form(
 ) -> web.Response:
     machines = _node(request).trace.fold.machines(kind)
     zone = form.get("zone", "")
+    zone = zone if zone in STATION_ZONES else ""
+    station = scanner_station(request, form.get("station"))
+    sets = "\n".join(scanned_codes(form.get("sets", "")))
+    # the other kind's tab keeps the sets scanned (the page's script adds those typed since)
+    kept = {"sets": sets, "zone": zone, "station": station or ""}
+    tabs = [
+        (k, "/loads/new?" + urlencode({"kind": k} | {n: v for n, v in kept.items() if v}))
+        for k in KINDS
+    ]
     return render(
         request,
         "load_new.html",
         422 if error else 200,
         kind=kind,
-        kinds=KINDS,
+        tabs=tabs,
         machine=form.get("machine") or (machines[0] if len(machines) == 1 else ""),
         machines=machines,
         program=form.get("program") or DEFAULT_PROGRAMS[kind],
-        sets="\n".join(scanned_codes(form.get("sets", ""))),
-        zone=zone if zone in STATION_ZONES else "",
-        scanner_station=scanner_station(request, form.get("station")),
+        sets=sets,
+        zone=zone,
+        scanner_station=station,
         once=secrets.token_urlsafe(12),
         error=error,
         detail=detail,

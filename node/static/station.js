@@ -162,5 +162,14 @@
   }
   list.addEventListener("input", later);
   if (machine) { machine.addEventListener("change", later); }
+  // the washer/sterilizer tabs keep the list as it stands (machine and program are the kind's)
+  Array.prototype.forEach.call(document.querySelectorAll("nav.zones a.zone-tab"), function (tab) {
+    tab.addEventListener("click", function () {
+      var url = new URL(tab.href, window.location.href);
+      var sets = list.value.trim();
+      if (sets) { url.searchParams.set("sets", sets); } else { url.searchParams.delete("sets"); }
+      tab.href = url.toString();
+    });
+  });
   if (list.value.trim()) { check(); }
 })();

@@ -31,3 +31,20 @@ def test_scanned_sets_show_under_the_list_before_the_load_is_recorded(tmp_path: 
             count == "2 sets scanned · no reference data imported yet: set names are not known here"
         )
     assert node_status(node.data)["events"] == 0  # shown, nothing recorded
+
+
+def test_the_other_kinds_tab_takes_the_sets_scanned_so_far(tmp_path: Path) -> None:
+    """Sets scanned onto the washer form by mistake go to the sterilizer form with its tab."""
+    with alice_at_a_station(tmp_path) as (node, context):
+        page = context.new_page()
+        _login(page, node.base_url, "alice")
+        page.goto(node.base_url + "/loads/new?kind=wash&zone=sale")
+        page.click("#sets")
+        for code in ("JDIGGRBA#111", "JORTHO#7"):
+            page.keyboard.type(code)
+            page.keyboard.press("Enter")
+        page.click("nav.zones a.zone-tab:not(.current)")
+        page.wait_for_url("**/loads/new?kind=steri*", timeout=10_000)
+        assert page.input_value("#sets").split() == ["JDIGGRBA#111", "JORTHO#7"]
+        assert 'name="zone" value="sale"' in page.content()
+    assert node_status(node.data)["events"] == 0

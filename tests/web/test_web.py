@@ -8,6 +8,7 @@ import json
 import re
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 from aiohttp import ClientResponse
 from aiohttp.test_utils import TestClient
@@ -219,7 +220,33 @@ async def test_another_zones_station_says_where_this_pc_stands(
     assert "Ce poste est en zone Sale ; cette page est l'écran de la zone Stérile" in other
     assert '<a href="/station?zone=sale">Revenir à la zone Sale</a>' in other
     opened = await client.get("/loads/new", params={"kind": "steri", "zone": "sterile"})
-    assert 'class="zone-sterile"' in await opened.text()  # the load form of that station too
+    form = html.unescape(await opened.text())
+    assert 'class="zone-sterile"' in form  # the load form of that station too
+    assert "Ce poste est en zone Sale ; cette page est l'écran de la zone Stérile" in form
+    mine = await client.get("/loads/new", params={"kind": "wash", "zone": "sale"})
+    assert 'id="zone-elsewhere"' not in await mine.text()
+
+
+async def test_the_load_forms_tabs_keep_the_sets_scanned_and_the_station(
+    client: TestClient, node: Node
+) -> None:
+    """Scanned onto the washer form by mistake: the sterilizer tab takes the list along (the
+    machine and program are the other kind's)."""
+    await login(client, "op")
+    query = {"kind": "wash", "zone": "sale", "machine": "LAV-2", "sets": "JDIGGRBA#111 JORTHO#7"}
+    page = html.unescape(await (await client.get("/loads/new", params=query)).text())
+    tab = re.search(r'<a class="zone-tab" href="([^"]+)">', page)
+    assert tab is not None
+    url = urlsplit(tab.group(1))
+    assert url.path == "/loads/new"
+    assert parse_qs(url.query) == {
+        "kind": ["steri"],
+        "sets": ["JDIGGRBA#111\nJORTHO#7"],
+        "zone": ["sale"],
+    }
+    other = html.unescape(await (await client.get(tab.group(1))).text())
+    assert "JDIGGRBA#111\nJORTHO#7" in other  # on the sterilizer form's list
+    assert re.search(r'<input id="machine" name="machine" value=""', other)
 
 
 async def test_a_refused_step_is_said_in_the_operator_language(
