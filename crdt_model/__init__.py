@@ -107,6 +107,7 @@ from ._views import (
     ReleaseInfo,
     SetView,
     TestInfo,
+    record_of,
 )
 
 __all__ = [
@@ -203,6 +204,7 @@ __all__ = [
     "recall_machine",
     "recall_patient",
     "recall_set",
+    "record_of",
     "ref_doc_name",
     "split_event_id",
     "table_names",

@@ -20,7 +20,7 @@ REF_CHUNK_ROWS = 2000
 
 CLUSTER_MAPS = ("members", "users", "tokens", "settings", "retired", "invites")
 
-_DAY_RE = re.compile(r"^\d{4}-\d{2}-\d{2}\Z")
+_DAY_RE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}\Z")
 _EXPORT_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}\Z")
 
 

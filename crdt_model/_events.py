@@ -28,7 +28,7 @@ MAX_LIST = 500
 _CODE_RE = re.compile(r"^[\w#./:+-][\w#./:+ -]*\Z")
 _NODE_CODE_RE = re.compile(r"^[A-Z]{1,3}\Z")
 _PATIENT_RE = re.compile(r"^[A-Za-z0-9-]{1,32}\Z")
-_ID_RE = re.compile(r"^(\d{13}-\d{5})-([A-Z]{1,3})\Z")
+_ID_RE = re.compile(r"^([0-9]{13}-[0-9]{5})-([A-Z]{1,3})\Z")
 
 
 FIELD_MESSAGES: dict[str, str] = {

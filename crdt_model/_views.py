@@ -254,7 +254,7 @@ def cycle_day(cycle: Record) -> str:
     return cycle.day
 
 
-_DAY: Final = re.compile(r"\d{4}-\d{2}-\d{2}")
+_DAY: Final = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 
 
 class FoldError(LookupError):

@@ -516,12 +516,18 @@ class Node:
                         if self.hlc.observe(cm.Timestamp.parse(hlc), wall):
                             break
                 # one batch: a peer's catch-up arrives in no useful order, the fold sorts it once
-                if len(added) == 1:
-                    records = self.trace.add_event(added[0])
-                else:
-                    records = self.trace.add_events(added) if added else []
-                for rec in records:
-                    self.index.add(day, rec)
+                records: list[cm.Record] = []
+                try:
+                    if len(added) == 1:
+                        records = self.trace.add_event(added[0])
+                    elif added:
+                        records = self.trace.add_events(added)
+                except Exception:  # a view failed: the index and numbering still learn of them
+                    records = _records_of(added)
+                    raise
+                finally:
+                    for rec in records:
+                        self.index.add(day, rec)
 
             def on_acks(ev: Any) -> None:
                 for key, change in ev.keys.items():
@@ -1292,3 +1298,12 @@ class Node:
             "store": self.store.stat(),
             "backup": None if self.backup_status is None else self.backup_status(),
         }
+
+
+def _records_of(events: list[dict[str, Any]]) -> list[cm.Record]:
+    """The records of stored events, made apart from the fold (those it can make)."""
+    records = []
+    for event in events:
+        with contextlib.suppress(Exception):
+            records.append(cm.record_of(event, {}))
+    return records

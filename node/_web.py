@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, urlencode
+from urllib.parse import parse_qsl, quote, urlencode
 
 import jinja2
 from aiohttp import web
@@ -157,6 +157,7 @@ def add_web_routes(app: web.Application, idle_s: float = IDLE_MINUTES * 60) -> N
         trim_blocks=True,
         lstrip_blocks=True,
     )
+    env.filters["segment"] = lambda value: quote(str(value), safe="")  # one part of a path
     app[WEB_KEY] = WebState(
         env, load_catalogs(), Signer(node_secret(node.data.root)), idle_s=idle_s
     )

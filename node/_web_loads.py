@@ -83,6 +83,11 @@ async def loads_page(request: web.Request) -> web.StreamResponse:
     return response
 
 
+MAX_SETS_TEXT = 20_000
+"""The longest list of sets a link to the load form carries (far more than a load's 200
+sets; the web server refuses longer addresses first)."""
+
+
 def _kind(raw: str | None) -> str:
     return raw if raw in KINDS else "wash"
 
@@ -93,9 +98,25 @@ async def new_load_page(request: web.Request) -> web.StreamResponse:
     if not isinstance(principal, Principal):
         return principal
     kind = _kind(request.query.get("kind"))
-    keys = ("machine", "program", "sets", "zone", "station")
+    keys = ("machine", "program", "zone", "station")
     given = {k: request.query.get(k, "")[:2000] for k in keys}
-    return _new_load_form(request, kind, given)
+    sets = _whole_codes(request.query.get("sets", ""), MAX_SETS_TEXT)
+    return _new_load_form(request, kind, given | {"sets": sets})
+
+
+def _whole_codes(text: str, limit: int) -> str:
+    """`text` cut to at most `limit` characters, never inside a code (a code cut short could
+    name another set)."""
+    if len(text) <= limit:
+        return text
+    cut = text[:limit]
+    if not _SEPARATOR.match(text[limit]):
+        cut = _LAST_CODE.sub("", cut)
+    return cut
+
+
+_SEPARATOR = re.compile(r"[\s,;]")
+_LAST_CODE = re.compile(r"[^\s,;]*\Z")
 
 
 def _new_load_form(

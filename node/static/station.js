@@ -164,12 +164,14 @@
   if (machine) { machine.addEventListener("change", later); }
   // the washer/sterilizer tabs keep the list as it stands (machine and program are the kind's)
   Array.prototype.forEach.call(document.querySelectorAll("nav.zones a.zone-tab"), function (tab) {
-    tab.addEventListener("click", function () {
+    function keep() {
       var url = new URL(tab.href, window.location.href);
       var sets = list.value.trim();
       if (sets) { url.searchParams.set("sets", sets); } else { url.searchParams.delete("sets"); }
       tab.href = url.toString();
-    });
+    }
+    tab.addEventListener("click", keep);
+    tab.addEventListener("auxclick", keep);  // a middle click opens it in a new tab
   });
   if (list.value.trim()) { check(); }
 })();

@@ -9,6 +9,7 @@ from crdt_model import (
     ClockError,
     HybridClock,
     Timestamp,
+    is_doc_name,
     make_event_id,
     split_event_id,
 )
@@ -82,3 +83,14 @@ def test_event_ids_unique_across_nodes_and_sorted_by_clock(steps: list[tuple[int
 def test_bad_timestamp_text_is_refused(text: str) -> None:
     with pytest.raises(ClockError):
         Timestamp.parse(text)
+
+
+def test_clocks_and_ids_are_written_in_ascii_digits_only() -> None:
+    """Other digits (Arabic-Indic, full-width) would be read as numbers yet sort after every
+    real clock: a peer could put its events after everyone's."""
+    arabic = "١٧٩٥٨٥١٢٠٠٠٠٠-٠٠٠٠١"
+    with pytest.raises(ClockError):
+        Timestamp.parse(arabic)
+    with pytest.raises(ClockError):
+        split_event_id(arabic + "-A")
+    assert not is_doc_name("events/２０２６-11-28")

@@ -236,6 +236,30 @@ async def test_a_view_failing_on_a_stored_change_loses_nothing_and_stops_nothing
         await again.async_close()
 
 
+async def test_a_fold_failing_on_an_event_still_leaves_its_load_number_taken(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A bug in the views must not free a load number: the next load gets another one."""
+    node = await open_node(new_data_dir(tmp_path), clock=StepClock())
+    real_add = node.trace.add_event
+    failures = [RuntimeError("a bug in the fold")]
+
+    def failing_add(event: dict[str, Any]) -> list[cm.Record]:
+        if failures:
+            raise failures.pop()
+        return real_add(event)
+
+    monkeypatch.setattr(node.trace, "add_event", failing_add)
+    try:
+        first = await node.async_record(submission("wash.loaded"), OPERATOR)
+        assert "did not reach every view" in caplog.text
+        second = await node.async_record(submission("wash.loaded"), OPERATOR)
+        assert first["load"] != second["load"]
+        assert node.index.loads[first["load"]] == first["id"]
+    finally:
+        await node.async_close()
+
+
 async def test_compaction_racing_new_writes_loses_nothing(tmp_path: Path) -> None:
     data = new_data_dir(tmp_path)
     node = await open_node(data, clock=StepClock())

@@ -222,7 +222,7 @@ async def test_another_zones_station_says_where_this_pc_stands(
     opened = await client.get("/loads/new", params={"kind": "steri", "zone": "sterile"})
     form = html.unescape(await opened.text())
     assert 'class="zone-sterile"' in form  # the load form of that station too
-    assert "Ce poste est en zone Sale ; cette page est l'écran de la zone Stérile" in form
+    assert "Ce poste est en zone Sale ; ce formulaire vient de l'écran de la zone Stérile" in form
     mine = await client.get("/loads/new", params={"kind": "wash", "zone": "sale"})
     assert 'id="zone-elsewhere"' not in await mine.text()
 
@@ -449,3 +449,15 @@ async def test_a_missing_page_or_load_is_a_page_that_says_so_not_json(client: Te
         assert 'href="/"' in text  # and the way back
     resp = await client.get("/api/no-such-endpoint")  # machines keep their JSON
     assert resp.content_type == "application/json"
+
+
+def test_a_list_of_sets_too_long_for_a_link_is_never_cut_inside_a_code() -> None:
+    from node._web_loads import _whole_codes, scanned_codes
+
+    text = " ".join(f"CH-{i:05d}" for i in range(1, 223)) + " CH-123456"
+    kept = scanned_codes(_whole_codes(text, 2000))
+    assert kept == [f"CH-{i:05d}" for i in range(1, 223)]  # the last one left out whole
+    assert _whole_codes("AB CD", 3) == "AB "
+    assert _whole_codes("AB,CD", 2) == "AB"
+    assert _whole_codes("ABCD", 2) == ""
+    assert _whole_codes("AB CD", 10) == "AB CD"
