@@ -180,5 +180,5 @@ _NAMED: dict[str, dict[str, Any]] = {
         "additionalProperties": _SCALAR,
     },
     "_node_code": {"type": "string", "pattern": _ecma(_NODE_CODE_RE)},
-    "_hlc": {"type": "string", "pattern": r"^\d{13}-\d{5}$"},
+    "_hlc": {"type": "string", "pattern": r"^[0-9]{13}-[0-9]{5}$"},
 }
