@@ -91,10 +91,7 @@ class RecordReader:
         if count < 0 or count > len(FIELDS):  # more keys than fields: some twice
             return -1
         for n in range(count):
-            head = blob[i]
-            if head >> 5 != 3:
-                return -1
-            size, i = _argument(blob, head & 31, i + 1)
+            size, i, _ = _text_at(blob, i)
             slot = _key_slot(blob, i, size)
             if slot < 0 or values[slot] is not None:  # a key of no event type, or twice
                 return -1
@@ -117,10 +114,7 @@ class RecordReader:
                     return -1
                 items: list[str] = []
                 for _ in range(size):
-                    head = blob[i]
-                    if head >> 5 != 3:
-                        return -1
-                    length, i = _argument(blob, head & 31, i + 1)
+                    length, i, _ = _text_at(blob, i)
                     if length < 0 or length > _SHARED_MAX or i + length > len(blob):
                         return -1
                     items.append(texts.get(blob, i, length))
@@ -327,13 +321,10 @@ def _canonical(blob: bytes) -> bool | None:
     canonical = _shortest(head & 31, count)
     last_start = last_size = -1
     for _ in range(count):
-        head = blob[i]
-        if head >> 5 != 3:
-            return None
-        size, i = _argument(blob, head & 31, i + 1)
+        size, i, shortest = _text_at(blob, i)
         if size < 0:
             return None
-        if not _shortest(head & 31, size) or not _after(blob, last_start, last_size, i, size):
+        if not shortest or not _after(blob, last_start, last_size, i, size):
             canonical = False
         last_start, last_size = i, size
         i += size
@@ -352,13 +343,10 @@ def _canonical(blob: bytes) -> bool | None:
                 return None
             canonical = canonical and _shortest(head & 31, size)
             for _ in range(size):
-                head = blob[i]
-                if head >> 5 != 3:
-                    return None
-                length, i = _argument(blob, head & 31, i + 1)
+                length, i, shortest = _text_at(blob, i)
                 if length < 0:
                     return None
-                canonical = canonical and _shortest(head & 31, length)
+                canonical = canonical and shortest
                 i += length
         elif head in (0xF4, 0xF5, 0xF6):
             i += 1
@@ -367,6 +355,16 @@ def _canonical(blob: bytes) -> bool | None:
     if i != len(blob):
         return None
     return canonical
+
+
+def _text_at(blob: bytes, i: int) -> tuple[int, int, bool]:
+    """The length of the text whose head is at `i`, where its bytes start, and whether that
+    head is the shortest; length -1 when no text starts there (or one left to cbor2)."""
+    head = blob[i]
+    if head >> 5 != 3:
+        return -1, i, False
+    size, j = _argument(blob, head & 31, i + 1)
+    return size, j, size >= 0 and _shortest(head & 31, size)
 
 
 def _shortest(info: int, value: int) -> bool:
