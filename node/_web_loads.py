@@ -83,6 +83,11 @@ async def loads_page(request: web.Request) -> web.StreamResponse:
     return response
 
 
+CANNOT_RECORD = (
+    "This PC can no longer record (its storage failed): use another station, or paper, and call IT."
+)
+"""What the load form's list says while this PC's storage has failed."""
+
 MAX_SETS_TEXT = 20_000
 """The longest list of sets a link to the load form carries (far more than a load's 200
 sets; the web server refuses longer addresses first)."""
@@ -224,6 +229,8 @@ async def check_load(request: web.Request) -> web.StreamResponse:
     machine = form.get("machine", "").strip()[:120]
     today = node.trace.today(node._clock())
     refusals: list[str | dict[str, Any]] = []
+    if node.failed is not None:  # said before anything is scanned in vain (the page says it too)
+        refusals.append(CANNOT_RECORD)
     if len(codes) > MAX_SETS:
         refusals.append("Too many sets in one load.")
     if machine and is_set_code(node, machine):

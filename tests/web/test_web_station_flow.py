@@ -206,6 +206,21 @@ async def test_a_pc_that_can_no_longer_record_says_so_not_that_the_step_was_refu
     assert "a été refusée" not in text  # not a rule's refusal
     assert "Errno" not in text  # what IT reads in the log, not the operator
     assert status_of(node, SETS[0]) == "unknown"
+    page = await _page(client, "sterile", "")  # every page says it, before anything is tried
+    assert 'id="node-failed" role="alert">Ce poste ne peut plus enregistrer' in page
+    form = await client.get("/loads/new", params={"kind": "wash"})
+    scanned = await client.post(
+        "/loads/check",
+        data={"csrf": csrf_of(await form.text()), "kind": "wash", "sets": SETS[0]},
+    )
+    assert "Ce poste ne peut plus enregistrer" in html.unescape(await scanned.text())
+
+
+async def test_a_pc_that_records_says_nothing_of_its_storage(
+    client: TestClient, node: Node
+) -> None:
+    await login_in(client, "op")
+    assert 'id="node-failed"' not in await _page(client, "sale", "")
 
 
 async def test_stock_from_before_the_outage_is_recorded_from_its_label_at_the_sterile_zone(
