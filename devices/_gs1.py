@@ -214,9 +214,16 @@ def parse_human(data: str, today: date | None = None) -> GS1Message:
     """Parse the bracketed human form, e.g. (01)03453120000011(10)LOT7."""
     if not data.startswith("("):
         raise BarcodeError("bracketed GS1 form must start with '('")
-    marks = [m for m in _HUMAN_AI.finditer(data) if m.group(1) in AI_SPECS]
+    found = list(_HUMAN_AI.finditer(data))
+    marks = [m for m in found if m.group(1) in AI_SPECS]
     if not marks or marks[0].start() != 0:
         raise BarcodeError(f"unsupported AI in {sanitize(data, 40)!r}")
+    unknown = next((m.group(1) for m in found if m.group(1) not in AI_SPECS), None)
+    if unknown is not None:  # else its data would be read as part of the value before it
+        raise BarcodeError(
+            f"unsupported AI ({unknown}), or digits in brackets inside a value, in"
+            f" {sanitize(data, 40)!r}: scan the barcode itself"
+        )
     pairs: list[tuple[str, str]] = []
     for i, mark in enumerate(marks):
         end = marks[i + 1].start() if i + 1 < len(marks) else len(data)

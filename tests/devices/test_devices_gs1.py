@@ -112,6 +112,16 @@ def test_human_form() -> None:
         parse_human("(42)X")
 
 
+def test_human_form_with_an_ai_it_does_not_read_is_refused_not_read_into_a_lot() -> None:
+    """(10)L1(240)Z: a lot "L1(240)Z" would be a lot no label carries; refused, it is
+    scanned again from the barcode itself (whose element string marks where fields end)."""
+    with pytest.raises(BarcodeError, match=r"unsupported AI \(240\)"):
+        parse_human(f"(01){GTIN}(10)L1(240)Z")
+    with pytest.raises(BarcodeError, match=r"unsupported AI \(123\)"):
+        parse_human(f"(01){GTIN}(21)S(123)")
+    assert parse_human(f"(01){GTIN}(21)A(B)C").as_dict() == {"01": GTIN, "21": "A(B)C"}
+
+
 def test_element_string_puts_separators_only_after_variable_fields() -> None:
     msg = GS1Message.build([("01", GTIN), ("10", "L1"), ("17", "270101"), ("21", "S")])
     assert msg.element_string() == f"01{GTIN}10L1{GS}1727010121S"
