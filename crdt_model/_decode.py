@@ -165,11 +165,8 @@ class RecordReader:
         sets = values[_SETS]
         if not (sets is None or isinstance(sets, list)):
             return None  # decoded whole: refused there
-        data: tuple[Any, ...] | None = None
-        if plan.fields:
-            found = [None if slot < 0 else values[slot] for slot in plan.fields]
-            if found.count(None) < len(found):
-                data = extras(found, plan.spec, self._intern)
+        found = [None if slot < 0 else values[slot] for slot in plan.fields]
+        data = extras(found, plan.spec, self._intern)
         day = at[:10]
         self.at = at
         self.hlc = hlc

@@ -195,11 +195,7 @@ def record_of(event: dict[str, Any], intern: dict[Any, Any], day: str = "") -> R
     if given is not None and not isinstance(given, list):  # the same refusal, compiled or not
         raise TypeError("sets must be a list")
     sets: list[str] = given or []
-    data: tuple[Any, ...] | None = None
-    if spec.fields:
-        values = [event.get(name) for name in spec.fields]
-        if values.count(None) < len(values):
-            data = extras(values, spec, intern)
+    data = extras([event.get(name) for name in spec.fields], spec, intern)
     return Record(
         event["id"],
         spec,
@@ -215,9 +211,12 @@ def record_of(event: dict[str, Any], intern: dict[Any, Any], day: str = "") -> R
     )
 
 
-def extras(values: list[Any], spec: Spec, intern: dict[Any, Any]) -> tuple[Any, ...]:
-    """The extra fields of a record, their repeated texts kept once; a tuple of such texts
-    alone (an inspection's packaging, a dispatch's destination) is itself kept once."""
+def extras(values: list[Any], spec: Spec, intern: dict[Any, Any]) -> tuple[Any, ...] | None:
+    """The extra fields of a record (`values`, in the order of `spec.fields`), their
+    repeated texts kept once; a tuple of such texts alone (an inspection's packaging, a
+    dispatch's destination) is itself kept once. None when the event has none of them."""
+    if values.count(None) == len(values):
+        return None
     alone = True
     for i in spec.shared:
         value = values[i]

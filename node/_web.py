@@ -289,9 +289,22 @@ def _lang(request: web.Request) -> str:
     return DEFAULT_LANGUAGE
 
 
-def _cookie(response: web.StreamResponse, request: web.Request, name: str, value: str) -> None:
+def _cookie(
+    response: web.StreamResponse,
+    request: web.Request,
+    name: str,
+    value: str,
+    max_age: int | None = None,
+) -> None:
+    """Set a cookie of the pages (`max_age`: kept that many seconds, else for the session)."""
     response.set_cookie(
-        name, value, httponly=True, samesite="Strict", secure=request.secure, path="/"
+        name,
+        value,
+        max_age=max_age,
+        httponly=True,
+        samesite="Strict",
+        secure=request.secure,
+        path="/",
     )
 
 
@@ -605,15 +618,7 @@ def remember_printer(
     if printer is None:
         response.del_cookie(PRINTER_COOKIE, path="/")
         return
-    response.set_cookie(
-        PRINTER_COOKIE,
-        printer,
-        max_age=365 * 86400,
-        httponly=True,
-        samesite="Strict",
-        secure=request.secure,
-        path="/",
-    )
+    _cookie(response, request, PRINTER_COOKIE, printer, max_age=365 * 86400)
 
 
 def scanned_code(node: Node, raw: str) -> tuple[str, dict[str, str] | None]:
