@@ -516,18 +516,17 @@ class Node:
                         if self.hlc.observe(cm.Timestamp.parse(hlc), wall):
                             break
                 # one batch: a peer's catch-up arrives in no useful order, the fold sorts it once
-                records: list[cm.Record] = []
                 try:
                     if len(added) == 1:
                         records = self.trace.add_event(added[0])
-                    elif added:
-                        records = self.trace.add_events(added)
+                    else:
+                        records = self.trace.add_events(added) if added else []
                 except Exception:  # a view failed: the index and numbering still learn of them
-                    records = _records_of(added)
-                    raise
-                finally:
-                    for rec in records:
+                    for rec in _records_of(added):
                         self.index.add(day, rec)
+                    raise
+                for rec in records:
+                    self.index.add(day, rec)
 
             def on_acks(ev: Any) -> None:
                 for key, change in ev.keys.items():
