@@ -14,8 +14,9 @@ one, and one arriving late from a peer with an older HLC: p50/p99 over 1,000 add
 readiness of one day at hospital scale, and the resident memory the fold keeps. Reference
 rows show what a fold costs before any rule: decoding each value and keeping it (the decoded
 map, or the fold's slim record made from it) by id, as a fold must to replay an entity or
-answer a recall; and, compiled, the slim record read straight from the bytes and kept. Aims: refold within 3x the anchor, readiness under 100 ms, one incremental event under
-1 ms. The fold runs compiled when `make` built it for these sources (crdt_model/_compiled.py),
+answer a recall; and, compiled, the slim record read straight from the bytes and kept.
+Aims: refold within 3x the anchor, readiness under 100 ms, one incremental event under 1 ms.
+The fold runs compiled when `make` built it for these sources (crdt_model/_compiled.py),
 else interpreted (STERIMESH_PURE=1 asks for that): the table says which. Run: make bench, or
 python -m bench fold (or python -m bench.fold).
 """
