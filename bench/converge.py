@@ -253,16 +253,15 @@ def _read_apply(doc: pycrdt.Doc[Any], diff: bytes) -> None:
 def _checked_apply(
     checker: sync.UpdateChecker, fold: Fold, doc: pycrdt.Doc[Any], name: str, diff: bytes
 ) -> None:
-    checked: dict[str, dict[str, Any]] = {}
-    change = checker.check(doc, name, diff, events=checked)
+    change = checker.check(doc, name, diff)
     if change is None:
         return
-    added: list[dict[str, Any]] = []
+    added: list[bytes] = []
 
-    def collect(event: Any) -> None:  # as a node does: the events as the check decoded them
-        for key, change_ in event.keys.items():
+    def collect(event: Any) -> None:  # as a node does: the fold reads the checked bytes
+        for change_ in event.keys.values():
             if change_.get("action") == "add":
-                added.append(checked[key])
+                added.append(change_["newValue"])
 
     events = cm.events_map(doc)
     sub = events.observe(collect)
@@ -270,7 +269,7 @@ def _checked_apply(
         doc.apply_update(change)
     finally:
         events.unobserve(sub)
-    fold.add_many(added)
+    fold.add_encoded(added)
 
 
 def measure_small_checks(holdings: list[dict[str, bytes]], count: int = 20) -> dict[str, Any]:

@@ -33,6 +33,7 @@ from ._docs import (
     cluster_items,
     cluster_map,
     cluster_put,
+    events_day_ms,
     events_doc_name,
     events_map,
     is_doc_name,
@@ -94,6 +95,7 @@ from ._recall import (
     recall_patient,
     recall_set,
 )
+from ._verify import shown_valid
 from ._views import (
     LOADED,
     SET_EVENTS,
@@ -181,6 +183,7 @@ __all__ = [
     "endoscopy_readiness",
     "event_json_schema",
     "event_json_schemas",
+    "events_day_ms",
     "events_doc_name",
     "events_map",
     "expiry",
@@ -206,6 +209,7 @@ __all__ = [
     "recall_set",
     "record_of",
     "ref_doc_name",
+    "shown_valid",
     "split_event_id",
     "table_names",
     "validate_event",

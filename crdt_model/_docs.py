@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from pycrdt import Doc, Map
@@ -32,6 +32,20 @@ def events_doc_name(ts: Timestamp) -> str:
     """The events document holding an event: its clock's UTC day."""
     day = datetime.fromtimestamp(ts.physical / 1000, UTC).date().isoformat()
     return EVENTS_PREFIX + day
+
+
+def events_day_ms(name: str) -> tuple[int, int]:
+    """The clocks (milliseconds) of an events document's day: [first, end); empty when the
+    name is of no events document or no real day (no event belongs to it)."""
+    text = name.removeprefix(EVENTS_PREFIX)
+    try:
+        day = date.fromisoformat(text)
+    except ValueError:
+        return 0, 0
+    if text == name or day.isoformat() != text:
+        return 0, 0
+    first = int(datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp()) * 1000
+    return first, first + 86_400_000
 
 
 def ref_doc_name(export_id: str) -> str:

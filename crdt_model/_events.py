@@ -309,6 +309,17 @@ def phase(value: Any) -> tuple[Any, FieldMessage | None]:
     return value, None
 
 
+def check_params(check: Check) -> tuple[str, dict[str, Any]]:
+    """What made a field check: the name of its function (e.g. "text", "cycle_number") and
+    the arguments it was made with (e.g. {"max_len": 256, "multiline": False}), read from its
+    closure; the feed's JSON Schemas and the check of stored bytes are written from these."""
+    name = check.__qualname__.split(".<locals>", 1)[0]
+    cells = check.__closure__ or ()
+    return name, {
+        v: c.cell_contents for v, c in zip(check.__code__.co_freevars, cells, strict=True)
+    }
+
+
 @dataclass(frozen=True, slots=True)
 class EventType:
     """The fields an event type requires and allows."""

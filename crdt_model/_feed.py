@@ -19,6 +19,7 @@ from ._events import (
     EVENT_TYPES,
     NODE_FIELDS,
     Check,
+    check_params,
 )
 
 SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
@@ -105,13 +106,9 @@ def event_json_schema(event_type: str) -> dict[str, Any]:
 
 def check_schema(check: Check) -> dict[str, Any]:
     """The JSON Schema of the values a field check accepts (after normalisation)."""
-    name = check.__qualname__.split(".<locals>", 1)[0]
+    name, params = check_params(check)
     made = _FACTORIES.get(name)
     if made is not None:
-        cells = check.__closure__ or ()
-        params = {
-            v: c.cell_contents for v, c in zip(check.__code__.co_freevars, cells, strict=True)
-        }
         return made(params)
     fixed = _NAMED.get(name)
     if fixed is None:

@@ -342,13 +342,11 @@ class Node:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._merge_pool: ProcessPoolExecutor | None = None
         self.peer_status: Callable[[], list[dict[str, Any]]] | None = None
+        """Set by the replication service: per-peer sync status for metrics."""
         self.backup_status: Callable[[], dict[str, Any]] | None = None
         """How the scheduled backups go, when the node makes any (set by ScheduledBackups)."""
-        """Set by the replication service: per-peer sync status for metrics."""
         self._principals: dict[str, Principal | None] = {}
         self._pending_local: dict[str, dict[str, Any]] = {}
-        self._pending_remote: Mapping[str, dict[str, Any]] = {}
-        """While a peer's change is applied: its events as sync checked them, by id."""
         self.started_at = ""
 
     # -- lifecycle --------------------------------------------------------
@@ -500,29 +498,30 @@ class Node:
             day = name[len(cm.EVENTS_PREFIX) :]
 
             def on_events(ev: Any) -> None:
-                added = []
-                remote: set[str] = set()
+                local: list[dict[str, Any]] = []
+                remote: dict[str, bytes] = {}  # a peer's, checked by sync: read from the bytes
                 for key, change in ev.keys.items():
                     if change.get("action") != "add":
                         continue  # never: sync refuses it, local writes cannot (_writes.py)
                     event = self._pending_local.pop(key, None)
-                    if event is None:  # from a peer: as sync checked it, else decoded here
-                        event = self._pending_remote.get(key) or cm.decode_map(change["newValue"])
-                        remote.add(event["hlc"])
-                    added.append(event)
+                    if event is None:
+                        remote[key] = change["newValue"]
+                    else:
+                        local.append(event)
                 if remote:  # let our clock hear of the latest time it may adopt
                     wall = self._clock()
-                    for hlc in sorted(remote, reverse=True):
-                        if self.hlc.observe(cm.Timestamp.parse(hlc), wall):
+                    for key in sorted(remote, reverse=True):  # ids sort by their clocks
+                        if self.hlc.observe(cm.split_event_id(key)[0], wall):
                             break
                 # one batch: a peer's catch-up arrives in no useful order, the fold sorts it once
                 try:
-                    if len(added) == 1:
-                        records = self.trace.add_event(added[0])
-                    else:
-                        records = self.trace.add_events(added) if added else []
+                    records = self.trace.add_encoded(remote.values()) if remote else []
+                    if len(local) == 1:
+                        records += self.trace.add_event(local[0])
+                    elif local:
+                        records += self.trace.add_events(local)
                 except Exception:  # a view failed: the index and numbering still learn of them
-                    for rec in _records_of(added):
+                    for rec in _records_of([*local, *remote.values()]):
                         self.index.add(day, rec)
                     raise
                 for rec in records:
@@ -718,18 +717,8 @@ class Node:
         retired = cm.cluster_map(self.docs[cm.CLUSTER_DOC], "retired")
         return name[len(cm.REF_PREFIX) :] in retired
 
-    async def async_store_remote(
-        self,
-        name: str,
-        change: bytes,
-        peer: str,
-        events: Mapping[str, dict[str, Any]] | None = None,
-    ) -> None:
-        """Durably store, then apply, a peer's checked change; listeners hear of it.
-
-        `events`: the change's events as the check decoded and validated them, by id (spares
-        decoding each again); any the change adds that are missing are decoded here.
-        """
+    async def async_store_remote(self, name: str, change: bytes, peer: str) -> None:
+        """Durably store, then apply, a peer's checked change; listeners hear of it."""
         if self.failed is not None:
             raise NodeFailedError(self.failed)
         try:
@@ -743,11 +732,7 @@ class Node:
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
             return
-        self._pending_remote = events or {}
-        try:
-            self._apply(name, change, peer)
-        finally:
-            self._pending_remote = {}
+        self._apply(name, change, peer)
         self._writes.remote_change(name)
         self._after_commit(name, change, peer)
 
@@ -1299,10 +1284,11 @@ class Node:
         }
 
 
-def _records_of(events: list[dict[str, Any]]) -> list[cm.Record]:
-    """The records of stored events, made apart from the fold (those it can make)."""
+def _records_of(events: list[dict[str, Any] | bytes]) -> list[cm.Record]:
+    """The records of events, decoded or stored, made apart from the fold (those it can)."""
     records = []
     for event in events:
         with contextlib.suppress(Exception):
-            records.append(cm.record_of(event, {}))
+            decoded = cm.decode_map(event) if isinstance(event, bytes) else event
+            records.append(cm.record_of(decoded, {}))
     return records

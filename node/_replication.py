@@ -58,14 +58,11 @@ class NodeReplica:
         if self.node.is_retired(name):
             return False
         async with self._locks[name]:
-            events: dict[str, dict[str, Any]] = {}
-            change = self._checker.check(self.node.docs.get(name), name, update, events=events)
+            change = self._checker.check(self.node.docs.get(name), name, update)
             if change is None:
                 return False
             # once the store has it, memory and listeners must too, even if the session ends
-            await finished_even_if_cancelled(
-                self.node.async_store_remote(name, change, peer, events)
-            )
+            await finished_even_if_cancelled(self.node.async_store_remote(name, change, peer))
         return True
 
     def add_listener(self, listener: sync.Listener) -> Callable[[], None]:

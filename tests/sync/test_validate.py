@@ -384,18 +384,34 @@ def test_an_oversized_event_from_a_peer_is_refused() -> None:
     assert "larger than" in refused(events_doc(), day, source.get_update())
 
 
-def test_the_checker_hands_over_each_new_event_as_stored() -> None:
-    # the node folds these instead of decoding each event again: they must be the stored ones
-    checker = UpdateChecker()
+def test_events_their_bytes_show_valid_skip_the_full_check(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # compiled, a node judges the common shape on the bytes (crdt_model/_verify.py); the
+    # full check runs for the rest, and says what is wrong with what it refuses
+    from sync import _validate
+
+    full: list[str] = []
+    real = _validate._check_event
+
+    def counted(name: str, key: str, value: Any) -> str | None:
+        full.append(key)
+        return real(name, key, value)
+
+    monkeypatch.setattr(_validate, "_check_event", counted)
+    monkeypatch.setattr(cm, "reads_bytes", lambda: True)
     local = events_doc(event(1), client_id=1)
     remote = copy(local, 2)
     cm.add_event(remote, event(2, "B"))
-    cm.add_event(remote, event(3, "B"))
-    handed: dict[str, dict[str, Any]] = {}
-    change = checker.check(local, DAY, remote.get_update(), events=handed)
+    with_float = {**event(3, "B", text="t"), "type": "steri.cycle"}
+    del with_float["text"]
+    with_float.update(machine="AUTO-2", cycle_no="12", result="pass", t_min=134.2)
+    cm.add_event(remote, cm.validate_event(with_float))
+    change = UpdateChecker().check(local, DAY, remote.get_update())
     assert change is not None
+    assert full == [with_float["id"]]  # the note passed on its bytes; the float went the long way
     local.apply_update(change)
-    stored = dict(cm.iter_events(local))
-    assert sorted(handed) == sorted([event(2, "B")["id"], event(3, "B")["id"]])
-    for key, ev in handed.items():
-        assert ev == stored[key]
+    assert dict(cm.iter_events(local))[event(2, "B")["id"]] == event(2, "B")
+    other_day = events_doc(client_id=3)
+    cm.add_event(other_day, event(4, "C", day=1))
+    assert "belongs to another day" in refused(events_doc(), DAY, other_day.get_update())
