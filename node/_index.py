@@ -17,6 +17,8 @@ from crdt_model import (
 )
 
 _LOAD_RE = re.compile(r"^([A-Z]{1,3})-(\d{6})-(\d{3,})\Z")
+_MERGE_FROM = 64
+"""Batches of this many events and more are merged into a day's ids at once."""
 
 
 def _insert(ids: list[str], event_id: str) -> None:
@@ -49,12 +51,31 @@ class EventIndex:
 
     def add(self, day: str, rec: Record) -> None:
         """Index one event of the given UTC day (the fold's record of it)."""
-        event_id = rec.id
         ids = self.by_day.setdefault(day, [])
         before = len(ids)
-        _insert(ids, event_id)
-        if len(ids) == before:
+        _insert(ids, rec.id)
+        if len(ids) != before:
+            self._note(rec)
+
+    def add_many(self, day: str, recs: list[Record]) -> None:
+        """Index events of the given UTC day, as `add` each: a peer's catch-up, whose ids
+        fall among those held, is merged in at once (an insert each moves the day's list)."""
+        ids = self.by_day.setdefault(day, [])
+        if len(recs) < _MERGE_FROM or not ids:
+            for rec in recs:
+                self.add(day, rec)
             return
+        held = set(ids)
+        fresh = {rec.id: rec for rec in recs if rec.id not in held}
+        ids.extend(fresh)
+        ids.sort()  # two sorted runs (the fold gives its records in id order): one merge
+        for rec in fresh.values():
+            self._note(rec)
+
+    def _note(self, rec: Record) -> None:
+        """What an event newly indexed by day adds: the count, its sets, its load number,
+        this node's clock high-water."""
+        event_id = rec.id
         self.count += 1
         sets = rec.sets or ((rec.key,) if rec.type in SET_EVENTS and rec.key is not None else ())
         for set_code in sets:

@@ -395,8 +395,9 @@ class Node:
                 for name, doc in self.docs.items():
                     if name.startswith(cm.EVENTS_PREFIX):
                         day = name[len(cm.EVENTS_PREFIX) :]
-                        for rec in self.trace.add_encoded(cm.events_map(doc).values()):
-                            self.index.add(day, rec)
+                        self.index.add_many(
+                            day, self.trace.add_encoded(cm.events_map(doc).values())
+                        )
                         for key in cm.acks_map(doc).keys():  # noqa: SIM118 (pycrdt Map)
                             self.trace.add_ack(key)
                     self._watch(name, doc)
@@ -521,11 +522,9 @@ class Node:
                     elif local:
                         records += self.trace.add_events(local)
                 except Exception:  # a view failed: the index and numbering still learn of them
-                    for rec in _records_of([*local, *remote.values()]):
-                        self.index.add(day, rec)
+                    self.index.add_many(day, _records_of([*local, *remote.values()]))
                     raise
-                for rec in records:
-                    self.index.add(day, rec)
+                self.index.add_many(day, records)
 
             def on_acks(ev: Any) -> None:
                 for key, change in ev.keys.items():

@@ -1,0 +1,51 @@
+"""The node's index of events: a peer's catch-up merged at once indexes as one at a time."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import crdt_model as cm
+from node._index import EventIndex
+from tests.crdt_model.fold_helpers import random_history
+
+
+def _state(index: EventIndex) -> dict[str, Any]:
+    return {
+        "by_day": index.by_day,
+        "by_set": {k: v for k, v in index.by_set.items() if v},
+        "loads": index.loads,
+        "counters": {k: v for k, v in index._load_counters.items() if v},
+        "own_max": index.own_max,
+        "count": index.count,
+    }
+
+
+def _day(rec: cm.Record) -> str:
+    return cm.events_doc_name(cm.split_event_id(rec.id)[0]).split("/", 1)[1]
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.integers(1, 200))
+def test_batches_in_any_order_index_as_events_one_at_a_time(seed: int, batch: int) -> None:
+    rng = random.Random(seed)
+    records = [cm.record_of(e, {}) for e in random_history(rng, n_sets=8, rounds=4)]
+    rng.shuffle(records)
+    records += records[: len(records) // 5]  # some arrive twice
+    one, merged = EventIndex("A"), EventIndex("A")
+    for start in range(0, len(records), batch):
+        chunk = sorted(records[start : start + batch], key=lambda r: r.id)  # as the fold gives
+        by_day: dict[str, list[cm.Record]] = {}
+        for rec in chunk:
+            by_day.setdefault(_day(rec), []).append(rec)
+        for day, recs in by_day.items():
+            merged.add_many(day, recs)
+            for rec in recs:
+                one.add(day, rec)
+    assert _state(merged) == _state(one)
+    for ids in merged.by_day.values():
+        assert ids == sorted(set(ids))
+    assert merged.count == len({r.id for r in records})
