@@ -26,9 +26,13 @@ MAX_RAW = 64 * 1024
 MAX_LIST = 500
 
 _CODE_RE = re.compile(r"^[\w#./:+-][\w#./:+ -]*\Z")
-_NODE_CODE_RE = re.compile(r"^[A-Z]{1,3}\Z")
-_PATIENT_RE = re.compile(r"^[A-Za-z0-9-]{1,32}\Z")
-_ID_RE = re.compile(r"^([0-9]{13}-[0-9]{5})-([A-Z]{1,3})\Z")
+MAX_NODE_CODE = 3
+MAX_PATIENT = 32
+MAX_CYCLE_NUMBER = 32
+MAX_DATETIME = 40
+_NODE_CODE_RE = re.compile(rf"^[A-Z]{{1,{MAX_NODE_CODE}}}\Z")
+_PATIENT_RE = re.compile(rf"^[A-Za-z0-9-]{{1,{MAX_PATIENT}}}\Z")
+_ID_RE = re.compile(rf"^([0-9]{{13}}-[0-9]{{5}})-([A-Z]{{1,{MAX_NODE_CODE}}})\Z")
 
 
 FIELD_MESSAGES: dict[str, str] = {
@@ -176,7 +180,7 @@ def cycle_number(value: Any) -> tuple[Any, FieldMessage | None]:
         return value, FieldMessage("not_cycle_number")
     if isinstance(value, int):
         return (str(value), None) if value >= 0 else (value, FieldMessage("negative"))
-    return code(32)(value)
+    return code(MAX_CYCLE_NUMBER)(value)
 
 
 def one_of(*choices: str) -> Check:
@@ -222,7 +226,7 @@ def iso_date(value: Any) -> tuple[Any, FieldMessage | None]:
 
 def iso_datetime(value: Any) -> tuple[Any, FieldMessage | None]:
     """An ISO 8601 date and time with its UTC offset."""
-    if not isinstance(value, str) or len(value) > 40:
+    if not isinstance(value, str) or len(value) > MAX_DATETIME:
         return value, FieldMessage("not_datetime")
     try:
         parsed = datetime.fromisoformat(value)

@@ -24,7 +24,18 @@ from datetime import date, datetime
 from typing import Final
 
 from ._decode import FIELDS, _after, _argument, _key_slot, _shortest, _text_at
-from ._events import _COMMON, _NODE_SET, EVENT_TYPES, MAX_EVENT_BYTES, Check, check_params
+from ._events import (
+    _COMMON,
+    _NODE_SET,
+    EVENT_TYPES,
+    MAX_CYCLE_NUMBER,
+    MAX_DATETIME,
+    MAX_EVENT_BYTES,
+    MAX_NODE_CODE,
+    MAX_PATIENT,
+    Check,
+    check_params,
+)
 
 _UNJUDGED: Final = 0
 _TEXT: Final = 1
@@ -55,11 +66,11 @@ _ID: Final = FIELDS.index("id")
 _HLC: Final = FIELDS.index("hlc")
 _NODE: Final = FIELDS.index("node")
 _TYPE: Final = FIELDS.index("type")
+_CLOCK_BYTES: Final = 19
+"""A clock's text: 13 digits of milliseconds, '-', 5 of its counter (crdt_model/_hlc.py)."""
 _PATIENT_BYTE: Final = 1
 _CAPITAL: Final = 2
 _DIGIT: Final = 3
-_MAX_DATETIME: Final = 40
-"""`iso_datetime` takes texts of at most 40 characters."""
 
 
 class _Field:
@@ -69,7 +80,7 @@ class _Field:
         name, params = check_params(check)
         self.kind = _UNJUDGED
         self.max_len = 0
-        self.minimum: float | None = None
+        self.minimum: int | float | None = None
         self.choices: tuple[str, ...] = ()
         self.item: _Field | None = None
         self.max_items = 0
@@ -83,7 +94,7 @@ class _Field:
             self.max_len = params["max_len"]
         elif name == "cycle_number":  # stored as text (a number given is kept as its text)
             self.kind = _CODE
-            self.max_len = 32
+            self.max_len = MAX_CYCLE_NUMBER
         elif name == "one_of":
             self.kind = _CHOICE
             self.choices = tuple(params["choices"])
@@ -226,7 +237,8 @@ def _text(blob: bytes, i: int) -> str:
 
 
 def _judged(blob: bytes, i: int, field: _Field) -> bool:
-    """True when the value at `i` passes `field`'s check unchanged."""
+    """True when the value at `i` passes `field`'s check unchanged. (Its heads and lengths
+    were checked by `_skip` as the map was walked: read here without bounds checks.)"""
     kind = field.kind
     head = blob[i]
     if kind == _BOOLEAN:
@@ -265,17 +277,17 @@ def _judged(blob: bytes, i: int, field: _Field) -> bool:
     if kind == _CODE:
         return 0 < size <= field.max_len and _code_bytes(blob, j, end)
     if kind == _PATIENT:
-        return 0 < size <= 32 and _all_bytes(blob, j, end, _PATIENT_BYTE)
+        return 0 < size <= MAX_PATIENT and _all_bytes(blob, j, end, _PATIENT_BYTE)
     if kind == _NODE_CODE:
-        return 0 < size <= 3 and _all_bytes(blob, j, end, _CAPITAL)
+        return 0 < size <= MAX_NODE_CODE and _all_bytes(blob, j, end, _CAPITAL)
     if kind == _CLOCK:
-        return size == 19 and _clock_bytes(blob, j)
+        return size == _CLOCK_BYTES and _clock_bytes(blob, j)
     if kind == _EVENT_ID:
-        return (
-            21 <= size <= 23
+        return (  # a clock (19 bytes), '-', a node code
+            _CLOCK_BYTES + 2 <= size <= _CLOCK_BYTES + 1 + MAX_NODE_CODE
             and _clock_bytes(blob, j)
-            and blob[j + 19] == 0x2D
-            and (_all_bytes(blob, j + 20, end, _CAPITAL))
+            and blob[j + _CLOCK_BYTES] == 0x2D
+            and _all_bytes(blob, j + _CLOCK_BYTES + 1, end, _CAPITAL)
         )
     text = blob[j:end].decode()
     if kind == _TEXT:
@@ -292,7 +304,7 @@ def _judged(blob: bytes, i: int, field: _Field) -> bool:
     if kind == _DATE:
         return date.fromisoformat(text).isoformat() == text
     if kind == _DATETIME:
-        return len(text) <= _MAX_DATETIME and datetime.fromisoformat(text).tzinfo is not None
+        return len(text) <= MAX_DATETIME and datetime.fromisoformat(text).tzinfo is not None
     return False
 
 

@@ -288,3 +288,40 @@ def test_events_of_any_field_values_are_shown_valid_only_where_the_full_check_pa
     except cm.CodecError:
         return
     shown(blob, base["id"])  # asserts the full check agrees
+
+
+@pytest.mark.parametrize(
+    ("kind", "field", "fields", "values"),
+    [
+        ("set.used", "patient", {"set": "S1"}, ["A" * 32, "A" * 33, "a-1", "a_1", "١٢"]),
+        ("wash.cycle", "cycle_no", {}, ["1" * 32, "1" * 33, "A-12", "12 "]),
+        (
+            "note",
+            "at",
+            {"text": "t"},
+            [
+                "2026-11-28T07:00:00.1234+01:00:00.123456",  # 40 characters
+                "2026-11-28T07:00:00.12345+01:00:00.123456",  # 41
+                "2026-11-28T07:00:00Z",
+                "2026-11-28 07:00:00+01:00",
+            ],
+        ),
+        (
+            "event.voided",
+            "target",
+            {"reason": "r", "target": "1795867200000-00000-B"},
+            [f"1795867200000-00000-{code}" for code in ("A", "ABC", "ABCD", "a", "")],
+        ),
+    ],
+)
+def test_the_limits_of_each_named_check_are_its_own(
+    kind: str, field: str, fields: dict[str, Any], values: list[str]
+) -> None:
+    base = Stamper().make(kind, **fields)
+    verdicts = []
+    for value in values:
+        blob = cm.encode({**base, field: value})
+        verdict = shown(blob, base["id"], _name(base))
+        assert verdict == passes(blob, base["id"], _name(base)), value
+        verdicts.append(verdict)
+    assert sorted(set(verdicts)) == [False, True]  # both sides of each limit were tried
