@@ -23,7 +23,18 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Final
 
-from ._decode import FIELDS, _after, _argument, _key_slot, _shortest, _text_at
+from ._decode import (
+    _HLC,
+    _ID,
+    _NODE,
+    _TYPE,
+    FIELDS,
+    _after,
+    _argument,
+    _key_slot,
+    _shortest,
+    _text_at,
+)
 from ._events import (
     _COMMON,
     _NODE_SET,
@@ -62,10 +73,6 @@ _NAMED: Final = {
     "_hlc": _CLOCK,
 }
 
-_ID: Final = FIELDS.index("id")
-_HLC: Final = FIELDS.index("hlc")
-_NODE: Final = FIELDS.index("node")
-_TYPE: Final = FIELDS.index("type")
 _CLOCK_BYTES: Final = 19
 """A clock's text: 13 digits of milliseconds, '-', 5 of its counter (crdt_model/_hlc.py)."""
 _PATIENT_BYTE: Final = 1
