@@ -256,7 +256,7 @@ def _checked_apply(
     change = checker.check(doc, name, diff)
     if change is None:
         return
-    added: list[bytes] = []
+    added: list[bytes | bytearray] = []
 
     def collect(event: Any) -> None:  # as a node does: the fold reads the checked bytes
         for change_ in event.keys.values():

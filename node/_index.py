@@ -60,15 +60,15 @@ class EventIndex:
     def add_many(self, day: str, recs: list[Record]) -> None:
         """Index events of the given UTC day, as `add` each: a peer's catch-up, whose ids
         fall among those held, is merged in at once (an insert each moves the day's list)."""
-        ids = self.by_day.setdefault(day, [])
+        ids = self.by_day.get(day)
         if len(recs) < _MERGE_FROM or not ids:
-            for rec in recs:
+            for rec in recs:  # (a day with no event gets no entry, as with `add`)
                 self.add(day, rec)
             return
         held = set(ids)
         fresh = {rec.id: rec for rec in recs if rec.id not in held}
         ids.extend(fresh)
-        ids.sort()  # two sorted runs (the fold gives its records in id order): one merge
+        ids.sort()  # sorted runs (the fold gives its records in id order): merged
         for rec in fresh.values():
             self._note(rec)
 

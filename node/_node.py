@@ -500,7 +500,7 @@ class Node:
 
             def on_events(ev: Any) -> None:
                 local: list[dict[str, Any]] = []
-                remote: dict[str, bytes] = {}  # a peer's, checked by sync: read from the bytes
+                remote: dict[str, bytes | bytearray] = {}  # a peer's, checked by sync
                 for key, change in ev.keys.items():
                     if change.get("action") != "add":
                         continue  # never: sync refuses it, local writes cannot (_writes.py)
@@ -514,7 +514,7 @@ class Node:
                     for key in sorted(remote, reverse=True):  # ids sort by their clocks
                         if self.hlc.observe(cm.split_event_id(key)[0], wall):
                             break
-                # one batch: a peer's catch-up arrives in no useful order, the fold sorts it once
+                # a peer's catch-up arrives in no useful order: the fold sorts each batch once
                 try:
                     records = self.trace.add_encoded(remote.values()) if remote else []
                     if len(local) == 1:
@@ -1283,11 +1283,11 @@ class Node:
         }
 
 
-def _records_of(events: list[dict[str, Any] | bytes]) -> list[cm.Record]:
+def _records_of(events: list[dict[str, Any] | bytes | bytearray]) -> list[cm.Record]:
     """The records of events, decoded or stored, made apart from the fold (those it can)."""
     records = []
     for event in events:
         with contextlib.suppress(Exception):
-            decoded = cm.decode_map(event) if isinstance(event, bytes) else event
+            decoded = event if isinstance(event, dict) else cm.decode_map(event)
             records.append(cm.record_of(decoded, {}))
     return records

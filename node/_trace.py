@@ -39,16 +39,16 @@ class Traceability:
     # -- feeding ----------------------------------------------------------------
 
     def add_events(self, events: Iterable[dict[str, Any]]) -> list[cm.Record]:
-        """Fold a batch of events (a peer's catch-up); the records of the new ones."""
+        """Fold a batch of decoded events; the records of the new ones."""
         return self._noted(self.fold.add_many(events))
 
     def add_encoded(self, blobs: Iterable[bytes | bytearray]) -> list[cm.Record]:
-        """Fold a batch of stored events (start-up: a day's document, each value read once
-        as it comes); the records of the new ones."""
+        """Fold a batch of stored events (at start-up a day's document, live a peer's
+        change: each value read once as it comes); the records of the new ones."""
         return self._noted(self.fold.add_encoded(blobs))
 
     def add_event(self, event: dict[str, Any]) -> list[cm.Record]:
-        """Fold one event, local or from a peer; its record, unless it was known."""
+        """Fold one decoded event; its record, unless it was known."""
         added = self.fold.add(event)
         rec = self.fold.record(event["id"]) if added else None
         return [] if rec is None else self._noted([rec])

@@ -260,6 +260,34 @@ async def test_a_fold_failing_on_an_event_still_leaves_its_load_number_taken(
         await node.async_close()
 
 
+async def test_a_fold_failing_on_a_peers_events_still_indexes_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A peer's events are folded from their stored bytes (pycrdt hands them over as
+    bytearrays): a bug in the views must not keep them out of the index either."""
+    clock = StepClock()
+    node = await open_node(new_data_dir(tmp_path), clock=clock)
+    real_add = node.trace.add_encoded
+    failures = [RuntimeError("a bug in the fold")]
+
+    def failing_add(blobs: Any) -> list[cm.Record]:
+        if failures:
+            raise failures.pop()
+        return real_add(blobs)
+
+    monkeypatch.setattr(node.trace, "add_encoded", failing_add)
+    try:
+        stamp = cm.Timestamp(clock.now + 1000, 0)
+        body = submission("wash.loaded") | {"load": "B-261128-001"}
+        loaded = await _store_from_b(node, body, stamp, user="lav", zone="sale")
+        assert "did not reach every view" in caplog.text
+        assert node.index.loads["B-261128-001"] == loaded["id"]
+        assert node.index.count == 1
+        assert list(node.index.ids()) == [loaded["id"]]
+    finally:
+        await node.async_close()
+
+
 async def test_compaction_racing_new_writes_loses_nothing(tmp_path: Path) -> None:
     data = new_data_dir(tmp_path)
     node = await open_node(data, clock=StepClock())
