@@ -9,7 +9,8 @@ are observed; the live document is never touched. Rules by document:
   could otherwise slip a rewritten version of an event to a node that has
   not seen the original yet). Seen as: the document's delete set must not
   change. Each event added to map `events` passes `validate_event`, is stored
-  under its id in its canonical encoding, and belongs to that day; each entry
+  under its id in its canonical encoding, and belongs to that day (compiled,
+  shown so on its bytes first, crdt_model/_verify.py; else decoded); each entry
   added to map `acks` is keyed by an event id of that day (optionally followed
   by `/` and the acknowledging node's code, so that two nodes acknowledging
   one event during a partition never write the same key) and holds a CBOR map.
@@ -248,7 +249,7 @@ def _cluster_rule(root: str, key: str, change: dict[str, Any], had_manifest: boo
 
 def _events_rule(name: str) -> _Rule:
     first_ms, end_ms = cm.events_day_ms(name)
-    on_bytes = cm.reads_bytes()  # compiled: see _check_event
+    on_bytes = cm.reads_bytes()  # compiled: the bytes check first (crdt_model/_verify.py)
 
     def rule(root: str, key: str, change: dict[str, Any], had_manifest: bool) -> str | None:
         del had_manifest
