@@ -95,6 +95,7 @@ from ._recall import (
     recall_patient,
     recall_set,
 )
+from ._updates import new_entries
 from ._verify import shown_valid
 from ._views import (
     LOADED,
@@ -197,6 +198,7 @@ __all__ = [
     "iter_events",
     "label_data",
     "make_event_id",
+    "new_entries",
     "read_manifest",
     "read_table",
     "readiness",

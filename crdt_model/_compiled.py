@@ -21,7 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-MODULES = ("_views", "_anomalies", "_fold", "_decode", "_verify")
+MODULES = ("_views", "_anomalies", "_fold", "_decode", "_verify", "_updates")
 """The modules compiled (together: calls between them are native calls)."""
 
 PACKAGE = Path(__file__).resolve().parent

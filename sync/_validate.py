@@ -1,7 +1,9 @@
 """The rules a remote update must pass before anything of it is kept (pure, no I/O).
 
 The update is applied to a scratch copy of the document while the root maps
-are observed; the live document is never touched. Rules by document:
+are observed; the live document is never touched. (Compiled, an events update
+of new entries only is read from its bytes instead, crdt_model/_updates.py:
+the same rules, without the copy.) Rules by document:
 
 - `events/<day>`: grows only. No item of it may ever be deleted: not by a
   delete, not by overwriting a key, not by an item that arrives already
@@ -44,7 +46,14 @@ import crdt_model as cm
 from ._errors import UpdateIncomplete, UpdateRefused
 from ._protocol import MAX_UPDATE_BYTES
 from ._text import sanitize
-from ._vectors import EMPTY_STATE, covers, is_integrated, missing_clock, parse_state_vector
+from ._vectors import (
+    EMPTY_STATE,
+    EMPTY_UPDATE,
+    covers,
+    is_integrated,
+    missing_clock,
+    parse_state_vector,
+)
 
 MAX_ACK_BYTES = 4096
 MAX_CLUSTER_VALUE_BYTES = 64 * 1024
@@ -99,6 +108,10 @@ class UpdateChecker:
         _check_name(name, update, max_bytes)
         if not name.startswith(cm.EVENTS_PREFIX):
             return _check_on(_copy(doc), name, update)  # small or rare documents
+        if cm.reads_bytes():  # compiled: an update of new entries only is read, not applied
+            entries = cm.new_entries(update, _clocks(doc))
+            if entries is not None and _all_new(doc, entries):
+                return _check_entries(name, update, entries)
         shadow = self._shadow(doc, name)
         try:
             return _check_on(shadow, name, update)
@@ -122,6 +135,39 @@ class UpdateChecker:
     def forget(self, name: str) -> None:
         """Drop the shadow of a document (e.g. after it was replaced)."""
         self._shadows.pop(name, None)
+
+
+def _clocks(doc: Doc[Any] | None) -> dict[int, int]:
+    return {} if doc is None else parse_state_vector(doc.get_state())
+
+
+def _all_new(doc: Doc[Any] | None, entries: list[tuple[str, str, bytes]]) -> bool:
+    """True when no entry's key is held already or written twice by the update (either
+    would replace a value: left to the check on a shadow, which says so), in a document
+    that never lost an entry (an entry placed before a deleted one of its key would
+    integrate deleted: never so in an events document, whose deletions are refused)."""
+    keys = {(root, key) for root, key, _ in entries}
+    if len(keys) != len(entries):
+        return False
+    if doc is None:
+        return True
+    if _deletions(doc) != EMPTY_UPDATE:
+        return False
+    maps = {root: doc.get(root, type=Map) for root in EVENTS_ROOTS}
+    with doc.transaction():
+        return not any(key in maps[root] for root, key, _ in entries)
+
+
+def _check_entries(name: str, update: bytes, entries: list[tuple[str, str, bytes]]) -> bytes | None:
+    """The rules of an events document for an update of new entries only (each next after
+    what is held of its client, nothing deleted or replaced: it integrates whole): the update
+    itself when every entry passes, None when it holds none; else UpdateRefused."""
+    rule = _events_rule(name)
+    for root, key, value in entries:
+        problem = rule(root, key, {"action": "add", "newValue": value}, False)
+        if problem is not None:
+            raise UpdateRefused(f"{name}: {root} {sanitize(key, 60)!r} {problem}")
+    return update if entries else None
 
 
 def _behind(shadow: Doc[Any], doc: Doc[Any] | None) -> bool:
