@@ -99,3 +99,21 @@ SUBMISSIONS: dict[str, dict[str, Any]] = {
 def submission(event_type: str, **overrides: Any) -> dict[str, Any]:
     """A valid submission of the given type, with overrides."""
     return {"type": event_type, **SUBMISSIONS[event_type], **overrides}
+
+
+def changed_bytes(data: Any, blob: bytes, most: int, least: int = 1) -> bytes:
+    """`blob` with `least` to `most` bytes set, inserted or deleted anywhere (hypothesis's
+    st.data() draws them)."""
+    from hypothesis import strategies as st
+
+    out = bytearray(blob)
+    for _ in range(data.draw(st.integers(least, most))):
+        at = data.draw(st.integers(0, len(out) - 1))
+        how = data.draw(st.sampled_from(["set", "insert", "delete"]))
+        if how == "set":
+            out[at] = data.draw(st.integers(0, 255))
+        elif how == "insert":
+            out.insert(at, data.draw(st.integers(0, 255)))
+        elif len(out) > 1:
+            del out[at]
+    return bytes(out)

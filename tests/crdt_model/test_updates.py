@@ -8,6 +8,7 @@ import pycrdt
 from pycrdt import Array, Doc, Map
 
 import crdt_model as cm
+from sync._vectors import write_varuint
 
 
 def _doc(client_id: int, **entries: bytes) -> Doc[Any]:
@@ -66,17 +67,8 @@ def test_other_shapes_are_not_read() -> None:
     assert sorted(key for _, key, _ in cm.new_entries(merged, {}) or []) == ["a", "b"]
 
 
-def _varuint(value: int) -> bytes:
-    out = bytearray()
-    while value > 0x7F:
-        out.append(0x80 | (value & 0x7F))
-        value >>= 7
-    out.append(value)
-    return bytes(out)
-
-
 def _text(raw: bytes) -> bytes:
-    return _varuint(len(raw)) + raw
+    return write_varuint(len(raw)) + raw
 
 
 def _entry(key: str, value: bytes = b"\xa0") -> bytes:
@@ -85,24 +77,26 @@ def _entry(key: str, value: bytes = b"\xa0") -> bytes:
 
 def _update(*runs: tuple[bytes, int, list[bytes]]) -> bytes:
     """An update of runs (client as written, first clock, structs), no deletion."""
-    out = _varuint(len(runs))
+    out = write_varuint(len(runs))
     for client, clock, structs in runs:
-        out += _varuint(len(structs)) + client + _varuint(clock) + b"".join(structs)
+        out += write_varuint(len(structs)) + client + write_varuint(clock) + b"".join(structs)
     return out + b"\x00"
 
 
 def test_client_ids_and_numbers_are_read_only_as_yrs_reads_them() -> None:
-    one = _update((_varuint(5), 0, [_entry("a")]))
+    one = _update((write_varuint(5), 0, [_entry("a")]))
     assert cm.new_entries(one, {}) == [("events", "a", b"\xa0")]  # as pycrdt writes it
     # yrs keeps 53 bits of a client id: 2**53 + 5 is client 5 again (twice in one update
     # makes two items of one id, which crashes the reader), 2**53 + 1 a client held
-    aliased = _update((_varuint(5), 0, [_entry("a")]), (_varuint(2**53 + 5), 0, [_entry("b")]))
+    aliased = _update(
+        (write_varuint(5), 0, [_entry("a")]), (write_varuint(2**53 + 5), 0, [_entry("b")])
+    )
     assert cm.new_entries(aliased, {}) is None
-    assert cm.new_entries(_update((_varuint(2**53 + 1), 0, [_entry("c")])), {1: 1}) is None
-    assert cm.new_entries(_update((_varuint(2**53 - 1), 0, [_entry("c")])), {}) is not None
-    twice = _update((_varuint(5), 0, [_entry("a")]), (_varuint(5), 1, [_entry("b")]))
+    assert cm.new_entries(_update((write_varuint(2**53 + 1), 0, [_entry("c")])), {1: 1}) is None
+    assert cm.new_entries(_update((write_varuint(2**53 - 1), 0, [_entry("c")])), {}) is not None
+    twice = _update((write_varuint(5), 0, [_entry("a")]), (write_varuint(5), 1, [_entry("b")]))
     assert cm.new_entries(twice, {}) is None
     longer = _update((b"\x85\x00", 0, [_entry("a")]))  # 5 in two bytes
     assert cm.new_entries(longer, {}) is None
-    wide = _update((_varuint(5), 2**32, [_entry("a")]))  # a clock yrs reads in 32 bits
+    wide = _update((write_varuint(5), 2**32, [_entry("a")]))  # a clock yrs reads in 32 bits
     assert cm.new_entries(wide, {5: 2**32}) is None

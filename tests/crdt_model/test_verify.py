@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 import crdt_model as cm
 from crdt_model._events import _COMMON, _NODE_SET, check_params
 from tests.crdt_model.fold_helpers import Stamper, random_history
+from tests.helpers import changed_bytes
 
 DAY_NAME = "events/2026-11-28"
 
@@ -206,17 +207,8 @@ def test_bytes_changed_anywhere_are_never_shown_valid_where_the_full_check_refus
 ) -> None:
     events = history(data.draw(st.integers(0, 3)))
     event = data.draw(st.sampled_from(events))
-    blob = bytearray(cm.encode(event))
-    for _ in range(data.draw(st.integers(1, 3))):
-        at = data.draw(st.integers(0, len(blob) - 1))
-        how = data.draw(st.sampled_from(["set", "insert", "delete"]))
-        if how == "set":
-            blob[at] = data.draw(st.integers(0, 255))
-        elif how == "insert":
-            blob.insert(at, data.draw(st.integers(0, 255)))
-        elif len(blob) > 1:
-            del blob[at]
-    shown(bytes(blob), event["id"], _name(event))  # asserts the full check agrees
+    blob = changed_bytes(data, cm.encode(event), 3)
+    shown(blob, event["id"], _name(event))  # asserts the full check agrees
 
 
 _TEXTS = st.sampled_from(

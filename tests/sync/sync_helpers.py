@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from pycrdt import Map
+from pycrdt import Doc, Map
 
 import crdt_model as cm
 from crdt_model import Timestamp
@@ -51,6 +51,21 @@ FAST = Timing(
 def identity(code: str, cluster: str = CLUSTER) -> NodeIdentity:
     """A node identity whose node id sorts like its code."""
     return NodeIdentity(cluster, f"node-{code}", code, f"Poste {code}")
+
+
+def events_doc(*events: dict[str, Any], client_id: int | None = None) -> Doc[Any]:
+    """A document holding `events` (written by `client_id`, else a random client)."""
+    doc: Doc[Any] = Doc(client_id=client_id) if client_id else Doc()
+    for ev in events:
+        cm.add_event(doc, ev)
+    return doc
+
+
+def copy(doc: Doc[Any], client_id: int) -> Doc[Any]:
+    """Another replica of `doc`, writing as `client_id`."""
+    twin: Doc[Any] = Doc(client_id=client_id)
+    twin.apply_update(doc.get_update())
+    return twin
 
 
 def event(n: int, node: str = "A", *, day: int = 0, text: str | None = None) -> dict[str, Any]:

@@ -15,23 +15,11 @@ import crdt_model as cm
 import sync
 from sync import UpdateChecker, UpdateIncomplete, UpdateRefused
 from sync._vectors import write_varuint
+from tests.helpers import changed_bytes
 
-from .sync_helpers import doc_of, event
+from .sync_helpers import copy, doc_of, event, events_doc
 
 DAY = doc_of(event(0))
-
-
-def _doc(*events: dict[str, Any], client_id: int) -> Doc[Any]:
-    doc: Doc[Any] = Doc(client_id=client_id)
-    for ev in events:
-        cm.add_event(doc, ev)
-    return doc
-
-
-def _copy(doc: Doc[Any], client_id: int) -> Doc[Any]:
-    twin: Doc[Any] = Doc(client_id=client_id)
-    twin.apply_update(doc.get_update())
-    return twin
 
 
 def _ack(doc: Doc[Any], key: str) -> None:
@@ -46,7 +34,7 @@ def outcome(
     entries the document then holds (read: the bytes read first, as compiled; else the
     shadow check alone, as interpreted)."""
     monkeypatch.setattr(cm, "reads_bytes", lambda: read)
-    doc = _copy(local, 99)
+    doc = copy(local, 99)
     try:
         change = UpdateChecker().check(doc, DAY, update)
     except UpdateRefused:
@@ -70,8 +58,8 @@ def same(monkeypatch: pytest.MonkeyPatch, local: Doc[Any], update: bytes) -> tup
 def test_new_events_and_acks_are_read_not_applied_to_a_shadow(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    local = _doc(event(1), client_id=1)
-    remote = _copy(local, 2)
+    local = events_doc(event(1), client_id=1)
+    remote = copy(local, 2)
     cm.add_event(remote, event(2, "B"))
     _ack(remote, event(1)["id"] + "/B")
     update = remote.get_update(local.get_state())
@@ -93,15 +81,15 @@ def test_new_events_and_acks_are_read_not_applied_to_a_shadow(
 def test_a_key_held_already_goes_to_the_shadow_which_refuses_it(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    local = _doc(event(1), client_id=1)
+    local = events_doc(event(1), client_id=1)
     forged = {**event(1), "text": "rewritten"}
-    stranger = _doc(client_id=3)  # never saw the original: its item has nothing to its left
+    stranger = events_doc(client_id=3)  # never saw the original: its item has nothing to its left
     with stranger.transaction():
         cm.events_map(stranger)[forged["id"]] = cm.encode(forged)
     update = stranger.get_update()
     assert cm.new_entries(update, {1: 1}) is not None  # of the shape: new to its writer
     assert same(monkeypatch, local, update) == ("refused", None)
-    twice = _doc(client_id=4)  # one key written twice in one update
+    twice = events_doc(client_id=4)  # one key written twice in one update
     with twice.transaction():
         cm.events_map(twice)[event(5)["id"]] = cm.encode(event(5))
     with twice.transaction():
@@ -112,8 +100,8 @@ def test_a_key_held_already_goes_to_the_shadow_which_refuses_it(
 def test_known_parts_gaps_deletions_and_other_days_match_the_shadow(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    local = _doc(event(1), event(2), client_id=1)
-    remote = _copy(local, 2)
+    local = events_doc(event(1), event(2), client_id=1)
+    remote = copy(local, 2)
     first = remote.get_state()
     cm.add_event(remote, event(3, "B"))
     second = remote.get_state()
@@ -127,7 +115,7 @@ def test_known_parts_gaps_deletions_and_other_days_match_the_shadow(
     with remote.transaction():
         del cm.events_map(remote)[event(1)["id"]]
     assert same(monkeypatch, local, remote.get_update(first)) == ("refused", None)
-    other_day = _doc(event(5, "C", day=1), client_id=5)
+    other_day = events_doc(event(5, "C", day=1), client_id=5)
     assert same(monkeypatch, local, other_day.get_update()) == ("refused", None)
 
 
@@ -136,30 +124,21 @@ def test_known_parts_gaps_deletions_and_other_days_match_the_shadow(
 def test_updates_changed_anywhere_give_what_the_shadow_check_gives(
     data: st.DataObject,
 ) -> None:
-    local = _doc(event(1), event(2), client_id=1)
-    remote = _copy(local, data.draw(st.sampled_from([2, 300, 2**40])))
+    local = events_doc(event(1), event(2), client_id=1)
+    remote = copy(local, data.draw(st.sampled_from([2, 300, 2**40])))
     for n in range(data.draw(st.integers(1, 4))):
         cm.add_event(remote, event(10 + n, "B"))
     if data.draw(st.booleans()):
         _ack(remote, event(1)["id"] + "/B")
-    blob = bytearray(remote.get_update(local.get_state()))
-    for _ in range(data.draw(st.integers(0, 2))):
-        at = data.draw(st.integers(0, len(blob) - 1))
-        how = data.draw(st.sampled_from(["set", "insert", "delete"]))
-        if how == "set":
-            blob[at] = data.draw(st.integers(0, 255))
-        elif how == "insert":
-            blob.insert(at, data.draw(st.integers(0, 255)))
-        elif len(blob) > 1:
-            del blob[at]
+    blob = changed_bytes(data, remote.get_update(local.get_state()), 2, least=0)
     with pytest.MonkeyPatch.context() as monkeypatch:
-        same(monkeypatch, local, bytes(blob))
+        same(monkeypatch, local, blob)
 
 
 def test_a_client_id_beyond_53_bits_is_left_to_the_shadow(monkeypatch: pytest.MonkeyPatch) -> None:
     # yrs keeps 53 bits of a client id: 2**53 + 1 names client 1, whose first item is held,
     # so the update changes nothing; read as written it would look new and be relayed
-    local = _doc(event(1), client_id=1)
+    local = events_doc(event(1), client_id=1)
     forged = event(3, "B")
     item = cm.encode(forged)
     entry = (
@@ -180,10 +159,10 @@ def test_a_document_that_lost_an_entry_is_left_to_the_shadow(
 ) -> None:
     # never so for an events document (deletions are refused), but a key written again
     # before a deleted entry of it would integrate deleted: only the shadow sees that
-    lost = _doc(event(1), client_id=1)
+    lost = events_doc(event(1), client_id=1)
     with lost.transaction():
         del cm.events_map(lost)[event(1)["id"]]
-    again = _doc(event(1), client_id=3)
+    again = events_doc(event(1), client_id=3)
     update = again.get_update()
     assert cm.new_entries(update, {1: 1}) is not None
     assert same(monkeypatch, lost, update)[0] == "held"

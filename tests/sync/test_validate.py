@@ -13,7 +13,7 @@ import crdt_model as cm
 import sync
 from sync import UpdateChecker, UpdateIncomplete, UpdateRefused
 
-from .sync_helpers import doc_of, event
+from .sync_helpers import copy, doc_of, event, events_doc
 
 DAY = doc_of(event(0))
 check_update = sync.check_update
@@ -24,19 +24,6 @@ def _checker(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) ->
     """Every rule holds both for a scratch copy per check and for a kept shadow."""
     if request.param == "shadow":
         monkeypatch.setitem(globals(), "check_update", UpdateChecker().check)
-
-
-def events_doc(*events: dict[str, Any], client_id: int | None = None) -> Doc[Any]:
-    doc: Doc[Any] = Doc(client_id=client_id) if client_id else Doc()
-    for ev in events:
-        cm.add_event(doc, ev)
-    return doc
-
-
-def copy(doc: Doc[Any], client_id: int) -> Doc[Any]:
-    twin: Doc[Any] = Doc(client_id=client_id)
-    twin.apply_update(doc.get_update())
-    return twin
 
 
 def delta(doc: Doc[Any], change: Any) -> bytes:
