@@ -95,7 +95,7 @@ from ._recall import (
     recall_patient,
     recall_set,
 )
-from ._updates import new_entries
+from ._updates import lists_a_client_twice, new_entries
 from ._verify import shown_valid
 from ._views import (
     LOADED,
@@ -197,6 +197,7 @@ __all__ = [
     "is_node_code",
     "iter_events",
     "label_data",
+    "lists_a_client_twice",
     "make_event_id",
     "new_entries",
     "read_manifest",

@@ -91,3 +91,134 @@ def _text(data: bytes, i: int) -> tuple[str, int]:
     if i + size > len(data):
         raise ValueError("text cut short")
     return data[i : i + size].decode(), i + size
+
+
+_CLIENT_BITS: Final = (1 << 53) - 1
+_MAX_DEPTH: Final = 32
+"""Values nested deeper are not read (none of this project's documents nests at all)."""
+
+
+def lists_a_client_twice(update: bytes) -> bool:
+    """True when a Yjs v1 update names one client in two runs of structs (client ids as yrs
+    reads them: their low 53 bits), or cannot be read as an update of the contents these
+    documents hold. yrs would make two items of one id of the first, which crashes whoever
+    then reads the document: sync refuses both before pycrdt sees the update."""
+    try:
+        return _twice(update)
+    except (IndexError, ValueError, RecursionError):
+        return True
+
+
+def _twice(update: bytes) -> bool:
+    seen: set[int] = set()
+    clients, i = _number(update, 0)
+    for _ in range(clients):
+        structs, i = _number(update, i)
+        client, i = _number(update, i)
+        _, i = _number(update, i)  # its first clock
+        client &= _CLIENT_BITS
+        if client in seen:
+            return True
+        seen.add(client)
+        for _ in range(structs):
+            i = _skip_struct(update, i)
+    deleting, i = _number(update, i)  # the delete set: per client, ranges (clock, length)
+    for _ in range(deleting):
+        _, i = _number(update, i)
+        ranges, i = _number(update, i)
+        for _ in range(2 * ranges):
+            _, i = _number(update, i)
+    if i != len(update):
+        raise ValueError("bytes after the update")
+    return False
+
+
+def _number(data: bytes, i: int) -> tuple[int, int]:
+    """An unsigned LEB128 number of at most 10 bytes, however written."""
+    value = 0
+    shift = 0
+    for j in range(i, i + 10):
+        byte = data[j]
+        value |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return value, j + 1
+        shift += 7
+    raise ValueError("number too long")
+
+
+def _skip_bytes(data: bytes, i: int) -> int:
+    """Past a length-prefixed string or buffer."""
+    size, i = _number(data, i)
+    if i + size > len(data):
+        raise ValueError("cut short")
+    return i + size
+
+
+def _skip_struct(data: bytes, i: int) -> int:
+    info = data[i]
+    i += 1
+    ref = info & 0x1F
+    if ref in (0, 10):  # GC, skip: a length
+        return _number(data, i)[1]
+    if info & 0x80:  # left origin
+        i = _number(data, _number(data, i)[1])[1]
+    if info & 0x40:  # right origin
+        i = _number(data, _number(data, i)[1])[1]
+    if not info & 0xC0:  # no origin: the parent (a root's name, or an item's id) and key
+        named, i = _number(data, i)
+        i = _skip_bytes(data, i) if named == 1 else _number(data, _number(data, i)[1])[1]
+        if info & 0x20:
+            i = _skip_bytes(data, i)
+    if ref == 1:  # deleted: a length
+        return _number(data, i)[1]
+    if ref == 2:  # JSON: strings
+        count, i = _number(data, i)
+        for _ in range(count):
+            i = _skip_bytes(data, i)
+        return i
+    if ref in (3, 4, 5):  # binary, string, embed
+        return _skip_bytes(data, i)
+    if ref == 6:  # format: a key and a value
+        return _skip_bytes(data, _skip_bytes(data, i))
+    if ref == 7:  # a type: XML elements and hooks carry a name
+        kind, i = _number(data, i)
+        return _skip_bytes(data, i) if kind in (3, 5) else i
+    if ref == 8:  # any: values
+        count, i = _number(data, i)
+        for _ in range(count):
+            i = _skip_any(data, i, 0)
+        return i
+    if ref == 9:  # a document: its guid and options
+        return _skip_any(data, _skip_bytes(data, i), 0)
+    raise ValueError("content of a kind these documents never hold")
+
+
+def _skip_any(data: bytes, i: int, depth: int) -> int:
+    """Past one value of lib0's `Any` encoding."""
+    if depth > _MAX_DEPTH:
+        raise ValueError("nested too deep")
+    tag = data[i]
+    i += 1
+    if tag in (127, 126, 121, 120):  # undefined, null, false, true
+        return i
+    if tag == 125:  # a signed varint
+        while data[i] >= 0x80:
+            i += 1
+        return i + 1
+    if tag == 124:  # float32
+        return i + 4
+    if tag in (123, 122):  # float64, bigint
+        return i + 8
+    if tag in (119, 116):  # string, binary
+        return _skip_bytes(data, i)
+    if tag == 118:  # an object: keys and values
+        count, i = _number(data, i)
+        for _ in range(count):
+            i = _skip_any(data, _skip_bytes(data, i), depth + 1)
+        return i
+    if tag == 117:  # an array
+        count, i = _number(data, i)
+        for _ in range(count):
+            i = _skip_any(data, i, depth + 1)
+        return i
+    raise ValueError("a value of an unknown kind")

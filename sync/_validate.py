@@ -181,6 +181,8 @@ def _check_name(name: str, update: bytes, max_bytes: int) -> None:
         raise UpdateRefused(f"unknown document {sanitize(name, 60)!r}")
     if len(update) > max_bytes:
         raise UpdateRefused(f"update of {len(update)} bytes exceeds {max_bytes}")
+    if cm.lists_a_client_twice(update):  # yrs would make two items of one id: a crash
+        raise UpdateRefused("malformed update: a client twice, or content of no document here")
 
 
 def _copy(doc: Doc[Any] | None) -> Doc[Any]:

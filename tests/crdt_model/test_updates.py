@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pycrdt
-from pycrdt import Array, Doc, Map
+from pycrdt import Array, Doc, Map, Text
 
 import crdt_model as cm
 from sync._vectors import write_varuint
@@ -100,3 +100,35 @@ def test_client_ids_and_numbers_are_read_only_as_yrs_reads_them() -> None:
     assert cm.new_entries(longer, {}) is None
     wide = _update((write_varuint(5), 2**32, [_entry("a")]))  # a clock yrs reads in 32 bits
     assert cm.new_entries(wide, {5: 2**32}) is None
+
+
+def test_updates_of_every_kind_of_content_name_each_client_once() -> None:
+    docs = [Doc(client_id=n) for n in (1, 2, 2**40)]
+    for n, doc in enumerate(docs):
+        settings = cm.cluster_map(doc, "settings")
+        settings["a"] = b"\xa0"
+        settings["a"] = b"\xa1"  # written again: an item after another, the first deleted
+        settings.pop("a")
+        settings["n"] = Map({"k": 1.5, "l": [1, "x", None, True, b"y", {"d": [2]}]})
+        doc.get("list", type=Array).append(n)
+        text = doc.get("text", type=Text)
+        text += "du texte"
+    for doc in docs[1:]:
+        docs[0].apply_update(doc.get_update())
+    updates = [d.get_update() for d in docs]
+    updates += [pycrdt.merge_updates(*updates), docs[0].get_update(docs[1].get_state())]
+    for update in updates:
+        assert not cm.lists_a_client_twice(update)
+
+
+def test_a_client_twice_or_what_cannot_be_read_is_told() -> None:
+    one = _update((write_varuint(5), 0, [_entry("a")]))
+    assert not cm.lists_a_client_twice(one)
+    for twice in (
+        _update((write_varuint(5), 0, [_entry("a")]), (write_varuint(5), 1, [_entry("b")])),
+        _update((write_varuint(5), 0, [_entry("a")]), (write_varuint(2**53 + 5), 0, [_entry("b")])),
+    ):
+        assert cm.lists_a_client_twice(twice)
+    unknown = _update((write_varuint(5), 0, [b"\x0b" + _entry("a")[1:]]))  # content 11
+    for bad in (one[:-1], one + b"\x00", unknown, b"", b"\x01\x01\x05"):
+        assert cm.lists_a_client_twice(bad)

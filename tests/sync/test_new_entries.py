@@ -166,3 +166,18 @@ def test_a_document_that_lost_an_entry_is_left_to_the_shadow(
     update = again.get_update()
     assert cm.new_entries(update, {1: 1}) is not None
     assert same(monkeypatch, lost, update)[0] == "held"
+
+
+def test_an_update_naming_a_client_twice_is_refused_before_pycrdt_reads_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # yrs would make two items of one id (5:0): whoever then reads the map crashes
+    def run(client: int, ev: dict[str, Any]) -> bytes:
+        item = cm.encode(ev)
+        key = ev["id"].encode()
+        entry = b"\x28\x01\x06events" + write_varuint(len(key)) + key + b"\x01\x74"
+        return b"\x01" + write_varuint(client) + b"\x00" + entry + write_varuint(len(item)) + item
+
+    update = b"\x02" + run(5, event(3, "B")) + run(2**53 + 5, event(4, "B")) + b"\x00"
+    local = events_doc(event(1), client_id=1)
+    assert same(monkeypatch, local, update) == ("refused", None)
