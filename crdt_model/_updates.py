@@ -73,17 +73,10 @@ def _read(update: bytes, state: dict[int, int]) -> list[tuple[str, str, bytes]] 
 def _varuint(data: bytes, i: int, largest: int = _MAX_FIELD) -> tuple[int, int]:
     """The unsigned LEB128 number at `i` and the position after it: ValueError unless it is
     written in as few bytes as it needs (as yrs writes it) and at most `largest`."""
-    value = 0
-    shift = 0
-    for j in range(i, i + 8):
-        byte = data[j]
-        value |= (byte & 0x7F) << shift
-        if byte < 0x80:
-            if (byte == 0 and j > i) or value > largest:
-                raise ValueError("number not as yrs writes it")
-            return value, j + 1
-        shift += 7
-    raise ValueError("number too long")
+    value, end = _number(data, i)
+    if (data[end - 1] == 0 and end - 1 > i) or value > largest:
+        raise ValueError("number not as yrs writes it")
+    return value, end
 
 
 def _text(data: bytes, i: int) -> tuple[str, int]:
