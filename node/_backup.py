@@ -282,6 +282,8 @@ def _read_doc(zf: zipfile.ZipFile, name: str, entry: Mapping[str, Any]) -> bytes
         raise BackupError(f"{name} is damaged: {_said(err)}") from None
     if hashlib.sha256(data).hexdigest() != entry["sha256"]:
         raise BackupError(f"{name} is damaged: its checksum does not match")
+    if cm.lists_a_client_twice(data):  # yrs would make two items of one id: a crash
+        raise BackupError(f"{name} is not a readable document")
     doc: Doc[Any] = Doc()
     try:
         doc.apply_update(data)

@@ -285,6 +285,21 @@ def test_an_invalid_event_with_a_right_checksum_is_refused(
     assert "is not valid" in err
 
 
+def test_a_document_naming_a_client_twice_is_refused_before_it_is_read(
+    good_backup: Path, tmp_path: Path
+) -> None:
+    """yrs makes two items of one id of such a document, and reading it crashes the process:
+    the restore says the file is not a readable document instead."""
+    key = f"{HLC}-B".encode()
+    entry = b"\x28\x01\x06events" + bytes([len(key)]) + key + b"\x01\x74\x01\xa0"
+    update = b"\x02" + b"\x01\x05\x00" + entry + b"\x01\x05\x00" + entry + b"\x00"
+    bad = tmp_path / "bad.zip"
+    with_document(good_backup, bad, update)
+    code, _, err = invoke("verify-backup", str(bad))
+    assert code == 1
+    assert "is not a readable document" in err
+
+
 def test_a_document_peers_would_refuse_is_refused(good_backup: Path, tmp_path: Path) -> None:
     """A valid event not in its canonical encoding: every node that joined the restored one
     would refuse the document, and flag the node."""
