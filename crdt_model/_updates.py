@@ -21,7 +21,7 @@ _BUFFER: Final = 0x74
 """lib0's tag of a binary value inside `Any` content."""
 _ROOTS: Final = ("events", "acks")
 _MAX_CLIENT: Final = (1 << 53) - 1
-"""yrs keeps 53 bits of a client id: a larger one would name another client than it says."""
+"""yrs keeps the low 53 bits of a client id: a larger one names another client than it says."""
 _MAX_FIELD: Final = (1 << 32) - 1
 """yrs reads counts, clocks and lengths as 32-bit numbers."""
 
@@ -86,7 +86,6 @@ def _text(data: bytes, i: int) -> tuple[str, int]:
     return data[i : i + size].decode(), i + size
 
 
-_CLIENT_BITS: Final = (1 << 53) - 1
 _MAX_DEPTH: Final = 32
 """Values nested deeper are not read (none of this project's documents nests at all)."""
 
@@ -109,7 +108,7 @@ def _twice(update: bytes) -> bool:
         structs, i = _number(update, i)
         client, i = _number(update, i)
         _, i = _number(update, i)  # its first clock
-        client &= _CLIENT_BITS
+        client &= _MAX_CLIENT  # as yrs reads it
         if client in seen:
             return True
         seen.add(client)
