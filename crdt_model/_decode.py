@@ -327,24 +327,20 @@ def _canonical(blob: bytes) -> bool | None:
         i += size
         head = blob[i]
         major = head >> 5
-        if major in (0, 3):
+        if major in (0, 3, 4):  # a number, a text, a list of texts: one head first
             size, i = _argument(blob, head & 31, i + 1)
             if size < 0:
                 return None
             canonical = canonical and _shortest(head & 31, size)
             if major == 3:
                 i += size
-        elif major == 4:
-            size, i = _argument(blob, head & 31, i + 1)
-            if size < 0:
-                return None
-            canonical = canonical and _shortest(head & 31, size)
-            for _ in range(size):
-                length, i, shortest = _text_at(blob, i)
-                if length < 0:
-                    return None
-                canonical = canonical and shortest
-                i += length
+            elif major == 4:
+                for _ in range(size):
+                    length, i, shortest = _text_at(blob, i)
+                    if length < 0:
+                        return None
+                    canonical = canonical and shortest
+                    i += length
         elif head in (0xF4, 0xF5, 0xF6):
             i += 1
         else:

@@ -214,11 +214,10 @@ def parse_human(data: str, today: date | None = None) -> GS1Message:
     """Parse the bracketed human form, e.g. (01)03453120000011(10)LOT7."""
     if not data.startswith("("):
         raise BarcodeError("bracketed GS1 form must start with '('")
-    found = list(_HUMAN_AI.finditer(data))
-    marks = [m for m in found if m.group(1) in AI_SPECS]
-    if not marks or marks[0].start() != 0:
+    marks = list(_HUMAN_AI.finditer(data))
+    if not marks or marks[0].start() != 0 or marks[0].group(1) not in AI_SPECS:
         raise BarcodeError(f"unsupported AI in {sanitize(data, 40)!r}")
-    unknown = next((m.group(1) for m in found if m.group(1) not in AI_SPECS), None)
+    unknown = next((m.group(1) for m in marks if m.group(1) not in AI_SPECS), None)
     if unknown is not None:  # else its data would be read as part of the value before it
         raise BarcodeError(
             f"unsupported AI ({unknown}), or digits in brackets inside a value, in"

@@ -158,6 +158,7 @@ def add_web_routes(app: web.Application, idle_s: float = IDLE_MINUTES * 60) -> N
         lstrip_blocks=True,
     )
     env.filters["segment"] = lambda value: quote(str(value), safe="")  # one part of a path
+    env.globals["CANNOT_RECORD"] = CANNOT_RECORD
     app[WEB_KEY] = WebState(
         env, load_catalogs(), Signer(node_secret(node.data.root)), idle_s=idle_s
     )
@@ -376,6 +377,10 @@ NODE_FAILED = (
     "This PC can no longer record (its storage failed): nothing was recorded. Use another"
     " station, or paper, and call IT."
 )
+CANNOT_RECORD = (
+    "This PC can no longer record (its storage failed): use another station, or paper, and call IT."
+)
+"""What every page and the load form's list say while this PC's storage has failed."""
 
 
 def _error_page(request: web.Request, status: int, message: str | None = None) -> web.Response:

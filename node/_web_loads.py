@@ -7,7 +7,7 @@ import re
 import secrets
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import quote
 
 from aiohttp import web
 
@@ -18,6 +18,7 @@ from ._api_trace import PRINTING_KEY
 from ._auth import Principal
 from ._node import NodeError
 from ._web import (
+    CANNOT_RECORD,
     FLASH_COOKIE,
     _flash,
     _gate,
@@ -36,7 +37,13 @@ from ._web import (
     render,
     scanner_station,
 )
-from ._web_station import DEFAULT_PROGRAMS, STATION_ZONES, is_set_code, station_url
+from ._web_station import (
+    DEFAULT_PROGRAMS,
+    STATION_ZONES,
+    is_set_code,
+    new_load_url,
+    station_url,
+)
 from ._web_support import anomalies_by_subject, field_errors_item, problem_item
 
 KINDS = ("wash", "steri")
@@ -83,11 +90,6 @@ async def loads_page(request: web.Request) -> web.StreamResponse:
     return response
 
 
-CANNOT_RECORD = (
-    "This PC can no longer record (its storage failed): use another station, or paper, and call IT."
-)
-"""What the load form's list says while this PC's storage has failed."""
-
 MAX_SETS_TEXT = 20_000
 """The longest list of sets a link to the load form carries (far more than a load's 200
 sets; the web server refuses longer addresses first)."""
@@ -120,8 +122,10 @@ def _whole_codes(text: str, limit: int) -> str:
     return cut
 
 
-_SEPARATOR = re.compile(r"[\s,;]")
-_LAST_CODE = re.compile(r"[^\s,;]*\Z")
+_SEPARATORS = r"\s,;"
+"""What separates the codes of a scanned list (`scanned_codes`)."""
+_SEPARATOR = re.compile(f"[{_SEPARATORS}]")
+_LAST_CODE = re.compile(f"[^{_SEPARATORS}]*\\Z")
 
 
 def _new_load_form(
@@ -137,11 +141,7 @@ def _new_load_form(
     station = scanner_station(request, form.get("station"))
     sets = "\n".join(scanned_codes(form.get("sets", "")))
     # the other kind's tab keeps the sets scanned (the page's script adds those typed since)
-    kept = {"sets": sets, "zone": zone, "station": station or ""}
-    tabs = [
-        (k, "/loads/new?" + urlencode({"kind": k} | {n: v for n, v in kept.items() if v}))
-        for k in KINDS
-    ]
+    tabs = [(k, new_load_url(k, sets, "", "", zone, station=station or "")) for k in KINDS]
     return render(
         request,
         "load_new.html",
@@ -162,7 +162,7 @@ def _new_load_form(
 
 def scanned_codes(text: str) -> list[str]:
     """The set codes of a scanned list: one per line (or separated by spaces), each once."""
-    codes = [c.strip() for c in re.split(r"[\s,;]+", text) if c.strip()]
+    codes = [c.strip() for c in re.split(f"[{_SEPARATORS}]+", text) if c.strip()]
     return list(dict.fromkeys(c[:80] for c in codes))
 
 

@@ -18,6 +18,7 @@ from node import Node
 from node import _web_support as support
 from node._auth import ADMIN_MESSAGES
 from node._backup import FAILURE_REASONS
+from node._web import CANNOT_RECORD
 from node._web_dash import BACKUP_STATES
 from node._web_station import STEPS
 from tests.web.helpers import PASSWORD, ROLES, csrf_of, external_references
@@ -315,6 +316,7 @@ async def test_no_page_refers_outside_the_node(client: TestClient) -> None:
 
 
 RUNTIME_MESSAGES = {
+    CANNOT_RECORD,
     "Unknown user or wrong password.",
     "Unknown badge or wrong PIN.",
     "Too many failed attempts: wait 5 minutes and try again.",
