@@ -286,12 +286,41 @@ def out_of_order(step: str, status: str, reason: str | None) -> bool:
 # -- the walk of a set ---------------------------------------------------------------------
 
 
+class Finding:
+    """An anomaly of a set as its walk finds it, made into an `Anomaly` (its id hashed, its
+    messages said) when first read: a heal or a refold finds thousands that nobody reads
+    before the next replay finds them again."""
+
+    __slots__ = ("_made", "events", "rec", "rule", "subject")
+
+    def __init__(
+        self, rule: str, events: list[str | None], rec: Record, subject: dict[str, str]
+    ) -> None:
+        self.rule = rule
+        self.events = events
+        self.rec = rec
+        """The record that found it (the latest of its events)."""
+        self.subject = subject
+        self._made: Anomaly | None = None
+
+    @property
+    def trigger(self) -> str:
+        """The id of the record that found it."""
+        return self.rec.id
+
+    def anomaly(self) -> Anomaly:
+        """The anomaly, made once."""
+        if self._made is None:
+            self._made = make_anomaly(self.rule, self.events, self.rec.day, **self.subject)
+        return self._made
+
+
 class SetState:
     """A set's state after its own records (its load's cycle and decision are read lazily)."""
 
     __slots__ = (
-        "anomalies",
         "code",
+        "found",
         "items",
         "kind",
         "label",
@@ -312,7 +341,7 @@ class SetState:
     def __init__(self, code: str) -> None:
         self.code = code
         self.items: list[Record] = []  # its own records, voided included, in id order
-        self.anomalies: list[Anomaly] = []
+        self.found: list[Finding] = []
         self.last = ""
         self.clear("unknown", None)
 
@@ -342,9 +371,13 @@ class SetState:
         self.reason = reason
 
     def flag(self, rule: str, events: list[str | None], rec: Record, **params: str) -> None:
-        """Record an anomaly found at `rec`."""
-        found = make_anomaly(rule, [*events, rec.id], rec.day, set=self.code, **params)
-        self.anomalies.append(found)
+        """Record an anomaly found at `rec` (made when read: see `Finding`)."""
+        self.found.append(Finding(rule, [*events, rec.id], rec, {"set": self.code, **params}))
+
+    @property
+    def anomalies(self) -> list[Anomaly]:
+        """The anomalies its walk found, in the order found."""
+        return [finding.anomaly() for finding in self.found]
 
 
 def effective(fold: Fold, st: SetState, at: str) -> tuple[str, str | None, Record | None]:
@@ -419,12 +452,12 @@ def replay_set(fold: Fold, st: SetState, since: str) -> None:
     while i >= 0 and (items[i].type != "set.received" or items[i].id in voided):
         i -= 1
     if i < 0:
-        st.anomalies = []
+        st.found = []
         st.clear("unknown", None)
         st.last = ""
     else:
         restart = items[i]
-        st.anomalies = [a for a in st.anomalies if a.trigger <= restart.id]
+        st.found = [f for f in st.found if f.trigger <= restart.id]
         st.clear("dirty", restart)
         st.last = restart.id
     for rec in items[i + 1 :]:
