@@ -253,12 +253,17 @@ def _read_apply(doc: pycrdt.Doc[Any], diff: bytes) -> None:
 def _checked_apply(
     checker: sync.UpdateChecker, fold: Fold, doc: pycrdt.Doc[Any], name: str, diff: bytes
 ) -> None:
-    change = checker.check(doc, name, diff)
-    if change is None:
+    checked = checker.check_read(doc, name, diff)
+    if checked is None:
+        return
+    change, entries = checked
+    if entries is not None:  # as a node does: the fold reads the entries the check read
+        doc.apply_update(change)
+        fold.add_encoded([value for root, _key, value in entries if root == "events"])
         return
     added: list[bytes | bytearray] = []
 
-    def collect(event: Any) -> None:  # as a node does: the fold reads the checked bytes
+    def collect(event: Any) -> None:  # else from pycrdt's change events
         for change_ in event.keys.values():
             if change_.get("action") == "add":
                 added.append(change_["newValue"])

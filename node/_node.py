@@ -12,14 +12,14 @@ import secrets
 import shutil
 import time
 import uuid
-from collections.abc import Callable, Coroutine, Iterator, Mapping
+from collections.abc import Callable, Coroutine, Iterable, Iterator, Mapping
 from concurrent.futures import BrokenExecutor, ProcessPoolExecutor
 from datetime import UTC, date, datetime
 from typing import IO, TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import pycrdt
-from pycrdt import Doc
+from pycrdt import Doc, Map
 
 import crdt_model as cm
 import devices
@@ -334,6 +334,8 @@ class Node:
         of a load, two decisions on an anomaly, one invitation used twice)."""
         self._listeners: list[Callable[[str, bytes, str | None], None]] = []
         self._subs: list[Any] = []
+        self._events_watch: dict[str, _Observed] = {}
+        """Events document -> its observers (index and views)."""
         self._compacting: set[str] = set()
         self._log_counts: dict[str, int] = {}
         self._ref_read: dict[str, tuple[bytes, dict[str, Any] | None]] = {}
@@ -499,40 +501,43 @@ class Node:
             day = name[len(cm.EVENTS_PREFIX) :]
 
             def on_events(ev: Any) -> None:
-                local: list[dict[str, Any]] = []
-                remote: dict[str, bytes | bytearray] = {}  # a peer's, checked by sync
-                for key, change in ev.keys.items():
-                    if change.get("action") != "add":
-                        continue  # never: sync refuses it, local writes cannot (_writes.py)
-                    event = self._pending_local.pop(key, None)
-                    if event is None:
-                        remote[key] = change["newValue"]
-                    else:
-                        local.append(event)
-                if remote:  # let our clock hear of the latest time it may adopt
-                    wall = self._clock()
-                    for key in sorted(remote, reverse=True):  # ids sort by their clocks
-                        if self.hlc.observe(cm.split_event_id(key)[0], wall):
-                            break
-                # a peer's catch-up arrives in no useful order: the fold sorts each batch once
-                try:
-                    records = self.trace.add_encoded(remote.values()) if remote else []
-                    if len(local) == 1:
-                        records += self.trace.add_event(local[0])
-                    elif local:
-                        records += self.trace.add_events(local)
-                except Exception:  # a view failed: the index and numbering still learn of them
-                    self.index.add_many(day, _records_of([*local, *remote.values()]))
-                    raise
-                self.index.add_many(day, records)
+                # never anything but additions: sync refuses others, local writes cannot
+                self._took_events(day, _added(ev))
 
             def on_acks(ev: Any) -> None:
-                for key, change in ev.keys.items():
-                    if change.get("action") == "add":
-                        self.trace.add_ack(key)
+                for key, _value in _added(ev):
+                    self.trace.add_ack(key)
 
-            self._subs.append(cm.events_map(doc).observe(on_events))
-            self._subs.append(cm.acks_map(doc).observe(on_acks))
+            self._events_watch[name] = _Observed(
+                (cm.events_map(doc), on_events), (cm.acks_map(doc), on_acks)
+            )
+
+    def _took_events(self, day: str, added: Iterable[tuple[str, bytes | bytearray]]) -> None:
+        """Index and fold new entries of a day's events map (local or a peer's)."""
+        local: list[dict[str, Any]] = []
+        remote: dict[str, bytes | bytearray] = {}  # a peer's, checked by sync
+        for key, value in added:
+            event = self._pending_local.pop(key, None)
+            if event is None:
+                remote[key] = value
+            else:
+                local.append(event)
+        if remote:  # let our clock hear of the latest time it may adopt
+            wall = self._clock()
+            for key in sorted(remote, reverse=True):  # ids sort by their clocks
+                if self.hlc.observe(cm.split_event_id(key)[0], wall):
+                    break
+        # a peer's catch-up arrives in no useful order: the fold sorts each batch once
+        try:
+            records = self.trace.add_encoded(remote.values()) if remote else []
+            if len(local) == 1:
+                records += self.trace.add_event(local[0])
+            elif local:
+                records += self.trace.add_events(local)
+        except Exception:  # a view failed: the index and numbering still learn of them
+            self.index.add_many(day, _records_of([*local, *remote.values()]))
+            raise
+        self.index.add_many(day, records)
 
     def _doc(self, name: str) -> Doc[Any]:
         doc = self.docs.get(name)
@@ -581,14 +586,28 @@ class Node:
         self._writes.applied(name, update)
         self._after_commit(name, update, None)
 
-    def _apply(self, name: str, update: bytes, origin: str) -> None:
+    def _apply(
+        self, name: str, update: bytes, origin: str, entries: list[sync.Entry] | None = None
+    ) -> None:
         """Apply a durable update to its document. pycrdt applies it, then raises what an
         observer (index, views) raised: the change is kept and passed on all the same, and
-        the fault logged (the views may lack it until the next start rebuilds them)."""
+        the fault logged (the views may lack it until the next start rebuilds them).
+
+        `entries`: every entry the update adds to an events document, as sync read them from
+        its bytes; the index and views take them from there, the observers (to which pycrdt
+        would hand each entry again, a tenth of a heal's time) are paused meanwhile."""
         doc = self._doc(name)
+        watch = None if entries is None else self._events_watch.get(name)
         try:
-            with doc.transaction(origin=origin):
-                doc.apply_update(update)
+            if watch is None or entries is None:
+                with doc.transaction(origin=origin):
+                    doc.apply_update(update)
+            else:
+                with watch.paused(), doc.transaction(origin=origin):
+                    doc.apply_update(update)
+                self._took_events(name[len(cm.EVENTS_PREFIX) :], _entries_of(entries, "events"))
+                for key, _value in _entries_of(entries, "acks"):
+                    self.trace.add_ack(key)
         except Exception:
             _LOGGER.critical(
                 "a stored change of %s did not reach every view (restart the node to rebuild them)",
@@ -716,8 +735,11 @@ class Node:
         retired = cm.cluster_map(self.docs[cm.CLUSTER_DOC], "retired")
         return name[len(cm.REF_PREFIX) :] in retired
 
-    async def async_store_remote(self, name: str, change: bytes, peer: str) -> None:
-        """Durably store, then apply, a peer's checked change; listeners hear of it."""
+    async def async_store_remote(
+        self, name: str, change: bytes, peer: str, entries: list[sync.Entry] | None = None
+    ) -> None:
+        """Durably store, then apply, a peer's checked change (with the entries sync read from
+        it, if it did); listeners hear of it."""
         if self.failed is not None:
             raise NodeFailedError(self.failed)
         try:
@@ -731,7 +753,7 @@ class Node:
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
             return
-        self._apply(name, change, peer)
+        self._apply(name, change, peer, entries)
         self._writes.remote_change(name)
         self._after_commit(name, change, peer)
 
@@ -1281,6 +1303,38 @@ class Node:
             "store": self.store.stat(),
             "backup": None if self.backup_status is None else self.backup_status(),
         }
+
+
+class _Observed:
+    """The observers of a document's shared maps, which a change whose entries are known
+    already may pause."""
+
+    def __init__(self, *watched: tuple[Map[Any], Callable[[Any], None]]) -> None:
+        self._watched = watched
+        self._subs = [shared.observe(callback) for shared, callback in watched]
+
+    @contextlib.contextmanager
+    def paused(self) -> Iterator[None]:
+        """No observer hears of what changes meanwhile."""
+        for (shared, _callback), sub in zip(self._watched, self._subs, strict=True):
+            shared.unobserve(sub)
+        try:
+            yield
+        finally:
+            self._subs = [shared.observe(callback) for shared, callback in self._watched]
+
+
+def _added(ev: Any) -> list[tuple[str, bytes | bytearray]]:
+    """(key, value) of each entry a map's change event adds."""
+    return [
+        (key, change["newValue"])
+        for key, change in ev.keys.items()
+        if change.get("action") == "add"
+    ]
+
+
+def _entries_of(entries: list[sync.Entry], root: str) -> list[tuple[str, bytes | bytearray]]:
+    return [(key, value) for of, key, value in entries if of == root]
 
 
 def _records_of(events: list[dict[str, Any] | bytes | bytearray]) -> list[cm.Record]:

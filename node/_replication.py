@@ -58,11 +58,14 @@ class NodeReplica:
         if self.node.is_retired(name):
             return False
         async with self._locks[name]:
-            change = self._checker.check(self.node.docs.get(name), name, update)
-            if change is None:
+            checked = self._checker.check_read(self.node.docs.get(name), name, update)
+            if checked is None:
                 return False
+            change, entries = checked
             # once the store has it, memory and listeners must too, even if the session ends
-            await finished_even_if_cancelled(self.node.async_store_remote(name, change, peer))
+            await finished_even_if_cancelled(
+                self.node.async_store_remote(name, change, peer, entries)
+            )
         return True
 
     def add_listener(self, listener: sync.Listener) -> Callable[[], None]:

@@ -44,7 +44,7 @@ from ._replica import Listener, MemoryReplica, Replica
 from ._session import PeerSession
 from ._status import NodeIdentity, PeerState, PeerStatus, Timing
 from ._text import sanitize
-from ._validate import UpdateChecker, check_update
+from ._validate import Checked, Entry, UpdateChecker, check_update
 from ._vectors import parse_state_vector
 
 __all__ = [
@@ -58,6 +58,8 @@ __all__ = [
     "Bye",
     "Channel",
     "ChannelClosed",
+    "Checked",
+    "Entry",
     "FrameDecoder",
     "FrameTooLarge",
     "Hello",

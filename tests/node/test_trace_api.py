@@ -21,6 +21,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 import crdt_model as cm
+import sync
 from devices import decode_label_code, parse_element_string
 from node import DataDir, Node, make_app
 from node._bundle import Bundle, read_bundle
@@ -1292,6 +1293,36 @@ async def test_two_replicas_fed_in_different_orders_give_byte_identical_feeds(
                     await c.node.async_store_remote(name, b.node.docs[name].get_update(), "peer")
             assert (await c.feed())[0] == feed_a
             assert (await c.feed("?unacked=1"))[0] == unacked_a
+            # a fourth takes them as sync hands them over: checked, then stored with the
+            # entries the check read from the update's bytes (compiled), which reach the
+            # index and views while pycrdt's observers are paused: the same as the third
+            d = await start(new_data_dir(tmp_path, "d"), aiohttp_client, StepClock(BASE_MS, 1000))
+            try:
+                checker = sync.UpdateChecker()
+                for name in sorted(a.node.docs, reverse=True):
+                    if name.startswith(cm.EVENTS_PREFIX):
+                        update = b.node.docs[name].get_update()
+                        checked = checker.check_read(d.node.docs.get(name), name, update)
+                        assert checked is not None
+                        assert (checked.entries is not None) == cm.reads_bytes()
+                        change, entries = checked
+                        await d.node.async_store_remote(name, change, "peer", entries)
+                assert (await d.feed())[0] == feed_a
+                assert (await d.feed("?unacked=1"))[0] == unacked_a
+                assert d.count == c.count
+                assert await d.get("/api/anomalies") == await c.get("/api/anomalies")
+                for load in (load_a, load_b):
+                    assert await d.get(f"/api/loads/{load}") == await c.get(f"/api/loads/{load}")
+                for code in (set_a, set_b):
+                    assert await d.get(f"/api/sets/{q(code)}") == await c.get(
+                        f"/api/sets/{q(code)}"
+                    )
+                # and what comes next still reaches the views through the observers
+                await d.record("note", text="Relève du matin")
+                assert d.count == c.count + 1
+            finally:
+                await d.client.close()
+                await d.node.async_close()
         finally:
             await c.client.close()
             await c.node.async_close()

@@ -126,7 +126,8 @@ def test_public_api() -> None:
     assert set(sync.__all__) == {
         "MAX_DOC_NAME", "MAX_FRAME_BYTES", "MAX_LIVE_UPDATE_BYTES", "MAX_MANIFEST_DOCS",
         "MAX_UPDATE_BYTES", "PROTOCOL_VERSION", "Ack", "Bye", "Channel", "ChannelClosed",
-        "FrameDecoder", "FrameTooLarge", "Hello", "Listener", "LocalProtocolError", "Manifest",
+        "Checked", "Entry", "FrameDecoder", "FrameTooLarge", "Hello", "Listener",
+        "LocalProtocolError", "Manifest",
         "MemoryChannel", "MemoryReplica", "Message", "NodeIdentity", "PeerRejected",
         "PeerSession", "PeerState", "PeerStatus", "Ping", "Pong", "ProtocolError", "Refused",
         "RemoteProtocolError", "Replica", "Step1", "Step2", "SyncError", "SyncManager",
