@@ -154,12 +154,15 @@ class Replication:
         """mDNS candidates not (yet) known as members; proposed again when membership changes."""
         self._announced: dict[str, str] = {}
         """Member node id -> the address its mDNS dialler dials."""
+        self._members: set[str] = set()
+        """The member ids the cluster document named at its last change."""
 
     async def async_start(self) -> None:
         """Dial the static peers and start mDNS."""
         self._client = aiohttp.ClientSession()
         self._unsubscribe = self.node.add_listener(self._on_change)
         self.node.peer_status = self.peers
+        self._members = set(cm.cluster_items(self.node.docs[cm.CLUSTER_DOC], "members"))
         for address in self.static_peers:
             await self.manager.connect(address, self._dialer(address))
         if self.mdns_enabled:
@@ -266,6 +269,10 @@ class Replication:
     def _on_change(self, name: str, update: bytes, origin: str | None) -> None:
         if name == cm.CLUSTER_DOC:
             self._drop_revoked()
+            members = set(cm.cluster_items(self.node.docs[cm.CLUSTER_DOC], "members"))
+            if members - self._members:  # a peer we turned away as a stranger may be one
+                self.manager.redial()
+            self._members = members
             for candidate in list(self._strangers.values()):
                 self._on_candidate(candidate)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import time
@@ -31,6 +32,8 @@ class _Dialer:
     status: PeerStatus
     node: str | None = None
     task: asyncio.Task[None] | None = field(default=None, repr=False)
+    wake: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
+    """Set to end its wait before the next attempt (`SyncManager.redial`)."""
 
 
 class SyncManager:
@@ -83,6 +86,12 @@ class SyncManager:
         dialer = self._dialers.pop(address, None)
         if dialer is not None and dialer.task is not None:
             dialer.task.cancel()
+
+    def redial(self) -> None:
+        """Every dialler waiting to try again tries now (e.g. a peer it turned away for not
+        being a member is one now); flagged peers stay refused."""
+        for dialer in self._dialers.values():
+            dialer.wake.set()
 
     def connected_at(self, address: str) -> bool:
         """Whether the dialler of `address` has a session running now."""
@@ -230,6 +239,7 @@ class SyncManager:
             live = self._sessions.get(dialer.node) if dialer.node else None
             if live is not None:
                 await live.ended.wait()
+                dialer.wake.clear()  # what woke it while connected is no reason now
                 attempt = 0
             elif dialer.node is not None and dialer.node in self._flagged:
                 status.state = PeerState.REFUSED
@@ -237,6 +247,7 @@ class SyncManager:
                 continue
             else:
                 status.state, status.since = PeerState.CONNECTING, self._wall()
+                dialer.wake.clear()  # a reason to try again from now on ends the next wait
                 try:
                     channel = await asyncio.wait_for(dialer.dial(), self.timing.dial_timeout_s)
                 except Exception as err:  # any transport failure: try again later
@@ -253,7 +264,8 @@ class SyncManager:
                     dialer.node = session.peer_node or dialer.node
                     status.error = sanitize(reason)
                     attempt = 0 if session.reached_live else attempt + 1
-            await asyncio.sleep(self._backoff(attempt))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(dialer.wake.wait(), self._backoff(attempt))
 
     def _backoff(self, attempt: int) -> float:
         t = self.timing

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import random
 import time
 from typing import Any
@@ -118,6 +119,30 @@ async def test_dialling_backs_off_exponentially_with_jitter() -> None:
     assert entry["state"] == "connecting"
     assert "connection refused" in entry["error"]
     assert "\x1b" not in entry["error"]
+    await manager.close()
+
+
+async def test_redial_ends_the_wait_of_every_dialler_at_once() -> None:
+    slow = dataclasses.replace(FAST, backoff_min_s=60.0, backoff_max_s=60.0)
+    manager = SyncManager(MemoryReplica(), identity("A"), timing=slow)
+    attempts: dict[str, int] = {"10.0.0.8:8701": 0, "10.0.0.9:8701": 0}
+
+    def failing(address: str) -> Any:
+        async def dial() -> Channel:
+            attempts[address] += 1
+            raise OSError("turned away")
+
+        return dial
+
+    for address in attempts:
+        await manager.connect(address, failing(address))
+    await wait_until(lambda: all(n == 1 for n in attempts.values()))
+    await asyncio.sleep(0.1)
+    assert all(n == 1 for n in attempts.values())  # each waits its 30-60 s now
+    manager.redial()
+    await wait_until(lambda: all(n == 2 for n in attempts.values()), timeout=5)
+    await asyncio.sleep(0.1)
+    assert all(n == 2 for n in attempts.values())  # once, then back to waiting
     await manager.close()
 
 
