@@ -256,7 +256,7 @@ def _checked_apply(
     checked = checker.check_read(doc, name, diff)
     if checked is None:
         return
-    change, entries = checked
+    change, entries = checked.change, checked.entries
     if entries is not None:  # as a node does: the fold reads the entries the check read
         doc.apply_update(change)
         fold.add_encoded([value for root, _key, value in entries if root == "events"])

@@ -587,17 +587,19 @@ class Node:
         self._after_commit(name, update, None)
 
     def _apply(
-        self, name: str, update: bytes, origin: str, entries: list[sync.Entry] | None = None
+        self, name: str, update: bytes, origin: str, read: sync.Checked | None = None
     ) -> None:
         """Apply a durable update to its document. pycrdt applies it, then raises what an
         observer (index, views) raised: the change is kept and passed on all the same, and
         the fault logged (the views may lack it until the next start rebuilds them).
 
-        `entries`: every entry the update adds to an events document, as sync read them from
-        its bytes; the index and views take them from there, the observers (to which pycrdt
-        would hand each entry again, a tenth of a heal's time) are paused meanwhile."""
+        `read`: sync's check of an update to an events document, with every entry it adds
+        when it read them from its bytes: the index and views take them from there, the
+        observers (to which pycrdt would hand each entry again, a tenth of a heal's time)
+        paused meanwhile, as long as the document is still as the check saw it."""
         doc = self._doc(name)
-        watch = None if entries is None else self._events_watch.get(name)
+        watch = None if read is None else self._events_watch.get(name)
+        entries = None if read is None or doc.get_state() != read.state else read.entries
         try:
             if watch is None or entries is None:
                 with doc.transaction(origin=origin):
@@ -605,9 +607,9 @@ class Node:
             else:
                 with watch.paused(), doc.transaction(origin=origin):
                     doc.apply_update(update)
-                self._took_events(name[len(cm.EVENTS_PREFIX) :], _entries_of(entries, "events"))
-                for key, _value in _entries_of(entries, "acks"):
+                for key, _value in _entries_of(entries, "acks"):  # first: it cannot fail
                     self.trace.add_ack(key)
+                self._took_events(name[len(cm.EVENTS_PREFIX) :], _entries_of(entries, "events"))
         except Exception:
             _LOGGER.critical(
                 "a stored change of %s did not reach every view (restart the node to rebuild them)",
@@ -736,10 +738,10 @@ class Node:
         return name[len(cm.REF_PREFIX) :] in retired
 
     async def async_store_remote(
-        self, name: str, change: bytes, peer: str, entries: list[sync.Entry] | None = None
+        self, name: str, change: bytes, peer: str, read: sync.Checked | None = None
     ) -> None:
-        """Durably store, then apply, a peer's checked change (with the entries sync read from
-        it, if it did); listeners hear of it."""
+        """Durably store, then apply, a peer's checked change (`read`: sync's check of it,
+        with the entries it read from it, if it did); listeners hear of it."""
         if self.failed is not None:
             raise NodeFailedError(self.failed)
         try:
@@ -753,7 +755,7 @@ class Node:
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
             return
-        self._apply(name, change, peer, entries)
+        self._apply(name, change, peer, read)
         self._writes.remote_change(name)
         self._after_commit(name, change, peer)
 

@@ -61,10 +61,9 @@ class NodeReplica:
             checked = self._checker.check_read(self.node.docs.get(name), name, update)
             if checked is None:
                 return False
-            change, entries = checked
             # once the store has it, memory and listeners must too, even if the session ends
             await finished_even_if_cancelled(
-                self.node.async_store_remote(name, change, peer, entries)
+                self.node.async_store_remote(name, checked.change, peer, checked)
             )
         return True
 

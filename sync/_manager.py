@@ -235,7 +235,7 @@ class SyncManager:
     async def _dial_loop(self, dialer: _Dialer) -> None:
         attempt = 0
         status = dialer.status
-        while not self._closed:
+        while not self._closed and self._dialers.get(dialer.address) is dialer:
             live = self._sessions.get(dialer.node) if dialer.node else None
             if live is not None:
                 await live.ended.wait()
@@ -261,11 +261,16 @@ class SyncManager:
                         channel, dialer.address, initiator=True, expected_node=expected
                     )
                     reason = await self._run(session)
+                    if session.reached_live:
+                        dialer.wake.clear()  # what woke it while connected is no reason now
                     dialer.node = session.peer_node or dialer.node
                     status.error = sanitize(reason)
                     attempt = 0 if session.reached_live else attempt + 1
+            # asyncio.timeout, not wait_for: 3.11's wait_for may swallow a cancellation that
+            # comes with the wake (a dialler forgotten then would go on dialling)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(dialer.wake.wait(), self._backoff(attempt))
+                async with asyncio.timeout(self._backoff(attempt)):
+                    await dialer.wake.wait()
 
     def _backoff(self, attempt: int) -> float:
         t = self.timing

@@ -91,6 +91,10 @@ class Checked(NamedTuple):
     entries: list[Entry] | None
     """When the update was read from its bytes (new entries only), every entry it adds, in
     its order: what a document's observers would hear of it. None otherwise."""
+    state: bytes = EMPTY_STATE
+    """The document's state vector the entries were read against: they are what the change
+    adds only to a document still in that state (a local write since may hold a clock a
+    forged entry claims)."""
 
 
 class UpdateChecker:
@@ -135,10 +139,11 @@ class UpdateChecker:
         if not name.startswith(cm.EVENTS_PREFIX):
             return _checked(_check_on(_copy(doc), name, update))  # small or rare documents
         if cm.reads_bytes():  # compiled: an update of new entries only is read, not applied
-            entries = cm.new_entries(update, _clocks(doc))
+            state = EMPTY_STATE if doc is None else doc.get_state()
+            entries = cm.new_entries(update, parse_state_vector(state))
             if entries is not None and _all_new(doc, entries):
                 _check_entries(name, entries)
-                return Checked(update, entries) if entries else None
+                return Checked(update, entries, state) if entries else None
         shadow = self._shadow(doc, name)
         try:
             return _checked(_check_on(shadow, name, update))
@@ -162,10 +167,6 @@ class UpdateChecker:
     def forget(self, name: str) -> None:
         """Drop the shadow of a document (e.g. after it was replaced)."""
         self._shadows.pop(name, None)
-
-
-def _clocks(doc: Doc[Any] | None) -> dict[int, int]:
-    return {} if doc is None else parse_state_vector(doc.get_state())
 
 
 def _all_new(doc: Doc[Any] | None, entries: list[Entry]) -> bool:

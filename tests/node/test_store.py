@@ -893,3 +893,87 @@ async def test_a_restarted_node_reads_back_its_indexes_and_activity(tmp_path: Pa
         assert _read_back(again) == before
     finally:
         await again.async_close()
+
+
+@pytest.mark.skipif(not cm.reads_bytes(), reason="updates are read from their bytes compiled")
+async def test_entries_read_by_the_check_are_not_folded_when_a_local_write_came_between(
+    tmp_path: Path,
+) -> None:
+    """A peer forges entries under this node's own client at the clock it holds: the check
+    reads them as new; a local write then takes that clock; yrs skips the forged items. The
+    views must not hold an event the document does not."""
+    clock = StepClock()
+    node = await open_node(new_data_dir(tmp_path), clock=clock)
+    try:
+        await node.async_record(submission("note"), OPERATOR)
+        name = next(n for n in node.docs if n.startswith(cm.EVENTS_PREFIX))
+        ts = cm.Timestamp(clock.now + 5, 0)
+        forged = cm.validate_event(
+            {
+                "type": "note",
+                "text": "écrit sous l'identité du poste",
+                "id": cm.make_event_id(ts, "B"),
+                "hlc": str(ts),
+                "at": "2033-05-18T03:36:20.000+00:00",
+                "node": "B",
+                "user": "x",
+                "zone": "sale",
+            }
+        )
+        doc: Doc[Any] = Doc(client_id=node.client_id)
+        doc.apply_update(node.docs[name].get_update())
+        before = doc.get_state()
+        cm.add_event(doc, forged)
+        update = doc.get_update(before)
+        checked = sync.UpdateChecker().check_read(node.docs[name], name, update)
+        assert checked is not None
+        assert checked.entries  # read from its bytes: new entries
+        mine = await node.async_record(submission("note", text="entre-temps"), OPERATOR)
+        await node.async_store_remote(name, checked.change, "B", checked)
+        held = set(cm.events_map(node.docs[name]).keys())
+        assert mine["id"] in held
+        assert forged["id"] not in held
+        assert set(node.index.ids()) == held
+        assert forged["id"] not in node.trace.fold
+    finally:
+        await node.async_close()
+
+
+@pytest.mark.skipif(not cm.reads_bytes(), reason="updates are read from their bytes compiled")
+async def test_a_fold_failing_on_entries_read_by_the_check_still_notes_their_acks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    clock = StepClock()
+    node = await open_node(new_data_dir(tmp_path), clock=clock)
+    try:
+        ts = cm.Timestamp(clock.now + 1000, 0)
+        event = cm.validate_event(
+            {
+                **submission("note"),
+                "id": cm.make_event_id(ts, "B"),
+                "hlc": str(ts),
+                "at": "2033-05-18T03:36:20.000+00:00",
+                "node": "B",
+                "user": "x",
+                "zone": "sale",
+            }
+        )
+        doc: Doc[Any] = Doc()
+        cm.add_event(doc, event)
+        cm.acks_map(doc)[f"{event['id']}/B"] = cm.encode({"at": event["at"], "by": "platform"})
+        name = cm.events_doc_name(ts)
+        checked = sync.UpdateChecker().check_read(node.docs.get(name), name, doc.get_update())
+        assert checked is not None
+        assert checked.entries is not None
+        assert {root for root, _, _ in checked.entries} == {"events", "acks"}
+
+        def failing_add(blobs: Any) -> list[cm.Record]:
+            raise RuntimeError("a bug in the fold")
+
+        monkeypatch.setattr(node.trace, "add_encoded", failing_add)
+        await node.async_store_remote(name, checked.change, "B", checked)
+        assert "did not reach every view" in caplog.text
+        assert event["id"] in node.trace.acked
+        assert list(node.index.ids()) == [event["id"]]
+    finally:
+        await node.async_close()

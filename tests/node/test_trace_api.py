@@ -1305,8 +1305,7 @@ async def test_two_replicas_fed_in_different_orders_give_byte_identical_feeds(
                         checked = checker.check_read(d.node.docs.get(name), name, update)
                         assert checked is not None
                         assert (checked.entries is not None) == cm.reads_bytes()
-                        change, entries = checked
-                        await d.node.async_store_remote(name, change, "peer", entries)
+                        await d.node.async_store_remote(name, checked.change, "peer", checked)
                 assert (await d.feed())[0] == feed_a
                 assert (await d.feed("?unacked=1"))[0] == unacked_a
                 assert d.count == c.count
