@@ -355,6 +355,33 @@ async def _wait(what: str, timeout: float, probe: Any) -> float:
         await asyncio.sleep(POLL_S)
 
 
+async def meet(datas: list[DataDir], token: str) -> None:
+    """Run the nodes together, peers of each other, until each shows the others live."""
+    nodes = [NodeProcess(data) for data in datas]
+    try:
+        for node in nodes:
+            node.peers = [f"127.0.0.1:{o.sync_port}" for o in nodes if o is not node]
+        await asyncio.gather(*(node.async_start(60) for node in nodes))
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
+            await _wait(
+                "the nodes to meet", SETTLE_TIMEOUT_S, lambda: _all_live(session, nodes, token)
+            )
+        for node in nodes:
+            node.stop()
+    finally:
+        for node in nodes:
+            node.close()
+
+
+async def _all_live(session: aiohttp.ClientSession, nodes: list[NodeProcess], token: str) -> bool:
+    for n in nodes:
+        peers = (await _get_json(session, n.base_url + "/api/peers", token))["peers"]
+        live = {p["node"] for p in peers if p["state"] == "live" and not p["behind"]}
+        if len(live) != len(nodes) - 1:
+            return False
+    return True
+
+
 async def measure(workdir: Path, per_node: int = EVENTS_PER_NODE) -> dict[str, Any]:
     """Build the cluster, record apart, heal through counting relays; and the floor."""
     datas = [init_node_dir(workdir / "a", "Poste A", "sale")]
@@ -379,6 +406,7 @@ async def measure(workdir: Path, per_node: int = EVENTS_PER_NODE) -> dict[str, A
             )
             datas.append(DataDir(path))
         first.stop()
+    await meet(datas, token)  # a cluster before its split: every node knows every member
 
     recorded = [await record_offline(data, per_node) for data in datas]
     floor = measure_floor([r["docs"] for r in recorded])
@@ -419,15 +447,9 @@ async def measure(workdir: Path, per_node: int = EVENTS_PER_NODE) -> dict[str, A
             bytes_converged = sum(r.total for r in relays)
             cpu = [_cpu_seconds(n.pid) - c for n, c in zip(nodes, cpu0, strict=True)]
 
-            async def all_live() -> bool:
-                for n in nodes:
-                    peers = (await _get_json(session, n.base_url + "/api/peers", token))["peers"]
-                    live = {p["node"] for p in peers if p["state"] == "live" and not p["behind"]}
-                    if len(live) != len(nodes) - 1:
-                        return False
-                return True
-
-            settled = await _wait("every peer live", SETTLE_TIMEOUT_S, all_live)
+            settled = await _wait(
+                "every peer live", SETTLE_TIMEOUT_S, lambda: _all_live(session, nodes, token)
+            )
             bytes_settled = sum(r.total for r in relays)
             feeds = [await _feed(session, n.base_url, token) for n in nodes]
         for node in nodes:
