@@ -16,6 +16,9 @@ if TYPE_CHECKING:
 
 _LOGGER = logging.getLogger(__name__)
 
+MAX_MINUTES = 10_000
+"""Minutes whose local day and hour are kept (a week's worth)."""
+
 _LABEL_RE = re.compile(r"^L([A-Z]{1,3})(\d{6})(\d{4,})\Z")
 
 
@@ -35,6 +38,8 @@ class Traceability:
         """Local day -> zone -> events per local hour (0-23), kept as events arrive."""
         self.loads_by_day: dict[str, set[str]] = {}
         """Local day -> load numbers opened that day."""
+        self._minutes: dict[int, tuple[str, int]] = {}
+        """Minute since the epoch -> its local day and hour (worked out once a minute)."""
 
     # -- feeding ----------------------------------------------------------------
 
@@ -64,10 +69,9 @@ class Traceability:
 
     def _note(self, rec: cm.Record) -> None:
         """Count an event in its zone's activity; note its load number and label id."""
-        local = datetime.fromtimestamp(int(rec.id[:13]) / 1000, self.timezone)  # its clock
-        day = local.date().isoformat()
+        day, hour = self._local_hour(int(rec.id[:13]))  # its clock
         hours = self.activity.setdefault(day, {}).setdefault(rec.zone or "office", [0] * 24)
-        hours[local.hour] += 1
+        hours[hour] += 1
         if rec.type in cm.LOADED and rec.load is not None:
             self.loads_by_day.setdefault(day, set()).add(rec.load)
         label_id = rec.get("label_id") if rec.type == "label.printed" else None
@@ -78,6 +82,17 @@ class Traceability:
         if match and match.group(1) == self.node_code:
             day = match.group(2)
             self._label_counters[day] = max(self._label_counters.get(day, 0), int(match.group(3)))
+
+    def _local_hour(self, ms: int) -> tuple[str, int]:
+        """The local day and hour of a time in ms (an offset changes on a whole minute)."""
+        minute = ms // 60_000
+        found = self._minutes.get(minute)
+        if found is None:
+            if len(self._minutes) >= MAX_MINUTES:
+                self._minutes.clear()
+            local = datetime.fromtimestamp(minute * 60, self.timezone)
+            found = self._minutes[minute] = (local.date().isoformat(), local.hour)
+        return found
 
     def set_reference(
         self, manifest: dict[str, Any] | None, build: Callable[[], cm.Reference]

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import random
+from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import crdt_model as cm
 from node._index import EventIndex
+from node._trace import Traceability
 from tests.crdt_model.fold_helpers import random_history
 
 
@@ -49,3 +52,28 @@ def test_batches_in_any_order_index_as_events_one_at_a_time(seed: int, batch: in
     for ids in merged.by_day.values():
         assert ids == sorted(set(ids))
     assert merged.count == len({r.id for r in records})
+
+
+# the activity chart's local day and hour, worked out once a minute: as each event's own time
+# gives them, across offset changes and in zones whose offset is not whole hours
+_TRANSITIONS = [
+    1_792_890_000_000,  # 2026-10-25 01:00 UTC: Paris goes back from 03:00 CEST to 02:00 CET
+    1_774_746_000_000,  # 2026-03-29 01:00 UTC: Paris goes forward from 02:00 CET to 03:00 CEST
+]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    zone=st.sampled_from(["Europe/Paris", "Asia/Kathmandu", "Australia/Lord_Howe", "UTC"]),
+    near=st.sampled_from(_TRANSITIONS),
+    offsets=st.lists(st.integers(-3 * 3_600_000, 3 * 3_600_000), min_size=1, max_size=40),
+)
+def test_the_activity_hour_of_an_event_is_its_own_local_hour(
+    zone: str, near: int, offsets: list[int]
+) -> None:
+    tz = ZoneInfo(zone)
+    trace = Traceability("A", tz)
+    for offset in offsets:
+        ms = near + offset
+        local = datetime.fromtimestamp(ms / 1000, tz)
+        assert trace._local_hour(ms) == (local.date().isoformat(), local.hour)
