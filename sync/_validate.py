@@ -138,8 +138,10 @@ class UpdateChecker:
         _check_name(name, update, max_bytes)
         if not name.startswith(cm.EVENTS_PREFIX):
             return _checked(_check_on(_copy(doc), name, update))  # small or rare documents
+        state = EMPTY_STATE if doc is None else doc.get_state()
+        if _known_only(state, update):
+            return None  # a catch-up that came another way first, say: nothing to check
         if cm.reads_bytes():  # compiled: an update of new entries only is read, not applied
-            state = EMPTY_STATE if doc is None else doc.get_state()
             entries = cm.new_entries(update, parse_state_vector(state))
             if entries is not None and _all_new(doc, entries):
                 _check_entries(name, entries)
@@ -167,6 +169,21 @@ class UpdateChecker:
     def forget(self, name: str) -> None:
         """Drop the shadow of a document (e.g. after it was replaced)."""
         self._shadows.pop(name, None)
+
+
+def _known_only(state: bytes, update: bytes) -> bool:
+    """True when every struct of `update` is held already (within `state`) and it deletes
+    nothing: applying it changes nothing (yrs skips what it holds)."""
+    if state == EMPTY_STATE:
+        return False
+    try:
+        return pycrdt.get_update(update, state) == EMPTY_UPDATE  # what is beyond `state`
+    except Exception:  # unreadable: the full check says so
+        return False
+    except BaseException as err:  # pyo3 panics derive from BaseException
+        if type(err).__name__ != "PanicException":
+            raise
+        return False
 
 
 def _all_new(doc: Doc[Any] | None, entries: list[Entry]) -> bool:

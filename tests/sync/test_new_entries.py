@@ -28,15 +28,16 @@ def _ack(doc: Doc[Any], key: str) -> None:
 
 
 def outcome(
-    monkeypatch: pytest.MonkeyPatch, local: Doc[Any], update: bytes, *, read: bool
+    monkeypatch: pytest.MonkeyPatch, local: Doc[Any], update: bytes, *, read: bool | None
 ) -> tuple[str, Any]:
     """What a check of `update` against a copy of `local` gives: refused, incomplete, or the
-    entries the document then holds (read: the bytes read first, as compiled; else the
-    shadow check alone, as interpreted)."""
-    monkeypatch.setattr(cm, "reads_bytes", lambda: read)
+    entries the document then holds (read: the bytes read first, as compiled; False: the
+    shadow check, as interpreted; None: the plain check on a scratch copy, `check_update`)."""
+    monkeypatch.setattr(cm, "reads_bytes", lambda: bool(read))
     doc = copy(local, 99)
+    check = sync.check_update if read is None else UpdateChecker().check
     try:
-        change = UpdateChecker().check(doc, DAY, update)
+        change = check(doc, DAY, update)
     except UpdateRefused:
         return "refused", None
     except UpdateIncomplete:
@@ -52,6 +53,7 @@ def outcome(
 def same(monkeypatch: pytest.MonkeyPatch, local: Doc[Any], update: bytes) -> tuple[str, Any]:
     read = outcome(monkeypatch, local, update, read=True)
     assert read == outcome(monkeypatch, local, update, read=False)
+    assert read == outcome(monkeypatch, local, update, read=None)
     return read
 
 
@@ -130,9 +132,13 @@ def test_updates_changed_anywhere_give_what_the_shadow_check_gives(
         cm.add_event(remote, event(10 + n, "B"))
     if data.draw(st.booleans()):
         _ack(remote, event(1)["id"] + "/B")
-    blob = changed_bytes(data, remote.get_update(local.get_state()), 2, least=0)
+    target = copy(local, 98)
+    if data.draw(st.booleans()):  # the update came another way first: all of it is known
+        target.apply_update(remote.get_update(local.get_state()))
+    since = data.draw(st.sampled_from([local.get_state(), b"\x00"]))  # new only, or whole
+    blob = changed_bytes(data, remote.get_update(since), 2, least=0)
     with pytest.MonkeyPatch.context() as monkeypatch:
-        same(monkeypatch, local, blob)
+        same(monkeypatch, target, blob)
 
 
 def test_a_client_id_beyond_53_bits_is_left_to_the_shadow(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -181,3 +187,35 @@ def test_an_update_naming_a_client_twice_is_refused_before_pycrdt_reads_it(
     update = b"\x02" + run(5, event(3, "B")) + run(2**53 + 5, event(4, "B")) + b"\x00"
     local = events_doc(event(1), client_id=1)
     assert same(monkeypatch, local, update) == ("refused", None)
+
+
+def test_an_update_of_nothing_new_is_known_without_a_shadow(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    local = events_doc(event(1), event(2), client_id=1)
+    remote = copy(local, 2)
+    cm.add_event(remote, event(3, "B"))
+    catch_up = remote.get_update(local.get_state())
+    local.apply_update(catch_up)  # it came another way first (a relay, say)
+    forger = events_doc(client_id=1)  # rewrites held entries under their own ids
+    with forger.transaction():
+        for n in (1, 2):
+            cm.events_map(forger)[event(n)["id"]] = cm.encode({**event(n), "text": "autre"})
+    known = [catch_up, remote.get_update(), forger.get_update()]
+    copies: list[bytes] = []
+    real = pycrdt.Doc.apply_update
+    monkeypatch.setattr(pycrdt.Doc, "apply_update", lambda d, u: copies.append(u) or real(d, u))
+    checker = UpdateChecker()
+    for update in known:
+        assert checker.check(local, DAY, update) is None
+    assert copies == []  # neither a shadow nor a copy: nothing to apply
+    for update in known:  # what the check on a copy says: yrs skips what it holds
+        assert sync.check_update(local, DAY, update) is None
+    assert cm.decode_map(cm.events_map(local)[event(1)["id"]]) == event(1)
+    # deleting a held entry is no known update: refused as ever
+    deleter = copy(local, 2)
+    with deleter.transaction():
+        del cm.events_map(deleter)[event(1)["id"]]
+    deletion = deleter.get_update(local.get_state())
+    with pytest.raises(UpdateRefused):
+        checker.check(local, DAY, deletion)
