@@ -128,18 +128,18 @@ class _Type:
     def __init__(self, name: str) -> None:
         kind = EVENT_TYPES[name]
         self.fields: list[_Field | None] = [None] * len(FIELDS)
-        self.required: list[int] = []
+        self.required = 0
+        """The slots of its required fields, one bit each."""
         for checks in (kind.required, kind.optional, _COMMON, _NODE_SET):
             for field, check in checks.items():
                 self.fields[FIELDS.index(field)] = _Field(check)
         for field in (*kind.required, *_NODE_SET):
-            self.required.append(FIELDS.index(field))
+            self.required |= 1 << FIELDS.index(field)
 
 
 _TYPES: Final = {name: _Type(name) for name in EVENT_TYPES}
 
-_CODE_BYTES: Final = [chr(b).isalnum() or chr(b) in "_#./:+-" for b in range(128)]
-"""ASCII bytes a code may hold anywhere (and a space, but not first: `_CODE_RE`)."""
+assert len(FIELDS) <= 62, "a field's slot is a bit of a machine word (`_Type.required`)"
 
 
 def shown_valid(blob: bytes, key: str, first_ms: int, end_ms: int) -> bool:
@@ -162,6 +162,8 @@ def _judge(blob: bytes, key: str, first_ms: int, end_ms: int) -> bool:
         return False
     slots: list[int] = []
     starts: list[int] = []
+    present = 0  # one bit per slot
+    at_type = at_id = at_hlc = at_node = -1
     last_start = last_size = -1
     for _ in range(count):
         size, i, shortest = _text_at(blob, i)
@@ -174,20 +176,25 @@ def _judge(blob: bytes, key: str, first_ms: int, end_ms: int) -> bool:
         i += size
         slots.append(slot)
         starts.append(i)
+        present |= 1 << slot
+        if slot == _TYPE:
+            at_type = i
+        elif slot == _ID:
+            at_id = i
+        elif slot == _HLC:
+            at_hlc = i
+        elif slot == _NODE:
+            at_node = i
         i = _skip(blob, i)
         if i < 0:
             return False
     if i != len(blob):
         return False
-    at_type = _start_of(slots, starts, _TYPE)
     if at_type < 0:
         return False
     kind = _TYPES.get(_text(blob, at_type))
-    if kind is None:
+    if kind is None or present & kind.required != kind.required:
         return False
-    for slot in kind.required:
-        if _start_of(slots, starts, slot) < 0:
-            return False
     for n in range(len(slots)):
         slot = slots[n]
         if slot == _TYPE:
@@ -195,19 +202,12 @@ def _judge(blob: bytes, key: str, first_ms: int, end_ms: int) -> bool:
         field = kind.fields[slot]
         if field is None or not _judged(blob, starts[n], field):
             return False
-    event_id = _text(blob, _start_of(slots, starts, _ID))
-    hlc = _text(blob, _start_of(slots, starts, _HLC))
-    if event_id != key or event_id != hlc + "-" + _text(blob, _start_of(slots, starts, _NODE)):
+    event_id = _text(blob, at_id)  # required: there
+    hlc = _text(blob, at_hlc)
+    if event_id != key or event_id != hlc + "-" + _text(blob, at_node):
         return False
     physical = int(hlc[:13])  # a clock: ASCII digits, checked
     return first_ms <= physical < end_ms
-
-
-def _start_of(slots: list[int], starts: list[int], slot: int) -> int:
-    for n in range(len(slots)):
-        if slots[n] == slot:
-            return starts[n]
-    return -1
 
 
 def _skip(blob: bytes, i: int) -> int:
@@ -346,7 +346,15 @@ def _code_bytes(blob: bytes, start: int, end: int) -> bool:
         return False
     for j in range(start, end):
         b = blob[j]
-        if b >= 0x80 or not (b == 0x20 or _CODE_BYTES[b]):
+        if (
+            not (
+                0x61 <= b <= 0x7A  # a-z
+                or 0x41 <= b <= 0x5A  # A-Z
+                or 0x2B <= b <= 0x3A  # + , - . / 0-9 :
+                or b in (0x20, 0x23, 0x5F)  # space # _
+            )
+            or b == 0x2C
+        ):  # not a comma
             return False  # a letter outside ASCII: left to the full check
     return True
 
