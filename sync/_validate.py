@@ -139,13 +139,13 @@ class UpdateChecker:
         if not name.startswith(cm.EVENTS_PREFIX):
             return _checked(_check_on(_copy(doc), name, update))  # small or rare documents
         state = EMPTY_STATE if doc is None else doc.get_state()
-        if _known_only(state, update):
-            return None  # a catch-up that came another way first, say: nothing to check
         if cm.reads_bytes():  # compiled: an update of new entries only is read, not applied
             entries = cm.new_entries(update, parse_state_vector(state))
             if entries is not None and _all_new(doc, entries):
                 _check_entries(name, entries)
                 return Checked(update, entries, state) if entries else None
+        if _known_only(state, update):
+            return None  # a catch-up that came another way first, say: nothing to check
         shadow = self._shadow(doc, name)
         try:
             return _checked(_check_on(shadow, name, update))
