@@ -340,11 +340,11 @@ async def test_clock_stays_monotonic_across_restart_with_clock_set_back(tmp_path
     assert second["id"] > first["id"]
 
 
-async def _store_from_b(
-    node: Node, body: dict[str, Any], ts: cm.Timestamp, *, user: str, zone: str
+def _event_of_b(
+    body: dict[str, Any], ts: cm.Timestamp, *, user: str = "x", zone: str = "sale"
 ) -> dict[str, Any]:
-    """An event node B recorded at `ts`, stored by `node` as a peer's update."""
-    event = cm.validate_event(
+    """An event node B recorded at `ts`."""
+    return cm.validate_event(
         {
             **body,
             "id": cm.make_event_id(ts, "B"),
@@ -355,6 +355,13 @@ async def _store_from_b(
             "zone": zone,
         }
     )
+
+
+async def _store_from_b(
+    node: Node, body: dict[str, Any], ts: cm.Timestamp, *, user: str, zone: str
+) -> dict[str, Any]:
+    """An event node B recorded at `ts`, stored by `node` as a peer's update."""
+    event = _event_of_b(body, ts, user=user, zone=zone)
     doc: Doc[Any] = Doc()
     cm.add_event(doc, event)
     await node.async_store_remote(cm.events_doc_name(ts), doc.get_update(), "B")
@@ -908,18 +915,7 @@ async def test_entries_read_by_the_check_are_not_folded_when_a_local_write_came_
         await node.async_record(submission("note"), OPERATOR)
         name = next(n for n in node.docs if n.startswith(cm.EVENTS_PREFIX))
         ts = cm.Timestamp(clock.now + 5, 0)
-        forged = cm.validate_event(
-            {
-                "type": "note",
-                "text": "écrit sous l'identité du poste",
-                "id": cm.make_event_id(ts, "B"),
-                "hlc": str(ts),
-                "at": "2033-05-18T03:36:20.000+00:00",
-                "node": "B",
-                "user": "x",
-                "zone": "sale",
-            }
-        )
+        forged = _event_of_b(submission("note", text="écrit sous l'identité du poste"), ts)
         doc: Doc[Any] = Doc(client_id=node.client_id)
         doc.apply_update(node.docs[name].get_update())
         before = doc.get_state()
@@ -947,17 +943,7 @@ async def test_a_fold_failing_on_entries_read_by_the_check_still_notes_their_ack
     node = await open_node(new_data_dir(tmp_path), clock=clock)
     try:
         ts = cm.Timestamp(clock.now + 1000, 0)
-        event = cm.validate_event(
-            {
-                **submission("note"),
-                "id": cm.make_event_id(ts, "B"),
-                "hlc": str(ts),
-                "at": "2033-05-18T03:36:20.000+00:00",
-                "node": "B",
-                "user": "x",
-                "zone": "sale",
-            }
-        )
+        event = _event_of_b(submission("note"), ts)
         doc: Doc[Any] = Doc()
         cm.add_event(doc, event)
         cm.acks_map(doc)[f"{event['id']}/B"] = cm.encode({"at": event["at"], "by": "platform"})
