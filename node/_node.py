@@ -599,7 +599,11 @@ class Node:
         paused meanwhile, as long as the document is still as the check saw it."""
         doc = self._doc(name)
         watch = None if read is None else self._events_watch.get(name)
-        entries = None if read is None or doc.get_state() != read.state else read.entries
+        entries = None
+        if read is not None and read.entries is not None:
+            state = sync.parse_state_vector(doc.get_state())
+            # else a local write came between: the observers hear what integrates
+            entries = read.entries if state == sync.parse_state_vector(read.state) else None
         try:
             if watch is None or entries is None:
                 with doc.transaction(origin=origin):
