@@ -95,7 +95,7 @@ from ._recall import (
     recall_patient,
     recall_set,
 )
-from ._updates import lists_a_client_twice, new_entries
+from ._updates import clients_named, lists_a_client_twice, new_entries
 from ._verify import shown_valid
 from ._views import (
     LOADED,
@@ -172,6 +172,7 @@ __all__ = [
     "check_release",
     "check_stock",
     "check_use",
+    "clients_named",
     "cluster_get",
     "cluster_items",
     "cluster_map",

@@ -101,8 +101,18 @@ def lists_a_client_twice(update: bytes) -> bool:
         return True
 
 
-def _twice(update: bytes) -> bool:
+def clients_named(update: bytes) -> set[int]:
+    """The client ids (as yrs reads them) whose structs a Yjs v1 update holds; empty for one
+    `lists_a_client_twice` refuses."""
     seen: set[int] = set()
+    try:
+        return set() if _twice(update, seen) else seen
+    except (IndexError, ValueError, RecursionError):
+        return set()
+
+
+def _twice(update: bytes, seen: set[int] | None = None) -> bool:
+    seen = set() if seen is None else seen
     clients, i = _number(update, 0)
     for _ in range(clients):
         structs, i = _number(update, i)

@@ -58,7 +58,9 @@ class NodeReplica:
         if self.node.is_retired(name):
             return False
         async with self._locks[name]:
-            checked = self._checker.check_read(self.node.docs.get(name), name, update)
+            checked = self._checker.check_read(
+                self.node.docs.get(name), name, update, own=self.node.client_id
+            )
             if checked is None:
                 return False
             # once the store has it, memory and listeners must too, even if the session ends

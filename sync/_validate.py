@@ -133,9 +133,17 @@ class UpdateChecker:
         update: bytes,
         *,
         max_bytes: int = MAX_UPDATE_BYTES,
+        own: int | None = None,
     ) -> Checked | None:
-        """As `check`, with the entries the change adds when it was read from its bytes."""
+        """As `check`, with the entries the change adds when it was read from its bytes.
+
+        `own`: the client id this node writes under. Only it writes there, and it applies
+        what it writes before any peer can have it: what a peer sends under that id beyond
+        what the document holds is forged (it could take the clock of a local write still
+        on its way to the disk, which yrs would then skip: an acknowledged event lost)."""
         _check_name(name, update, max_bytes)
+        if own is not None:
+            _check_own(doc, update, own)
         if not name.startswith(cm.EVENTS_PREFIX):
             return _checked(_check_on(_copy(doc), name, update))  # small or rare documents
         state = EMPTY_STATE if doc is None else doc.get_state()
@@ -169,6 +177,22 @@ class UpdateChecker:
     def forget(self, name: str) -> None:
         """Drop the shadow of a document (e.g. after it was replaced)."""
         self._shadows.pop(name, None)
+
+
+def _check_own(doc: Doc[Any] | None, update: bytes, own: int) -> None:
+    if own not in cm.clients_named(update):
+        return
+    state = EMPTY_STATE if doc is None else doc.get_state()
+    try:
+        beyond = pycrdt.get_update(update, state)  # the structs beyond what is held
+    except Exception:
+        raise UpdateRefused("malformed update") from None
+    except BaseException as err:  # pyo3 panics derive from BaseException
+        if type(err).__name__ != "PanicException":
+            raise
+        raise UpdateRefused("malformed update") from None
+    if own in cm.clients_named(beyond):
+        raise UpdateRefused("writes under this node's own client id")
 
 
 def _known_only(state: bytes, update: bytes) -> bool:

@@ -17,6 +17,7 @@ import crdt_model as cm
 import node._node as node_module
 import sync
 from node import Node, NodeRunningError, StoreDamagedError, StoreError
+from node._replication import NodeReplica
 from tests.helpers import submission
 from tests.node.nodes import (
     OPERATOR,
@@ -962,4 +963,47 @@ async def test_a_fold_failing_on_entries_read_by_the_check_still_notes_their_ack
         assert event["id"] in node.trace.acked
         assert list(node.index.ids()) == [event["id"]]
     finally:
+        await node.async_close()
+
+
+async def test_a_peer_writing_under_this_nodes_client_id_is_refused(tmp_path: Path) -> None:
+    """A local write takes its clock, then waits for the disk; a compromised peer sends an
+    entry under this node's client id at that clock. Taken, it would make yrs skip the local
+    write once stored: an event answered 201 and lost. Refused, the write lands."""
+    clock = StepClock()
+    node = await open_node(new_data_dir(tmp_path), clock=clock)
+    replica = NodeReplica(node)
+    release: asyncio.Event | None = None
+    try:
+        await node.async_record(submission("note"), OPERATOR)
+        name = next(n for n in node.docs if n.startswith(cm.EVENTS_PREFIX))
+        forger: Doc[Any] = Doc(client_id=node.client_id)
+        forger.apply_update(node.docs[name].get_update())
+        before = forger.get_state()
+        forged = _event_of_b(
+            submission("note", text="à la place du poste"), cm.Timestamp(clock.now + 5, 0)
+        )
+        cm.add_event(forger, forged)
+        update = forger.get_update(before)
+        entered, release = hold_store_writes(node)
+        writing = asyncio.ensure_future(
+            node.async_record(submission("note", text="en cours"), OPERATOR)
+        )
+        await entered.wait()  # its clock taken, on its way to the disk
+        check = asyncio.ensure_future(replica.async_apply_remote(name, update, "B"))
+        done, _ = await asyncio.wait({check}, timeout=10)
+        assert check in done  # refused at once, not stored after the local write
+        with pytest.raises(sync.UpdateRefused, match="own client id"):
+            check.result()
+        # what a peer relays of ours that we hold is no forgery
+        assert not await replica.async_apply_remote(name, node.docs[name].get_update(), "B")
+        release.set()
+        mine = await writing
+        held = set(cm.events_map(node.docs[name]).keys())
+        assert mine["id"] in held
+        assert forged["id"] not in held
+        assert set(node.index.ids()) == held
+    finally:
+        if release is not None:
+            release.set()
         await node.async_close()

@@ -219,3 +219,21 @@ def test_an_update_of_nothing_new_is_known_without_a_shadow(
     deletion = deleter.get_update(local.get_state())
     with pytest.raises(UpdateRefused):
         checker.check(local, DAY, deletion)
+
+
+def test_structs_under_the_checking_nodes_own_client_beyond_what_it_holds_are_refused() -> None:
+    local = events_doc(event(1), client_id=7)  # this node writes as client 7
+    peer = copy(local, 2)
+    cm.add_event(peer, event(2, "B"))
+    forger = copy(local, 7)  # a peer writing as if it were this node
+    cm.add_event(forger, event(3, "B"))
+    checker = UpdateChecker()
+    with pytest.raises(UpdateRefused, match="own client id"):
+        checker.check_read(local, DAY, forger.get_update(local.get_state()), own=7)
+    # this node's own entries relayed back, with a peer's new one: taken
+    whole = peer.get_update()
+    assert 7 in cm.clients_named(whole)
+    checked = checker.check_read(local, DAY, whole, own=7)
+    assert checked is not None
+    assert checker.check_read(local, DAY, whole, own=8) is not None  # another node's check
+    assert checker.check_read(local, DAY, forger.get_update(local.get_state()), own=8)
