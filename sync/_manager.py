@@ -249,12 +249,16 @@ class SyncManager:
                 status.state, status.since = PeerState.CONNECTING, self._wall()
                 dialer.wake.clear()  # a reason to try again from now on ends the next wait
                 try:
-                    channel = await asyncio.wait_for(dialer.dial(), self.timing.dial_timeout_s)
+                    async with asyncio.timeout(self.timing.dial_timeout_s):
+                        channel = await dialer.dial()
                 except Exception as err:  # any transport failure: try again later
                     status.error = sanitize(f"dial failed: {err!r}")
                     _LOGGER.debug("dial %s failed: %s", dialer.address, status.error)
                     attempt += 1
                 else:
+                    if self._closed or self._dialers.get(dialer.address) is not dialer:
+                        channel.close()  # forgotten (or closing) while it dialled
+                        return
                     # a transport that authenticated the peer says who it must be
                     expected = getattr(channel, "peer_node", None)
                     session = self._session(

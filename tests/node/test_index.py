@@ -59,12 +59,17 @@ def test_batches_in_any_order_index_as_events_one_at_a_time(seed: int, batch: in
 _TRANSITIONS = [
     1_792_890_000_000,  # 2026-10-25 01:00 UTC: Paris goes back from 03:00 CEST to 02:00 CET
     1_774_746_000_000,  # 2026-03-29 01:00 UTC: Paris goes forward from 02:00 CET to 03:00 CEST
+    1_775_314_800_000,  # 2026-04-04 15:00 UTC: Lord Howe goes back half an hour
+    1_791_041_400_000,  # 2026-10-03 15:30 UTC: Lord Howe goes forward half an hour
+    44_582_400_000,  # 1971: Monrovia's offset was -0:44:30, not whole minutes
 ]
 
 
 @settings(max_examples=300, deadline=None)
 @given(
-    zone=st.sampled_from(["Europe/Paris", "Asia/Kathmandu", "Australia/Lord_Howe", "UTC"]),
+    zone=st.sampled_from(
+        ["Europe/Paris", "Asia/Kathmandu", "Australia/Lord_Howe", "Africa/Monrovia", "UTC"]
+    ),
     near=st.sampled_from(_TRANSITIONS),
     offsets=st.lists(st.integers(-3 * 3_600_000, 3 * 3_600_000), min_size=1, max_size=40),
 )
