@@ -95,20 +95,17 @@ def lists_a_client_twice(update: bytes) -> bool:
     reads them: their low 53 bits), or cannot be read as an update of the contents these
     documents hold. yrs would make two items of one id of the first, which crashes whoever
     then reads the document: sync refuses both before pycrdt sees the update."""
-    try:
-        return _twice(update)
-    except (IndexError, ValueError, RecursionError):
-        return True
+    return clients_named(update) is None
 
 
-def clients_named(update: bytes) -> set[int]:
-    """The client ids (as yrs reads them) whose structs a Yjs v1 update holds; empty for one
-    `lists_a_client_twice` refuses."""
+def clients_named(update: bytes) -> set[int] | None:
+    """The client ids (as yrs reads them) whose structs a Yjs v1 update holds; None for one
+    that names a client twice or cannot be read (see `lists_a_client_twice`)."""
     seen: set[int] = set()
     try:
-        return set() if _twice(update, seen) else seen
+        return None if _twice(update, seen) else seen
     except (IndexError, ValueError, RecursionError):
-        return set()
+        return None
 
 
 def _twice(update: bytes, seen: set[int] | None = None) -> bool:

@@ -141,8 +141,8 @@ class UpdateChecker:
         what it writes before any peer can have it: what a peer sends under that id beyond
         what the document holds is forged (it could take the clock of a local write still
         on its way to the disk, which yrs would then skip: an acknowledged event lost)."""
-        _check_name(name, update, max_bytes)
-        if own is not None:
+        clients = _check_name(name, update, max_bytes)
+        if own in clients:
             _check_own(doc, update, own)
         if not name.startswith(cm.EVENTS_PREFIX):
             return _checked(_check_on(_copy(doc), name, update))  # small or rare documents
@@ -180,8 +180,6 @@ class UpdateChecker:
 
 
 def _check_own(doc: Doc[Any] | None, update: bytes, own: int) -> None:
-    if own not in cm.clients_named(update):
-        return
     state = EMPTY_STATE if doc is None else doc.get_state()
     try:
         beyond = pycrdt.get_update(update, state)  # the structs beyond what is held
@@ -191,7 +189,7 @@ def _check_own(doc: Doc[Any] | None, update: bytes, own: int) -> None:
         if type(err).__name__ != "PanicException":
             raise
         raise UpdateRefused("malformed update") from None
-    if own in cm.clients_named(beyond):
+    if own in (cm.clients_named(beyond) or ()):
         raise UpdateRefused("writes under this node's own client id")
 
 
@@ -251,13 +249,16 @@ def _behind(shadow: Doc[Any], doc: Doc[Any] | None) -> bool:
     return covers(parse_state_vector(have), parse_state_vector(shadow.get_state()))
 
 
-def _check_name(name: str, update: bytes, max_bytes: int) -> None:
+def _check_name(name: str, update: bytes, max_bytes: int) -> set[int]:
+    """The clients the update names, once its document, size and shape are allowed."""
     if not cm.is_doc_name(name):
         raise UpdateRefused(f"unknown document {sanitize(name, 60)!r}")
     if len(update) > max_bytes:
         raise UpdateRefused(f"update of {len(update)} bytes exceeds {max_bytes}")
-    if cm.lists_a_client_twice(update):  # yrs would make two items of one id: a crash
+    clients = cm.clients_named(update)
+    if clients is None:  # yrs would make two items of one id of a client twice: a crash
         raise UpdateRefused("malformed update: a client twice, or content of no document here")
+    return clients
 
 
 def _copy(doc: Doc[Any] | None) -> Doc[Any]:

@@ -232,7 +232,9 @@ def test_structs_under_the_checking_nodes_own_client_beyond_what_it_holds_are_re
         checker.check_read(local, DAY, forger.get_update(local.get_state()), own=7)
     # this node's own entries relayed back, with a peer's new one: taken
     whole = peer.get_update()
-    assert 7 in cm.clients_named(whole)
+    named = cm.clients_named(whole)
+    assert named is not None
+    assert 7 in named
     checked = checker.check_read(local, DAY, whole, own=7)
     assert checked is not None
     assert checker.check_read(local, DAY, whole, own=8) is not None  # another node's check
