@@ -598,12 +598,12 @@ class Node:
         observers (to which pycrdt would hand each entry again, a tenth of a heal's time)
         paused meanwhile, as long as the document is still as the check saw it."""
         doc = self._doc(name)
-        watch = None if read is None else self._events_watch.get(name)
-        entries = None
-        if read is not None and read.entries is not None:
+        entries = None if read is None else read.entries
+        if entries is not None and read is not None:
             state = sync.parse_state_vector(doc.get_state())
-            # else a local write came between: the observers hear what integrates
-            entries = read.entries if state == sync.parse_state_vector(read.state) else None
+            if state != sync.parse_state_vector(read.state):
+                entries = None  # a local write came between: the observers hear what integrates
+        watch = None if entries is None else self._events_watch.get(name)
         try:
             if watch is None or entries is None:
                 with doc.transaction(origin=origin):

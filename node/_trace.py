@@ -91,12 +91,10 @@ class Traceability:
             if len(self._minutes) >= MAX_MINUTES:
                 self._minutes.clear()
             local = datetime.fromtimestamp(minute * 60, self.timezone)
-            found = (local.date().isoformat(), local.hour)
-            if local.second == 0:  # an offset of whole minutes (not some 1900s local mean times)
-                self._minutes[minute] = found
-            else:
+            if local.second:  # an offset not of whole minutes (local mean times before 1972)
                 local = datetime.fromtimestamp(ms / 1000, self.timezone)
-                found = (local.date().isoformat(), local.hour)
+                return local.date().isoformat(), local.hour
+            found = self._minutes[minute] = (local.date().isoformat(), local.hour)
         return found
 
     def set_reference(

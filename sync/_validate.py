@@ -142,11 +142,11 @@ class UpdateChecker:
         what the document holds is forged (it could take the clock of a local write still
         on its way to the disk, which yrs would then skip: an acknowledged event lost)."""
         clients = _check_name(name, update, max_bytes)
+        state = EMPTY_STATE if doc is None else doc.get_state()
         if own in clients:
-            _check_own(doc, update, own)
+            _check_own(state, update, own)
         if not name.startswith(cm.EVENTS_PREFIX):
             return _checked(_check_on(_copy(doc), name, update))  # small or rare documents
-        state = EMPTY_STATE if doc is None else doc.get_state()
         if cm.reads_bytes():  # compiled: an update of new entries only is read, not applied
             entries = cm.new_entries(update, parse_state_vector(state))
             if entries is not None and _all_new(doc, entries):
@@ -179,33 +179,32 @@ class UpdateChecker:
         self._shadows.pop(name, None)
 
 
-def _check_own(doc: Doc[Any] | None, update: bytes, own: int) -> None:
-    state = EMPTY_STATE if doc is None else doc.get_state()
+def _beyond(update: bytes, state: bytes) -> bytes | None:
+    """What of `update` is beyond `state` (its structs past it, and its whole delete set);
+    None when pycrdt cannot read the update."""
     try:
-        beyond = pycrdt.get_update(update, state)  # the structs beyond what is held
+        return pycrdt.get_update(update, state)
     except Exception:
-        raise UpdateRefused("malformed update") from None
+        return None
     except BaseException as err:  # pyo3 panics derive from BaseException
         if type(err).__name__ != "PanicException":
             raise
-        raise UpdateRefused("malformed update") from None
+        return None
+
+
+def _check_own(state: bytes, update: bytes, own: int) -> None:
+    beyond = _beyond(update, state)
+    if beyond is None:
+        raise UpdateRefused("malformed update")
     if own in (cm.clients_named(beyond) or ()):
         raise UpdateRefused("writes under this node's own client id")
 
 
 def _known_only(state: bytes, update: bytes) -> bool:
     """True when every struct of `update` is held already (within `state`) and it deletes
-    nothing: applying it changes nothing (yrs skips what it holds)."""
-    if state == EMPTY_STATE:
-        return False
-    try:
-        return pycrdt.get_update(update, state) == EMPTY_UPDATE  # what is beyond `state`
-    except Exception:  # unreadable: the full check says so
-        return False
-    except BaseException as err:  # pyo3 panics derive from BaseException
-        if type(err).__name__ != "PanicException":
-            raise
-        return False
+    nothing: applying it changes nothing (yrs skips what it holds). An update pycrdt cannot
+    read is left to the full check, which says so."""
+    return state != EMPTY_STATE and _beyond(update, state) == EMPTY_UPDATE
 
 
 def _all_new(doc: Doc[Any] | None, entries: list[Entry]) -> bool:
