@@ -96,7 +96,7 @@ from ._recall import (
     recall_set,
 )
 from ._updates import clients_named, lists_a_client_twice, new_entries
-from ._verify import shown_valid
+from ._verify import first_unshown, shown_valid
 from ._views import (
     LOADED,
     SET_EVENTS,
@@ -193,6 +193,7 @@ __all__ = [
     "feed_csv",
     "feed_line",
     "feed_order",
+    "first_unshown",
     "given_sets",
     "is_doc_name",
     "is_node_code",

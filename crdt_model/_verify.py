@@ -153,6 +153,20 @@ def shown_valid(blob: bytes, key: str, first_ms: int, end_ms: int) -> bool:
         return False
 
 
+def first_unshown(
+    entries: list[tuple[str, str, bytes]], start: int, first_ms: int, end_ms: int
+) -> int:
+    """The index of the first of `entries` (root, key, value) from `start` that is not an
+    event `shown_valid` in [first_ms, end_ms): an ack, or an event its bytes do not show
+    valid (for the full check to decide); -1 when there is none. A catch-up's thousands of
+    events are judged in one call."""
+    for n in range(start, len(entries)):
+        root, key, value = entries[n]
+        if root != "events" or not shown_valid(value, key, first_ms, end_ms):
+            return n
+    return -1
+
+
 def _judge(blob: bytes, key: str, first_ms: int, end_ms: int) -> bool:
     head = blob[0]
     if head >> 5 != 5:

@@ -65,8 +65,12 @@ class EventIndex:
             for rec in recs:  # (a day with no event gets no entry, as with `add`)
                 self.add(day, rec)
             return
-        held = set(ids)
-        fresh = {rec.id: rec for rec in recs if rec.id not in held}
+        fresh: dict[str, Record] = {}
+        size = len(ids)
+        for rec in recs:  # a search each: the day may hold many more than the batch
+            pos = bisect.bisect_left(ids, rec.id)
+            if pos == size or ids[pos] != rec.id:
+                fresh.setdefault(rec.id, rec)
         ids.extend(fresh)
         ids.sort()  # sorted runs (the fold gives its records in id order): merged
         for rec in fresh.values():

@@ -317,3 +317,30 @@ def test_the_limits_of_each_named_check_are_its_own(
         assert verdict == passes(blob, base["id"], _name(base)), value
         verdicts.append(verdict)
     assert sorted(set(verdicts)) == [False, True]  # both sides of each limit were tried
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.sampled_from(["event", "ack", "other id", "cut short", "other day"]), max_size=9),
+    st.data(),
+)
+def test_a_batch_is_judged_up_to_the_first_entry_not_shown_valid(
+    kinds: list[str], data: st.DataObject
+) -> None:
+    """`first_unshown` stops where judging the entries one by one would first not show one
+    valid (an ack, or an event its bytes do not show valid), from any start."""
+    key, blob = NOTE["id"], cm.encode(NOTE)
+    later = _note(hlc=f"{int(NOTE['hlc'][:13]) + 86_400_000}{NOTE['hlc'][13:]}")
+    later["id"] = f"{later['hlc']}-{later['node']}"
+    made = {
+        "event": ("events", key, blob),
+        "ack": ("acks", f"{key}/B", cm.encode({"by": "B"})),
+        "other id": ("events", key[:-1] + "Z", blob),
+        "cut short": ("events", key, blob[:-1]),
+        "other day": ("events", later["id"], cm.encode(later)),
+    }
+    entries = [made[kind] for kind in kinds]
+    start = data.draw(st.integers(0, len(entries)))
+    first_ms, end_ms = cm.events_day_ms(_name(NOTE))
+    stops = [n for n, kind in enumerate(kinds) if n >= start and kind != "event"]
+    assert cm.first_unshown(entries, start, first_ms, end_ms) == (stops[0] if stops else -1)
