@@ -70,6 +70,15 @@ KEEP_REFERENCES = 3
 DEFAULT_TIMEZONE = "Europe/Paris"
 FREEZE_MIN_EVENTS = 10_000
 """Events held before the first freeze after start-up (see Node._freeze)."""
+FOLD_IDLE_S = 0.2
+"""A peer's events, stored and applied, reach the views once no more of them came for this
+long and no peer's change is on its way to the disk (a heal's catch-ups folded after the
+last, a day's as one batch), as soon as anything reads the views, or about FOLD_LATEST_S
+after the first was held, whichever comes first."""
+FOLD_LATEST_S = 1.0
+"""About the longest a peer's events wait for the views while more keep coming."""
+FOLD_HELD_MAX = 200_000
+"""Events held for the views at most (then folded at once)."""
 RULED_TYPES = frozenset(
     {"load.released", "anomaly.resolved", "label.printed", "set.used", "set.stocked"}
 )
@@ -336,6 +345,16 @@ class Node:
         self._subs: list[Any] = []
         self._events_watch: dict[str, _Observed] = {}
         """Events document -> its observers (index and views)."""
+        self._held: list[tuple[str, list[tuple[str, bytes | bytearray]]]] = []
+        """A peer's events stored and applied, not folded yet: (UTC day, entries) in the
+        order they came (see FOLD_IDLE_S)."""
+        self._held_count = 0
+        self._held_since = 0.0
+        self._held_last = 0.0
+        self._fold_timer: asyncio.TimerHandle | None = None
+        self._folding: asyncio.Task[None] | None = None
+        self._storing_remote = 0
+        """Peers' changes on their way to the disk."""
         self._compacting: set[str] = set()
         self._log_counts: dict[str, int] = {}
         self._ref_read: dict[str, tuple[bytes, dict[str, Any] | None]] = {}
@@ -390,9 +409,9 @@ class Node:
                     stale.append(name)  # retired by another node, or an import cut off
                     continue
                 self.docs[name] = self._build_doc(name, records)
-            self.index = EventIndex(self.code)
+            self._index = EventIndex(self.code)
             self.timezone = self._timezone()
-            self.trace = Traceability(self.code, self.timezone)
+            self._trace = Traceability(self.code, self.timezone)
             with cm.collector_paused():  # all of it lives on: collected and frozen at the end
                 for name, doc in self.docs.items():
                     if name.startswith(cm.EVENTS_PREFIX):
@@ -442,8 +461,29 @@ class Node:
             self.incarnation,
         )
 
+    @property
+    def index(self) -> EventIndex:
+        """The index of the events held (a peer's events held back for it folded first)."""
+        if self._held:
+            self._fold_held()
+        return self._index
+
+    @property
+    def trace(self) -> Traceability:
+        """The views of the events held (a peer's events held back for them folded first)."""
+        if self._held:
+            self._fold_held()
+        return self._trace
+
     async def async_close(self) -> None:
         """Finish pending writes and release the data directory."""
+        if self._fold_timer is not None:
+            self._fold_timer.cancel()
+            self._fold_timer = None
+        if self._folding is not None:  # what it holds is stored: the views end with the node
+            self._folding.cancel()
+            await asyncio.gather(self._folding, return_exceptions=True)
+            self._folding = None
         for task in list(self._tasks):
             await asyncio.gather(task, return_exceptions=True)
         if self._store is not None:
@@ -506,14 +546,106 @@ class Node:
 
             def on_acks(ev: Any) -> None:
                 for key, _value in _added(ev):
-                    self.trace.add_ack(key)
+                    self._trace.add_ack(key)
 
             self._events_watch[name] = _Observed(
                 (cm.events_map(doc), on_events), (cm.acks_map(doc), on_acks)
             )
 
     def _took_events(self, day: str, added: Iterable[tuple[str, bytes | bytearray]]) -> None:
-        """Index and fold new entries of a day's events map (local or a peer's)."""
+        """Index and fold new entries of a day's events map (local or a peer's), after any
+        held back."""
+        if self._held:
+            self._fold_held()
+        self._fold_events(day, added)
+
+    def _hold_events(self, day: str, added: list[tuple[str, bytes | bytearray]]) -> None:
+        """A peer's checked events, stored and applied: the clock hears of them now, the index
+        and views fold them once no peer's change is on its way (FOLD_IDLE_S), or at once
+        when anything reads the views first."""
+        if not added:
+            return
+        self._hear([key for key, _value in added])
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # no loop to fold them later: now
+            self._fold_events(day, added, heard=True)
+            return
+        self._held_last = loop.time()
+        if not self._held:
+            self._held_since = self._held_last
+        self._held.append((day, added))
+        self._held_count += len(added)
+        if self._held_count >= FOLD_HELD_MAX:
+            self._fold_held()
+        elif self._fold_timer is None and self._folding is None:
+            self._fold_timer = loop.call_later(FOLD_IDLE_S, self._fold_due)
+
+    def _fold_due(self) -> None:
+        self._fold_timer = None
+        if not self._held or self._folding is not None:
+            return
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        busy = self._storing_remote or now - self._held_last < FOLD_IDLE_S
+        if busy and now - self._held_since < FOLD_LATEST_S:  # more is coming: wait for it
+            wait = FOLD_IDLE_S - (now - self._held_last)
+            self._fold_timer = loop.call_later(max(wait, FOLD_IDLE_S / 4), self._fold_due)
+            return
+        self._folding = loop.create_task(self._fold_days())
+
+    async def _fold_days(self) -> None:
+        """Fold what is held, a day's events in one batch (the fold replays what a late event
+        changes once a batch: smaller slices would replay the same machines and sets again
+        and again), letting the node answer between days."""
+        try:
+            while self._held:
+                day = self._held[0][0]
+                added = [entry for of, entries in self._held if of == day for entry in entries]
+                self._held = [(of, entries) for of, entries in self._held if of != day]
+                self._held_count -= len(added)
+                self._fold_piece(day, added)
+                await asyncio.sleep(0)
+            if self._index.count >= self._freeze_at:
+                self._freeze()
+        finally:
+            self._folding = None
+
+    def _fold_held(self) -> None:
+        """Fold all that is held now, a day's events in one batch."""
+        held, self._held, self._held_count = self._held, [], 0
+        if self._fold_timer is not None:
+            self._fold_timer.cancel()
+            self._fold_timer = None
+        days: dict[str, list[tuple[str, bytes | bytearray]]] = {}
+        for day, added in held:
+            days.setdefault(day, []).extend(added)
+        for day, added in days.items():
+            self._fold_piece(day, added)
+        if self._index.count >= self._freeze_at:
+            self._freeze()
+
+    def _fold_piece(self, day: str, added: list[tuple[str, bytes | bytearray]]) -> None:
+        try:
+            self._fold_events(day, added, heard=True)
+        except Exception:  # stored and in the documents: only the views lack them
+            _LOGGER.critical(
+                "stored events of %s did not reach every view (restart the node to rebuild them)",
+                day,
+                exc_info=True,
+            )
+
+    def _hear(self, keys: list[str]) -> None:
+        """Let our clock hear of the latest time of a peer's events it may adopt."""
+        wall = self._clock()
+        for key in sorted(keys, reverse=True):  # ids sort by their clocks
+            if self.hlc.observe(cm.split_event_id(key)[0], wall):
+                break
+
+    def _fold_events(
+        self, day: str, added: Iterable[tuple[str, bytes | bytearray]], *, heard: bool = False
+    ) -> None:
+        """Index and fold new entries now (`heard`: the clock heard of them already)."""
         local: list[dict[str, Any]] = []
         remote: dict[str, bytes | bytearray] = {}  # a peer's, checked by sync
         for key, value in added:
@@ -522,22 +654,19 @@ class Node:
                 remote[key] = value
             else:
                 local.append(event)
-        if remote:  # let our clock hear of the latest time it may adopt
-            wall = self._clock()
-            for key in sorted(remote, reverse=True):  # ids sort by their clocks
-                if self.hlc.observe(cm.split_event_id(key)[0], wall):
-                    break
+        if remote and not heard:
+            self._hear(list(remote))
         # a peer's catch-up arrives in no useful order: the fold sorts each batch once
         try:
-            records = self.trace.add_encoded(remote.values()) if remote else []
+            records = self._trace.add_encoded(remote.values()) if remote else []
             if len(local) == 1:
-                records += self.trace.add_event(local[0])
+                records += self._trace.add_event(local[0])
             elif local:
-                records += self.trace.add_events(local)
+                records += self._trace.add_events(local)
         except Exception:  # a view failed: the index and numbering still learn of them
-            self.index.add_many(day, _records_of([*local, *remote.values()]))
+            self._index.add_many(day, _records_of([*local, *remote.values()]))
             raise
-        self.index.add_many(day, records)
+        self._index.add_many(day, records)
 
     def _doc(self, name: str) -> Doc[Any]:
         doc = self.docs.get(name)
@@ -612,8 +741,8 @@ class Node:
                 with watch.paused(), doc.transaction(origin=origin):
                     doc.apply_update(update)
                 for key, _value in _entries_of(entries, "acks"):  # first: it cannot fail
-                    self.trace.add_ack(key)
-                self._took_events(name[len(cm.EVENTS_PREFIX) :], _entries_of(entries, "events"))
+                    self._trace.add_ack(key)
+                self._hold_events(name[len(cm.EVENTS_PREFIX) :], _entries_of(entries, "events"))
         except Exception:
             _LOGGER.critical(
                 "a stored change of %s did not reach every view (restart the node to rebuild them)",
@@ -661,10 +790,10 @@ class Node:
         """
         gc.collect()
         gc.freeze()
-        self._freeze_at = max(FREEZE_MIN_EVENTS, self.index.count + self.index.count // 4)
+        self._freeze_at = max(FREEZE_MIN_EVENTS, self._index.count + self._index.count // 4)
 
     def _after_commit(self, name: str, update: bytes, origin: str | None) -> None:
-        if self.index.count >= self._freeze_at:
+        if self._index.count >= self._freeze_at:
             self._freeze()
         if name.startswith(cm.REF_PREFIX) or name == cm.CLUSTER_DOC:
             self._refresh_views()
@@ -748,12 +877,15 @@ class Node:
         with the entries it read from it, if it did); listeners hear of it."""
         if self.failed is not None:
             raise NodeFailedError(self.failed)
+        self._storing_remote += 1
         try:
             await self.store.async_append(name, change)
         except StoreError as err:
             self.failed = f"storage failed, restart the node: {err}"
             _LOGGER.critical("%s", self.failed)
             raise NodeFailedError(self.failed) from None
+        finally:
+            self._storing_remote -= 1
         if self.is_retired(name):  # retired while this change waited for the disk
             task = asyncio.get_running_loop().create_task(self.store.async_delete_doc(name))
             self._tasks.add(task)
@@ -1287,6 +1419,9 @@ class Node:
         """What an operator or IT needs to see at a glance."""
         ref = self.current_reference()
         members = cm.cluster_items(self.docs[cm.CLUSTER_DOC], "members")
+        days = {day: len(ids) for day, ids in self._index.by_day.items()}
+        for day, added in self._held:  # held events are in the documents, not the views yet
+            days[day] = days.get(day, 0) + len(added)
         return {
             "ok": self.failed is None,
             "failure": self.failed,
@@ -1299,8 +1434,9 @@ class Node:
             "incarnation": self.incarnation,
             "started_at": self.started_at,
             "timezone": str(self.timezone),
-            "events": self.index.count,
-            "days": {day: len(ids) for day, ids in sorted(self.index.by_day.items())},
+            "events": self._index.count + self._held_count,
+            "views_behind": self._held_count,
+            "days": dict(sorted(days.items())),
             "reference": None
             if ref is None
             else {k: ref[k] for k in ("export_id", "exported_at", "site")},

@@ -959,9 +959,11 @@ async def test_a_fold_failing_on_entries_read_by_the_check_still_notes_their_ack
 
         monkeypatch.setattr(node.trace, "add_encoded", failing_add)
         await node.async_store_remote(name, checked.change, "B", checked)
+        assert node.status()["views_behind"] == 1  # held for the views: not folded yet
+        assert event["id"] in node.trace.acked  # reading the views folds what is held
         assert "did not reach every view" in caplog.text
-        assert event["id"] in node.trace.acked
         assert list(node.index.ids()) == [event["id"]]
+        assert node.status()["views_behind"] == 0
     finally:
         await node.async_close()
 
@@ -1006,4 +1008,75 @@ async def test_a_peer_writing_under_this_nodes_client_id_is_refused(tmp_path: Pa
     finally:
         if release is not None:
             release.set()
+        await node.async_close()
+
+
+def _peer_update(node: Node, count: int, offset_ms: int) -> tuple[str, sync.Checked, list[str]]:
+    """`count` notes node B recorded, as one update checked the way sync checks it."""
+    clock_ms = node._clock() + offset_ms
+    events = [
+        _event_of_b(submission("note", text=f"note {n}"), cm.Timestamp(clock_ms + n, 0))
+        for n in range(count)
+    ]
+    doc: Doc[Any] = Doc()
+    for event in events:
+        cm.add_event(doc, event)
+    name = cm.events_doc_name(cm.Timestamp(clock_ms, 0))
+    checked = sync.UpdateChecker().check_read(node.docs.get(name), name, doc.get_update())
+    assert checked is not None
+    assert checked.entries is not None  # read from its bytes
+    return name, checked, [event["id"] for event in events]
+
+
+@pytest.mark.skipif(not cm.reads_bytes(), reason="updates are read from their bytes compiled")
+async def test_a_peers_events_reach_the_views_once_no_catch_up_is_on_its_way(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A peer's catch-up is stored, applied and counted at once; the index and views fold
+    it once no other is on its way, as one batch, without anything reading them."""
+    monkeypatch.setattr(node_module, "FOLD_IDLE_S", 0.05)
+    clock = StepClock()
+    node = await open_node(new_data_dir(tmp_path), clock=clock)
+    try:
+        name, checked, ids = _peer_update(node, 3, 1000)
+        await node.async_store_remote(name, checked.change, "B", checked)
+        status = node.status()
+        assert (status["events"], status["views_behind"]) == (3, 3)
+        assert status["days"] == {name[len(cm.EVENTS_PREFIX) :]: 3}
+        assert sorted(cm.events_map(node.docs[name]).keys()) == ids  # in the document now
+        for _ in range(200):
+            if node.status()["views_behind"] == 0:
+                break
+            await asyncio.sleep(0.01)
+        assert node.status()["views_behind"] == 0  # folded on its own
+        assert list(node.index.ids()) == ids
+        assert all(event_id in node.trace.fold for event_id in ids)
+    finally:
+        await node.async_close()
+
+
+@pytest.mark.skipif(not cm.reads_bytes(), reason="updates are read from their bytes compiled")
+async def test_a_peers_held_events_are_folded_before_anything_reads_the_views(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Held events are folded first whenever the views are read, and before a local
+    write is; the clock heard of them at once: a local write made meanwhile comes after."""
+    monkeypatch.setattr(node_module, "FOLD_IDLE_S", 60.0)  # never on its own in this test
+    clock = StepClock()
+    node = await open_node(new_data_dir(tmp_path), clock=clock)
+    try:
+        name, checked, ids = _peer_update(node, 2, 5_000)
+        await node.async_store_remote(name, checked.change, "B", checked)
+        assert node.status()["views_behind"] == 2
+        assert all(event_id in node.trace.fold for event_id in ids)  # a read folds them
+        assert node.status()["views_behind"] == 0
+
+        name, checked, more = _peer_update(node, 2, 10_000)
+        await node.async_store_remote(name, checked.change, "B", checked)
+        assert node.status()["views_behind"] == 2
+        mine = await node.async_record(submission("note", text="après la reprise"), OPERATOR)
+        assert mine["id"] > max(more)  # the clock heard of the held events
+        assert node.status()["views_behind"] == 0  # folded before the local write
+        assert list(node.index.ids()) == [*ids, *more, mine["id"]]
+    finally:
         await node.async_close()
