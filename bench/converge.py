@@ -11,7 +11,9 @@ Heal: the three nodes start (`sterimesh run`, loopback, mDNS off) with static
 peers to each other. Every peer address is a TCP relay run by the benchmark
 (one per node, in front of its sync listener), which counts the bytes that pass
 both ways (TLS records, WebSocket frames, sync messages: all of it). The relays
-hold the connections they accept until all three nodes are ready; opening them
+hold the connections they accept until all three nodes are ready and the
+machine is idle (below a tenth of a core over half a second: a node compacts
+what was recorded offline at start-up, in a process of its own); opening them
 is the heal. Measured from then: the time until every node holds all 60,000
 events, stored and in its documents (GET /api/status of the three at once, polled
 every 0.1 s; then the three feeds are checked byte-identical) and the bytes that
@@ -64,6 +66,10 @@ CONVERGE_TIMEOUT_S = 150.0
 SETTLE_TIMEOUT_S = 60.0
 RELAY_CHUNK = 1 << 16
 MAX_ROUNDS = 5
+QUIET_WINDOW_S = 0.5
+QUIET_SHARE = 0.1
+"""Below this share of one core busy over QUIET_WINDOW_S, the machine counts as idle."""
+QUIET_TIMEOUT_S = 30.0
 
 
 # -- relays -----------------------------------------------------------------------
@@ -318,6 +324,26 @@ def measure_small_checks(holdings: list[dict[str, bytes]], count: int = 20) -> d
 # -- nodes --------------------------------------------------------------------------
 
 
+def _busy_seconds() -> float:
+    """CPU seconds the machine spent busy since boot, all cores (/proc/stat)."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle, iowait
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+async def _quiet(window: float = QUIET_WINDOW_S, timeout: float = QUIET_TIMEOUT_S) -> bool:
+    """Wait until the machine is nearly idle over `window` (nodes done starting: a
+    compaction of what was recorded offline, in a process of its own, would otherwise run
+    into the heal); False when it was not within `timeout`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        before = _busy_seconds()
+        await asyncio.sleep(window)
+        if _busy_seconds() - before < QUIET_SHARE * window:
+            return True
+    return False
+
+
 def _cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
@@ -452,6 +478,7 @@ async def heal(datas: list[DataDir], token: str, total: int) -> dict[str, Any]:
         for i, node in enumerate(nodes):
             node.peers = [f"127.0.0.1:{r.port}" for j, r in enumerate(relays) if j != i]
         await asyncio.gather(*(node.async_start(60) for node in nodes))
+        quiet = await _quiet()
         timeout = aiohttp.ClientTimeout(total=120)
         async with aiohttp.ClientSession(timeout=timeout) as session:
 
@@ -514,6 +541,7 @@ async def heal(datas: list[DataDir], token: str, total: int) -> dict[str, Any]:
         "bytes_per_relay": {r.name: r.total for r in relays},
         "node_cpu": [c / seconds for c in cpu],
         "feeds_identical": identical,
+        "quiet_before": quiet,
     }
 
 
@@ -599,7 +627,8 @@ def render(results: dict[str, Any]) -> str:
     )
     lines.append(
         f"feeds byte-identical after convergence: {'yes' if nodes['feeds_identical'] else 'NO'}; "
-        f"relayed connections: {nodes['connections']}; floor rounds: {floor['rounds']}"
+        f"relayed connections: {nodes['connections']}; floor rounds: {floor['rounds']}; "
+        f"machine idle before the heal: {'yes' if nodes.get('quiet_before', True) else 'NO'}"
     )
     aim = results.get("aim")
     if aim is not None:

@@ -5,8 +5,8 @@ item of one client, next after what this node holds of that client, written unde
 map (`events` or `acks`) with a key and one binary value, with no item to its left or right
 (a key set for the first time) and no deletion. Such an update integrates whole wherever
 its clocks follow on, and changes no entry held. `new_entries` reads that shape and gives
-the entries; anything else (an item placed after another, i.e. a key written again; other
-content; a deletion; a client whose clock does not follow on; a skip or GC struct; bytes
+the entries; anything else (an item placed after another, i.e. a key written again; a key
+written twice in the update; other content; a deletion; a client whose clock does not follow on; a skip or GC struct; bytes
 cut or left over) gives None, and sync then checks the update on a shadow document
 (sync/_validate.py), which decides. Compiled with the fold (crdt_model/_compiled.py).
 """
@@ -39,6 +39,7 @@ def new_entries(update: bytes, state: dict[int, int]) -> list[tuple[str, str, by
 def _read(update: bytes, state: dict[int, int]) -> list[tuple[str, str, bytes]] | None:
     entries: list[tuple[str, str, bytes]] = []
     seen: set[int] = set()
+    keys: dict[str, set[str]] = {root: set() for root in _ROOTS}
     clients, i = _varuint(update, 0)
     for _ in range(clients):
         structs, i = _varuint(update, i)
@@ -57,6 +58,10 @@ def _read(update: bytes, state: dict[int, int]) -> list[tuple[str, str, bytes]] 
             if root not in _ROOTS:
                 return None
             key, i = _text(update, i)
+            written = keys[root]
+            if key in written:  # a key written twice: the second replaces the first
+                return None
+            written.add(key)
             count, i = _varuint(update, i)
             if count != 1 or update[i] != _BUFFER:
                 return None

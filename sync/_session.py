@@ -473,7 +473,15 @@ class PeerSession:
         if origin is not None and len(update) > MAX_LIVE_UPDATE_BYTES:
             # a catch-up from another peer: this one may be getting it first-hand; its next
             # manifest (asked for promptly) tells, else it goes after the wait
-            authors = parse_state_vector(pycrdt.get_state(update))
+            authors = (  # the clients it moved on (read from the update when not seen)
+                parse_state_vector(pycrdt.get_state(update))
+                if before is None
+                else {
+                    client: clock
+                    for client, clock in after.items()
+                    if clock > before.get(client, 0)
+                }
+            )
             self.ledger.hold(name, authors, self._clock(), self.timing.anti_entropy_s)
             self._manifest_due = True
             return

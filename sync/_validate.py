@@ -208,13 +208,10 @@ def _known_only(state: bytes, update: bytes) -> bool:
 
 
 def _all_new(doc: Doc[Any] | None, entries: list[Entry]) -> bool:
-    """True when no entry's key is held already or written twice by the update (either
-    would replace a value: left to the check on a shadow, which says so), in a document
-    that never lost an entry (an entry placed before a deleted one of its key would
+    """True when no entry's key is held already (it would replace a value: left to the check
+    on a shadow, which says so; `new_entries` reads no update writing a key twice), in a
+    document that never lost an entry (an entry placed before a deleted one of its key would
     integrate deleted: never so in an events document, whose deletions are refused)."""
-    keys = {(root, key) for root, key, _ in entries}
-    if len(keys) != len(entries):
-        return False
     if doc is None:
         return True
     if _deletions(doc) != EMPTY_UPDATE:

@@ -97,6 +97,14 @@ def test_a_key_held_already_goes_to_the_shadow_which_refuses_it(
     with twice.transaction():
         cm.events_map(twice)[event(5)["id"]] = cm.encode(event(5))
     assert same(monkeypatch, local, twice.get_update())[0] == "refused"
+    first, second = copy(local, 5), copy(local, 6)  # one key by two clients, in one update
+    for writer in (first, second):
+        cm.add_event(writer, event(7, "B"))
+    both = pycrdt.merge_updates(
+        first.get_update(local.get_state()), second.get_update(local.get_state())
+    )
+    assert cm.new_entries(both, {1: 1}) is None  # one of them would replace the other
+    assert same(monkeypatch, local, both)[0] == "refused"
 
 
 def test_known_parts_gaps_deletions_and_other_days_match_the_shadow(
