@@ -20,6 +20,8 @@ from typing import Any
 
 import pycrdt
 
+import crdt_model as cm
+
 from ._channel import Channel
 from ._errors import (
     ChannelClosed,
@@ -473,8 +475,15 @@ class PeerSession:
         if origin is not None and len(update) > MAX_LIVE_UPDATE_BYTES:
             # a catch-up from another peer: this one may be getting it first-hand; its next
             # manifest (asked for promptly) tells, else it goes after the wait
-            authors = (  # the clients it moved on (read from the update when not seen)
-                parse_state_vector(pycrdt.get_state(update))
+            # the clients it moved on: from the states around it, or (the first change of
+            # the document this session sees) every client it names, as held now (its state
+            # vector would leave out a client it continues from a clock above 0)
+            authors = (
+                {
+                    client: after[client]
+                    for client in cm.clients_named(update) or ()
+                    if client in after
+                }
                 if before is None
                 else {
                     client: clock

@@ -5,6 +5,7 @@ import contextlib
 from dataclasses import replace
 from typing import Any
 
+import pycrdt
 import pytest
 
 import crdt_model as cm
@@ -281,6 +282,30 @@ async def test_a_large_catch_up_crosses_each_link_once_in_a_full_mesh() -> None:
     await asyncio.sleep(slow.anti_entropy_s * 2)  # held-back relays would have gone by now
     # B and C each got A's events first-hand: neither passes them on to the other
     assert b_to_c.update_bytes + c_to_b.update_bytes < size / 10
+    for pair in (ab, ac, bc):
+        await pair.close()
+
+
+async def test_a_catch_up_continuing_a_history_already_held_crosses_each_link_once() -> None:
+    """B and C held the start of A's history before the split: A's catch-up continues its
+    client from a clock above 0, which the update's own state vector does not name."""
+    a, b, c = MemoryReplica(), MemoryReplica(), MemoryReplica()
+    name = doc_of(event(0))
+    record(a, event(0, "A"))
+    for other in (b, c):
+        await other.async_apply_remote(name, a.diff(name, b"\x00"), "A")
+    before = a.state_vector(name)
+    for n in range(1, 1500):
+        record(a, event(n, "A", text=f"{n:05d} " + "x" * 900))
+    catch_up = a.diff(name, before)
+    assert pycrdt.get_state(catch_up) == b"\x00"  # it names no client: none starts at 0
+    slow = replace(FAST, anti_entropy_s=1.0, dead_after_s=3.0)
+    ab, _, _ = counted_pair(a, b, "AB", slow)
+    ac, _, _ = counted_pair(a, c, "AC", slow)
+    bc, b_to_c, c_to_b = counted_pair(b, c, "BC", slow)
+    await wait_until(lambda: len(events_of(b)) == len(events_of(c)) == 1500)
+    await asyncio.sleep(slow.anti_entropy_s * 2)
+    assert b_to_c.update_bytes + c_to_b.update_bytes < len(catch_up) / 10
     for pair in (ab, ac, bc):
         await pair.close()
 
