@@ -6,9 +6,10 @@ map (`events` or `acks`) with a key and one binary value, with no item to its le
 (a key set for the first time) and no deletion. Such an update integrates whole wherever
 its clocks follow on, and changes no entry held. `new_entries` reads that shape and gives
 the entries; anything else (an item placed after another, i.e. a key written again; a key
-written twice in the update; other content; a deletion; a client whose clock does not follow on; a skip or GC struct; bytes
-cut or left over) gives None, and sync then checks the update on a shadow document
-(sync/_validate.py), which decides. Compiled with the fold (crdt_model/_compiled.py).
+written twice in the update; other content; a deletion; a client whose clock does not
+follow on; a skip or GC struct; bytes cut or left over) gives None, and sync then checks
+the update on a shadow document (sync/_validate.py), which decides. Compiled with the fold
+(crdt_model/_compiled.py).
 """
 
 from __future__ import annotations
