@@ -566,11 +566,7 @@ class Node:
         if not added:
             return
         self._hear([key for key, _value in added])
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:  # no loop to fold them later: now
-            self._fold_events(day, added, heard=True)
-            return
+        loop = asyncio.get_running_loop()
         self._held_last = loop.time()
         if not self._held:
             self._held_since = self._held_last
@@ -600,30 +596,28 @@ class Node:
         and again), letting the node answer between days."""
         try:
             while self._held:
-                day = self._held[0][0]
-                added = [entry for of, entries in self._held if of == day for entry in entries]
-                self._held = [(of, entries) for of, entries in self._held if of != day]
-                self._held_count -= len(added)
-                self._fold_piece(day, added)
+                self._fold_piece(*self._take_held_day())
                 await asyncio.sleep(0)
-            if self._index.count >= self._freeze_at:
-                self._freeze()
+            self._maybe_freeze()
         finally:
             self._folding = None
 
     def _fold_held(self) -> None:
         """Fold all that is held now, a day's events in one batch."""
-        held, self._held, self._held_count = self._held, [], 0
         if self._fold_timer is not None:
             self._fold_timer.cancel()
             self._fold_timer = None
-        days: dict[str, list[tuple[str, bytes | bytearray]]] = {}
-        for day, added in held:
-            days.setdefault(day, []).extend(added)
-        for day, added in days.items():
-            self._fold_piece(day, added)
-        if self._index.count >= self._freeze_at:
-            self._freeze()
+        while self._held:
+            self._fold_piece(*self._take_held_day())
+        self._maybe_freeze()
+
+    def _take_held_day(self) -> tuple[str, list[tuple[str, bytes | bytearray]]]:
+        """The events held of the first day held, taken out of what is held."""
+        day = self._held[0][0]
+        added = [entry for of, entries in self._held if of == day for entry in entries]
+        self._held = [(of, entries) for of, entries in self._held if of != day]
+        self._held_count -= len(added)
+        return day, added
 
     def _fold_piece(self, day: str, added: list[tuple[str, bytes | bytearray]]) -> None:
         try:
@@ -794,9 +788,12 @@ class Node:
         gc.freeze()
         self._freeze_at = max(FREEZE_MIN_EVENTS, self._index.count + self._index.count // 4)
 
-    def _after_commit(self, name: str, update: bytes, origin: str | None) -> None:
+    def _maybe_freeze(self) -> None:
         if self._index.count >= self._freeze_at:
             self._freeze()
+
+    def _after_commit(self, name: str, update: bytes, origin: str | None) -> None:
+        self._maybe_freeze()
         if name.startswith(cm.REF_PREFIX) or name == cm.CLUSTER_DOC:
             self._refresh_views()
         self._log_counts[name] = self._log_counts.get(name, 0) + 1
